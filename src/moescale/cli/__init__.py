@@ -1,0 +1,83 @@
+"""The ``moescale`` command line: a thin shell over the library.
+
+Sub-commands are imported only when invoked (a lazy click group), so ``moescale count``
+never imports torch, scipy.optimize or matplotlib.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from moescale import __version__
+from moescale.errors import MoescaleError
+
+# name -> "module:attribute"; each module holds one command (or a small group of commands).
+COMMANDS: dict[str, str] = {
+    "count": "moescale.cli.count:count",
+    "laws": "moescale.cli.laws:laws",
+    "fit": "moescale.cli.fit:fit",
+    "predict": "moescale.cli.predict:predict",
+    "plan": "moescale.cli.plan:plan",
+    "train": "moescale.cli.train:train",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a sub-command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if self._load(name) is not None]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return self._load(cmd_name)
+
+    @staticmethod
+    def _load(name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:  # command not built yet
+                return None
+            raise
+        return getattr(module, attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="moescale")
+def cli() -> None:
+    """moescale: plan Mixture-of-Experts language models before spending the compute.
+
+    \b
+    Examples:
+      moescale count --hf-config config.json
+      moescale laws
+      moescale fit runs.csv --law chinchilla --bootstrap 200
+      moescale plan --compute 1e21
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: user errors become one line and exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="moescale", standalone_mode=False)
+    except MoescaleError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except OSError as exc:  # missing or unreadable file given by the user
+        click.echo(f"Error: {exc.strerror or exc}: {exc.filename}" if exc.filename else f"Error: {exc}", err=True)
+        sys.exit(2)
