@@ -1,0 +1,315 @@
+"""An immutable, validated description of a decoder-only Mixture-of-Experts transformer.
+
+It covers every dimension of the holistic paper (Wan et al. 2026, papers.md §1) — layers
+``L = L_d + L_m``, hidden size ``d``, query/KV heads ``N_q, N_kv``, head dim ``d_qkv``, dense FFN
+width ``d_d``, expert width ``d_m``, routed experts ``N_e``, top-k ``K``, shared experts,
+FFN type, sequence length ``S`` — plus vocabulary, tying, biases, norms, general dense/MoE
+layer patterns, sliding-window layers and DeepSeek's multi-head latent attention (MLA).
+
+An ``Architecture`` knows nothing about scaling laws; :mod:`moescale.counting` counts it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moescale.errors import MoescaleError
+
+FFN_TYPES = {"swiglu": 3, "geglu": 3, "gelu": 2, "relu": 2}  # matrices per FFN
+NORM_TYPES = {"rmsnorm": 1, "layernorm": 2}  # parameter vectors per norm (gain, bias)
+QK_NORMS = ("none", "head", "full")
+
+
+@dataclass(frozen=True)
+class MLA:
+    """Multi-head latent attention of DeepSeek-V2/V3 (low-rank q and kv projections).
+
+    ``q_lora_rank=None`` means a plain ``d → H·(nope+rope)`` query projection (V2-Lite).
+    The KV cache stores the latent: ``kv_lora_rank + qk_rope_head_dim`` values per token per layer.
+    """
+
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    q_lora_rank: int | None = None
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A decoder-only (MoE) transformer. Sizes are counts of scalars; no units beyond that.
+
+    Layer pattern: layer ``i`` (0-based) is an MoE layer when ``n_experts > 0``,
+    ``i >= first_dense_layers`` and ``(i + 1 - first_dense_layers) % moe_layer_step == 0``,
+    unless ``moe_layers`` lists the MoE layer indices explicitly. All other layers use a
+    dense FFN of width ``dense_ffn``.
+    """
+
+    hidden_size: int  # d
+    n_layers: int  # L = L_d + L_m
+    n_heads: int  # N_q
+    vocab_size: int = 32000
+    n_kv_heads: int | None = None  # N_kv; None → n_heads (multi-head attention)
+    head_dim: int | None = None  # d_qkv; None → hidden_size / n_heads
+    dense_ffn: int = 0  # d_d, width of dense-layer FFNs (0 only if every layer is MoE)
+    n_experts: int = 0  # N_e routed experts per MoE layer; 0 → dense model
+    top_k: int = 0  # K routed experts per token
+    expert_ffn: int = 0  # d_m, width of one routed expert
+    n_shared_experts: int = 0
+    shared_expert_ffn: int | None = None  # width of one shared expert; None → expert_ffn
+    first_dense_layers: int = 0  # L_d leading dense layers (DeepSeek first_k_dense_replace)
+    moe_layer_step: int = 1  # after the leading dense layers, every k-th layer is MoE
+    moe_layers: tuple[int, ...] | None = None  # explicit MoE layer indices (overrides the above)
+    ffn_type: str = "swiglu"
+    seq_len: int = 4096  # S, training context length
+    tie_embeddings: bool = False
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False  # biases in dense FFNs and experts
+    router_bias: bool = False
+    shared_expert_gate: bool = False  # Qwen2-MoE's sigmoid gate on the shared expert (d → 1)
+    qk_norm: str = "none"  # "head": RMSNorm(head_dim) (Qwen3); "full": RMSNorm over all heads (OLMoE)
+    norm_type: str = "rmsnorm"
+    attention_sinks: bool = False  # gpt-oss: one learned logit per head per layer
+    sliding_window: int | None = None
+    sliding_layers: tuple[int, ...] = ()  # layers with sliding-window attention
+    mla: MLA | None = None
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.moe_layers is not None and not isinstance(self.moe_layers, tuple):
+            object.__setattr__(self, "moe_layers", tuple(self.moe_layers))
+        if not isinstance(self.sliding_layers, tuple):
+            object.__setattr__(self, "sliding_layers", tuple(self.sliding_layers))
+        if isinstance(self.mla, dict):
+            object.__setattr__(self, "mla", MLA(**self.mla))
+        _validate(self)
+
+    # ----- resolved dimensions -------------------------------------------------------------
+    @property
+    def kv_heads(self) -> int:
+        return self.n_heads if self.n_kv_heads is None else self.n_kv_heads
+
+    @property
+    def d_head(self) -> int:
+        return self.head_dim if self.head_dim is not None else self.hidden_size // self.n_heads
+
+    @property
+    def shared_ffn(self) -> int:
+        return self.expert_ffn if self.shared_expert_ffn is None else self.shared_expert_ffn
+
+    @property
+    def ffn_matrices(self) -> int:
+        """Weight matrices per FFN: 3 for gated (SwiGLU), 2 for plain (GELU)."""
+        return FFN_TYPES[self.ffn_type]
+
+    @property
+    def is_moe(self) -> bool:
+        return self.n_moe_layers > 0
+
+    @property
+    def layer_is_moe(self) -> tuple[bool, ...]:
+        """One flag per layer: True where the FFN is a mixture of experts."""
+        if self.n_experts == 0:
+            return (False,) * self.n_layers
+        if self.moe_layers is not None:
+            chosen = set(self.moe_layers)
+            return tuple(i in chosen for i in range(self.n_layers))
+        first, step = self.first_dense_layers, self.moe_layer_step
+        return tuple(i >= first and (i + 1 - first) % step == 0 for i in range(self.n_layers))
+
+    @property
+    def n_moe_layers(self) -> int:
+        """L_m."""
+        return sum(self.layer_is_moe)
+
+    @property
+    def n_dense_layers(self) -> int:
+        """L_d (all non-MoE layers, leading or interleaved)."""
+        return self.n_layers - self.n_moe_layers
+
+    @property
+    def activated_experts(self) -> int:
+        """G of the comprehensive law (Zhao et al. 2025): shared + routed experts per token."""
+        return self.top_k + self.n_shared_experts
+
+    @property
+    def shared_ratio(self) -> float:
+        """S of the comprehensive law: shared experts as a fraction of activated experts."""
+        g = self.activated_experts
+        return self.n_shared_experts / g if g else 0.0
+
+    @property
+    def granularity(self) -> float:
+        """Krajewski et al. 2024 granularity ``G = d_ff / d_expert``.
+
+        ``d_ff`` is the dense FFN width of the model (``dense_ffn``) or, for all-MoE models,
+        the conventional dense width (4·d for plain FFNs, 8·d/3 for gated ones).
+        """
+        if not self.expert_ffn:
+            return 1.0
+        d_ff = self.dense_ffn or (4 * self.hidden_size * 2 / self.ffn_matrices)
+        return d_ff / self.expert_ffn
+
+    # ----- conversion ----------------------------------------------------------------------
+    def replace(self, **changes: Any) -> Architecture:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict; ``Architecture.from_dict`` reads it back."""
+        out = dataclasses.asdict(self)
+        for key in ("moe_layers", "sliding_layers"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Architecture:
+        """Build from a dict of field names; unknown keys are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise MoescaleError(
+                f"unknown architecture field(s) {', '.join(unknown)}; valid fields: {', '.join(sorted(names))}"
+            )
+        missing = [n for n in ("hidden_size", "n_layers", "n_heads") if n not in data]
+        if missing:
+            raise MoescaleError(f"architecture is missing required field(s): {', '.join(missing)}")
+        try:
+            return cls(**data)
+        except TypeError as exc:  # e.g. a list where a number belongs
+            raise MoescaleError(f"invalid architecture: {exc}") from None
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> Architecture:
+        """Read an architecture JSON file (the output of ``to_dict``, or a plan's ``architecture``)."""
+        data = _read_json(path)
+        if "architecture" in data and isinstance(data["architecture"], dict):
+            data = data["architecture"]
+        return cls.from_dict(data)
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def from_hf_config(cls, config: str | Path | dict[str, Any]) -> Architecture:
+        """Read a Hugging Face ``config.json`` (path or dict); see :mod:`moescale.hf`."""
+        from moescale.hf import from_hf_config
+
+        return from_hf_config(config)
+
+    def to_hf_config(self, family: str) -> dict[str, Any]:
+        """A Hugging Face config dict for ``family`` (e.g. "mixtral", "qwen3_moe", "deepseek_v3")."""
+        from moescale.hf import to_hf_config
+
+        return to_hf_config(self, family)
+
+
+def _read_json(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise MoescaleError(f"file not found: {p}")
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise MoescaleError(f"{p} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise MoescaleError(f"{p} must hold a JSON object")
+    return data
+
+
+def _validate(a: Architecture) -> None:
+    """Reject impossible combinations with a message that says what to change."""
+    positive = {"hidden_size": a.hidden_size, "n_layers": a.n_layers, "n_heads": a.n_heads,
+                "vocab_size": a.vocab_size, "seq_len": a.seq_len, "moe_layer_step": a.moe_layer_step}
+    for name, value in positive.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise MoescaleError(f"{name} must be a positive integer, got {value!r}")
+    non_negative = {"dense_ffn": a.dense_ffn, "n_experts": a.n_experts, "top_k": a.top_k,
+                    "expert_ffn": a.expert_ffn, "n_shared_experts": a.n_shared_experts,
+                    "first_dense_layers": a.first_dense_layers}
+    for name, value in non_negative.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise MoescaleError(f"{name} must be a non-negative integer, got {value!r}")
+    for name in ("n_kv_heads", "head_dim", "shared_expert_ffn", "sliding_window"):
+        value = getattr(a, name)
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise MoescaleError(f"{name} must be a positive integer or omitted, got {value!r}")
+    if a.ffn_type not in FFN_TYPES:
+        raise MoescaleError(f"ffn_type must be one of {', '.join(FFN_TYPES)}, got {a.ffn_type!r}")
+    if a.norm_type not in NORM_TYPES:
+        raise MoescaleError(f"norm_type must be one of {', '.join(NORM_TYPES)}, got {a.norm_type!r}")
+    if a.qk_norm not in QK_NORMS:
+        raise MoescaleError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {a.qk_norm!r}")
+    _validate_attention(a)
+    _validate_moe(a)
+
+
+def _validate_attention(a: Architecture) -> None:
+    if a.head_dim is None and a.mla is None and a.hidden_size % a.n_heads:
+        raise MoescaleError(
+            f"n_heads={a.n_heads} does not divide hidden_size={a.hidden_size}; "
+            "choose a divisor or set head_dim explicitly"
+        )
+    if a.kv_heads > a.n_heads or a.n_heads % a.kv_heads:
+        raise MoescaleError(
+            f"n_kv_heads={a.kv_heads} must divide n_heads={a.n_heads} (grouped-query attention)"
+        )
+    if a.mla is not None:
+        for f in dataclasses.fields(a.mla):
+            v = getattr(a.mla, f.name)
+            if v is not None and (not isinstance(v, int) or v <= 0):
+                raise MoescaleError(f"mla.{f.name} must be a positive integer, got {v!r}")
+    bad = [i for i in a.sliding_layers if not 0 <= i < a.n_layers]
+    if bad:
+        raise MoescaleError(f"sliding_layers {bad} are outside 0..{a.n_layers - 1}")
+    if a.sliding_layers and a.sliding_window is None:
+        raise MoescaleError("sliding_layers are given but sliding_window is not; set sliding_window")
+
+
+def _validate_moe(a: Architecture) -> None:
+    if a.first_dense_layers > a.n_layers:
+        raise MoescaleError(
+            f"first_dense_layers={a.first_dense_layers} exceeds n_layers={a.n_layers}; "
+            "lower first_dense_layers or add layers"
+        )
+    if a.moe_layers is not None:
+        bad = [i for i in a.moe_layers if not isinstance(i, int) or not 0 <= i < a.n_layers]
+        if bad:
+            raise MoescaleError(f"moe_layers {bad} are outside 0..{a.n_layers - 1}")
+        if len(set(a.moe_layers)) != len(a.moe_layers):
+            raise MoescaleError("moe_layers lists a layer twice")
+    if a.n_experts == 0:
+        if a.top_k or a.n_shared_experts:
+            raise MoescaleError(
+                "top_k and n_shared_experts need routed experts; set n_experts > 0 or set them to 0"
+            )
+        if a.dense_ffn == 0:
+            raise MoescaleError("a dense model needs dense_ffn > 0 (the FFN width)")
+        return
+    if a.top_k < 1 or a.top_k > a.n_experts:
+        raise MoescaleError(
+            f"top_k={a.top_k} must be between 1 and n_experts={a.n_experts}"
+        )
+    if a.expert_ffn == 0:
+        raise MoescaleError("an MoE model needs expert_ffn > 0 (the width of one routed expert)")
+    if a.n_moe_layers == 0:
+        raise MoescaleError(
+            "n_experts > 0 but the layer pattern has no MoE layer; "
+            "lower first_dense_layers or moe_layer_step, or list moe_layers"
+        )
+    if a.n_dense_layers > 0 and a.dense_ffn == 0:
+        raise MoescaleError(
+            f"{a.n_dense_layers} layer(s) are dense but dense_ffn is 0; set dense_ffn"
+        )
+    if a.shared_expert_gate and a.n_shared_experts == 0:
+        raise MoescaleError("shared_expert_gate needs n_shared_experts > 0")
