@@ -27,16 +27,19 @@ def _jsonable(obj: Any) -> Any:
 
 def echo_json(obj: Any) -> None:
     """Print ``obj`` as indented JSON on stdout."""
-    click.echo(json.dumps(_jsonable(obj), indent=2))
+    click.echo(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False))
 
 
 def fmt_num(x: float | int | None, digits: int = 4) -> str:
-    """Human-readable number: thousands separators for integers, engineering notation otherwise."""
+    """Human-readable number: 46.7B, 131.1M, 12,345, 0.0123 (``digits`` significant digits)."""
     if x is None:
         return "-"
-    if isinstance(x, int) or (isinstance(x, float) and x.is_integer() and abs(x) < 1e15):
+    for scale, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(x) >= scale:
+            return f"{x / scale:.{digits}g}{suffix}"
+    if isinstance(x, int) or float(x).is_integer():
         return f"{int(x):,}"
-    if abs(x) >= 1e5 or (x != 0 and abs(x) < 1e-3):
+    if x != 0 and abs(x) < 1e-3:
         return f"{x:.{digits - 1}e}"
     return f"{x:.{digits}g}"
 

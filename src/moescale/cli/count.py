@@ -1,0 +1,137 @@
+"""``moescale count``: parameters, FLOPs and memory of an architecture, per component."""
+
+from __future__ import annotations
+
+import click
+
+from moescale.cli._output import echo_json, fmt_num, print_table
+from moescale.errors import MoescaleError
+
+# flag name -> Architecture field
+_FLAGS = {
+    "hidden_size": "hidden_size", "layers": "n_layers", "heads": "n_heads",
+    "kv_heads": "n_kv_heads", "head_dim": "head_dim", "dense_ffn": "dense_ffn",
+    "experts": "n_experts", "top_k": "top_k", "expert_ffn": "expert_ffn",
+    "shared_experts": "n_shared_experts", "shared_ffn": "shared_expert_ffn",
+    "dense_layers": "first_dense_layers", "moe_step": "moe_layer_step",
+    "ffn_type": "ffn_type", "seq_len": "seq_len", "vocab": "vocab_size",
+}
+
+
+def load_architecture(hf_config: str | None, arch: str | None, preset: str | None,
+                      flags: dict[str, object]) -> object:
+    """The architecture a command was given: exactly one of a HF config, a JSON file, a preset
+    or size flags (flags given together with a file override its fields)."""
+    from moescale.architecture import Architecture
+
+    sources = [s for s in (hf_config, arch, preset) if s]
+    if len(sources) > 1:
+        raise MoescaleError("give only one of --hf-config, --arch and --preset")
+    given = {_FLAGS[k]: v for k, v in flags.items() if v is not None}
+    if hf_config:
+        base = Architecture.from_hf_config(hf_config)
+    elif arch:
+        base = Architecture.from_json(arch)
+    elif preset:
+        from moescale.presets import get_preset
+
+        base = get_preset(preset)
+    else:
+        if not given:
+            raise MoescaleError(
+                "no architecture given; use --hf-config FILE, --arch FILE.json, --preset NAME "
+                "or size flags (--hidden-size, --layers, --heads, ...)"
+            )
+        return Architecture.from_dict(given)
+    return base.replace(**given) if given else base
+
+
+def architecture_options(func):
+    """Decorator adding the shared ways of naming an architecture to a command."""
+    opts = [
+        click.option("--hf-config", type=click.Path(dir_okay=False), help="Hugging Face config.json."),
+        click.option("--arch", "arch_file", type=click.Path(dir_okay=False),
+                     help="Architecture JSON (from `count --json`, `plan --json` or Architecture.to_json)."),
+        click.option("--preset", help="Built-in architecture, e.g. mixtral-8x7b, deepseek-v3, example."),
+        click.option("--hidden-size", type=int, help="d, the model width."),
+        click.option("--layers", type=int, help="L, number of layers."),
+        click.option("--heads", type=int, help="N_q, query heads."),
+        click.option("--kv-heads", type=int, help="N_kv, key/value heads (GQA)."),
+        click.option("--head-dim", type=int, help="d_qkv (default hidden/heads)."),
+        click.option("--dense-ffn", type=int, help="d_d, dense FFN width."),
+        click.option("--experts", type=int, help="N_e, routed experts per MoE layer (0 = dense)."),
+        click.option("--top-k", type=int, help="K, routed experts per token."),
+        click.option("--expert-ffn", type=int, help="d_m, width of one expert."),
+        click.option("--shared-experts", type=int, help="Shared experts per MoE layer."),
+        click.option("--shared-ffn", type=int, help="Width of one shared expert (default d_m)."),
+        click.option("--dense-layers", type=int, help="L_d, leading dense layers."),
+        click.option("--moe-step", type=int, help="Every k-th layer after the dense ones is MoE."),
+        click.option("--ffn-type", type=click.Choice(["swiglu", "geglu", "gelu", "relu"])),
+        click.option("--seq-len", type=int, help="S, training sequence length."),
+        click.option("--vocab", type=int, help="Vocabulary size."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+@click.command()
+@architecture_options
+@click.option("--convention", default="exact", show_default=True,
+              help="Counting convention: exact, megatron, holistic, chinchilla, kaplan.")
+@click.option("--context", type=int, help="Training context for attention FLOPs [default: seq_len].")
+@click.option("--kv-tokens", type=int, help="Cached tokens for KV-cache size and decode FLOPs [default: seq_len].")
+@click.option("--dtype", default="bf16", show_default=True, help="Weights / KV-cache dtype.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def count(hf_config, arch_file, preset, convention, context, kv_tokens, dtype, as_json, **flags):
+    """Count parameters, FLOPs per token and memory of an (MoE) transformer.
+
+    \b
+    Examples:
+      moescale count --hf-config config.json
+      moescale count --preset mixtral-8x7b --convention megatron --json
+      moescale count --hidden-size 1024 --layers 12 --heads 16 --experts 64 \\
+                     --top-k 8 --expert-ffn 512 --dense-ffn 3072 --dense-layers 1
+    """
+    from moescale.counting import count as count_arch
+    from moescale.units import dtype_bytes
+
+    for name, value in (("--context", context), ("--kv-tokens", kv_tokens)):
+        if value is not None and value <= 0:
+            raise MoescaleError(f"{name} must be positive, got {value}")
+    dtype_bytes(dtype)
+    a = load_architecture(hf_config, arch_file, preset, flags)
+    c = count_arch(a, convention, context=context, inference_context=kv_tokens)
+    if as_json:
+        echo_json(c.to_dict(dtype))
+        return
+    _print_counts(c, dtype)
+
+
+def _print_counts(c, dtype: str) -> None:
+    a = c.architecture
+    title = f"{a.name or 'architecture'} — convention '{c.convention.name}', context {c.context}"
+    rows = [(x.name, x.params, x.active_params, x.training_flops, x.inference_flops)
+            for x in c.components]
+    rows.append(("total", c.total_params, c.active_params, c.training_flops_per_token,
+                 c.inference_flops_per_token))
+    print_table(title, ["component", "params", "active", "train FLOPs/token",
+                        f"decode FLOPs/token @{c.inference_context}"], rows)
+    r = c.ratios
+    summary = [
+        ("params (convention)", c.params), ("active params (convention)", c.params_active),
+        ("non-embedding params / active", f"{fmt_num(c.total_params_non_embedding)} / "
+                                          f"{fmt_num(c.active_params_non_embedding)}"),
+        (f"weights ({dtype})", _gb(c.weights_bytes(dtype))),
+        ("training state (AdamW, 16 B/param)", _gb(c.training_state_bytes())),
+        (f"KV cache, {c.inference_context} tokens ({dtype})",
+         _gb(c.kv_cache_bytes(c.inference_context, dtype))),
+        ("M/N_a, N/N_a (holistic)", f"{r['M_over_Na']:.3f}, {r['N_over_Na']:.3f}"),
+        ("activation ratio N_a/N", f"{r['activation_ratio']:.4f}"),
+        ("granularity, G, S", f"{r['granularity']:.3g}, {r['G']}, {r['S']:.3g}"),
+    ]
+    print_table("summary", ["quantity", "value"], summary)
+
+
+def _gb(x: float) -> str:
+    return f"{x / 1e9:,.3f} GB"

@@ -1,0 +1,22 @@
+"""Every CLI command has --help with an example (users first)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from moescale.cli import COMMANDS, cli
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_command_exists_and_has_help_with_example(name):
+    result = CliRunner().invoke(cli, [name, "--help"])
+    assert result.exit_code == 0, f"`moescale {name}` is missing or broken: {result.output}"
+    assert "Example" in result.output
+    assert "moescale " + name in result.output
+
+
+def test_top_level_help_lists_commands():
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    assert "count" in result.output
