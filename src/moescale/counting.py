@@ -146,8 +146,8 @@ def _attention_params(a: Architecture) -> tuple[int, int]:
     q = d * m.q_lora_rank + m.q_lora_rank * H * m.qk_head_dim if m.q_lora_rank else d * H * m.qk_head_dim
     weights = q + d * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank * H * (
         m.qk_nope_head_dim + m.v_head_dim) + H * m.v_head_dim * d
-    if a.qkv_bias:
-        extra += (m.q_lora_rank or H * m.qk_head_dim) + m.kv_lora_rank + m.qk_rope_head_dim
+    if a.qkv_bias:  # DeepSeek: biases on q_a_proj and kv_a_proj only (never on q_proj/kv_b_proj)
+        extra += (m.q_lora_rank or 0) + m.kv_lora_rank + m.qk_rope_head_dim
     extra += d if a.out_bias else 0
     return weights, extra
 

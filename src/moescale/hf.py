@@ -1,0 +1,603 @@
+"""Hugging Face ``config.json`` ⇄ :class:`~moescale.architecture.Architecture`, and Megatron-LM flags.
+
+Supported families (``model_type``): ``mixtral``, ``qwen2_moe`` (Qwen1.5-MoE), ``qwen3_moe``,
+``olmoe``, ``deepseek_v2``, ``deepseek_v3``, ``gpt_oss`` and the dense ``llama``, ``mistral``,
+``qwen2``, ``qwen3``. A key missing from the config takes the default of that family's
+``transformers`` config class (transformers 5.x), so ``count(from_hf_config(cfg)).total_params``
+equals ``sum(p.numel())`` of ``AutoModelForCausalLM.from_config(cfg)`` (tested per family).
+
+Choices made here (documented because they are choices):
+
+- ``seq_len`` is ``max_position_embeddings`` (the longest context the config allows; set
+  ``arch.replace(seq_len=...)`` for the training context you mean).
+- DeepSeek layer pattern follows DeepSeek's own modelling code: layer ``i`` is MoE when
+  ``i >= first_k_dense_replace and i % moe_layer_freq == 0``. (transformers' native DeepSeek
+  ignores ``moe_layer_freq``; every released config has ``moe_layer_freq = 1``.)
+- DeepSeek's ``n_shared_experts`` shared experts of width ``moe_intermediate_size`` are stored
+  by transformers as one fused MLP of width ``moe_intermediate_size · n_shared_experts``: same
+  parameters and FLOPs. DeepSeek-V3's ``e_score_correction_bias`` is a buffer, not a parameter,
+  and its multi-token-prediction module is not built by transformers: neither is counted.
+- Redundant values are normalised so that equal models compare equal: ``head_dim`` equal to
+  ``hidden_size / num_attention_heads`` becomes ``None``, as do ``num_key_value_heads`` equal to
+  the head count and a shared-expert width equal to the routed-expert width; the layer pattern
+  is written in its simplest form (leading dense layers + step, else an explicit list).
+
+This module never imports ``torch`` or ``transformers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from moescale.architecture import MLA, Architecture, _read_json
+from moescale.errors import MoescaleError
+
+MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3",
+                "gpt_oss")
+DENSE_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
+FAMILIES = MOE_FAMILIES + DENSE_FAMILIES
+REQUIRED_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads")
+
+# transformers 5.x defaults of the keys we read, per family (configuration_<family>.py).
+# "H" stands for "same as num_attention_heads".
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "mixtral": dict(vocab_size=32000, intermediate_size=14336, num_key_value_heads=8,
+                    max_position_embeddings=131072, num_local_experts=8, num_experts_per_tok=2,
+                    sliding_window=None),
+    "qwen2_moe": dict(vocab_size=151936, intermediate_size=5632, moe_intermediate_size=1408,
+                      shared_expert_intermediate_size=5632, num_key_value_heads=16,
+                      max_position_embeddings=32768, num_experts=60, num_experts_per_tok=4,
+                      decoder_sparse_step=1, qkv_bias=True, use_sliding_window=False,
+                      sliding_window=4096, max_window_layers=28),
+    "qwen3_moe": dict(vocab_size=151936, intermediate_size=6144, moe_intermediate_size=768,
+                      num_key_value_heads=4, max_position_embeddings=32768, num_experts=128,
+                      num_experts_per_tok=8, decoder_sparse_step=1, attention_bias=False,
+                      use_sliding_window=False, sliding_window=4096),
+    "olmoe": dict(vocab_size=50304, intermediate_size=2048, num_key_value_heads="H",
+                  max_position_embeddings=4096, num_experts=64, num_experts_per_tok=8,
+                  attention_bias=False),
+    "deepseek_v2": dict(vocab_size=102400, intermediate_size=11008, moe_intermediate_size=1407,
+                        max_position_embeddings=2048, n_routed_experts=64,
+                        num_experts_per_tok=None, n_shared_experts=2, first_k_dense_replace=0,
+                        moe_layer_freq=1, kv_lora_rank=512, q_lora_rank=1536,
+                        qk_rope_head_dim=64, v_head_dim=128, qk_nope_head_dim=128,
+                        attention_bias=False, mlp_bias=False),
+    "deepseek_v3": dict(vocab_size=129280, intermediate_size=18432, moe_intermediate_size=2048,
+                        max_position_embeddings=4096, n_routed_experts=256,
+                        num_experts_per_tok=8, n_shared_experts=1, first_k_dense_replace=3,
+                        moe_layer_freq=1, kv_lora_rank=512, q_lora_rank=1536,
+                        qk_rope_head_dim=64, v_head_dim=128, qk_nope_head_dim=128,
+                        attention_bias=False),
+    "gpt_oss": dict(vocab_size=201088, intermediate_size=2880, head_dim=64,
+                    num_key_value_heads=8, max_position_embeddings=131072,
+                    num_local_experts=128, num_experts_per_tok=4, sliding_window=128,
+                    attention_bias=True),
+    "llama": dict(vocab_size=32000, intermediate_size=11008, num_key_value_heads="H",
+                  max_position_embeddings=2048, attention_bias=False, mlp_bias=False),
+    "mistral": dict(vocab_size=32000, intermediate_size=14336, num_key_value_heads=8,
+                    max_position_embeddings=131072, sliding_window=4096),
+    "qwen2": dict(vocab_size=151936, intermediate_size=22016, num_key_value_heads=32,
+                  max_position_embeddings=32768, use_sliding_window=False, sliding_window=4096,
+                  max_window_layers=28),
+    "qwen3": dict(vocab_size=151936, intermediate_size=22016, num_key_value_heads=32,
+                  head_dim=128, max_position_embeddings=32768, attention_bias=False,
+                  use_sliding_window=False, sliding_window=4096, max_window_layers=28),
+}
+HF_ARCHITECTURES = {
+    "mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
+    "qwen3_moe": "Qwen3MoeForCausalLM", "olmoe": "OlmoeForCausalLM",
+    "deepseek_v2": "DeepseekV2ForCausalLM", "deepseek_v3": "DeepseekV3ForCausalLM",
+    "gpt_oss": "GptOssForCausalLM", "llama": "LlamaForCausalLM",
+    "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+}
+# Alternative spellings transformers accepts through ``attribute_map``.
+_ALIASES = {"num_local_experts": "num_experts", "num_experts": "num_local_experts"}
+
+
+# ----- reading --------------------------------------------------------------------------------
+class _Cfg:
+    """A config dict with the family's defaults and typed getters that raise MoescaleError."""
+
+    def __init__(self, data: dict[str, Any], family: str) -> None:
+        self.data, self.family = data, family
+
+    def get(self, key: str) -> Any:
+        if key in self.data:
+            return self.data[key]
+        alias = _ALIASES.get(key)
+        if alias is not None and alias in self.data:
+            return self.data[alias]
+        default = DEFAULTS[self.family].get(key)
+        return self.data["num_attention_heads"] if default == "H" else default
+
+    def int(self, key: str, allow_none: bool = False) -> int | None:
+        value = self.get(key)
+        if value is None and allow_none:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise MoescaleError(
+                f"{self.family} config key {key!r} must be an integer, got {value!r}")
+        return value
+
+    def bool(self, key: str, default: bool = False) -> bool:
+        value = self.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise MoescaleError(f"{self.family} config key {key!r} must be true or false, "
+                                f"got {value!r}")
+        return value
+
+    def int_list(self, key: str) -> list[int]:
+        value = self.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(i, int) for i in value):
+            raise MoescaleError(f"{self.family} config key {key!r} must be a list of layer "
+                                f"indices, got {value!r}")
+        return value
+
+
+def from_hf_config(config: str | Path | dict[str, Any]) -> Architecture:
+    """Read a Hugging Face ``config.json`` (a path or the parsed dict) as an Architecture.
+
+    >>> a = from_hf_config({"model_type": "mixtral", "hidden_size": 4096,
+    ...                     "num_hidden_layers": 32, "num_attention_heads": 32})
+    >>> a.n_experts, a.top_k, a.expert_ffn, a.n_kv_heads
+    (8, 2, 14336, 8)
+    """
+    data = _read_json(config) if isinstance(config, (str, Path)) else config
+    if not isinstance(data, dict):
+        raise MoescaleError(f"a Hugging Face config must be a JSON object, got "
+                            f"{type(data).__name__}")
+    family = data.get("model_type")
+    if family not in FAMILIES:
+        raise MoescaleError(
+            f"unsupported model_type {family!r}; supported: {', '.join(FAMILIES)}")
+    missing = [k for k in REQUIRED_KEYS if k not in data]
+    if missing:
+        raise MoescaleError(f"{family} config is missing required key(s): {', '.join(missing)}")
+    cfg = _Cfg(data, family)
+    fields = _common(cfg)
+    fields.update(_READERS[family](cfg))
+    fields["name"] = str(data.get("_name_or_path") or data.get("name_or_path") or family)
+    _normalise(fields)
+    return Architecture(**fields)
+
+
+def _common(cfg: _Cfg) -> dict[str, Any]:
+    heads = cfg.int("num_attention_heads")
+    kv = cfg.int("num_key_value_heads", allow_none=True)
+    return dict(
+        hidden_size=cfg.int("hidden_size"), n_layers=cfg.int("num_hidden_layers"),
+        n_heads=heads, n_kv_heads=heads if kv is None else kv,
+        head_dim=cfg.int("head_dim", allow_none=True), vocab_size=cfg.int("vocab_size"),
+        seq_len=cfg.int("max_position_embeddings"),
+        tie_embeddings=cfg.bool("tie_word_embeddings"),
+    )
+
+
+def _attention_bias(cfg: _Cfg) -> dict[str, Any]:
+    bias = cfg.bool("attention_bias")
+    return dict(qkv_bias=bias, out_bias=bias)
+
+
+def _pattern(flags: list[bool]) -> dict[str, Any]:
+    """The simplest Architecture layer pattern giving these MoE flags."""
+    n = len(flags)
+    if not any(flags):
+        return dict(first_dense_layers=0, moe_layer_step=1, moe_layers=None)
+    first = next(i for i, f in enumerate(flags) if f)
+    for step in range(1, n - first + 1):
+        if all(f == (i >= first and (i + 1 - first) % step == 0) for i, f in enumerate(flags)):
+            return dict(first_dense_layers=first, moe_layer_step=step, moe_layers=None)
+    return dict(first_dense_layers=0, moe_layer_step=1,
+                moe_layers=tuple(i for i, f in enumerate(flags) if f))
+
+
+def _sliding(layer_types: list[str], window: int | None) -> dict[str, Any]:
+    layers = tuple(i for i, t in enumerate(layer_types) if t == "sliding_attention")
+    if not layers or not window:
+        return dict(sliding_window=None, sliding_layers=())
+    return dict(sliding_window=window, sliding_layers=layers)
+
+
+def _layer_types(cfg: _Cfg, rule: Callable[[int], bool]) -> list[str]:
+    given = cfg.data.get("layer_types")
+    if given is not None:
+        if not isinstance(given, list) or len(given) != cfg.data["num_hidden_layers"]:
+            raise MoescaleError(f"{cfg.family} config key 'layer_types' must list one type "
+                                "per layer")
+        return given
+    return ["sliding_attention" if rule(i) else "full_attention"
+            for i in range(cfg.data["num_hidden_layers"])]
+
+
+def _moe_basics(cfg: _Cfg, experts_key: str, width_key: str) -> dict[str, Any]:
+    return dict(n_experts=cfg.int(experts_key), top_k=cfg.int("num_experts_per_tok"),
+                expert_ffn=cfg.int(width_key))
+
+
+def _read_mixtral(cfg: _Cfg) -> dict[str, Any]:
+    window = cfg.int("sliding_window", allow_none=True)
+    return dict(**_moe_basics(cfg, "num_local_experts", "intermediate_size"),
+                **_sliding(_layer_types(cfg, lambda i: window is not None), window))
+
+
+def _qwen_moe_layers(cfg: _Cfg, n_experts: int) -> dict[str, Any]:
+    step, only = cfg.int("decoder_sparse_step"), set(cfg.int_list("mlp_only_layers"))
+    if step < 1:
+        raise MoescaleError(f"decoder_sparse_step must be a positive integer, got {step}")
+    flags = [i not in only and n_experts > 0 and (i + 1) % step == 0
+             for i in range(cfg.data["num_hidden_layers"])]
+    out = _pattern(flags)
+    if not any(flags):  # transformers builds a dense model
+        out.update(n_experts=0, top_k=0, expert_ffn=0, n_shared_experts=0,
+                   shared_expert_ffn=None, shared_expert_gate=False)
+    if not all(flags) or "intermediate_size" in cfg.data:
+        out["dense_ffn"] = cfg.int("intermediate_size")
+    return out
+
+
+def _read_qwen2_moe(cfg: _Cfg) -> dict[str, Any]:
+    moe = _moe_basics(cfg, "num_experts", "moe_intermediate_size")
+    shared = cfg.int("shared_expert_intermediate_size")
+    if shared == 0:
+        raise MoescaleError("qwen2_moe with shared_expert_intermediate_size=0 is not supported "
+                            "(transformers still builds the shared-expert gate)")
+    use = cfg.bool("use_sliding_window")
+    window = cfg.int("sliding_window", allow_none=True) if use else None
+    max_window = cfg.int("max_window_layers")
+    types = _layer_types(cfg, lambda i: use and (i + 1) % 2 == 1 and i < max_window)
+    extra: dict[str, Any] = {}
+    if moe["n_experts"] > 0:
+        extra = dict(n_shared_experts=1, shared_expert_ffn=shared, shared_expert_gate=True)
+    else:
+        moe.update(top_k=0, expert_ffn=0)
+    return (moe | extra | _qwen_moe_layers(cfg, moe["n_experts"])
+            | dict(qkv_bias=cfg.bool("qkv_bias", True)) | _sliding(types, window))
+
+
+def _read_qwen3_moe(cfg: _Cfg) -> dict[str, Any]:
+    moe = _moe_basics(cfg, "num_experts", "moe_intermediate_size")
+    if moe["n_experts"] == 0:
+        moe.update(top_k=0, expert_ffn=0)
+    use = cfg.bool("use_sliding_window")
+    window = cfg.int("sliding_window", allow_none=True) if use else None
+    return (moe | _qwen_moe_layers(cfg, moe["n_experts"]) | _attention_bias(cfg)
+            | dict(qk_norm="head") | _sliding(_layer_types(cfg, lambda i: use), window))
+
+
+def _read_olmoe(cfg: _Cfg) -> dict[str, Any]:
+    d, h = cfg.data["hidden_size"], cfg.data["num_attention_heads"]
+    head_dim = cfg.int("head_dim", allow_none=True)
+    if head_dim is not None and head_dim * h != d:
+        raise MoescaleError("olmoe needs head_dim = hidden_size / num_attention_heads "
+                            "(its q/k norms span hidden_size)")
+    return dict(**_moe_basics(cfg, "num_experts", "intermediate_size"), **_attention_bias(cfg),
+                qk_norm="full")
+
+
+def _read_deepseek(cfg: _Cfg) -> dict[str, Any]:
+    if cfg.bool("mlp_bias"):
+        raise MoescaleError("deepseek_v2 with mlp_bias=true is not supported (transformers puts "
+                            "biases on dense and shared MLPs but not on routed experts)")
+    n_exp = cfg.int("n_routed_experts", allow_none=True) or 0
+    top_k = cfg.int("num_experts_per_tok", allow_none=True)
+    if n_exp and top_k is None:
+        raise MoescaleError(f"{cfg.family} config needs num_experts_per_tok (routed experts per "
+                            "token)")
+    first, freq = cfg.int("first_k_dense_replace"), cfg.int("moe_layer_freq")
+    if freq < 1:
+        raise MoescaleError(f"moe_layer_freq must be a positive integer, got {freq}")
+    flags = [n_exp > 0 and i >= first and i % freq == 0
+             for i in range(cfg.data["num_hidden_layers"])]
+    mla = MLA(kv_lora_rank=cfg.int("kv_lora_rank"), qk_nope_head_dim=cfg.int("qk_nope_head_dim"),
+              qk_rope_head_dim=cfg.int("qk_rope_head_dim"), v_head_dim=cfg.int("v_head_dim"),
+              q_lora_rank=cfg.int("q_lora_rank", allow_none=True))
+    moe: dict[str, Any] = dict(n_experts=0)
+    if any(flags):
+        moe = dict(n_experts=n_exp, top_k=top_k, expert_ffn=cfg.int("moe_intermediate_size"),
+                   n_shared_experts=cfg.int("n_shared_experts", allow_none=True) or 0)
+    dense = cfg.int("intermediate_size") if not all(flags) or "intermediate_size" in cfg.data else 0
+    return dict(**moe, **_pattern(flags), dense_ffn=dense, mla=mla, head_dim=None,
+                n_kv_heads=None, **_attention_bias(cfg))
+
+
+def _read_gpt_oss(cfg: _Cfg) -> dict[str, Any]:
+    window = cfg.int("sliding_window", allow_none=True)
+    types = _layer_types(cfg, lambda i: (i + 1) % 2 == 1)
+    return dict(**_moe_basics(cfg, "num_local_experts", "intermediate_size"),
+                **_attention_bias(cfg), mlp_bias=True, router_bias=True, attention_sinks=True,
+                **_sliding(types, window))
+
+
+def _read_llama(cfg: _Cfg) -> dict[str, Any]:
+    return dict(dense_ffn=cfg.int("intermediate_size"), mlp_bias=cfg.bool("mlp_bias"),
+                **_attention_bias(cfg))
+
+
+def _read_mistral(cfg: _Cfg) -> dict[str, Any]:
+    window = cfg.int("sliding_window", allow_none=True)
+    return dict(dense_ffn=cfg.int("intermediate_size"),
+                **_sliding(_layer_types(cfg, lambda i: window is not None), window))
+
+
+def _read_qwen_dense(cfg: _Cfg) -> dict[str, Any]:
+    use = cfg.bool("use_sliding_window")
+    window = cfg.int("sliding_window", allow_none=True) if use else None
+    max_window = cfg.int("max_window_layers")
+    types = _layer_types(cfg, lambda i: window is not None and i >= max_window)
+    out = dict(dense_ffn=cfg.int("intermediate_size"), **_sliding(types, window))
+    if cfg.family == "qwen2":
+        out.update(qkv_bias=True)
+    else:
+        out.update(qk_norm="head", **_attention_bias(cfg))
+    return out
+
+
+_READERS: dict[str, Callable[[_Cfg], dict[str, Any]]] = {
+    "mixtral": _read_mixtral, "qwen2_moe": _read_qwen2_moe, "qwen3_moe": _read_qwen3_moe,
+    "olmoe": _read_olmoe, "deepseek_v2": _read_deepseek, "deepseek_v3": _read_deepseek,
+    "gpt_oss": _read_gpt_oss, "llama": _read_llama, "mistral": _read_mistral,
+    "qwen2": _read_qwen_dense, "qwen3": _read_qwen_dense,
+}
+
+
+def _normalise(f: dict[str, Any]) -> None:
+    d, h = f["hidden_size"], f["n_heads"]
+    if f.get("head_dim") is not None and f.get("mla") is None and f["head_dim"] * h == d:
+        f["head_dim"] = None
+    if f.get("n_kv_heads") == h:
+        f["n_kv_heads"] = None
+    if f.get("shared_expert_ffn") is not None and f["shared_expert_ffn"] == f.get("expert_ffn"):
+        f["shared_expert_ffn"] = None
+
+
+# ----- writing --------------------------------------------------------------------------------
+def _check(arch: Architecture, family: str, rules: dict[str, tuple[bool, str]]) -> None:
+    """Raise naming the first feature ``family`` cannot represent (rules: name → (ok, hint))."""
+    for feature, (ok, hint) in rules.items():
+        if not ok:
+            raise MoescaleError(
+                f"{family} cannot represent {feature}{': ' + hint if hint else ''}")
+
+
+def _base_rules(a: Architecture, family: str) -> dict[str, tuple[bool, str]]:
+    mla = family.startswith("deepseek")
+    return {
+        "a non-SwiGLU FFN": (a.ffn_type == "swiglu", f"ffn_type is {a.ffn_type!r}"),
+        "LayerNorm": (a.norm_type == "rmsnorm", "use norm_type='rmsnorm'"),
+        "multi-head latent attention": (mla or a.mla is None, "use deepseek_v3"),
+        "plain (non-MLA) attention": (not mla or a.mla is not None, "set mla"),
+        "attention sinks": (family == "gpt_oss" or not a.attention_sinks, "use gpt_oss"),
+        "a router bias": (family == "gpt_oss" or not a.router_bias, ""),
+        "a shared-expert gate": (family == "qwen2_moe" or not a.shared_expert_gate, ""),
+    }
+
+
+def _layer_types_out(a: Architecture) -> list[str]:
+    s = set(a.sliding_layers)
+    return ["sliding_attention" if i in s else "full_attention" for i in range(a.n_layers)]
+
+
+def to_hf_config(arch: Architecture, family: str) -> dict[str, Any]:
+    """A ``config.json`` dict of ``family`` describing ``arch`` exactly.
+
+    Supported families: mixtral, qwen2_moe, qwen3_moe, olmoe, deepseek_v2, deepseek_v3,
+    gpt_oss, llama. Raises :class:`MoescaleError` naming the feature the family cannot express
+    (e.g. shared experts in Mixtral). ``transformers.AutoConfig.for_model(**cfg)`` accepts the
+    result, and the model it builds has ``count(arch).total_params`` parameters.
+    """
+    if family not in _WRITERS:
+        raise MoescaleError(f"to_hf_config supports {', '.join(_WRITERS)}; got {family!r}")
+    a = arch
+    rules = _base_rules(a, family)
+    body = _WRITERS[family](a, rules)
+    _check(a, family, rules)
+    out: dict[str, Any] = {
+        "model_type": family, "architectures": [HF_ARCHITECTURES[family]],
+        "hidden_size": a.hidden_size, "num_hidden_layers": a.n_layers,
+        "num_attention_heads": a.n_heads, "vocab_size": a.vocab_size,
+        "max_position_embeddings": a.seq_len, "tie_word_embeddings": a.tie_embeddings,
+        "hidden_act": "silu", "rms_norm_eps": 1e-6,
+    }
+    if a.mla is None:
+        out.update(num_key_value_heads=a.kv_heads, head_dim=a.d_head)
+    out.update(body)
+    return out
+
+
+def _no_experts_rules(a: Architecture, rules: dict, want_moe: bool) -> None:
+    rules["a dense model" if want_moe else "routed experts"] = (
+        a.is_moe == want_moe, "" if want_moe else "use an MoE family")
+
+
+def _all_moe(a: Architecture, rules: dict) -> None:
+    _no_experts_rules(a, rules, True)
+    rules["dense (non-MoE) layers"] = (a.n_dense_layers == 0, "every layer must be MoE")
+    rules["shared experts"] = (a.n_shared_experts == 0, "")
+
+
+def _window_all(a: Architecture, rules: dict) -> None:
+    rules["sliding-window attention on some layers only"] = (
+        len(a.sliding_layers) in (0, a.n_layers), "all layers or none")
+
+
+def _same_bias(a: Architecture, rules: dict, mlp_ok: bool = False) -> None:
+    rules["different q/k/v and output-projection biases"] = (a.qkv_bias == a.out_bias, "")
+    if not mlp_ok:
+        rules["FFN biases"] = (not a.mlp_bias, "")
+
+
+def _write_mixtral(a: Architecture, rules: dict) -> dict[str, Any]:
+    _all_moe(a, rules)
+    _window_all(a, rules)
+    rules["attention biases"] = (not (a.qkv_bias or a.out_bias or a.mlp_bias), "")
+    rules["q/k norms"] = (a.qk_norm == "none", "")
+    return dict(intermediate_size=a.expert_ffn, num_local_experts=a.n_experts,
+                num_experts_per_tok=a.top_k,
+                sliding_window=a.sliding_window if a.sliding_layers else None)
+
+
+def _qwen_layers(a: Architecture) -> dict[str, Any]:
+    flags = a.layer_is_moe
+    out: dict[str, Any] = dict(decoder_sparse_step=1,
+                               mlp_only_layers=[i for i, f in enumerate(flags) if not f])
+    if a.moe_layers is None and a.first_dense_layers == 0:
+        out = dict(decoder_sparse_step=a.moe_layer_step, mlp_only_layers=[])
+    if a.dense_ffn:
+        out["intermediate_size"] = a.dense_ffn
+    return out
+
+
+def _write_qwen2_moe(a: Architecture, rules: dict) -> dict[str, Any]:
+    _no_experts_rules(a, rules, True)
+    rules["a number of shared experts other than one gated expert"] = (
+        a.n_shared_experts == 1 and a.shared_expert_gate, "Qwen2-MoE has one gated shared expert")
+    rules["an output-projection bias"] = (not a.out_bias, "")
+    rules["FFN biases"] = (not a.mlp_bias, "")
+    rules["q/k norms"] = (a.qk_norm == "none", "")
+    return dict(num_experts=a.n_experts, num_experts_per_tok=a.top_k,
+                moe_intermediate_size=a.expert_ffn, shared_expert_intermediate_size=a.shared_ffn,
+                qkv_bias=a.qkv_bias, use_sliding_window=bool(a.sliding_layers),
+                sliding_window=a.sliding_window or 4096, layer_types=_layer_types_out(a),
+                **_qwen_layers(a))
+
+
+def _write_qwen3_moe(a: Architecture, rules: dict) -> dict[str, Any]:
+    _no_experts_rules(a, rules, True)
+    rules["shared experts"] = (a.n_shared_experts == 0, "use qwen2_moe or deepseek_v3")
+    _same_bias(a, rules)
+    _window_all(a, rules)
+    rules["q/k norms other than per-head RMSNorm"] = (a.qk_norm == "head", "set qk_norm='head'")
+    return dict(num_experts=a.n_experts, num_experts_per_tok=a.top_k,
+                moe_intermediate_size=a.expert_ffn, attention_bias=a.qkv_bias,
+                use_sliding_window=bool(a.sliding_layers), sliding_window=a.sliding_window,
+                **_qwen_layers(a))
+
+
+def _write_olmoe(a: Architecture, rules: dict) -> dict[str, Any]:
+    _all_moe(a, rules)
+    _same_bias(a, rules)
+    rules["sliding-window attention"] = (not a.sliding_layers, "")
+    rules["q/k norms other than full-width RMSNorm"] = (a.qk_norm == "full",
+                                                       "set qk_norm='full'")
+    rules["an explicit head_dim"] = (a.d_head * a.n_heads == a.hidden_size, "")
+    return dict(intermediate_size=a.expert_ffn, num_experts=a.n_experts,
+                num_experts_per_tok=a.top_k, attention_bias=a.qkv_bias)
+
+
+def _write_deepseek(a: Architecture, rules: dict) -> dict[str, Any]:
+    _same_bias(a, rules)
+    rules["sliding-window attention"] = (not a.sliding_layers, "")
+    rules["q/k norms"] = (a.qk_norm == "none", "")
+    flags = a.layer_is_moe
+    first = next((i for i, f in enumerate(flags) if f), a.n_layers)
+    rules["MoE layers other than all layers after the leading dense ones"] = (
+        all(f == (i >= first) for i, f in enumerate(flags)),
+        "transformers' DeepSeek ignores moe_layer_freq")
+    rules["a shared-expert width different from the routed-expert width"] = (
+        a.n_shared_experts == 0 or a.shared_ffn == a.expert_ffn, "")
+    m = a.mla or MLA(1, 1, 1, 1)
+    out: dict[str, Any] = dict(
+        num_key_value_heads=a.n_heads, kv_lora_rank=m.kv_lora_rank, q_lora_rank=m.q_lora_rank,
+        qk_nope_head_dim=m.qk_nope_head_dim, qk_rope_head_dim=m.qk_rope_head_dim,
+        v_head_dim=m.v_head_dim, attention_bias=a.qkv_bias, first_k_dense_replace=first,
+        moe_layer_freq=1, n_routed_experts=a.n_experts or None,
+        num_experts_per_tok=a.top_k or None, moe_intermediate_size=a.expert_ffn or 1,
+        n_shared_experts=a.n_shared_experts, intermediate_size=a.dense_ffn or 1)
+    if not a.dense_ffn:
+        del out["intermediate_size"]
+    if a.is_moe:  # the grouped router of the defaults needs n_group to divide the experts
+        out.update(n_group=1, topk_group=1)
+    return out
+
+
+def _write_gpt_oss(a: Architecture, rules: dict) -> dict[str, Any]:
+    _all_moe(a, rules)
+    _same_bias(a, rules, mlp_ok=True)
+    for feature, ok in (("experts without biases", a.mlp_bias),
+                        ("a router without bias", a.router_bias),
+                        ("attention without sinks", a.attention_sinks),
+                        ("q/k norms", a.qk_norm == "none")):
+        rules[feature] = (ok, "")
+    return dict(intermediate_size=a.expert_ffn, num_local_experts=a.n_experts,
+                num_experts_per_tok=a.top_k, attention_bias=a.qkv_bias,
+                sliding_window=a.sliding_window or 128, layer_types=_layer_types_out(a))
+
+
+def _write_llama(a: Architecture, rules: dict) -> dict[str, Any]:
+    _no_experts_rules(a, rules, False)
+    _same_bias(a, rules, mlp_ok=True)
+    rules["sliding-window attention"] = (not a.sliding_layers, "use mistral")
+    rules["q/k norms"] = (a.qk_norm == "none", "")
+    return dict(intermediate_size=a.dense_ffn, attention_bias=a.qkv_bias, mlp_bias=a.mlp_bias)
+
+
+_WRITERS: dict[str, Callable[[Architecture, dict], dict[str, Any]]] = {
+    "mixtral": _write_mixtral, "qwen2_moe": _write_qwen2_moe, "qwen3_moe": _write_qwen3_moe,
+    "olmoe": _write_olmoe, "deepseek_v2": _write_deepseek, "deepseek_v3": _write_deepseek,
+    "gpt_oss": _write_gpt_oss, "llama": _write_llama,
+}
+
+
+# ----- Megatron-LM ------------------------------------------------------------------------------
+def to_megatron_args(arch: Architecture) -> list[str]:
+    """Megatron-LM (``pretrain_gpt.py``) model arguments describing ``arch``.
+
+    The MoE layer pattern is always written in Megatron's list form ``--moe-layer-freq
+    [0,0,1,...]`` when not every layer is MoE (Megatron's integer form puts MoE on layer 0,
+    which differs from our "every k-th layer after the dense ones" rule). Attention sinks,
+    router biases and sliding-window layers have no Megatron-LM model flag and are rejected.
+    """
+    a = arch
+    for feature, bad in (("attention sinks", a.attention_sinks), ("a router bias", a.router_bias),
+                         ("sliding-window attention", bool(a.sliding_layers))):
+        if bad:
+            raise MoescaleError(f"Megatron-LM arguments cannot express {feature}")
+    args = ["--num-layers", str(a.n_layers), "--hidden-size", str(a.hidden_size),
+            "--num-attention-heads", str(a.n_heads), "--seq-length", str(a.seq_len),
+            "--max-position-embeddings", str(a.seq_len), "--vocab-size", str(a.vocab_size),
+            "--position-embedding-type", "rope",
+            "--normalization", "RMSNorm" if a.norm_type == "rmsnorm" else "LayerNorm"]
+    args += ["--ffn-hidden-size", str(a.dense_ffn or a.expert_ffn)]
+    if a.ffn_type in ("swiglu", "geglu"):
+        args.append("--swiglu" if a.ffn_type == "swiglu" else "--geglu")
+    if not a.tie_embeddings:
+        args.append("--untie-embeddings-and-output-weights")
+    if not (a.qkv_bias or a.out_bias or a.mlp_bias):
+        args.append("--disable-bias-linear")
+    elif a.qkv_bias and not (a.out_bias or a.mlp_bias):
+        args += ["--disable-bias-linear", "--add-qkv-bias"]
+    if a.qk_norm != "none":
+        args.append("--qk-layernorm")
+    args += _megatron_attention(a) + _megatron_moe(a)
+    return args
+
+
+def _megatron_attention(a: Architecture) -> list[str]:
+    if a.mla is not None:
+        m = a.mla
+        out = ["--multi-latent-attention", "--kv-lora-rank", str(m.kv_lora_rank),
+               "--qk-head-dim", str(m.qk_nope_head_dim),
+               "--qk-pos-emb-head-dim", str(m.qk_rope_head_dim), "--v-head-dim", str(m.v_head_dim)]
+        return out + (["--q-lora-rank", str(m.q_lora_rank)] if m.q_lora_rank else [])
+    out = ["--kv-channels", str(a.d_head)]
+    if a.kv_heads != a.n_heads:
+        out += ["--group-query-attention", "--num-query-groups", str(a.kv_heads)]
+    return out
+
+
+def _megatron_moe(a: Architecture) -> list[str]:
+    if not a.is_moe:
+        return []
+    out = ["--num-experts", str(a.n_experts), "--moe-router-topk", str(a.top_k),
+           "--moe-ffn-hidden-size", str(a.expert_ffn)]
+    if a.n_shared_experts:
+        out += ["--moe-shared-expert-intermediate-size", str(a.n_shared_experts * a.shared_ffn)]
+        if a.shared_expert_gate:
+            out.append("--moe-shared-expert-gate")
+    if a.n_dense_layers:
+        out += ["--moe-layer-freq", "[" + ",".join(str(int(f)) for f in a.layer_is_moe) + "]"]
+    return out
