@@ -80,10 +80,10 @@ HOLISTIC = Convention(
 )
 CHINCHILLA = Convention(
     "chinchilla",
-    "Hoffmann et al. 2022 / joint-MoE law (Ludziejewski et al. 2025): N includes input "
-    "embedding and unembedding; training FLOPs = 6·N_active·D; no attention term, router "
-    "cost ignored.",
-    param_components=ALL,
+    "Hoffmann et al. 2022 / joint-MoE law (Ludziejewski et al. 2025, Eq. 9/10): N counts the "
+    "weight matrices (attention, FFNs, experts) plus input embedding and unembedding; router "
+    "and norms are ignored; training FLOPs = 6·N_active·D; no attention term.",
+    param_components=MATMUL_WEIGHTS | {"embedding", "unembedding"},
     flop_rule="6N",
     attention_scores=False,
 )

@@ -287,3 +287,25 @@ def holistic_ratios(a: Architecture, raw: dict[str, Raw] | None = None) -> dict[
         "G": a.activated_experts,
         "S": a.shared_ratio,
     }
+
+
+def clark2022_counts(a: Architecture) -> tuple[int, int]:
+    """``(dense_parameter_count, total_parameter_count)`` as Clark et al. 2022 report them.
+
+    Their routed LMs (google-deepmind/scaling_laws_for_routing) count non-embedding
+    parameters with *five* ``d × H·q`` attention matrices per layer — Q, K, V, O and the
+    Transformer-XL relative-position key projection of their Gopher-style models, which an
+    :class:`Architecture` does not describe — two LayerNorms (gain and bias) per layer and no
+    final norm, router weights ``d·E`` per MoE layer, and no embeddings. ``dense`` is the same
+    model with one expert in every MoE layer. For ``a`` with ``ffn_type="gelu"``,
+    ``norm_type="layernorm"`` and no biases this is accounting.md's
+    ``dense = L·(4·d·H·q + d·H·q + 8·d² + 4·d)``, ``total = dense + L_m·((E−1)·8·d² + d·E)``.
+    """
+    raw = raw_components(a)
+    d, L, L_m = a.hidden_size, a.n_layers, a.n_moe_layers
+    attention = raw["attention"].params + L * d * a.n_heads * a.d_head  # + relative-position proj
+    norms = raw["norms"].params - NORM_TYPES[a.norm_type] * d  # no final norm
+    one_expert = _ffn_params(a, a.expert_ffn)
+    dense = attention + norms + raw["dense_ffn"].params + L_m * one_expert
+    total = dense - L_m * one_expert + raw["routed_experts"].params + raw["router"].params
+    return dense, total
