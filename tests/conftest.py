@@ -27,3 +27,61 @@ def shared_data() -> Path:
         pytest.skip(f"reference data folder {SHARED_DATA} not found "
                     "(set MOESCALE_REFERENCE_DATA to the shared/data folder)")
     return SHARED_DATA
+
+
+# Tiny configs of every supported family (real key names, small sizes) for tests that build
+# the transformers model: parameter counts on ``meta`` and FLOPs on CPU.
+TINY_HF_CONFIGS: dict[str, dict] = {
+    "mixtral": dict(model_type="mixtral", hidden_size=64, intermediate_size=96,
+                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    vocab_size=128, num_local_experts=4, num_experts_per_tok=2,
+                    max_position_embeddings=64),
+    "qwen2_moe": dict(model_type="qwen2_moe", hidden_size=64, intermediate_size=128,
+                      moe_intermediate_size=32, shared_expert_intermediate_size=80,
+                      num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2,
+                      vocab_size=128, num_experts=6, num_experts_per_tok=2,
+                      decoder_sparse_step=1, mlp_only_layers=[1], max_position_embeddings=64),
+    "qwen3_moe": dict(model_type="qwen3_moe", hidden_size=64, intermediate_size=128,
+                      moe_intermediate_size=32, num_hidden_layers=4, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=24, vocab_size=128, num_experts=6,
+                      num_experts_per_tok=3, decoder_sparse_step=2, attention_bias=True,
+                      max_position_embeddings=64),
+    "olmoe": dict(model_type="olmoe", hidden_size=64, intermediate_size=32, num_hidden_layers=2,
+                  num_attention_heads=4, vocab_size=128, num_experts=8, num_experts_per_tok=2,
+                  max_position_embeddings=64, eos_token_id=1, pad_token_id=0),
+    "deepseek_v2": dict(model_type="deepseek_v2", hidden_size=64, intermediate_size=128,
+                        moe_intermediate_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        num_key_value_heads=4, n_routed_experts=8, n_shared_experts=2,
+                        num_experts_per_tok=2, first_k_dense_replace=1, kv_lora_rank=16,
+                        q_lora_rank=None, qk_rope_head_dim=8, v_head_dim=16,
+                        qk_nope_head_dim=12, vocab_size=128, max_position_embeddings=64),
+    "deepseek_v3": dict(model_type="deepseek_v3", hidden_size=64, intermediate_size=128,
+                        moe_intermediate_size=32, num_hidden_layers=3, num_attention_heads=4,
+                        num_key_value_heads=4, n_routed_experts=8, n_shared_experts=2,
+                        num_experts_per_tok=2, first_k_dense_replace=1, n_group=2,
+                        topk_group=1, kv_lora_rank=16, q_lora_rank=24, qk_rope_head_dim=8,
+                        v_head_dim=16, qk_nope_head_dim=12, vocab_size=128,
+                        attention_bias=True, max_position_embeddings=64),
+    "gpt_oss": dict(model_type="gpt_oss", hidden_size=64, intermediate_size=32,
+                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    head_dim=16, vocab_size=128, num_local_experts=4, num_experts_per_tok=2,
+                    max_position_embeddings=64, layer_types=["full_attention"] * 2),
+    "llama": dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
+                  max_position_embeddings=64, attention_bias=True, mlp_bias=True,
+                  tie_word_embeddings=True),
+    "mistral": dict(model_type="mistral", hidden_size=64, intermediate_size=128,
+                    num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                    vocab_size=128, max_position_embeddings=64, sliding_window=None),
+    "qwen2": dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, vocab_size=128,
+                  max_position_embeddings=64, tie_word_embeddings=True),
+    "qwen3": dict(model_type="qwen3", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=32, vocab_size=128,
+                  max_position_embeddings=64),
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_configs() -> dict[str, dict]:
+    return TINY_HF_CONFIGS

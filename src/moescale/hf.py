@@ -184,11 +184,11 @@ def _attention_bias(cfg: _Cfg) -> dict[str, Any]:
 
 def _pattern(flags: list[bool]) -> dict[str, Any]:
     """The simplest Architecture layer pattern giving these MoE flags."""
-    n = len(flags)
     if not any(flags):
         return dict(first_dense_layers=0, moe_layer_step=1, moe_layers=None)
-    first = next(i for i, f in enumerate(flags) if f)
-    for step in range(1, n - first + 1):
+    first_moe = next(i for i, f in enumerate(flags) if f)
+    for step in range(1, first_moe + 2):  # the first MoE layer is first_dense + step - 1
+        first = first_moe + 1 - step
         if all(f == (i >= first and (i + 1 - first) % step == 0) for i, f in enumerate(flags)):
             return dict(first_dense_layers=first, moe_layer_step=step, moe_layers=None)
     return dict(first_dense_layers=0, moe_layer_step=1,

@@ -80,6 +80,12 @@ HF_CONFIGS: dict[str, dict[str, Any]] = {
         intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
         num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192,
         attention_bias=False, mlp_bias=False, tie_word_embeddings=False),
+    # huggingface.co/mistralai/Mistral-7B-v0.1/blob/main/config.json
+    "mistral-7b": dict(
+        _name_or_path="mistralai/Mistral-7B-v0.1", model_type="mistral", hidden_size=4096,
+        intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+        num_key_value_heads=8, vocab_size=32000, max_position_embeddings=32768,
+        sliding_window=4096, tie_word_embeddings=False),
     # huggingface.co/Qwen/Qwen2-7B/blob/main/config.json
     "qwen2-7b": dict(
         _name_or_path="Qwen/Qwen2-7B", model_type="qwen2", hidden_size=3584,
