@@ -17,6 +17,7 @@ from moescale.architecture import Architecture
 from moescale.counting import Counts, count
 from moescale.errors import MoescaleError
 from moescale.planning import holistic as hs
+from moescale.planning import targets as h26
 from moescale.units import dtype_bytes
 
 
@@ -119,8 +120,6 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
     enumerated (:func:`holistic.enumerate_candidates`), filtered by the memory budget, ranked by
     the surrogate; the absolute loss comes from ``loss_law`` at the chosen candidate.
     """
-    from moescale.laws import holistic2026 as h26
-
     s = settings or hs.HolisticSettings()
     c_train, binding = _training_compute(budget, s)
     m_opt, d_opt = float(h26.optimal_flops_per_token(c_train)), float(h26.optimal_tokens(c_train))
@@ -152,8 +151,8 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
         architecture=arch, counts=counts,
         predicted_loss=None if base_loss is None else base_loss * (1 + float(cands.excess[best])),
         predicted_loss_ci=None,
-        learning_rate=float(h26.holistic_lr(c_train)),
-        batch_size_tokens=float(h26.holistic_batch_sequences(c_train)) * s.seq_len,
+        learning_rate=float(h26.learning_rate(c_train)),
+        batch_size_tokens=float(h26.batch_sequences(c_train)) * s.seq_len,
         near_optimal_band=hs.near_optimal_band(cands, s.tolerance),
         alternatives=alts, binding_constraint=binding,
         assumptions=_holistic_assumptions(s, loss_law),
@@ -165,8 +164,6 @@ def _training_compute(budget: Budget, s: hs.HolisticSettings) -> tuple[float, st
 
     N_a depends on the plan, so iterate ``C_train = C − 2·N_a(C_train)·D_inf`` to a fixed point.
     """
-    from moescale.laws import holistic2026 as h26
-
     if not budget.inference_tokens:
         return budget.compute, "compute"
     c_train = budget.compute
@@ -243,11 +240,9 @@ def _law_loss(law: str, arch: Architecture, tokens: float) -> float | None:
     """Absolute loss of ``arch`` trained on ``tokens`` under a preset law (None if unavailable)."""
     if law != "zhao2025":
         return None
-    from moescale.laws import zhao2025
-
     r = count(arch, "holistic").ratios
-    return float(zhao2025.predict_preset(N=r["N"], N_a=r["N_a"], D=tokens,
-                                         G=arch.activated_experts, S=arch.shared_ratio))
+    return float(h26.zhao2025_loss(N=r["N"], N_a=r["N_a"], D=tokens,
+                                   G=arch.activated_experts, S=arch.shared_ratio))
 
 
 def _holistic_assumptions(s: hs.HolisticSettings, loss_law: str) -> list[str]:

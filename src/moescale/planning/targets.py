@@ -1,0 +1,86 @@
+"""Published per-budget targets the holistic planner starts from (Wan et al. 2026, papers.md §1).
+
+- ``C → (M_opt, D_opt)``: the paper's classical law, ``D_opt = 22.8929·C^0.4563``,
+  ``M_opt = 0.04368·C^0.5437`` (``M`` in FLOPs per token).
+- Optimal ``M/N_a`` and ``N/N_a``: power laws in ``C`` fitted (least squares in log space) to the
+  values the paper used per budget (*derived*: ``N/N_a`` = 19, 20, 21, 21, 22, 22; ``M/N_a`` ≈
+  10.9, 9.9, 9.2, 8.8, 8.34, 8.22 at C = 1e18, 3e18, 1e19, 3e19, 1e20, 3e20).
+- Learning rate and batch size: power laws in ``C`` fitted to Table 4 (LR ∝ C^−0.160,
+  batch ∝ C^0.263).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BUDGETS = np.array([1e18, 3e18, 1e19, 3e19, 1e20, 3e20])
+M_OVER_NA = np.array([10.9, 9.9, 9.2, 8.8, 8.34, 8.22])
+N_OVER_NA = np.array([19.0, 20.0, 21.0, 21.0, 22.0, 22.0])
+LR = np.array([1.20e-3, 1.00e-3, 8.28e-4, 6.95e-4, 5.74e-4, 4.82e-4])
+BATCH_SEQUENCES = np.array([64, 80, 128, 160, 208, 288])
+
+
+def _power_law(values: np.ndarray):
+    """``(k, p)`` of ``y = k·C^p`` fitted in log space to ``values`` at :data:`BUDGETS`."""
+    p, log_k = np.polyfit(np.log(BUDGETS), np.log(values), 1)
+    return float(np.exp(log_k)), float(p)
+
+
+_FITS = {name: _power_law(v) for name, v in
+         (("M_over_Na", M_OVER_NA), ("N_over_Na", N_OVER_NA), ("lr", LR), ("batch", BATCH_SEQUENCES))}
+
+
+def _eval(name: str, compute):
+    k, p = _FITS[name]
+    return k * np.asarray(compute, dtype=float) ** p
+
+
+def optimal_flops_per_token(compute):
+    """``M_opt(C) = 0.04368·C^0.5437`` FLOPs per token."""
+    return 0.04368 * np.asarray(compute, dtype=float) ** 0.5437
+
+
+def optimal_tokens(compute):
+    """``D_opt(C) = 22.8929·C^0.4563`` tokens."""
+    return 22.8929 * np.asarray(compute, dtype=float) ** 0.4563
+
+
+def optimal_M_over_Na(compute):
+    """Optimal ``M/N_a`` at budget ``C`` (derived power law; ≈ 10.9 at 1e18, 8.2 at 3e20)."""
+    return _eval("M_over_Na", compute)
+
+
+def optimal_N_over_Na(compute):
+    """Optimal ``N/N_a`` at budget ``C`` (derived power law through 19 … 22)."""
+    return _eval("N_over_Na", compute)
+
+
+def learning_rate(compute):
+    """Peak learning rate (Table 4 power law, ∝ C^−0.160)."""
+    return _eval("lr", compute)
+
+
+def batch_sequences(compute):
+    """Global batch in sequences of 8192 tokens (Table 4 power law, ∝ C^0.263)."""
+    return _eval("batch", compute)
+
+
+def exponents() -> dict[str, float]:
+    """The fitted exponents ``p`` of each power law (for reports and tests)."""
+    return {name: p for name, (_, p) in _FITS.items()}
+
+
+# Zhao et al. 2025 comprehensive law, published coefficients (papers.md §2, Table 2).
+ZHAO2025 = dict(e=0.1577, f=7.2446, m=5.1395, n=-3.2363, k=0.0013, h=0.0450, a=38.051,
+                alpha=0.2383, b=27129.05, beta=0.4694, c=31.096, eps=1.8182)
+
+
+def zhao2025_loss(N, N_a, D, G, S):
+    """``L = (e·G + f/G + m·S² + n·S)·(N^−α + k·N_a^−α + h·N_a/N) + a·N^−α + b·D^−β + c·N_a^−α + ε``
+    with the published coefficients: the absolute loss level of a holistic plan."""
+    z = ZHAO2025
+    N, N_a, D = (np.asarray(v, dtype=float) for v in (N, N_a, D))
+    factor = z["e"] * G + z["f"] / G + z["m"] * S**2 + z["n"] * S
+    shape = N ** -z["alpha"] + z["k"] * N_a ** -z["alpha"] + z["h"] * N_a / N
+    return (factor * shape + z["a"] * N ** -z["alpha"] + z["b"] * D ** -z["beta"]
+            + z["c"] * N_a ** -z["alpha"] + z["eps"])
