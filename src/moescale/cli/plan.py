@@ -40,7 +40,7 @@ def _experts(text: str) -> tuple[int, ...]:
 @click.option("--top", type=int, default=5, show_default=True, help="Alternatives to list.")
 @click.option("--hf-config", "hf_out", type=click.Path(dir_okay=False),
               help="Write the planned model as a Hugging Face config.json here.")
-@click.option("--hf-family", default=None, help="Family for --hf-config (default: deepseek_v3 for "
+@click.option("--hf-family", default=None, help="Family for --hf-config (default: glm4_moe for "
                                                  "holistic plans, mixtral for law plans).")
 @click.option("--megatron", "megatron_out", type=click.Path(dir_okay=False),
               help="Write Megatron-LM arguments for the planned model here.")
@@ -81,7 +81,7 @@ def _write_exports(p, hf_out, hf_family, megatron_out, output) -> None:
     if hf_out:
         from moescale.hf import to_hf_config
 
-        family = hf_family or ("deepseek_v3" if p.method == "holistic" else
+        family = hf_family or ("glm4_moe" if p.method == "holistic" else
                                "mixtral" if p.architecture.is_moe else "llama")
         _write(hf_out, json.dumps(to_hf_config(p.architecture, family), indent=2) + "\n")
     if megatron_out:
