@@ -242,7 +242,8 @@ def _validate(a: Architecture) -> None:
             raise MoescaleError(f"{name} must be a non-negative integer, got {value!r}")
     for name in ("n_kv_heads", "head_dim", "shared_expert_ffn", "sliding_window"):
         value = getattr(a, name)
-        if value is not None and (not isinstance(value, int) or value <= 0):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value <= 0):
             raise MoescaleError(f"{name} must be a positive integer or omitted, got {value!r}")
     if a.ffn_type not in FFN_TYPES:
         raise MoescaleError(f"ffn_type must be one of {', '.join(FFN_TYPES)}, got {a.ffn_type!r}")
@@ -267,9 +268,12 @@ def _validate_attention(a: Architecture) -> None:
     if a.mla is not None:
         for f in dataclasses.fields(a.mla):
             v = getattr(a.mla, f.name)
-            if v is not None and (not isinstance(v, int) or v <= 0):
+            if v is None and f.name == "q_lora_rank":
+                continue
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise MoescaleError(f"mla.{f.name} must be a positive integer, got {v!r}")
-    bad = [i for i in a.sliding_layers if not 0 <= i < a.n_layers]
+    bad = [i for i in a.sliding_layers
+           if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < a.n_layers]
     if bad:
         raise MoescaleError(f"sliding_layers {bad} are outside 0..{a.n_layers - 1}")
     if a.sliding_layers and a.sliding_window is None:
@@ -283,7 +287,8 @@ def _validate_moe(a: Architecture) -> None:
             "lower first_dense_layers or add layers"
         )
     if a.moe_layers is not None:
-        bad = [i for i in a.moe_layers if not isinstance(i, int) or not 0 <= i < a.n_layers]
+        bad = [i for i in a.moe_layers
+               if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < a.n_layers]
         if bad:
             raise MoescaleError(f"moe_layers {bad} are outside 0..{a.n_layers - 1}")
         if len(set(a.moe_layers)) != len(a.moe_layers):
