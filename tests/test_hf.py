@@ -344,3 +344,11 @@ def test_no_torch_or_transformers_import():
             "moescale.presets.get_preset('deepseek-v3'); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_glm45_air_published_counts():
+    # Model card of zai-org/GLM-4.5-Air: 106B total, 12B active parameters (active without the
+    # embedding lookup; the card rounds down).
+    c = count(get_preset("glm-4.5-air"))
+    assert round(c.total_params / 1e9) == 107 and 106e9 <= c.total_params < 107e9
+    assert round(c.active_params_non_embedding / 1e9) == 12

@@ -35,7 +35,7 @@ from moescale.architecture import MLA, Architecture, _read_json
 from moescale.errors import MoescaleError
 
 MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3",
-                "gpt_oss")
+                "gpt_oss", "glm4_moe")
 DENSE_FAMILIES = ("llama", "mistral", "qwen2", "qwen3")
 FAMILIES = MOE_FAMILIES + DENSE_FAMILIES
 REQUIRED_KEYS = ("hidden_size", "num_hidden_layers", "num_attention_heads")
@@ -74,6 +74,10 @@ DEFAULTS: dict[str, dict[str, Any]] = {
                     num_key_value_heads=8, max_position_embeddings=131072,
                     num_local_experts=128, num_experts_per_tok=4, sliding_window=128,
                     attention_bias=True),
+    "glm4_moe": dict(vocab_size=151552, intermediate_size=10944, num_key_value_heads=8,
+                     max_position_embeddings=131072, moe_intermediate_size=1408,
+                     num_experts_per_tok=8, n_shared_experts=1, n_routed_experts=128,
+                     first_k_dense_replace=1, attention_bias=False, use_qk_norm=False),
     "llama": dict(vocab_size=32000, intermediate_size=11008, num_key_value_heads="H",
                   max_position_embeddings=2048, attention_bias=False, mlp_bias=False),
     "mistral": dict(vocab_size=32000, intermediate_size=14336, num_key_value_heads=8,
@@ -89,7 +93,7 @@ HF_ARCHITECTURES = {
     "mixtral": "MixtralForCausalLM", "qwen2_moe": "Qwen2MoeForCausalLM",
     "qwen3_moe": "Qwen3MoeForCausalLM", "olmoe": "OlmoeForCausalLM",
     "deepseek_v2": "DeepseekV2ForCausalLM", "deepseek_v3": "DeepseekV3ForCausalLM",
-    "gpt_oss": "GptOssForCausalLM", "llama": "LlamaForCausalLM",
+    "gpt_oss": "GptOssForCausalLM", "glm4_moe": "Glm4MoeForCausalLM", "llama": "LlamaForCausalLM",
     "mistral": "MistralForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
 }
 # Alternative spellings transformers accepts through ``attribute_map``.
@@ -312,6 +316,17 @@ def _read_gpt_oss(cfg: _Cfg) -> dict[str, Any]:
                 **_sliding(types, window))
 
 
+def _read_glm4_moe(cfg: _Cfg) -> dict[str, Any]:
+    """GLM-4.5 style: GQA (q/k/v bias only), leading dense layers, shared experts, no gate."""
+    first = cfg.int("first_k_dense_replace")
+    flags = [i >= first for i in range(cfg.data["num_hidden_layers"])]
+    return dict(n_experts=cfg.int("n_routed_experts"), top_k=cfg.int("num_experts_per_tok"),
+                expert_ffn=cfg.int("moe_intermediate_size"),
+                n_shared_experts=cfg.int("n_shared_experts"), dense_ffn=cfg.int("intermediate_size"),
+                qkv_bias=cfg.bool("attention_bias"),
+                qk_norm="head" if cfg.bool("use_qk_norm") else "none", **_pattern(flags))
+
+
 def _read_llama(cfg: _Cfg) -> dict[str, Any]:
     return dict(dense_ffn=cfg.int("intermediate_size"), mlp_bias=cfg.bool("mlp_bias"),
                 **_attention_bias(cfg))
@@ -339,7 +354,8 @@ def _read_qwen_dense(cfg: _Cfg) -> dict[str, Any]:
 _READERS: dict[str, Callable[[_Cfg], dict[str, Any]]] = {
     "mixtral": _read_mixtral, "qwen2_moe": _read_qwen2_moe, "qwen3_moe": _read_qwen3_moe,
     "olmoe": _read_olmoe, "deepseek_v2": _read_deepseek, "deepseek_v3": _read_deepseek,
-    "gpt_oss": _read_gpt_oss, "llama": _read_llama, "mistral": _read_mistral,
+    "gpt_oss": _read_gpt_oss, "glm4_moe": _read_glm4_moe, "llama": _read_llama,
+    "mistral": _read_mistral,
     "qwen2": _read_qwen_dense, "qwen3": _read_qwen_dense,
 }
 
@@ -527,6 +543,24 @@ def _write_gpt_oss(a: Architecture, rules: dict) -> dict[str, Any]:
                 sliding_window=a.sliding_window or 128, layer_types=_layer_types_out(a))
 
 
+def _write_glm4_moe(a: Architecture, rules: dict) -> dict[str, Any]:
+    _no_experts_rules(a, rules, True)
+    flags = a.layer_is_moe
+    first = next((i for i, f in enumerate(flags) if f), a.n_layers)
+    rules["MoE layers other than all layers after the leading dense ones"] = (
+        all(f == (i >= first) for i, f in enumerate(flags)), "")
+    rules["an output-projection or MLP bias"] = (not a.out_bias and not a.mlp_bias, "")
+    rules["a shared-expert width different from the routed-expert width"] = (
+        a.n_shared_experts == 0 or a.shared_ffn == a.expert_ffn, "")
+    rules["sliding-window attention"] = (not a.sliding_layers, "")
+    rules["full-width q/k norms"] = (a.qk_norm != "full", "use qk_norm='head'")
+    return dict(intermediate_size=a.dense_ffn or 1, moe_intermediate_size=a.expert_ffn,
+                n_routed_experts=a.n_experts, num_experts_per_tok=a.top_k,
+                n_shared_experts=a.n_shared_experts, first_k_dense_replace=first,
+                attention_bias=a.qkv_bias, use_qk_norm=a.qk_norm == "head", n_group=1,
+                topk_group=1, partial_rotary_factor=1.0)
+
+
 def _write_llama(a: Architecture, rules: dict) -> dict[str, Any]:
     _no_experts_rules(a, rules, False)
     _same_bias(a, rules, mlp_ok=True)
@@ -538,7 +572,7 @@ def _write_llama(a: Architecture, rules: dict) -> dict[str, Any]:
 _WRITERS: dict[str, Callable[[Architecture, dict], dict[str, Any]]] = {
     "mixtral": _write_mixtral, "qwen2_moe": _write_qwen2_moe, "qwen3_moe": _write_qwen3_moe,
     "olmoe": _write_olmoe, "deepseek_v2": _write_deepseek, "deepseek_v3": _write_deepseek,
-    "gpt_oss": _write_gpt_oss, "llama": _write_llama,
+    "gpt_oss": _write_gpt_oss, "glm4_moe": _write_glm4_moe, "llama": _write_llama,
 }
 
 

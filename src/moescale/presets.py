@@ -74,6 +74,14 @@ HF_CONFIGS: dict[str, dict[str, Any]] = {
         vocab_size=201088, max_position_embeddings=131072, sliding_window=128,
         layer_types=["sliding_attention", "full_attention"] * 12, attention_bias=True,
         tie_word_embeddings=False),
+    # huggingface.co/zai-org/GLM-4.5-Air/blob/main/config.json (model card: 106B total, 12B active)
+    "glm-4.5-air": dict(
+        _name_or_path="zai-org/GLM-4.5-Air", model_type="glm4_moe", hidden_size=4096,
+        intermediate_size=10944, moe_intermediate_size=1408, num_hidden_layers=46,
+        num_attention_heads=96, num_key_value_heads=8, head_dim=128, n_routed_experts=128,
+        n_shared_experts=1, num_experts_per_tok=8, first_k_dense_replace=1,
+        attention_bias=True, use_qk_norm=False, partial_rotary_factor=0.5,
+        vocab_size=151552, max_position_embeddings=131072, tie_word_embeddings=False),
     # huggingface.co/meta-llama/Meta-Llama-3-8B/blob/main/config.json
     "llama-3-8b": dict(
         _name_or_path="meta-llama/Meta-Llama-3-8B", model_type="llama", hidden_size=4096,

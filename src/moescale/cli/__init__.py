@@ -81,3 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as exc:  # missing or unreadable file given by the user
         click.echo(f"Error: {exc.strerror or exc}: {exc.filename}" if exc.filename else f"Error: {exc}", err=True)
         sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

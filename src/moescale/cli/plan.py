@@ -87,11 +87,22 @@ def _write_exports(p, hf_out, hf_family, megatron_out, output) -> None:
     if megatron_out:
         from moescale.hf import to_megatron_args
 
-        _write(megatron_out, " \\\n  ".join(to_megatron_args(p.architecture)) + "\n")
+        _write(megatron_out, _megatron_lines(to_megatron_args(p.architecture)))
     if output:
         from moescale.cli._output import _jsonable
 
         _write(output, json.dumps(_jsonable(p.to_dict()), indent=2) + "\n")
+
+
+def _megatron_lines(args: list[str]) -> str:
+    """One ``--flag value`` per line, joined with shell continuations."""
+    lines: list[str] = []
+    for arg in args:
+        if arg.startswith("--") or not lines:
+            lines.append(arg)
+        else:
+            lines[-1] += " " + arg
+    return " \\\n".join(lines) + "\n"
 
 
 def _write(path: str, text: str) -> None:

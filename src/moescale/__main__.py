@@ -1,0 +1,5 @@
+"""``python -m moescale``: the command line."""
+
+from moescale.cli import main
+
+main()

@@ -1,0 +1,84 @@
+"""Plans export to Hugging Face (loadable by transformers, same parameter count) and Megatron,
+and the `moescale plan` CLI prints the promised JSON and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from moescale.cli import main
+from moescale.hf import from_hf_config
+from moescale.planning import Budget, plan_holistic
+
+torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) is required")
+transformers = pytest.importorskip("transformers", reason="the hf extra is required")
+
+
+def run(argv, capsys):
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("compute", [1e18, 3e19, 3e20])
+def test_exported_hf_config_loads_and_counts_equal(compute):
+    p = plan_holistic(Budget(compute=compute))
+    cfg = p.architecture.to_hf_config("glm4_moe")
+    hf_cfg = transformers.AutoConfig.for_model(**cfg)
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(hf_cfg)
+    assert sum(t.numel() for t in model.parameters()) == p.counts.total_params
+    assert from_hf_config(cfg) == p.architecture
+
+
+def test_plan_cli_json_and_exports(tmp_path, capsys):
+    hf, meg, out = tmp_path / "hf" / "config.json", tmp_path / "args.txt", tmp_path / "plan.json"
+    code, stdout, err = run(["plan", "--compute", "3e19", "--memory", "80GB", "--kv-tokens",
+                             "16384", "--align", "64", "--json", "--hf-config", str(hf),
+                             "--megatron", str(meg), "-o", str(out)], capsys)
+    assert code == 0, err
+    data = json.loads(stdout)
+    for key in ("compute", "allocation", "architecture", "counts", "predicted_loss",
+                "near_optimal_band", "binding_constraint", "alternatives"):
+        assert key in data
+    for key in ("active_params", "total_params", "tokens", "experts", "flops_per_token"):
+        assert key in data["allocation"]
+    assert data["architecture"]["hidden_size"] % 64 == 0
+    assert data["counts"]["weights_bytes"] + data["counts"]["kv_cache_bytes"] <= 80e9
+    assert json.loads(out.read_text())["architecture"] == data["architecture"]
+    assert from_hf_config(json.loads(hf.read_text())).hidden_size == data["architecture"]["hidden_size"]
+    assert "--num-experts 288" in meg.read_text()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["plan", "--compute", "-1"], "--compute must be positive"),
+    (["plan", "--compute", "abc"], "--compute must be a number"),
+    (["plan", "--compute", "1e21", "--memory", "1MB"], "memory budget 0.001 GB is below"),
+    (["plan", "--compute", "1e10"], "too small for one layer"),
+    (["plan", "--compute", "1e21", "--memory", "lots"], "--memory must look like 80GB"),
+    (["plan", "--compute", "1e21", "--experts", "1,x"], "--experts must be a comma-separated"),
+    (["plan", "--compute", "1e21", "--dtype", "fp7"], "unknown dtype"),
+])
+def test_plan_errors_are_one_line_exit_2(argv, message, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2 and message in err and "Traceback" not in err and out == ""
+
+
+def test_plan_answers_fast():
+    """The issue: `moescale plan` answers in under 1.5 s including interpreter start-up."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "moescale", "plan", "--compute", "1e21",
+                               "--json"], capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(times)[1] < 1.5
