@@ -14,7 +14,7 @@ from moescale.planning import allocation as al
 from moescale.planning.plan import Budget, Plan
 from moescale.units import dtype_bytes
 
-ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
+ALLOCATABLE = ("ludziejewski2025", "chinchilla")
 
 
 def loss_function(law: str, preset: str | None = None, fit: str | None = None):
@@ -22,8 +22,11 @@ def loss_function(law: str, preset: str | None = None, fit: str | None = None):
     from moescale import laws
 
     if fit:
-        from moescale.fitting import FitResult
-
+        try:
+            from moescale.fitting import FitResult
+        except ModuleNotFoundError:
+            raise MoescaleError("--fit needs moescale's fitting module, which is not part of "
+                                "this version yet; use --law with its preset") from None
         result = FitResult.load(fit)
         law_obj, params, law = laws.get_law(result.law), result.params, result.law
     else:
@@ -32,11 +35,7 @@ def loss_function(law: str, preset: str | None = None, fit: str | None = None):
         if not law_obj.presets:
             raise MoescaleError(f"law {law!r} has no published coefficients; fit it first and "
                                 "pass --fit fit.json")
-        name = preset or next(iter(law_obj.presets))
-        if name not in law_obj.presets:
-            raise MoescaleError(f"law {law!r} has no preset {name!r}; choose one of "
-                                f"{', '.join(law_obj.presets)}")
-        params, result = law_obj.presets[name].values, None
+        params, result = law_obj.preset(preset or next(iter(law_obj.presets))).values, None
     if law not in ALLOCATABLE:
         raise MoescaleError(f"law {law!r} cannot drive a continuous allocation; use one of "
                             f"{', '.join(ALLOCATABLE)} (or --method holistic)")

@@ -17,7 +17,7 @@ from moescale.architecture import Architecture
 from moescale.counting import Counts, count
 from moescale.errors import MoescaleError
 from moescale.planning import holistic as hs
-from moescale.planning import targets as h26
+from moescale.laws import holistic2026 as h26
 from moescale.units import dtype_bytes
 
 
@@ -240,9 +240,11 @@ def _law_loss(law: str, arch: Architecture, tokens: float) -> float | None:
     """Absolute loss of ``arch`` trained on ``tokens`` under a preset law (None if unavailable)."""
     if law != "zhao2025":
         return None
+    from moescale.laws import zhao2025
+
     r = count(arch, "holistic").ratios
-    return float(h26.zhao2025_loss(N=r["N"], N_a=r["N_a"], D=tokens,
-                                   G=arch.activated_experts, S=arch.shared_ratio))
+    return float(zhao2025.loss(N=r["N"], N_a=r["N_a"], D=tokens, G=arch.activated_experts,
+                               S=arch.shared_ratio))
 
 
 def _holistic_assumptions(s: hs.HolisticSettings, loss_law: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""Published per-budget targets the holistic planner starts from (Wan et al. 2026, papers.md §1).
+"""Holistic MoE laws (Wan et al. 2026, arXiv 2603.21862; papers.md §1): the per-budget targets
+the holistic planner starts from.
 
 - ``C → (M_opt, D_opt)``: the paper's classical law, ``D_opt = 22.8929·C^0.4563``,
   ``M_opt = 0.04368·C^0.5437`` (``M`` in FLOPs per token).
@@ -12,6 +13,8 @@
 from __future__ import annotations
 
 import numpy as np
+
+from moescale.laws.base import Law, Preset
 
 BUDGETS = np.array([1e18, 3e18, 1e19, 3e19, 1e20, 3e20])
 M_OVER_NA = np.array([10.9, 9.9, 9.2, 8.8, 8.34, 8.22])
@@ -70,17 +73,14 @@ def exponents() -> dict[str, float]:
     return {name: p for name, (_, p) in _FITS.items()}
 
 
-# Zhao et al. 2025 comprehensive law, published coefficients (papers.md §2, Table 2).
-ZHAO2025 = dict(e=0.1577, f=7.2446, m=5.1395, n=-3.2363, k=0.0013, h=0.0450, a=38.051,
-                alpha=0.2383, b=27129.05, beta=0.4694, c=31.096, eps=1.8182)
 
-
-def zhao2025_loss(N, N_a, D, G, S):
-    """``L = (e·G + f/G + m·S² + n·S)·(N^−α + k·N_a^−α + h·N_a/N) + a·N^−α + b·D^−β + c·N_a^−α + ε``
-    with the published coefficients: the absolute loss level of a holistic plan."""
-    z = ZHAO2025
-    N, N_a, D = (np.asarray(v, dtype=float) for v in (N, N_a, D))
-    factor = z["e"] * G + z["f"] / G + z["m"] * S**2 + z["n"] * S
-    shape = N ** -z["alpha"] + z["k"] * N_a ** -z["alpha"] + z["h"] * N_a / N
-    return (factor * shape + z["a"] * N ** -z["alpha"] + z["b"] * D ** -z["beta"]
-            + z["c"] * N_a ** -z["alpha"] + z["eps"])
+LAW = Law(
+    name="holistic2026",
+    citation="Wan, Han, Zhang, Jin 2026, Holistic MoE architecture optimisation (arXiv 2603.21862)",
+    formula="D_opt = 22.8929·C^0.4563, M_opt = 0.04368·C^0.5437 (C = M·D)",
+    params=("k_D", "p_D", "k_M", "p_M"), variables=("C",), convention="holistic",
+    log_loss=lambda p, v: np.log(p["k_D"] * v["C"] ** p["p_D"]),  # "loss" slot: D_opt(C)
+    presets={"wan2026": Preset(dict(k_D=22.8929, p_D=0.4563, k_M=0.04368, p_M=0.5437),
+                               "Wan et al. 2026, step 1 (classical law)",
+                               "predict returns D_opt(C); M_opt = C / D_opt")},
+)
