@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from moescale.errors import MoescaleError
-from moescale.laws import LAWS, get_law
+from moescale.laws import LAWS, get_law, zhao2025
 from moescale.laws import holistic2026 as h26
 from moescale.laws import ludziejewski2025 as joint
-from moescale.laws import zhao2025
 
 # papers.md §3, Table 4 of arXiv 2502.05172: (m, μ, n, ν) per E.
 TABLE4 = {1: (30.3640, -0.1817, 53.9838, -0.1965), 2: (27.7982, -0.1780, 66.8401, -0.2065),

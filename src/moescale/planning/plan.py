@@ -16,8 +16,8 @@ import numpy as np
 from moescale.architecture import Architecture
 from moescale.counting import Counts, count
 from moescale.errors import MoescaleError
-from moescale.planning import holistic as hs
 from moescale.laws import holistic2026 as h26
+from moescale.planning import holistic as hs
 from moescale.units import dtype_bytes
 
 
