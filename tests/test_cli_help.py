@@ -16,6 +16,13 @@ def test_every_command_exists_and_has_help_with_example(name):
     assert "moescale " + name in result.output
 
 
+def test_every_registered_command_module_exists():
+    """A command listed in COMMANDS must import (no silent gaps in the CLI)."""
+    from moescale.cli import LazyGroup
+
+    assert all(LazyGroup._load(name) is not None for name in COMMANDS)
+
+
 def test_top_level_help_lists_commands():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
