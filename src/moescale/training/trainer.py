@@ -1,0 +1,377 @@
+"""Train an :class:`~moescale.architecture.Architecture` on real text and report loss,
+tokens, FLOPs (by :mod:`moescale.counting`) and speed.
+
+>>> from moescale.training.presets import get_preset               # doctest: +SKIP
+>>> result = train(get_preset("tiny"), TrainConfig(tokens=200_000))  # doctest: +SKIP
+>>> result.eval_loss < result.unigram_entropy                       # doctest: +SKIP
+True
+
+One optimizer step = ``grad_accum`` micro-batches on each of ``world_size`` ranks, together
+``batch_tokens`` tokens. Loss = cross-entropy + ``aux_loss_coef`` × load-balance loss +
+``z_loss_coef`` × z-loss (router losses averaged over MoE layers). bf16 autocast on GPU, fp32
+on CPU. The model's vocabulary is the tokenizer's and its ``seq_len`` the training context.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from moescale.architecture import Architecture
+from moescale.counting import count
+from moescale.errors import MoescaleError
+from moescale.training import checkpoint as ckpt
+from moescale.training.config import TrainConfig
+from moescale.training.data import (
+    DEFAULT_CACHE,
+    WindowSampler,
+    cached_tokens,
+    eval_windows,
+    load_text,
+    split_tokens,
+    unigram_entropy,
+)
+from moescale.training.distributed import DistInfo, all_reduce_sum, barrier, init_from_env
+from moescale.training.metrics import JsonlLog, load_balance, peak_flops
+from moescale.training.model import ModelOptions, MoETransformer
+from moescale.training.schedules import lr_at
+from moescale.training.tokenization import make_tokenizer
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Summary of a run (the ``moescale train --json`` object). Losses in nats per token."""
+
+    train_loss: float  # mean cross-entropy over the last logged interval
+    eval_loss: float
+    initial_eval_loss: float
+    tokens: int  # training tokens processed (all ranks)
+    steps: int
+    flops: float  # training FLOPs under ``convention`` (tokens × flops_per_token)
+    flops_per_token: float
+    tokens_per_second: float  # training throughput, evaluation time excluded
+    mfu: float | None  # model FLOPs utilisation when the hardware peak is known
+    vocab_size: int
+    unique_tokens: int
+    repeated_tokens: int
+    unigram_entropy: float  # of the training tokens, nats: the loss of a unigram model
+    total_params: int
+    active_params: int
+    seconds: float
+    world_size: int
+    device: str
+    convention: str
+    out: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def train(arch: Architecture, config: TrainConfig | None = None,
+          options: ModelOptions | None = None) -> TrainResult:
+    """Train ``arch`` as ``config`` says and return the summary."""
+    return Trainer(arch, config or TrainConfig(), options).run()
+
+
+def _device(config: TrainConfig) -> torch.device:
+    name = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise MoescaleError("--device cuda was asked for but no CUDA GPU is visible")
+    return torch.device(name)
+
+
+class Trainer:
+    """Holds the model, optimizer, data position and log of one run; ``run()`` trains."""
+
+    def __init__(self, arch: Architecture, config: TrainConfig,
+                 options: ModelOptions | None = None) -> None:
+        self.config = config
+        self.device = _device(config)
+        self.dist: DistInfo = init_from_env(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        torch.manual_seed(config.seed)
+        self._prepare_data(arch)
+        self.arch = arch.replace(vocab_size=self.tokenizer.vocab_size, seq_len=self.seq_len)
+        self.counts = count(self.arch, config.convention, context=self.seq_len)
+        self.flops_per_token = self.counts.training_flops_per_token
+        self.model = MoETransformer(self.arch, options).to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.forward_model = self._wrap_model()
+        self.step, self.tokens, self.train_seconds = 0, 0, 0.0
+        self.initial_eval_loss: float | None = None
+        self.log = JsonlLog(config.out_path / "log.jsonl"
+                            if config.out_path and self.dist.is_main else None)
+
+    # ----- setup ---------------------------------------------------------------------------
+    def _prepare_data(self, arch: Architecture) -> None:
+        c = self.config
+        self.seq_len = c.seq_len or min(arch.seq_len, 256)
+        text = load_text(c.data)
+        cache = Path(c.cache_dir) if c.cache_dir else DEFAULT_CACHE
+        self.tokenizer = make_tokenizer(c.tokenizer, text, c.vocab_size, cache)
+        if self.dist.is_main:  # one writer for the cache, the others wait and read
+            tokens = cached_tokens(text, self.tokenizer, cache)
+        barrier(self.dist)
+        if not self.dist.is_main:
+            tokens = cached_tokens(text, self.tokenizer, cache)
+        split = split_tokens(tokens, c.val_fraction, self.seq_len)
+        per_step = self.seq_len * c.grad_accum * self.dist.world_size
+        if c.batch_tokens % per_step:
+            raise MoescaleError(
+                f"batch_tokens={c.batch_tokens} must be a multiple of seq_len × grad_accum × ranks"
+                f" = {per_step}")
+        self.windows_per_micro = c.batch_tokens // per_step  # per rank
+        self.total_steps = c.tokens // c.batch_tokens
+        if self.total_steps < 1:
+            raise MoescaleError(f"tokens={c.tokens} is less than one batch ({c.batch_tokens})")
+        self.sampler = WindowSampler(split.train, self.seq_len, c.seed)
+        self.eval_data = eval_windows(split.val, self.seq_len, max(c.eval_tokens // self.seq_len, 1))
+        self.unigram_entropy = unigram_entropy(split.train, self.tokenizer.vocab_size)
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW; weight decay on matrices (≥ 2-D) only, not on norms, biases or embeddings."""
+        c = self.config
+        decay = [p for n, p in self.model.named_parameters() if p.dim() >= 2 and n != "embed.weight"]
+        ids = {id(p) for p in decay}
+        rest = [p for p in self.model.parameters() if id(p) not in ids]
+        groups = [{"params": decay, "weight_decay": c.weight_decay},
+                  {"params": rest, "weight_decay": 0.0}]
+        fused = self.device.type == "cuda"
+        return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, fused=fused)
+
+    def _wrap_model(self) -> torch.nn.Module:
+        model: torch.nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DDP(model, device_ids=ids)
+        if self.config.compile:
+            model = torch.compile(model)
+        return model
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ----- one optimizer step --------------------------------------------------------------
+    def _micro_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's rows of the next global micro-batch (inputs, targets)."""
+        n, rank = self.windows_per_micro, self.dist.rank
+        rows = self.sampler.next_batch(n * self.dist.world_size)[rank * n:(rank + 1) * n]
+        w = torch.from_numpy(rows).to(self.device, non_blocking=True)
+        return w[:, :-1], w[:, 1:]
+
+    def _loss(self, x: torch.Tensor, y: torch.Tensor):
+        with self._autocast():
+            out = self.forward_model(x)
+        ce = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
+        aux, z = out.aux_loss(), out.z_loss()
+        loss = ce + self.config.aux_loss_coef * aux + self.config.z_loss_coef * z
+        loads = [r.load_E for r in out.routing]
+        dropped = sum((r.dropped for r in out.routing), torch.zeros((), device=self.device))
+        return loss, torch.stack([ce.detach(), aux.detach(), z.detach(), dropped.float()]), loads
+
+    def _train_step(self) -> dict[str, float]:
+        """Forward/backward over ``grad_accum`` micro-batches, clip, AdamW, bias update."""
+        c = self.config
+        lr = lr_at(self.step, self.total_steps, c.lr, c.schedule,
+                   max(int(c.warmup_fraction * self.total_steps), 0), c.decay_fraction,
+                   c.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        sums, load_LE = torch.zeros(4, device=self.device), None
+        for micro in range(c.grad_accum):
+            x, y = self._micro_batch()
+            sync = micro == c.grad_accum - 1 or not self.dist.enabled
+            with contextlib.nullcontext() if sync else self.forward_model.no_sync():
+                loss, stats, loads = self._loss(x, y)
+                (loss / c.grad_accum).backward()
+            sums += stats
+            if loads:
+                batch = torch.stack(loads).float()
+                load_LE = batch if load_LE is None else load_LE + batch
+        grad_norm = self._clip()
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return self._after_step(lr, sums / c.grad_accum, load_LE, grad_norm)
+
+    def _clip(self) -> float:
+        if self.config.grad_clip > 0:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        else:
+            norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.norm() for p in self.model.parameters() if p.grad is not None]))
+        return float(norm)
+
+    def _after_step(self, lr: float, means: torch.Tensor, load_LE, grad_norm: float) -> dict:
+        """Average statistics over ranks, nudge DeepSeek-style router biases, count tokens."""
+        all_reduce_sum(means, self.dist)
+        means = means / self.dist.world_size
+        balance = {"load_cv": 0.0, "load_max_over_mean": 1.0}
+        if load_LE is not None:
+            all_reduce_sum(load_LE, self.dist)
+            for layer, load_E in zip(self.model.moe_layers(), load_LE, strict=True):
+                layer.router.update_balance_bias(load_E, self.config.bias_update_rate)
+            balance = load_balance(load_LE)
+        self.step += 1
+        self.tokens += self.config.batch_tokens
+        ce, aux, z, dropped = means.tolist()
+        slots = self.windows_per_micro * self.seq_len * self.arch.top_k * self.arch.n_moe_layers
+        return {"train_loss": ce, "aux_loss": aux, "z_loss": z, "lr": lr, "grad_norm": grad_norm,
+                "dropped_fraction": dropped / slots if slots else 0.0, **balance}
+
+    # ----- evaluation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        """Mean cross-entropy (nats/token) on the fixed held-out windows, over all ranks."""
+        self.model.eval()
+        rows = self.eval_data[self.dist.rank::self.dist.world_size]
+        total = torch.zeros(2, dtype=torch.float64, device=self.device)
+        for start in range(0, len(rows), max(self.windows_per_micro, 1)):
+            w = torch.from_numpy(rows[start:start + self.windows_per_micro]).to(self.device)
+            with self._autocast():
+                logits = self.model(w[:, :-1]).logits
+            loss = F.cross_entropy(logits.float().flatten(0, 1), w[:, 1:].flatten(), reduction="sum")
+            total += torch.stack([loss.double(), total.new_tensor(w[:, 1:].numel())])
+        all_reduce_sum(total, self.dist)
+        self.model.train()
+        return float(total[0] / total[1])
+
+    # ----- checkpoints ---------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "step": self.step, "tokens": self.tokens, "train_seconds": self.train_seconds,
+                "initial_eval_loss": self.initial_eval_loss, "data": self.sampler.state_dict(),
+                "rng": ckpt.rng_state(), "architecture": self.arch.to_dict(),
+                "config": self.config.to_dict(), "total_steps": self.total_steps}
+
+    def save(self) -> None:
+        if self.config.out_path is not None and self.dist.is_main:
+            ckpt.save_checkpoint(self.config.out_path / ckpt.CHECKPOINT_NAME, self._state())
+        barrier(self.dist)
+
+    def restore(self) -> None:
+        """Exact resume: weights, AdamW moments, step, data position and RNG states."""
+        state = ckpt.load_checkpoint(self.config.out_path / ckpt.CHECKPOINT_NAME)
+        if state["architecture"] != self.arch.to_dict() or state["total_steps"] != self.total_steps:
+            raise MoescaleError("the checkpoint in --out belongs to a different architecture or "
+                                "token budget; resume with the same settings or use a new --out")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["data"])
+        ckpt.set_rng_state(state["rng"])
+        self.step, self.tokens = state["step"], state["tokens"]
+        self.train_seconds, self.initial_eval_loss = state["train_seconds"], state["initial_eval_loss"]
+
+    # ----- the loop ------------------------------------------------------------------------
+    def _write_header(self) -> None:
+        if self.config.out_path is not None and self.dist.is_main:
+            info = {"architecture": self.arch.to_dict(), "config": self.config.to_dict(),
+                    "total_params": self.counts.total_params,
+                    "active_params": self.counts.active_params,
+                    "flops_per_token": self.flops_per_token, "world_size": self.dist.world_size,
+                    "unigram_entropy": self.unigram_entropy, "device": str(self.device)}
+            (self.config.out_path / "run.json").write_text(json.dumps(info, indent=2) + "\n")
+        self.log.write({"event": "resume" if self.step else "start", "step": self.step,
+                        "tokens": self.tokens, "time": time.time()})
+
+    def _record(self, stats: dict[str, float], interval_tokens: int, interval_s: float,
+                eval_loss: float | None) -> dict[str, Any]:
+        tps = interval_tokens / interval_s if interval_s > 0 else float("nan")
+        peak = peak_flops(self.device)
+        record = {"step": self.step, "tokens": self.tokens, **stats, "eval_loss": eval_loss,
+                  "tokens_per_second": tps, "flops": self.tokens * self.flops_per_token,
+                  "unique_tokens": self.sampler.unique_tokens,
+                  "repeated_tokens": self.sampler.repeated_tokens, "epoch": self.sampler.epoch,
+                  "mfu": tps * self.flops_per_token / (peak * self.dist.world_size)
+                  if peak else None}
+        self.log.write(record)
+        return record
+
+    def _progress(self, total: int):
+        """A rich progress bar on rank 0 when asked for; otherwise a no-op."""
+        if not (self.config.progress and self.dist.is_main):
+            return contextlib.nullcontext(lambda stats: None)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("loss {task.fields[loss]:.3f}"), TimeRemainingColumn())
+        task = bar.add_task("train", total=total, completed=self.step, loss=float("nan"))
+
+        @contextlib.contextmanager
+        def running():
+            with bar:
+                yield lambda stats: bar.update(task, advance=1, loss=stats["train_loss"])
+        return running()
+
+    def run(self) -> TrainResult:
+        """Train to the token budget (or ``stop_after_steps``), evaluating and checkpointing."""
+        c = self.config
+        if c.resume:
+            self.restore()
+        eval_every = c.eval_every or max(self.total_steps // 10, 1)
+        ckpt_every = c.checkpoint_every or eval_every
+        stop = min(self.total_steps, c.stop_after_steps or self.total_steps)
+        self._write_header()
+        if self.initial_eval_loss is None:
+            self.initial_eval_loss = self.evaluate()
+        eval_loss, train_loss = None, float("nan")
+        window = {"tokens": 0, "seconds": 0.0, "loss": 0.0, "steps": 0}
+        with self._progress(stop) as advance:
+            while self.step < stop:
+                t0 = time.perf_counter()
+                stats = self._train_step()
+                dt = time.perf_counter() - t0
+                self.train_seconds += dt
+                for key, v in (("tokens", c.batch_tokens), ("seconds", dt),
+                               ("loss", stats["train_loss"]), ("steps", 1)):
+                    window[key] += v
+                evaluated = self.step % eval_every == 0 or self.step == stop
+                if evaluated:
+                    eval_loss = self.evaluate()
+                if self.step % c.log_every == 0 or evaluated:
+                    train_loss = window["loss"] / window["steps"]
+                    self._record(stats | {"train_loss": train_loss, "step_train_loss":
+                                          stats["train_loss"]}, window["tokens"],
+                                 window["seconds"], eval_loss if evaluated else None)
+                    window = dict.fromkeys(window, 0)
+                if self.step % ckpt_every == 0 or self.step == stop:
+                    self.save()
+                advance(stats)
+        if eval_loss is None:  # resumed at the end, or nothing to do
+            eval_loss = self.evaluate()
+        return self._finish(train_loss, eval_loss)
+
+    def _finish(self, train_loss: float, eval_loss: float) -> TrainResult:
+        tps = self.tokens / self.train_seconds if self.train_seconds else float("nan")
+        peak = peak_flops(self.device)
+        result = TrainResult(
+            train_loss=train_loss, eval_loss=eval_loss, initial_eval_loss=self.initial_eval_loss,
+            tokens=self.tokens, steps=self.step, flops=self.tokens * self.flops_per_token,
+            flops_per_token=self.flops_per_token, tokens_per_second=tps,
+            mfu=tps * self.flops_per_token / (peak * self.dist.world_size) if peak else None,
+            vocab_size=self.arch.vocab_size, unique_tokens=self.sampler.unique_tokens,
+            repeated_tokens=self.sampler.repeated_tokens, unigram_entropy=self.unigram_entropy,
+            total_params=self.counts.total_params, active_params=self.counts.active_params,
+            seconds=self.train_seconds, world_size=self.dist.world_size, device=str(self.device),
+            convention=self.counts.convention.name, out=self.config.out)
+        self.log.write({"event": "end", **result.to_dict()})
+        self.log.close()
+        return result
