@@ -24,7 +24,10 @@ import numpy as np
 
 from moescale.errors import MoescaleError
 
-DEFAULT_CACHE = Path(os.environ.get("MOESCALE_CACHE", Path.home() / ".cache" / "moescale"))
+
+def default_cache_dir() -> Path:
+    """``$MOESCALE_CACHE`` or ``~/.cache/moescale``."""
+    return Path(os.environ.get("MOESCALE_CACHE") or Path.home() / ".cache" / "moescale")
 
 
 def kjv_text() -> str:
@@ -65,7 +68,7 @@ def load_text(source: str | Path = "kjv") -> str:
 
 def cached_tokens(text: str, tokenizer, cache_dir: Path | None = None) -> np.ndarray:
     """Token ids of ``text``, cached as a memory-mapped ``.npy`` keyed by content and tokenizer."""
-    cache_dir = Path(cache_dir or DEFAULT_CACHE)
+    cache_dir = Path(cache_dir or default_cache_dir())
     key = hashlib.sha256(text.encode("utf-8") + tokenizer.name.encode()).hexdigest()[:24]
     path = cache_dir / f"tokens-{key}.npy"
     if not path.is_file():

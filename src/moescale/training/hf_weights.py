@@ -1,6 +1,6 @@
 """Load the weights of a Hugging Face ``transformers`` MoE model into :class:`MoETransformer`.
 
-Supports the families whose layers the model reproduces exactly: Mixtral, Qwen2-MoE (shared
+Also reads the model options of a config (:func:`options_from_hf_config`). Supports the families whose layers the model reproduces exactly: Mixtral, Qwen2-MoE (shared
 expert + sigmoid gate), Qwen3-MoE, OLMoE and their dense relatives (Llama/Mistral/Qwen2/3).
 ``transformers`` ≥ 5 stores experts fused: ``experts.gate_up_proj`` (E, 2F, D) with gate then
 up, ``experts.down_proj`` (E, D, F); moescale stores ``w_in_EDH`` (E, D, 2F), ``w_out_EFD``
@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 
 from moescale.errors import MoescaleError
-from moescale.training.model import MoETransformer
+from moescale.training.model import ModelOptions, MoETransformer
+from moescale.training.moe import MoEOptions
 
 _ATTN = "model.layers.{i}.self_attn."
 
@@ -93,3 +94,17 @@ def load_hf_weights(model: MoETransformer, hf_model: torch.nn.Module) -> MoETran
             raise MoescaleError(f"shape mismatch for {name}: HF {tuple(src.shape)} vs {tuple(p.shape)}")
         p.copy_(src)
     return model
+
+
+def options_from_hf_config(config: dict) -> ModelOptions:
+    """Model choices a ``transformers`` config fixes beyond the Architecture: RoPE base,
+    norm epsilon, top-k renormalisation (Mixtral always renormalises; Qwen/OLMoE read
+    ``norm_topk_prob``), DeepSeek's sigmoid scoring and routed scaling factor."""
+    family = config.get("model_type", "")
+    rope = config.get("rope_theta") or (config.get("rope_parameters") or {}).get("rope_theta")
+    moe = MoEOptions(
+        score="sigmoid" if config.get("scoring_func") == "sigmoid" else "softmax",
+        norm_topk_prob=bool(config.get("norm_topk_prob", family == "mixtral")),
+        routed_scaling_factor=float(config.get("routed_scaling_factor") or 1.0))
+    return ModelOptions(rope_theta=float(rope or 10000.0),
+                        norm_eps=float(config.get("rms_norm_eps") or 1e-6), moe=moe)

@@ -31,9 +31,9 @@ from moescale.errors import MoescaleError
 from moescale.training import checkpoint as ckpt
 from moescale.training.config import TrainConfig
 from moescale.training.data import (
-    DEFAULT_CACHE,
     WindowSampler,
     cached_tokens,
+    default_cache_dir,
     eval_windows,
     load_text,
     split_tokens,
@@ -116,7 +116,7 @@ class Trainer:
         c = self.config
         self.seq_len = c.seq_len or min(arch.seq_len, 256)
         text = load_text(c.data)
-        cache = Path(c.cache_dir) if c.cache_dir else DEFAULT_CACHE
+        cache = Path(c.cache_dir) if c.cache_dir else default_cache_dir()
         self.tokenizer = make_tokenizer(c.tokenizer, text, c.vocab_size, cache)
         if self.dist.is_main:  # one writer for the cache, the others wait and read
             tokens = cached_tokens(text, self.tokenizer, cache)

