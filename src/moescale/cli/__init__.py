@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "laws": "moescale.cli.laws:laws",
     "predict": "moescale.cli.predict:predict",
     "plan": "moescale.cli.plan:plan",
+    "train": "moescale.cli.train:train",
 }
 
 

@@ -87,6 +87,7 @@ class GroupedMatmul(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
+@torch.compiler.disable  # data-dependent group sizes: run eagerly inside compiled graphs
 def grouped_mm(x_SM: torch.Tensor, w_EMN: torch.Tensor, counts: list[int]) -> torch.Tensor:
     """Grouped matmul over expert-sorted rows (dtype follows autocast when it is on)."""
     if torch.is_autocast_enabled(x_SM.device.type):
