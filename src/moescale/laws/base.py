@@ -25,7 +25,9 @@ class Law:
     """A scaling-law family.
 
     ``log_loss(p, v)`` returns ``ln L`` for parameter dict ``p`` and variable dict ``v`` (numpy
-    arrays); :meth:`predict` exponentiates it after checking the variables.
+    arrays); :meth:`predict` exponentiates it after checking the variables. Every callable must
+    broadcast: the fitter passes each parameter as an array of shape ``(starts, 1)`` and each
+    variable of shape ``(runs,)``, and expects ``(starts, runs)`` back.
     """
 
     name: str
@@ -36,6 +38,26 @@ class Law:
     convention: str
     log_loss: Callable[[Mapping[str, float], Mapping[str, np.ndarray]], np.ndarray]
     presets: dict[str, Preset] = field(default_factory=dict)
+    # --- fitting metadata (see moescale.fitting) -------------------------------------------
+    # "Fit space": a parameter listed in ``log_params`` is optimised as its natural logarithm
+    # (positive scale coefficients, as in the papers' log-sum-exp parametrisation); every other
+    # parameter as itself. ``bounds``, ``init_grid`` and ``init`` are in fit space.
+    log_params: tuple[str, ...] = ()
+    bounds: dict[str, tuple[float, float]] = field(default_factory=dict)
+    init_grid: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    init: dict[str, float] = field(default_factory=dict)
+    # Optional analytic gradient: ``grad_log_loss(p, v)`` → {param: ∂ln L/∂θ} in fit space,
+    # arrays broadcast like ``log_loss``. Without it the fitter uses central differences.
+    grad_log_loss: Callable[[Mapping[str, float], Mapping[str, np.ndarray]],
+                            dict[str, np.ndarray]] | None = None
+    # Optional variable projection: ``linear(p, v)`` → (coefficient names, basis of shape
+    # (..., n_runs, k)) with ``L = basis @ coefficients`` once the other parameters are fixed.
+    linear: Callable[[Mapping[str, float], Mapping[str, np.ndarray]],
+                     tuple[tuple[str, ...], np.ndarray]] | None = None
+    # Optional derived quantities of a parameter set (optima, exponents, …) for reports and CIs.
+    derived: Callable[[Mapping[str, float]], dict[str, float]] | None = None
+    # The name of the predicted quantity (a loss for most laws; an LR or batch for some).
+    target: str = "loss"
 
     def predict(self, params: Mapping[str, float] | str,
                 variables: Mapping[str, float | np.ndarray]) -> np.ndarray:
@@ -65,8 +87,18 @@ class Law:
             out[name] = value
         return out
 
+    def to_fit_space(self, p: Mapping[str, float]) -> dict[str, float]:
+        """Parameters as the fitter sees them (``log`` of those in :attr:`log_params`)."""
+        return {k: float(np.log(p[k])) if k in self.log_params else float(p[k])
+                for k in self.params}
+
+    def from_fit_space(self, theta: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`to_fit_space` (works on arrays of starts too)."""
+        return {k: np.exp(theta[k]) if k in self.log_params else theta[k] for k in self.params}
+
     def describe(self) -> dict[str, object]:
         return {"name": self.name, "citation": self.citation, "formula": self.formula,
+                "target": self.target,
                 "params": list(self.params), "variables": list(self.variables),
                 "convention": self.convention,
                 "presets": {k: {"values": p.values, "citation": p.citation, "notes": p.notes}

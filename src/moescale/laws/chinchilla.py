@@ -7,10 +7,36 @@ import numpy as np
 from moescale.laws.base import Law, Preset
 
 
+def _terms(p, v):
+    """The three log-space terms ``(a − α·ln N, b − β·ln D, e)`` with ``a = ln A`` etc."""
+    return (np.log(p["A"]) - p["alpha"] * np.log(v["N"]),
+            np.log(p["B"]) - p["beta"] * np.log(v["D"]), np.log(p["E"]))
+
+
 def _log_loss(p, v):
-    t1 = np.log(p["A"]) - p["alpha"] * np.log(v["N"])
-    t2 = np.log(p["B"]) - p["beta"] * np.log(v["D"])
-    return np.logaddexp(np.logaddexp(t1, t2), np.log(p["E"]))
+    t1, t2, t3 = _terms(p, v)
+    return np.logaddexp(np.logaddexp(t1, t2), t3)
+
+
+def _grad_log_loss(p, v):
+    """∂ln L/∂θ in fit space ``(ln A, ln B, ln E, α, β)``: softmax weights of the terms."""
+    t1, t2, t3 = np.broadcast_arrays(*_terms(p, v))
+    lse = np.logaddexp(np.logaddexp(t1, t2), t3)
+    w1, w2, w3 = np.exp(t1 - lse), np.exp(t2 - lse), np.exp(t3 - lse)
+    return {"A": w1, "B": w2, "E": w3, "alpha": -w1 * np.log(v["N"]),
+            "beta": -w2 * np.log(v["D"])}
+
+
+def _linear(p, v):
+    """Variable projection: ``L = [1, N^−α, D^−β] @ (E, A, B)`` once α and β are fixed."""
+    t_n, t_d = v["N"] ** -np.asarray(p["alpha"]), v["D"] ** -np.asarray(p["beta"])
+    return ("E", "A", "B"), np.stack(np.broadcast_arrays(np.ones_like(t_n), t_n, t_d), axis=-1)
+
+
+def _derived(p):
+    """Tokens-per-parameter exponent split: ``N_opt ∝ C^a``, ``D_opt ∝ C^b`` (Eq. 4)."""
+    a, b = p["alpha"], p["beta"]
+    return {"N_opt_exponent": b / (a + b), "D_opt_exponent": a / (a + b)}
 
 
 def compute_optimal(compute: float, p: dict[str, float]) -> tuple[float, float]:
@@ -27,6 +53,12 @@ LAW = Law(
     formula="E + A/N^alpha + B/D^beta",
     params=("A", "B", "E", "alpha", "beta"), variables=("N", "D"), convention="chinchilla",
     log_loss=_log_loss,
+    # Fit space (ln A, ln B, ln E, α, β) and the replication's 4,500-point grid (papers.md §5).
+    log_params=("A", "B", "E"),
+    init_grid={"A": (0, 5, 10, 15, 20, 25), "B": (0, 5, 10, 15, 20, 25),
+               "E": (-1, -0.5, 0, 0.5, 1), "alpha": (0, 0.5, 1, 1.5, 2),
+               "beta": (0, 0.5, 1, 1.5, 2)},
+    grad_log_loss=_grad_log_loss, linear=_linear, derived=_derived,
     presets={
         "hoffmann2022": Preset(dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28),
                                "Hoffmann et al. 2022, Approach 3"),
