@@ -13,17 +13,28 @@ def _terms(p, v):
             np.log(p["B"]) - p["beta"] * np.log(v["D"]), np.log(p["E"]))
 
 
-def _log_loss(p, v):
+def _shifted(p, v):
+    """``(m, e^(t−m) for each term)`` with ``m`` the largest term (a stable log-sum-exp).
+
+    Differences below −60 are clipped there (e^−60 ≈ 1e−26 of the sum): exact to double
+    precision and avoids numpy's slow subnormal path when a term is negligible.
+    """
     t1, t2, t3 = _terms(p, v)
-    return np.logaddexp(np.logaddexp(t1, t2), t3)
+    m = np.maximum(np.maximum(t1, t2), t3)
+    return m, tuple(np.exp(np.maximum(t - m, -60.0)) for t in (t1, t2, t3))
+
+
+def _log_loss(p, v):
+    m, (e1, e2, e3) = _shifted(p, v)
+    return m + np.log(e1 + e2 + e3)
 
 
 def _grad_log_loss(p, v):
     """∂ln L/∂θ in fit space ``(ln A, ln B, ln E, α, β)``: softmax weights of the terms."""
-    t1, t2, t3 = np.broadcast_arrays(*_terms(p, v))
-    lse = np.logaddexp(np.logaddexp(t1, t2), t3)
-    w1, w2, w3 = np.exp(t1 - lse), np.exp(t2 - lse), np.exp(t3 - lse)
-    return {"A": w1, "B": w2, "E": w3, "alpha": -w1 * np.log(v["N"]),
+    _, (e1, e2, e3) = _shifted(p, v)
+    inv = 1.0 / (e1 + e2 + e3)
+    w1, w2 = e1 * inv, e2 * inv
+    return {"A": w1, "B": w2, "E": e3 * inv, "alpha": -w1 * np.log(v["N"]),
             "beta": -w2 * np.log(v["D"])}
 
 

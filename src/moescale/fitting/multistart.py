@@ -1,0 +1,217 @@
+"""Multi-start optimisation vectorised across starts.
+
+Every start is refined by a damped Gauss–Newton (Levenberg–Marquardt) iteration with Huber
+IRLS weights, all starts advancing together as stacked numpy arrays (batched ``P×P`` solves):
+no Python loop over starts and no per-start scipy call. Starts that have converged leave the
+active set; starts that land on the same point merge (their trajectories would coincide).
+Large grids are screened by successive halving: after 8, 16 and 32 iterations only the best
+quarter of the still-active starts (at least 64) go on — on the Chinchilla grid every start
+that ends at the optimum is among them (benchmarks/RESULTS.md). The best few distinct results
+are then polished with scipy's L-BFGS-B (analytic or automatic
+gradient), whose ``success`` and ``message`` the fit reports.
+
+Starting points: the law's published initialisation grid (``Law.init_grid``, fit space), or,
+for laws linear in some coefficients once the exponents are fixed (``Law.linear``), variable
+projection: a grid over the nonlinear parameters with the linear coefficients solved by
+non-negative least squares on the target.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from moescale.errors import MoescaleError
+from moescale.fitting.objective import Problem, huber
+
+CHUNK = 2048  # starts refined together; bounds memory to CHUNK × runs × params floats
+SCREEN_AT = (8, 16, 32)  # iterations after which only the best SCREEN_KEEP of the active starts go on
+SCREEN_KEEP, SCREEN_MIN = 0.25, 64
+
+
+def grid_starts(problem: Problem, grid: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
+    """Cartesian product of ``grid`` (default: the law's published grid) in fit space.
+
+    Free parameters off the grid start at ``law.init`` (0 when absent). Shape
+    ``(starts, free params)``.
+    """
+    law = problem.law
+    grid = dict(law.init_grid if grid is None else grid)
+    unknown = sorted(set(grid) - set(law.params))
+    if unknown:
+        raise MoescaleError(f"grid names unknown parameters {', '.join(unknown)} of law "
+                            f"{law.name!r} (it has {', '.join(law.params)})")
+    axes = [np.asarray(grid.get(k, (law.init.get(k, 0.0),)), dtype=float) for k in problem.free]
+    return np.array(list(itertools.product(*axes)), dtype=float).reshape(-1, len(problem.free))
+
+
+def varpro_starts(problem: Problem, grid: Mapping[str, Sequence[float]] | None = None) -> np.ndarray:
+    """Starts from variable projection: for each point of the grid over the *nonlinear*
+    parameters, the linear coefficients by NNLS on the target (zeros become 1e-12)."""
+    from scipy.optimize import nnls
+
+    law = problem.law
+    names, _ = law.linear(law.from_fit_space(
+        {k: np.asarray(law.init.get(k, 0.0)) for k in law.params}), problem.v)
+    nonlinear = {k: v for k, v in (law.init_grid if grid is None else grid).items()
+                 if k not in names}
+    theta = grid_starts(problem, nonlinear)
+    _, basis = law.linear(problem.params(theta), problem.v)  # (starts, runs, k)
+    y = np.exp(problem.log_y)
+    for s in range(theta.shape[0]):
+        if not np.all(np.isfinite(basis[s])):
+            continue
+        coef, _ = nnls(basis[s], y)
+        for name, c in zip(names, coef, strict=True):
+            if name in problem.free:
+                theta[s, problem.free.index(name)] = np.log(max(c, 1e-12)) \
+                    if name in law.log_params else c
+    return theta
+
+
+@dataclass(frozen=True)
+class MultiStart:
+    """Outcome of the vectorised refinement: final points and objectives of every start."""
+
+    theta: np.ndarray        # (starts, free params), fit space
+    objective: np.ndarray    # (starts,)
+    iterations: int
+    converged: int           # starts that met the tolerance
+    screened: int            # starts stopped early by successive halving
+
+
+def refine(problem: Problem, theta0: np.ndarray, max_iter: int = 200, tol: float = 1e-12,
+           screen: bool = True, progress=None) -> MultiStart:
+    """Levenberg–Marquardt with Huber IRLS weights for every start, in chunks of :data:`CHUNK`.
+
+    When the problem carries one weight row per start (bootstrap resamples), every start is a
+    different problem: no screening and no merging then. ``progress(done, total)`` is called
+    after each chunk.
+    """
+    per_start = problem.w.ndim == 2
+    w_all = np.broadcast_to(problem.w, (theta0.shape[0], problem.log_y.size))
+    theta, f, iters, conv, screened = [], [], 0, 0, 0
+    for lo in range(0, theta0.shape[0], CHUNK):
+        part = _refine_chunk(problem, theta0[lo:lo + CHUNK], np.array(w_all[lo:lo + CHUNK]),
+                             max_iter, tol, screen and not per_start, not per_start)
+        theta.append(part.theta)
+        f.append(part.objective)
+        iters, conv = max(iters, part.iterations), conv + part.converged
+        screened += part.screened
+        if progress:
+            progress(min(lo + CHUNK, theta0.shape[0]), theta0.shape[0])
+    return MultiStart(np.concatenate(theta), np.concatenate(f), iters, conv, screened)
+
+
+def _refine_chunk(problem: Problem, theta0: np.ndarray, w: np.ndarray, max_iter: int,
+                  tol: float, screen: bool, merge: bool) -> MultiStart:
+    lo, hi = problem.bounds()
+    theta = np.clip(theta0.astype(float), lo, hi)
+    r = problem.log_pred(theta) - problem.log_y          # residuals at the current points
+    f = _objective(r, w, problem.delta)
+    lam = np.full(theta.shape[0], 1e-3)
+    done = ~np.isfinite(f)
+    screened = np.zeros_like(done)
+    active = ~done
+    it = 0
+    for it in range(1, max_iter + 1):
+        idx = np.flatnonzero(active)
+        if idx.size == 0:
+            break
+        trial = np.clip(theta[idx] + _lm_step(problem, theta[idx], r[idx], w[idx], lam[idx]),
+                        lo, hi)
+        r_new = problem.log_pred(trial) - problem.log_y
+        f_new = _objective(r_new, w[idx], problem.delta)
+        better = f_new < f[idx]
+        gain = np.where(better, f[idx] - f_new, 0.0)
+        acc = idx[better]
+        theta[acc], r[acc], f[acc] = trial[better], r_new[better], f_new[better]
+        lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-12), lam[idx] * 4)
+        done[idx[(better & (gain <= tol * (1.0 + f[idx]))) | (lam[idx] > 1e10)]] = True
+        active = ~done & (_distinct(theta, f, ~done) if merge else True)
+        if screen and it in SCREEN_AT:
+            screened |= active & ~_best_share(f, active)  # stops where it is
+            done |= screened
+            active &= ~done
+    return MultiStart(theta, f, it, int(np.sum(done & ~screened)), int(np.sum(screened)))
+
+
+def _best_share(f: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """Mask of the best :data:`SCREEN_KEEP` share (at least :data:`SCREEN_MIN`) of ``active``."""
+    idx = np.flatnonzero(active)
+    keep = max(SCREEN_MIN, int(np.ceil(SCREEN_KEEP * idx.size)))
+    mask = np.zeros_like(active)
+    mask[idx[np.argsort(f[idx])[:keep]]] = True
+    return mask
+
+
+def _objective(r: np.ndarray, w: np.ndarray, delta: float) -> np.ndarray:
+    val, _ = huber(r, delta)
+    f = np.sum(w * val, axis=-1)
+    return np.where(np.isfinite(f), f, np.inf)
+
+
+def _lm_step(problem: Problem, theta: np.ndarray, r: np.ndarray, w: np.ndarray,
+             lam: np.ndarray) -> np.ndarray:
+    """One damped Gauss–Newton step per start: ``(JᵀWJ + λ·diag) Δ = −Jᵀψ``, Huber IRLS W."""
+    _, psi = huber(r, problem.delta)
+    a = np.abs(r)
+    irls = w * np.where(a <= problem.delta, 1.0, problem.delta / np.maximum(a, 1e-300))
+    jac = problem.jacobian(theta)                                    # (starts, P, runs)
+    g = (jac @ (w * psi)[:, :, None])[:, :, 0]
+    h = (jac * irls[:, None, :]) @ jac.transpose(0, 2, 1)
+    idx = np.arange(h.shape[1])
+    h[:, idx, idx] += lam[:, None] * (h[:, idx, idx] + 1e-12)
+    try:
+        return -np.linalg.solve(h, g[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:  # a singular system somewhere in the batch
+        return -(np.linalg.pinv(h) @ g[:, :, None])[:, :, 0]
+
+
+def _distinct(theta: np.ndarray, f: np.ndarray, mask: np.ndarray, decimals: int = 7) -> np.ndarray:
+    """``mask`` minus starts that sit on the same point as a better one (they would coincide)."""
+    keep = mask.copy()
+    idx = np.flatnonzero(mask)
+    if idx.size < 2:
+        return keep
+    key = np.round(theta[idx], decimals)
+    order = np.lexsort((f[idx], *key.T[::-1]))
+    dup = np.zeros(idx.size, dtype=bool)
+    dup[1:] = np.all(key[order][1:] == key[order][:-1], axis=1)
+    keep[idx[order][dup]] = False
+    return keep
+
+
+def best_distinct(result: MultiStart, k: int, decimals: int = 4) -> np.ndarray:
+    """Indices of the ``k`` lowest-objective starts that differ at ``decimals`` places."""
+    order = np.argsort(result.objective)
+    seen, out = set(), []
+    for i in order:
+        if not np.isfinite(result.objective[i]):
+            break
+        key = tuple(np.round(result.theta[i], decimals))
+        if key not in seen:
+            seen.add(key)
+            out.append(int(i))
+        if len(out) == k:
+            break
+    return np.array(out, dtype=int)
+
+
+def polish(problem: Problem, theta: np.ndarray, ftol: float = 1e-15, gtol: float = 1e-10,
+           max_iter: int = 2000):
+    """scipy L-BFGS-B from one point (the reference optimiser of the papers' fits)."""
+    from scipy.optimize import minimize
+
+    lo, hi = problem.bounds()
+
+    def fun(x):
+        f, g = problem.value_grad(x[None])
+        return (float(f[0]), g[0]) if np.isfinite(f[0]) else (1e300, np.zeros_like(x))
+
+    return minimize(fun, theta, jac=True, method="L-BFGS-B",
+                    bounds=list(zip(lo, hi, strict=True)),
+                    options={"ftol": ftol, "gtol": gtol, "maxiter": max_iter})
