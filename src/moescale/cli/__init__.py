@@ -18,6 +18,7 @@ from moescale.errors import MoescaleError
 COMMANDS: dict[str, str] = {
     "count": "moescale.cli.count:count",
     "laws": "moescale.cli.laws:laws",
+    "fit": "moescale.cli.fit:fit",
     "predict": "moescale.cli.predict:predict",
     "plan": "moescale.cli.plan:plan",
     "train": "moescale.cli.train:train",
@@ -57,6 +58,7 @@ def cli() -> None:
     Examples:
       moescale count --hf-config config.json
       moescale laws
+      moescale fit runs.csv --law chinchilla --holdout largest-C:5 --bootstrap 200
       moescale predict --law ludziejewski2025 --N-active 1e9 --D 2e10 --E 8
       moescale plan --compute 1e21
     """

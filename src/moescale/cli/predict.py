@@ -1,4 +1,4 @@
-"""``moescale predict``: a law's predicted loss at given run variables."""
+"""``moescale predict``: a law's prediction at given run variables, from a preset or a fit."""
 
 from __future__ import annotations
 
@@ -7,41 +7,71 @@ import click
 from moescale.cli._output import echo_json
 from moescale.errors import MoescaleError
 
-_VARS = ("N", "N_active", "N_a", "D", "E", "G", "S", "C")
-
 
 @click.command()
-@click.option("--law", "law_name", required=True, help="Law name (see `moescale laws`).")
+@click.option("--law", "law_name", default=None, help="Law name (see `moescale laws`).")
 @click.option("--preset", default=None, help="Preset coefficients (default: the law's first).")
+@click.option("--fit", "fit_file", type=click.Path(dir_okay=False), default=None,
+              help="A fit.json from `moescale fit` (instead of --law/--preset).")
 @click.option("--N", "N", default=None, help="Parameters N.")
 @click.option("--N-active", "N_active", default=None, help="Active parameters N_act.")
 @click.option("--N-a", "N_a", default=None, help="Active parameters N_a (comprehensive law).")
 @click.option("--D", "D", default=None, help="Training tokens D.")
 @click.option("--E", "E", default=None, help="Routed experts E.")
-@click.option("--G", "G", default=None, help="Activated experts G.")
+@click.option("--G", "G", default=None, help="Activated experts G (or granularity, Krajewski).")
 @click.option("--S", "S", default=None, help="Shared-expert ratio S.")
 @click.option("--C", "C", default=None, help="Compute C (FLOPs).")
+@click.option("--var", "extra", multiple=True, metavar="NAME=VALUE",
+              help="Any other variable of the law, e.g. --var loss=2.1. Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"loss\": …} as JSON.")
-def predict(law_name, preset, as_json, **values):
-    """Predict the loss of a run from a law's published coefficients.
+def predict(law_name, preset, fit_file, extra, as_json, **values):
+    """Predict the loss (or the law's target) of a run from published or fitted coefficients.
+
+    With --fit and a bootstrapped fit, the confidence interval is printed too.
 
     \b
     Examples:
       moescale predict --law chinchilla --preset hoffmann2022 --N 70e9 --D 1.4e12
       moescale predict --law ludziejewski2025 --N-active 1e9 --D 2e10 --E 8 --json
+      moescale predict --fit fit.json --N 7e9 --D 1.4e12
     """
     from moescale.laws import get_law
     from moescale.units import parse_positive
 
-    law = get_law(law_name)
-    preset = preset or (next(iter(law.presets)) if law.presets else "")
     given = {k: parse_positive(v, f"--{k}") for k, v in values.items() if v is not None}
+    for item in extra:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise MoescaleError(f"--var {item!r} must look like NAME=VALUE")
+        given[name.strip()] = float(value) if name.strip() == "S" else parse_positive(value, name)
+    if fit_file:
+        if law_name or preset:
+            raise MoescaleError("give either --fit or --law/--preset, not both")
+        from moescale.fitting import FitResult
+
+        result = FitResult.load(fit_file)
+        law, params, source = get_law(result.law), result.params, fit_file
+    else:
+        if not law_name:
+            raise MoescaleError("give --law NAME (with --preset) or --fit fit.json")
+        law = get_law(law_name)
+        preset = preset or (next(iter(law.presets)) if law.presets else "")
+        params, source, result = law.preset(preset).values, preset, None
     unused = sorted(set(given) - set(law.variables))
     if unused:
         raise MoescaleError(f"law {law.name!r} does not use {', '.join(unused)}; "
                             f"it needs {', '.join(law.variables)}")
-    loss = float(law.predict(preset, given))
+    value = float(law.predict(params, given))
+    interval = None
+    if result is not None and result.bootstrap_params:
+        interval = [float(x) for x in result.predict_interval(given)]
     if as_json:
-        echo_json({"law": law.name, "preset": preset, "variables": given, "loss": loss})
+        out = {"law": law.name, "source": source, "preset": preset if result is None else None, "variables": given, law.target: value}
+        if law.target != "loss":
+            out["prediction"] = value
+        if interval:
+            out["ci"], out["ci_level"] = interval, result.ci_level
+        echo_json(out)
     else:
-        click.echo(f"{law.name} ({preset}): loss = {loss:.5f}")
+        ci = f"  ({result.ci_level:.0%} CI {interval[0]:.5g} … {interval[1]:.5g})" if interval else ""
+        click.echo(f"{law.name} ({source}): {law.target} = {value:.5g}{ci}")
