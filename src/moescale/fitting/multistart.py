@@ -4,7 +4,7 @@ Every start is refined by a damped Gauss–Newton (Levenberg–Marquardt) iterat
 IRLS weights, all starts advancing together as stacked numpy arrays (batched ``P×P`` solves):
 no Python loop over starts and no per-start scipy call. Starts that have converged leave the
 active set; starts that land on the same point merge (their trajectories would coincide).
-Large grids are screened by successive halving: after 8, 16 and 32 iterations only the best
+Large grids are screened by successive halving: after 4, 8, 16 and 32 iterations only the best
 quarter of the still-active starts (at least 64) go on — on the Chinchilla grid every start
 that ends at the optimum is among them (benchmarks/RESULTS.md). The best few distinct results
 are then polished with scipy's L-BFGS-B (analytic or automatic
@@ -28,7 +28,7 @@ from moescale.errors import MoescaleError
 from moescale.fitting.objective import Problem, huber
 
 CHUNK = 2048  # starts refined together; bounds memory to CHUNK × runs × params floats
-SCREEN_AT = (8, 16, 32)  # iterations after which only the best SCREEN_KEEP of the active starts go on
+SCREEN_AT = (4, 8, 16, 32)  # iterations after which only the best SCREEN_KEEP of the active starts go on
 SCREEN_KEEP, SCREEN_MIN = 0.25, 64
 
 
@@ -158,8 +158,7 @@ def _lm_step(problem: Problem, theta: np.ndarray, r: np.ndarray, w: np.ndarray,
              lam: np.ndarray) -> np.ndarray:
     """One damped Gauss–Newton step per start: ``(JᵀWJ + λ·diag) Δ = −Jᵀψ``, Huber IRLS W."""
     _, psi = huber(r, problem.delta)
-    a = np.abs(r)
-    irls = w * np.where(a <= problem.delta, 1.0, problem.delta / np.maximum(a, 1e-300))
+    irls = w * np.divide(psi, r, out=np.ones_like(r), where=r != 0)  # ψ(r)/r: 1 inside, δ/|r| out
     jac = problem.jacobian(theta)                                    # (starts, P, runs)
     g = (jac @ (w * psi)[:, :, None])[:, :, 0]
     h = (jac * irls[:, None, :]) @ jac.transpose(0, 2, 1)

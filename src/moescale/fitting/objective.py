@@ -18,12 +18,13 @@ from moescale.laws.base import Law
 
 
 def huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:
-    """Huber value ``ρ(r)`` and derivative ``ψ(r)`` elementwise (quadratic for ``|r| ≤ δ``)."""
-    a = np.abs(r)
-    quad = a <= delta
-    value = np.where(quad, 0.5 * r * r, delta * (a - 0.5 * delta))
-    psi = np.where(quad, r, delta * np.sign(r))
-    return value, psi
+    """Huber value ``ρ(r)`` and derivative ``ψ(r)`` elementwise (quadratic for ``|r| ≤ δ``).
+
+    With ``ψ = clip(r, −δ, δ)``: ``ρ = ψ·(r − ψ/2)``, i.e. ``r²/2`` inside and
+    ``δ·|r| − δ²/2`` outside.
+    """
+    psi = np.clip(r, -delta, delta)
+    return psi * (r - 0.5 * psi), psi
 
 
 class Problem:
