@@ -23,6 +23,8 @@ def laws(as_json):
     if as_json:
         echo_json(described)
         return
-    print_table("scaling laws", ["law", "variables", "convention", "presets", "citation"],
-                [(d["name"], ", ".join(d["variables"]), d["convention"],
-                  ", ".join(d["presets"]) or "fit only", d["citation"]) for d in described])
+    print_table("scaling laws (moescale laws --json for formulas and citations)",
+                ["law", "predicts", "variables", "presets", "source"],
+                [(d["name"], d["target"], ", ".join(d["variables"]),
+                  ", ".join(d["presets"]) or "fit only", d["citation"].split(",")[0])
+                 for d in described])

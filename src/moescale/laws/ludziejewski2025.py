@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from moescale.laws._forms import lse
 from moescale.laws.base import Law, Preset
 
 PARAMS = ("a", "alpha", "delta", "gamma", "b", "beta", "omega", "zeta", "E_start", "E_max", "c")
@@ -22,6 +23,18 @@ def e_hat(E, E_start: float, E_max: float):
     """Saturating transform of the number of experts (``Ê(1) = E_start``)."""
     E = np.asarray(E, dtype=float)
     return 1.0 / (1.0 / (E - 1.0 + 1.0 / (1.0 / E_start - 1.0 / E_max)) + 1.0 / E_max)
+
+
+def log_e_hat_grads(E, E_start, E_max):
+    """``(ln Ê, ∂ln Ê/∂ln E_start, ∂ln Ê/∂ln E_max)`` (derivatives for the fitter).
+
+    With ``q = 1/E_start − 1/E_max`` and ``u = E − 1 + 1/q``: ``1/Ê = 1/u + 1/E_max``, so
+    ``∂ln Ê/∂ln E_start = Ê/(u²q²E_start)`` and ``∂ln Ê/∂ln E_max = Ê/E_max·(1 − 1/(uq)²)``.
+    """
+    q = 1.0 / E_start - 1.0 / E_max
+    u = np.asarray(E, dtype=float) - 1.0 + 1.0 / q
+    eh = 1.0 / (1.0 / u + 1.0 / E_max)
+    return np.log(eh), eh / (u * u * q * q * E_start), eh / E_max * (1.0 - 1.0 / (u * q) ** 2)
 
 
 def reduce_to_chinchilla(E: float, p: dict[str, float] = TABLE3) -> tuple[float, float, float, float]:
@@ -47,12 +60,35 @@ def learning_rate(active_params, E):
                   - 0.25 * np.log(E))
 
 
-def _log_loss(p, v):
-    eh = e_hat(v["E"], p["E_start"], p["E_max"])
-    le = np.log(eh)
+def _terms(p, v, le):
     t1 = np.log(p["a"]) + p["delta"] * le + (p["alpha"] + p["gamma"] * le) * np.log(v["N_active"])
     t2 = np.log(p["b"]) + p["omega"] * le + (p["beta"] + p["zeta"] * le) * np.log(v["D"])
-    return np.logaddexp(np.logaddexp(t1, t2), np.log(p["c"]))
+    return t1, t2, np.log(p["c"])
+
+
+def _log_loss(p, v):
+    le = np.log(e_hat(v["E"], p["E_start"], p["E_max"]))
+    return lse(*_terms(p, v, le))[0]
+
+
+def _grad_log_loss(p, v):
+    """∂ln L/∂θ in fit space (ln a, ln b, ln c, ln E_start, ln E_max, exponents as they are)."""
+    le, dls, dlm = log_e_hat_grads(v["E"], p["E_start"], p["E_max"])
+    _, (w1, w2, w3) = lse(*_terms(p, v, le))
+    ln_n, ln_d = np.log(v["N_active"]), np.log(v["D"])
+    d_le = w1 * (p["delta"] + p["gamma"] * ln_n) + w2 * (p["omega"] + p["zeta"] * ln_d)
+    return {"a": w1, "delta": w1 * le, "alpha": w1 * ln_n, "gamma": w1 * le * ln_n,
+            "b": w2, "omega": w2 * le, "beta": w2 * ln_d, "zeta": w2 * le * ln_d, "c": w3,
+            "E_start": d_le * dls, "E_max": d_le * dlm}
+
+
+def _derived(p):
+    """Compute-optimal exponents at E = 1 and E = 8: ``N_opt ∝ C^(ν/(μ+ν))``."""
+    out = {}
+    for e in (1, 8):
+        _, mu, _, nu = reduce_to_chinchilla(e, p)
+        out[f"N_opt_exponent_E{e}"] = float(abs(nu) / (abs(mu) + abs(nu)))
+    return out
 
 
 LAW = Law(
@@ -62,4 +98,33 @@ LAW = Law(
     params=PARAMS, variables=("N_active", "D", "E"), convention="chinchilla",
     log_loss=_log_loss,
     presets={"ludziejewski2025": Preset(dict(TABLE3), "Table 3 of arXiv 2502.05172")},
+    # The paper's grid (papers.md §3): |α|, |β| ∈ {0.05, 0.25, 0.5} (signed negative here),
+    # a, b ∈ {30, 100, 300}, c ∈ {0.5, 1, 2}, δ, γ, ω, ζ ∈ {−0.5, 0, 0.5}: 3^9 = 19,683 starts.
+    # E_start and E_max start at 2 and 300 (off-grid) and stay in 1 < E_start < 20 < 25 < E_max.
+    log_params=("a", "b", "c", "E_start", "E_max"),
+    init_grid={"alpha": (-0.05, -0.25, -0.5), "beta": (-0.05, -0.25, -0.5),
+               "a": tuple(np.log([30, 100, 300])), "b": tuple(np.log([30, 100, 300])),
+               "c": tuple(np.log([0.5, 1, 2])), "delta": (-0.5, 0, 0.5),
+               "gamma": (-0.5, 0, 0.5), "omega": (-0.5, 0, 0.5), "zeta": (-0.5, 0, 0.5)},
+    init={"E_start": float(np.log(2.0)), "E_max": float(np.log(300.0))},
+    bounds={"E_start": (float(np.log(1.001)), float(np.log(20.0))),
+            "E_max": (float(np.log(25.0)), float(np.log(1e5))),
+            **{k: (-3.0, 3.0) for k in ("alpha", "beta", "delta", "gamma", "omega", "zeta")}},
+    grad_log_loss=_grad_log_loss, derived=_derived,
+)
+
+LR_LAW = Law(
+    name="ludziejewski2025_lr",
+    citation="Ludziejewski et al. 2025 (arXiv 2502.05172), learning rate of their code",
+    formula="LR = exp(c0 + c_N·ln N_act + c_E·ln E)",
+    params=("c0", "c_N", "c_E"), variables=("N_active", "E"), convention="chinchilla",
+    log_loss=lambda p, v: p["c0"] + p["c_N"] * np.log(v["N_active"]) + p["c_E"] * np.log(v["E"]),
+    presets={"ludziejewski2025": Preset(
+        dict(c0=8.391640956234012, c_N=-0.8121798244457074, c_E=-0.25),
+        "constants in the paper's code (papers.md §3)")},
+    init_grid={"c0": (0.0, 8.0), "c_N": (-1.0, 0.0), "c_E": (-0.5, 0.0)},
+    grad_log_loss=lambda p, v: {"c0": np.ones_like(np.log(v["N_active"]) + 0 * p["c0"]),
+                                "c_N": np.log(v["N_active"]) + 0 * p["c0"],
+                                "c_E": np.log(v["E"]) + 0 * p["c0"]},
+    target="lr",
 )

@@ -1,0 +1,147 @@
+"""Every registered law: broadcasting, analytic gradients, variable projection, presets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from moescale.errors import MoescaleError
+from moescale.laws import LAWS, get_law
+
+# Plausible parameter values per fit-only law (for laws with presets, the first preset).
+EXAMPLES = {
+    "clark2022": dict(a=-0.07, b=-0.04, c=0.002, d=2.3, E_start=1.9, E_max=300.0),
+    "wang2024": dict(A=300.0, alpha=0.3, gamma=0.15, B=400.0, beta=0.3, sigma=1.7),
+    "wang2024_batch": dict(k=2e7, p=3.0),
+    "wang2024_lr": dict(k=3e-3, p=1.5),
+    "holistic2026_m_ratio": dict(a=0.2, b=0.004, c=2.5),
+    "holistic2026_n_ratio": dict(a=0.5, b=0.3, c=2.4),
+    "holistic2026_d": dict(q=2e-7, d0=1100.0, L0=2.6),
+    "power_law_C": dict(k=30.0, p=-0.05),
+}
+
+
+def example_params(law):
+    return dict(law.presets[next(iter(law.presets))].values) if law.presets else EXAMPLES[law.name]
+
+
+def example_variables(law, n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    ranges = {"N": (1e7, 1e10), "N_active": (1e7, 5e9), "N_a": (3e7, 2e9), "D": (1e9, 2e11),
+              "E": (1, 64), "G": (1, 16), "S": (0.05, 0.7), "C": (1e18, 3e20),
+              "loss": (2.0, 4.0), "M_over_Na": (6.5, 20.0), "N_over_Na": (2.0, 30.0),
+              "x_max": (32.1, 32.1), "d": (256.0, 4096.0)}
+    v = {k: np.exp(rng.uniform(*np.log(ranges[k]), n)) for k in law.variables}
+    if "E" in v:
+        v["E"] = np.round(v["E"])
+    if "N_a" in v:
+        v["N_a"] = np.minimum(v["N_a"], 0.8 * v["N"])
+    return v
+
+
+@pytest.mark.parametrize("name", LAWS)
+def test_describe_and_broadcasting(name):
+    law = get_law(name)
+    d = law.describe()
+    assert d["name"] == name and d["variables"] and d["params"]
+    p, v = example_params(law), example_variables(law)
+    single = law.predict(p, v)
+    assert single.shape == (40,) and np.all(np.isfinite(single)) and np.all(single > 0)
+    stacked = {k: np.array([[x], [x]]) for k, x in p.items()}
+    both = np.exp(law.log_loss(stacked, law.check_variables(v)))
+    assert np.broadcast_to(both, (2, 40)).shape == (2, 40)
+    assert np.allclose(both[1], single, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", LAWS)
+def test_fit_space_round_trip(name):
+    law = get_law(name)
+    p = {k: v for k, v in example_params(law).items() if v != 0 or k not in law.log_params}
+    p = {**{k: 1.0 for k in law.params}, **p}
+    back = law.from_fit_space(law.to_fit_space(p))
+    assert all(float(back[k]) == pytest.approx(p[k], rel=1e-12) for k in law.params)
+
+
+@pytest.mark.parametrize("name", [n for n in LAWS if get_law(n).grad_log_loss is not None])
+def test_analytic_gradient_matches_central_differences(name):
+    law = get_law(name)
+    p = example_params(law)
+    if name == "krajewski2024":
+        p = dict(law.presets["moe"].values)
+    v = law.check_variables(example_variables(law))
+    theta = law.to_fit_space(p)
+    grads = law.grad_log_loss(p, v)
+    for k in law.params:
+        h = 1e-6 * max(1.0, abs(theta[k]))
+        up, down = dict(theta), dict(theta)
+        up[k] += h
+        down[k] -= h
+        fd = (law.log_loss(law.from_fit_space(up), v) - law.log_loss(law.from_fit_space(down), v)) / (2 * h)
+        assert np.allclose(np.broadcast_to(grads[k], fd.shape), fd, rtol=1e-5, atol=1e-8), k
+
+
+@pytest.mark.parametrize("name", [n for n in LAWS if get_law(n).linear is not None])
+def test_linear_basis_reproduces_the_law(name):
+    law = get_law(name)
+    p = dict(law.presets["moe"].values) if name == "krajewski2024" else example_params(law)
+    v = law.check_variables(example_variables(law))
+    names, basis = law.linear(p, v)
+    assert np.allclose(basis @ np.array([p[k] for k in names]), law.predict(p, v), rtol=1e-10)
+
+
+def test_krajewski_presets():
+    # Krajewski et al. 2024 (papers.md §5): more granularity lowers the MoE loss; the dense
+    # preset ignores G; both share c = 0.47 as the irreducible loss.
+    law = get_law("krajewski2024")
+    v = {"N": np.array([1e9] * 3), "D": np.array([2e10] * 3), "G": np.array([1.0, 8.0, 64.0])}
+    moe = law.predict("moe", v)
+    assert moe[0] > moe[1] > moe[2] > 0.47
+    dense = law.predict("dense", v)
+    assert np.ptp(dense) == 0
+    # value by hand: c + (g/G^γ + a)/N^α + b/D^β at G = 1
+    hand = 0.47 + (2.1 + 18.1) / 1e9**0.115 + 30.8 / 2e10**0.147
+    assert moe[0] == pytest.approx(hand, rel=1e-12)
+
+
+def test_wang_closed_form_equals_numeric_optimum():
+    from moescale.laws import wang2024
+
+    law, p, c = get_law("wang2024"), EXAMPLES["wang2024"], 1e21
+    for e in (1, 8, 64):
+        n_opt, d_opt = wang2024.compute_optimal(c, e, p)
+        res = minimize_scalar(lambda ln: float(law.predict(p, {"N": np.exp(ln), "D": c / 6 / np.exp(ln),
+                                                               "E": e})),
+                              bounds=(np.log(1e6), np.log(1e13)), method="bounded",
+                              options={"xatol": 1e-10})
+        assert n_opt == pytest.approx(np.exp(res.x), rel=1e-4)
+        assert 6 * n_opt * d_opt == pytest.approx(c)
+
+
+def test_hyper_parameter_presets_reproduce_their_sources():
+    # joint-MoE code: LR = exp(8.3916 − 0.8122·ln N_act − 0.25·ln E) (papers.md §3)
+    lr = get_law("ludziejewski2025_lr").predict("ludziejewski2025", {"N_active": 1e9, "E": 8})
+    assert float(lr) == pytest.approx(np.exp(8.391640956234012 - 0.8121798244457074
+                                             * np.log(1e9) - 0.25 * np.log(8)))
+    # holistic Table 4 (papers.md §1): LR 1.20e-3 … 4.82e-4, batch 64 … 288 sequences of 8192
+    c = np.array([1e18, 3e18, 1e19, 3e19, 1e20, 3e20])
+    table_lr = np.array([1.20e-3, 1.00e-3, 8.28e-4, 6.95e-4, 5.74e-4, 4.82e-4])
+    table_batch = np.array([64, 80, 128, 160, 208, 288]) * 8192
+    assert np.allclose(get_law("holistic2026_lr").predict("wan2026", {"C": c}), table_lr, rtol=0.06)
+    assert np.allclose(get_law("holistic2026_batch").predict("wan2026", {"C": c}), table_batch,
+                       rtol=0.15)
+    assert get_law("holistic2026_lr").presets["wan2026"].values["p"] == pytest.approx(-0.160, abs=2e-3)
+
+
+def test_holistic_m_ratio_optimum_is_where_the_curve_is_lowest():
+    law, p = get_law("holistic2026_m_ratio"), EXAMPLES["holistic2026_m_ratio"]
+    x = np.linspace(6.1, 30, 20001)
+    best = x[np.argmin(law.predict(p, {"M_over_Na": x}))]
+    assert law.derived(p)["optimal_M_over_Na"] == pytest.approx(best, abs=2e-3)
+
+
+def test_unknown_law_and_missing_variable_are_clear_errors():
+    with pytest.raises(MoescaleError, match="unknown law"):
+        get_law("nope")
+    with pytest.raises(MoescaleError, match="needs variable E"):
+        get_law("clark2022").predict(EXAMPLES["clark2022"], {"N": 1e9})
