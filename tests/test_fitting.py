@@ -166,3 +166,30 @@ def test_fit_result_round_trips_through_json(tmp_path):
         FitResult.load(tmp_path / "bad.json")
     with pytest.raises(MoescaleError):
         FitResult.load(tmp_path / "missing.json")
+
+
+def _truth(law):
+    from test_laws_families import example_params
+
+    return example_params(law)
+
+
+@pytest.mark.parametrize("name", [n for n in __import__("moescale.laws", fromlist=["LAWS"]).LAWS
+                                  if n not in ("chinchilla", "ludziejewski2025")])
+def test_every_law_recovers_its_parameters_from_noisy_synthetic_runs(name):
+    from test_laws_families import example_variables
+
+    law = get_law(name)
+    truth = _truth(law)
+    if name == "krajewski2024":
+        truth = dict(law.presets["moe"].values)
+    fixed = {k: truth[k] for k in ("k_M", "p_M")} if name == "holistic2026" else None
+    rng = np.random.default_rng(1)
+    v = example_variables(law, n=200, seed=2)
+    y = law.predict(truth, v) * np.exp(rng.normal(0, 0.001, 200))
+    res = fit(law, v, y, fixed=fixed)
+    rel = np.abs(law.predict(res.params, v) / law.predict(truth, v) - 1)
+    assert rel.max() < 0.004, rel.max()
+    for k in law.params:  # exponents and other O(1) shape parameters come back close
+        if k in ("alpha", "beta", "gamma", "p", "d0", "c_N", "c_E", "p_D"):
+            assert res.params[k] == pytest.approx(truth[k], rel=0.1, abs=0.02), k

@@ -83,4 +83,9 @@ LAW = Law(
     presets={"wan2026": Preset(dict(k_D=22.8929, p_D=0.4563, k_M=0.04368, p_M=0.5437),
                                "Wan et al. 2026, step 1 (classical law)",
                                "predict returns D_opt(C); M_opt = C / D_opt")},
+    # Only k_D and p_D enter the prediction; M_opt = C/D_opt fixes k_M = 1/k_D, p_M = 1 − p_D,
+    # so fits hold k_M and p_M fixed (moescale fit --fix k_M=… --fix p_M=…).
+    log_params=("k_D", "k_M"),
+    init_grid={"k_D": tuple(np.log([1.0, 10.0, 100.0])), "p_D": (0.3, 0.5, 0.7)},
+    init={"k_M": 0.0, "p_M": 0.5},
 )

@@ -46,4 +46,11 @@ LAW = Law(
     params=tuple(TABLE2), variables=("N", "N_a", "D", "G", "S"), convention="holistic",
     log_loss=lambda p, v: np.log(loss(v["N"], v["N_a"], v["D"], v["G"], v["S"], p)),
     presets={"zhao2025": Preset(dict(TABLE2), "Table 2 of arXiv 2509.23678")},
+    # Positive coefficients fitted in log space; n (the linear S term) may be negative.
+    # A modest grid over the exponents; the other coefficients start at round magnitudes.
+    log_params=("e", "f", "m", "k", "h", "a", "b", "c", "eps"),
+    init_grid={"alpha": (0.15, 0.3), "beta": (0.3, 0.6), "eps": (0.0, 0.7)},
+    init={"e": np.log(0.1), "f": np.log(5.0), "m": np.log(3.0), "n": -1.0, "k": np.log(0.01),
+          "h": np.log(0.1), "a": np.log(20.0), "b": np.log(1e4), "c": np.log(20.0)},
+    bounds={"alpha": (0.01, 2.0), "beta": (0.01, 2.0)},
 )
