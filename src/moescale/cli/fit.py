@@ -33,6 +33,8 @@ def _floats(text: str, what: str) -> list[float]:
               help="Rename a column of DATA to a run variable, e.g. \"Model Size=N\". Repeatable.")
 @click.option("--derive", multiple=True, metavar="NAME=EXPR",
               help="Add a column from an expression, e.g. \"D=C/(6*N)\". Repeatable.")
+@click.option("--where", default=None, metavar="EXPR",
+              help="Keep only the runs matching a pandas query, e.g. \"step == 249000 and k == 1\".")
 @click.option("--holdout", default=None, metavar="SPEC",
               help="Held-out runs: largest-C:5, largest-N:1, lowest-loss:30, tag:COL=VALUE, query:EXPR.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=0,
@@ -50,7 +52,7 @@ def _floats(text: str, what: str) -> list[float]:
               help="Hold a parameter at a value instead of fitting it. Repeatable.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the fit as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
-def fit(data, law_name, mapping, derive, holdout, bootstrap, level, seed, delta, method,
+def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed, delta, method,
         grid_items, fix_items, output, as_json):
     """Fit a scaling law to the runs in DATA (CSV, Parquet, JSONL or JSON).
 
@@ -63,6 +65,8 @@ def fit(data, law_name, mapping, derive, holdout, bootstrap, level, seed, delta,
       moescale fit chinchilla.csv --law chinchilla --map "Model Size=N" \\
           --map "Training FLOP=C" --derive "D=C/(6*N)" --json
       moescale fit moe_runs.jsonl --law ludziejewski2025 --holdout lowest-loss:30
+      moescale fit curves.csv --law clark2022 --where "step == 249000 and k == 1" \
+          --map dense_parameter_count=N --map num_experts=E --map loss_validation=loss
     """
     from moescale.fitting import fit_runs
     from moescale.laws import get_law
@@ -71,6 +75,10 @@ def fit(data, law_name, mapping, derive, holdout, bootstrap, level, seed, delta,
     law = get_law(law_name)
     runs = RunTable.from_file(data, mapping=parse_mapping(mapping) or None,
                               derive=parse_derive(derive) or None)
+    if where:
+        from moescale.fitting.holdout import query_mask
+
+        runs = runs.subset(query_mask(runs.frame, where, "--where"))
     grid = {k: _floats(v, "--grid") for k, v in _name_values(grid_items, "--grid").items()}
     fixed = {k: _floats(v, "--fix")[0] for k, v in _name_values(fix_items, "--fix").items()}
     unknown = sorted((set(grid) | set(fixed)) - set(law.params))
@@ -79,7 +87,9 @@ def fit(data, law_name, mapping, derive, holdout, bootstrap, level, seed, delta,
                             f"(it has {', '.join(law.params)})")
     if grid:
         grid = {**law.init_grid, **grid}
-    with _progress(not as_json) as progress:
+    import sys
+
+    with _progress(not as_json and sys.stderr.isatty()) as progress:
         result = fit_runs(law.name, runs, holdout=holdout, bootstrap=bootstrap, level=level,
                           seed=seed, delta=delta, method=method, grid=grid or None,
                           fixed=fixed or None, progress=progress)
@@ -94,7 +104,8 @@ def fit(data, law_name, mapping, derive, holdout, bootstrap, level, seed, delta,
 
 
 class _progress:
-    """A rich progress bar on stderr for the multi-start and bootstrap stages (people only)."""
+    """A rich progress bar on stderr for the multi-start and bootstrap stages (people at a
+    terminal only: never in --json output, pipes or logs)."""
 
     def __init__(self, enabled: bool):
         self.enabled, self.bar, self.tasks = enabled, None, {}

@@ -31,16 +31,26 @@ def holdout_mask(frame, spec: str) -> np.ndarray:
         _need(frame, col)
         mask = (frame[col].astype(str) == value).to_numpy()
     elif kind == "query":
-        try:
-            mask = frame.eval(arg).to_numpy(dtype=bool)
-        except Exception as exc:  # pandas raises many types for a bad expression
-            raise MoescaleError(f"--holdout query {arg!r} failed: {exc}") from None
+        mask = query_mask(frame, arg, "--holdout query")
     else:
         raise MoescaleError(f"--holdout kind {kind!r} unknown; use largest-COL:k, lowest-COL:k, "
                             "tag:COL=VALUE or query:EXPR")
     if mask.all() or not mask.any():
         raise MoescaleError(f"--holdout {spec!r} selects {int(mask.sum())} of {len(mask)} runs; "
                             "it must leave some runs on each side")
+    return mask
+
+
+def query_mask(frame, expr: str, what: str) -> np.ndarray:
+    """Rows of ``frame`` where the pandas expression ``expr`` holds; a bad one is a clear error."""
+    try:
+        mask = np.asarray(frame.eval(expr), dtype=bool)
+    except Exception as exc:  # pandas raises many types for a bad expression
+        raise MoescaleError(f"{what} {expr!r} failed: {exc}") from None
+    if mask.shape != (len(frame),):
+        raise MoescaleError(f"{what} {expr!r} is not a condition on the runs")
+    if not mask.any():
+        raise MoescaleError(f"{what} {expr!r} matches no runs")
     return mask
 
 

@@ -107,7 +107,10 @@ LAW = Law(
                "c": tuple(np.log([0.5, 1, 2])), "delta": (-0.5, 0, 0.5),
                "gamma": (-0.5, 0, 0.5), "omega": (-0.5, 0, 0.5), "zeta": (-0.5, 0, 0.5)},
     init={"E_start": float(np.log(2.0)), "E_max": float(np.log(300.0))},
-    bounds={"E_start": (float(np.log(1.001)), float(np.log(20.0))),
+    bounds={"a": (float(np.log(1e-3)), float(np.log(1e6))),
+            "b": (float(np.log(1e-3)), float(np.log(1e6))),
+            "c": (float(np.log(1e-2)), float(np.log(10.0))),  # irreducible loss, nats
+            "E_start": (float(np.log(1.001)), float(np.log(20.0))),
             "E_max": (float(np.log(25.0)), float(np.log(1e5))),
             **{k: (-3.0, 3.0) for k in ("alpha", "beta", "delta", "gamma", "omega", "zeta")}},
     grad_log_loss=_grad_log_loss, derived=_derived,
