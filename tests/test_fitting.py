@@ -80,7 +80,7 @@ def test_a_single_start_at_hoffmann_values_is_not_enough():
 def test_bootstrap_standard_errors_match_the_replication():
     # Besiroglu et al. 2024: bootstrap SEs A 124.5, B 1293.3, E 0.026, α 0.0154, β 0.0206
     # (4,000 refits). 300 refits here: same size within a factor of ~1.6.
-    from moescale.fitting import _bootstrap, fit_runs  # noqa: F401  (fit_runs via RunTable below)
+    from moescale.fitting import fit_runs
     from moescale.runs import RunTable
 
     n, d, y = epoch_points()
@@ -145,8 +145,8 @@ def test_holdout_specs():
 
 
 def test_fit_result_round_trips_through_json(tmp_path):
-    from moescale.runs import RunTable
     from moescale.fitting import fit_runs
+    from moescale.runs import RunTable
 
     law = get_law("chinchilla")
     rng = np.random.default_rng(3)

@@ -110,8 +110,8 @@ def test_wang_closed_form_equals_numeric_optimum():
     law, p, c = get_law("wang2024"), EXAMPLES["wang2024"], 1e21
     for e in (1, 8, 64):
         n_opt, d_opt = wang2024.compute_optimal(c, e, p)
-        res = minimize_scalar(lambda ln: float(law.predict(p, {"N": np.exp(ln), "D": c / 6 / np.exp(ln),
-                                                               "E": e})),
+        res = minimize_scalar(lambda ln, e=e: float(law.predict(
+                                  p, {"N": np.exp(ln), "D": c / 6 / np.exp(ln), "E": e})),
                               bounds=(np.log(1e6), np.log(1e13)), method="bounded",
                               options={"xatol": 1e-10})
         assert n_opt == pytest.approx(np.exp(res.x), rel=1e-4)
