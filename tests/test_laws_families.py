@@ -145,3 +145,21 @@ def test_unknown_law_and_missing_variable_are_clear_errors():
         get_law("nope")
     with pytest.raises(MoescaleError, match="needs variable E"):
         get_law("clark2022").predict(EXAMPLES["clark2022"], {"N": 1e9})
+
+
+def test_comprehensive_efficiency_aware_optimum():
+    # Zhao et al. 2025: G* ≈ 6.78, S* ≈ 0.31, N_a/N ≈ 40 % at 30B (papers.md §2). The
+    # efficiency-aware choice is cheaper (fewer activated experts, sparser) and costs exactly
+    # the allowed loss; a larger tolerance buys more sparsity; larger models go sparser.
+    from moescale.laws import zhao2025
+
+    for n in (3e10, 6.71e11):
+        eff = zhao2025.efficiency_aware_optimum(n, tolerance=0.005)
+        assert eff["G"] < eff["G_opt"] == pytest.approx(6.78, abs=0.01)
+        assert eff["activation_ratio"] < eff["activation_ratio_opt"]
+        assert eff["loss_increase_G"] == pytest.approx(0.005, rel=1e-6)
+        looser = zhao2025.efficiency_aware_optimum(n, tolerance=0.02)
+        assert looser["activation_ratio"] < eff["activation_ratio"] and looser["G"] < eff["G"]
+    small, large = (zhao2025.efficiency_aware_optimum(n) for n in (3e10, 6.71e11))
+    assert large["activation_ratio"] < small["activation_ratio"]
+    assert get_law("zhao2025").derived(zhao2025.TABLE2)["S_opt"] == pytest.approx(0.31, abs=0.01)

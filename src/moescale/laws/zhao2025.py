@@ -39,6 +39,41 @@ def optimal_activation_ratio(N: float, p: dict[str, float] = TABLE2) -> float:
     return float(res.x)
 
 
+def efficiency_aware_optimum(N: float, tolerance: float = 0.005,
+                             p: dict[str, float] = TABLE2) -> dict[str, float]:
+    """The cheapest configuration whose predicted loss is within ``tolerance`` (relative) of
+    the loss-optimal one at total size ``N`` (moescale's documented criterion; the paper's exact
+    definition is not public, papers.md §2).
+
+    Cheaper means fewer activated experts ``G`` (routing and communication per token) and a
+    smaller activation ratio ``N_a/N`` (FLOPs per token). Each is lowered, the other factors
+    held at their loss optimum, until the loss would rise by more than ``tolerance`` — the
+    loss is separable in ``G`` and ``S``, so the two searches do not interact. ``S`` keeps its
+    optimum (shared experts cost no extra compute at fixed ``G``). ``D`` does not matter.
+    """
+    from scipy.optimize import brentq
+
+    g_opt, s_opt = optimal_G_S(p)
+    r_opt = optimal_activation_ratio(N, p)
+    best = float(loss(N, r_opt * N, 1e12, g_opt, s_opt, p))
+    limit = best * (1.0 + tolerance)
+
+    def cheapest(f, lo: float, hi: float) -> float:
+        """Smallest x in [lo, hi] with f(x) ≤ limit (f decreasing on it)."""
+        return lo if f(lo) <= limit else float(brentq(lambda x: f(x) - limit, lo, hi, xtol=1e-10))
+
+    g = cheapest(lambda x: float(loss(N, r_opt * N, 1e12, x, s_opt, p)), 1.0, g_opt)
+    r = cheapest(lambda x: float(loss(N, x * N, 1e12, g_opt, s_opt, p)), 1e-4, r_opt)
+    return {"G": g, "S": s_opt, "activation_ratio": r, "tolerance": tolerance,
+            "loss_increase_G": float(loss(N, r_opt * N, 1e12, g, s_opt, p)) / best - 1.0,
+            "G_opt": g_opt, "activation_ratio_opt": r_opt}
+
+
+def _derived(p):
+    g, s = optimal_G_S(p)
+    return {"G_opt": g, "S_opt": s}
+
+
 LAW = Law(
     name="zhao2025",
     citation="Zhao, Fu, Li et al. 2025, comprehensive MoE scaling law (arXiv 2509.23678)",
@@ -53,4 +88,5 @@ LAW = Law(
     init={"e": np.log(0.1), "f": np.log(5.0), "m": np.log(3.0), "n": -1.0, "k": np.log(0.01),
           "h": np.log(0.1), "a": np.log(20.0), "b": np.log(1e4), "c": np.log(20.0)},
     bounds={"alpha": (0.01, 2.0), "beta": (0.01, 2.0)},
+    derived=_derived,
 )
