@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "fit": "moescale.cli.fit:fit",
     "predict": "moescale.cli.predict:predict",
     "plan": "moescale.cli.plan:plan",
+    "compare": "moescale.cli.compare:compare",
     "train": "moescale.cli.train:train",
 }
 
