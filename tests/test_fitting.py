@@ -193,3 +193,21 @@ def test_every_law_recovers_its_parameters_from_noisy_synthetic_runs(name):
     for k in law.params:  # exponents and other O(1) shape parameters come back close
         if k in ("alpha", "beta", "gamma", "p", "d0", "c_N", "c_E", "p_D"):
             assert res.params[k] == pytest.approx(truth[k], rel=0.1, abs=0.02), k
+
+
+def test_weights_count_like_repeated_runs():
+    """A weight of 2 on a run is the same objective as listing that run twice."""
+    from moescale.fitting import fit_runs
+    from moescale.runs import RunTable
+
+    law = get_law("chinchilla")
+    rng = np.random.default_rng(4)
+    v = _design(law, rng, 40)
+    y = law.predict("hoffmann2022", v) * np.exp(rng.normal(0, 0.01, 40))
+    w = np.where(np.arange(40) < 10, 2.0, 1.0)
+    weighted = fit_runs("chinchilla", RunTable.from_frame(pd.DataFrame({**v, "loss": y, "w": w})),
+                        weights="w")
+    doubled = fit("chinchilla", {k: np.concatenate([a, a[:10]]) for k, a in v.items()},
+                  np.concatenate([y, y[:10]]))
+    assert weighted.objective["value"] == pytest.approx(doubled.objective, rel=1e-6)
+    assert weighted.params["alpha"] == pytest.approx(doubled.params["alpha"], rel=1e-4)

@@ -42,6 +42,8 @@ def _floats(text: str, what: str) -> list[float]:
 @click.option("--level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
               help="Confidence level of the intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--weights", "weight_column", default=None, metavar="COLUMN",
+              help="Column of positive per-run weights in the objective.")
 @click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Huber δ on ln(loss) residuals (default: the law's paper, else 1e-3).")
 @click.option("--method", type=click.Choice(["grid", "varpro"]), default="grid", show_default=True,
@@ -52,7 +54,8 @@ def _floats(text: str, what: str) -> list[float]:
               help="Hold a parameter at a value instead of fitting it. Repeatable.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the fit as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
-def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed, delta, method,
+def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed, weight_column,
+        delta, method,
         grid_items, fix_items, output, as_json):
     """Fit a scaling law to the runs in DATA (CSV, Parquet, JSONL or JSON).
 
@@ -91,7 +94,7 @@ def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
 
     with _progress(not as_json and sys.stderr.isatty()) as progress:
         result = fit_runs(law.name, runs, holdout=holdout, bootstrap=bootstrap, level=level,
-                          seed=seed, delta=delta, method=method, grid=grid or None,
+                          seed=seed, weights=weight_column, delta=delta, method=method, grid=grid or None,
                           fixed=fixed or None, progress=progress)
     if output:
         result.save(output)

@@ -66,10 +66,8 @@ def fit(law: Law | str, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
     projection starts; laws with a linear basis only). Returns the best of the polished starts.
     """
     law = get_law(law) if isinstance(law, str) else law
-    fixed_fit = law.to_fit_space({**{k: 1.0 for k in law.params}, **dict(fixed or {})})
-    fixed_fit = {k: fixed_fit[k] for k in (fixed or {})}
     problem = Problem(law, variables, y, delta or DEFAULT_DELTA.get(law.name, 1e-3),
-                      weights, fixed_fit)
+                      weights, _fixed_fit_space(law, fixed))
     if not problem.free:
         raise MoescaleError("every parameter is fixed; nothing to fit")
     if method == "varpro":
@@ -91,6 +89,12 @@ def fit(law: Law | str, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
                   multi.iterations, method, multi.theta[top])
 
 
+def _fixed_fit_space(law: Law, fixed: Mapping[str, float] | None) -> dict[str, float]:
+    """Fit-space values of the parameters held fixed (natural units in ``fixed``)."""
+    theta = law.to_fit_space({**{k: 1.0 for k in law.params}, **dict(fixed or {})})
+    return {k: theta[k] for k in (fixed or {})}
+
+
 def _polish(problem: Problem, starts: np.ndarray) -> tuple[np.ndarray, float, bool, str]:
     """Tighten the best starts (LM without screening, then L-BFGS-B); keep the lowest."""
     tight = ms.refine(problem, starts, max_iter=100, tol=1e-15, screen=False)
@@ -105,14 +109,16 @@ def _polish(problem: Problem, starts: np.ndarray) -> tuple[np.ndarray, float, bo
 
 
 def fit_runs(law_name: str, runs, *, holdout: str | None = None, bootstrap: int = 0,
-             level: float = 0.95, seed: int = 0, progress: Callable[[str, int, int], None] | None = None,
+             level: float = 0.95, seed: int = 0, weights: str | None = None,
+             progress: Callable[[str, int, int], None] | None = None,
              **fit_options: Any) -> FitResult:
     """Fit ``law_name`` to a :class:`~moescale.runs.RunTable`; hold out, bootstrap, score.
 
-    ``fit_options`` go to :func:`fit` (``delta``, ``fixed``, ``grid``, ``method``, …).
+    ``weights`` names a column of positive per-run weights of the objective. ``fit_options``
+    go to :func:`fit` (``delta``, ``fixed``, ``grid``, ``method``, …).
     """
     law = get_law(law_name)
-    runs.require(law.variables, target=law.target)
+    runs.require([*law.variables, *([weights] if weights else [])], target=law.target)
     test = holdout_mask(runs.frame, holdout) if holdout else np.zeros(len(runs), dtype=bool)
     v_all, y_all = runs.arrays(law.variables), runs.target(law.target)
     v_train = {k: a[~test] for k, a in v_all.items()}
@@ -121,7 +127,8 @@ def fit_runs(law_name: str, runs, *, holdout: str | None = None, bootstrap: int 
                             f"{len(law.params)} parameters of {law.name!r}")
     t0 = time.perf_counter()
     step = (lambda d, t: progress("fit", d, t)) if progress else None
-    fitted = fit(law, v_train, y_all[~test], progress=step, **fit_options)
+    w_train = runs.target(weights)[~test] if weights else None
+    fitted = fit(law, v_train, y_all[~test], weights=w_train, progress=step, **fit_options)
     seconds = time.perf_counter() - t0
     result = FitResult(
         law=law.name, convention=law.convention, target=law.target, params=fitted.params,
@@ -134,7 +141,7 @@ def fit_runs(law_name: str, runs, *, holdout: str | None = None, bootstrap: int 
                             (fit_options.get("grid") or law.init_grid).items()}},
         data={"source": runs.source, "hash": runs.data_hash(), "n_runs": len(runs),
               "n_train": int((~test).sum()), "variables": list(law.variables),
-              "holdout": holdout, "seed": seed},
+              "holdout": holdout, "seed": seed, "weights": weights},
         train=metrics(y_all[~test], law.predict(fitted.params, v_train)),
         holdout=metrics(y_all[test], law.predict(fitted.params, {k: a[test] for k, a in
                                                                     v_all.items()}))
@@ -143,7 +150,7 @@ def fit_runs(law_name: str, runs, *, holdout: str | None = None, bootstrap: int 
         fixed=dict(fit_options.get("fixed") or {}), ci_level=level,
     )
     if bootstrap:
-        _bootstrap(result, law, v_train, y_all[~test], fitted, bootstrap, seed, level,
+        _bootstrap(result, law, v_train, y_all[~test], w_train, fitted, bootstrap, seed, level,
                    (lambda d, t: progress("bootstrap", d, t)) if progress else None,
                    fit_options)
     return result
@@ -153,17 +160,18 @@ def _derived(law: Law, params: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in law.derived(params).items()} if law.derived else {}
 
 
-def _bootstrap(result: FitResult, law: Law, v: dict, y: np.ndarray, fitted: Fitted, n: int,
-               seed: int, level: float, progress, fit_options: Mapping[str, Any]) -> None:
-    """Refit on ``n`` resamples of the runs (multinomial weights), every refit warm-started
-    from each of the best distinct full-data optima, all vectorised together."""
+def _bootstrap(result: FitResult, law: Law, v: dict, y: np.ndarray, w: np.ndarray | None,
+               fitted: Fitted, n: int, seed: int, level: float, progress,
+               fit_options: Mapping[str, Any]) -> None:
+    """Refit on ``n`` resamples of the runs (multinomial counts as weights), every refit
+    warm-started from each of the best distinct full-data optima, all vectorised together."""
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(y.size, np.full(y.size, 1.0 / y.size), size=n).astype(float)
+    if w is not None:
+        counts *= w
     starts = fitted.top_theta[:3]
-    fixed = {k: law.to_fit_space({**{q: 1.0 for q in law.params}, **fit_options["fixed"]})[k]
-             for k in (fit_options.get("fixed") or {})}
     problem = Problem(law, v, y, result.objective["delta"], np.repeat(counts, len(starts), 0),
-                      fixed)
+                      _fixed_fit_space(law, fit_options.get("fixed")))
     multi = ms.refine(problem, np.tile(starts, (n, 1)), max_iter=100, tol=1e-14,
                       screen=False, progress=progress)
     f = multi.objective.reshape(n, len(starts))
