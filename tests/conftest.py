@@ -20,6 +20,19 @@ def reference_file(relative: str) -> Path:
     return path
 
 
+def run_cli(argv, capsys):
+    """Run the CLI in-process; return (exit status, stdout, stderr)."""
+    from moescale.cli import main
+
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared reference-data folder (skips when absent)."""

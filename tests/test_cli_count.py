@@ -9,23 +9,14 @@ import time
 
 import pytest
 
+from conftest import run_cli as run
 from moescale.architecture import Architecture
-from moescale.cli import main
 from moescale.counting import count
 
 MIXTRAL_FLAGS = ["--hidden-size", "4096", "--layers", "32", "--heads", "32", "--kv-heads", "8",
                  "--experts", "8", "--top-k", "2", "--expert-ffn", "14336", "--vocab", "32000"]
 
 
-def run(argv, capsys):
-    """Run the CLI in-process; return (exit status, stdout, stderr)."""
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_count_json_has_required_keys_and_matches_library(capsys):

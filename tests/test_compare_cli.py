@@ -6,17 +6,7 @@ import json
 
 import pytest
 
-from moescale.cli import main
-
-
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from conftest import run_cli as run
 
 
 def test_compare_json(capsys):

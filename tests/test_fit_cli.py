@@ -9,21 +9,13 @@ import pandas as pd
 import pytest
 
 from conftest import reference_file
-from moescale.cli import main
+from conftest import run_cli as run
 from moescale.laws import get_law
 
 CLARK_WHERE = ("step == 249000 and k == 1 and routing_frequency == 0.5 and "
                "router_type in ['Dense', 'S-Base']")
 
 
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

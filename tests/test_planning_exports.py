@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from moescale.cli import main
+from conftest import run_cli as run
 from moescale.hf import from_hf_config
 from moescale.planning import Budget, plan_holistic
 
@@ -18,14 +18,6 @@ torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) 
 transformers = pytest.importorskip("transformers", reason="the hf extra is required")
 
 
-def run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("compute", [1e18, 3e19, 3e20])

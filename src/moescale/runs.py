@@ -127,15 +127,16 @@ class RunTable:
 
 def parse_mapping(items: Iterable[str]) -> dict[str, str]:
     """``["Model Size=N"]`` → ``{"Model Size": "N"}`` (the CLI's ``--map``)."""
-    return _pairs(items, "--map", "COLUMN=NAME")
+    return parse_pairs(items, "--map", "COLUMN=NAME")
 
 
 def parse_derive(items: Iterable[str]) -> dict[str, str]:
     """``["D=C/(6*N)"]`` → ``{"D": "C/(6*N)"}`` (the CLI's ``--derive``)."""
-    return _pairs(items, "--derive", "NAME=EXPRESSION")
+    return parse_pairs(items, "--derive", "NAME=EXPRESSION")
 
 
-def _pairs(items: Iterable[str], flag: str, form: str) -> dict[str, str]:
+def parse_pairs(items: Iterable[str], flag: str, form: str = "NAME=VALUE") -> dict[str, str]:
+    """``["a=1", "b = x"]`` → ``{"a": "1", "b": "x"}``; a malformed item is one clear error."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")

@@ -8,17 +8,6 @@ from moescale.cli._output import echo_json, fmt_num, print_table
 from moescale.errors import MoescaleError
 
 
-def _name_values(items, what: str) -> dict[str, str]:
-    """``["alpha=0,0.5", …]`` → ``{"alpha": "0,0.5"}``; a malformed item is a clear error."""
-    out = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip() or not value.strip():
-            raise MoescaleError(f"{what} {item!r} must look like NAME=VALUE")
-        out[name.strip()] = value.strip()
-    return out
-
-
 def _floats(text: str, what: str) -> list[float]:
     try:
         return [float(x) for x in text.split(",")]
@@ -73,7 +62,7 @@ def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
     """
     from moescale.fitting import fit_runs
     from moescale.laws import get_law
-    from moescale.runs import RunTable, parse_derive, parse_mapping
+    from moescale.runs import RunTable, parse_derive, parse_mapping, parse_pairs
 
     law = get_law(law_name)
     runs = RunTable.from_file(data, mapping=parse_mapping(mapping) or None,
@@ -82,8 +71,8 @@ def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
         from moescale.fitting.holdout import query_mask
 
         runs = runs.subset(query_mask(runs.frame, where, "--where"))
-    grid = {k: _floats(v, "--grid") for k, v in _name_values(grid_items, "--grid").items()}
-    fixed = {k: _floats(v, "--fix")[0] for k, v in _name_values(fix_items, "--fix").items()}
+    grid = {k: _floats(v, "--grid") for k, v in parse_pairs(grid_items, "--grid", "PARAM=V1,V2").items()}
+    fixed = {k: _floats(v, "--fix")[0] for k, v in parse_pairs(fix_items, "--fix", "PARAM=VALUE").items()}
     unknown = sorted((set(grid) | set(fixed)) - set(law.params))
     if unknown:
         raise MoescaleError(f"law {law.name!r} has no parameter {', '.join(unknown)} "
