@@ -37,6 +37,8 @@ def _floats(text: str, what: str) -> list[float]:
               help="Huber δ on ln(loss) residuals (default: the law's paper, else 1e-3).")
 @click.option("--method", type=click.Choice(["grid", "varpro"]), default="grid", show_default=True,
               help="Starts: the law's published grid, or variable projection (linear laws).")
+@click.option("--exhaustive", is_flag=True,
+              help="Refine every start to convergence (no successive-halving screening; slower).")
 @click.option("--grid", "grid_items", multiple=True, metavar="PARAM=V1,V2,…",
               help="Replace the starting values of one parameter (fit space). Repeatable.")
 @click.option("--fix", "fix_items", multiple=True, metavar="PARAM=VALUE",
@@ -44,7 +46,7 @@ def _floats(text: str, what: str) -> list[float]:
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the fit as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
 def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed, weight_column,
-        delta, method,
+        delta, method, exhaustive,
         grid_items, fix_items, output, as_json):
     """Fit a scaling law to the runs in DATA (CSV, Parquet, JSONL or JSON).
 
@@ -84,7 +86,7 @@ def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
     with _progress(not as_json and sys.stderr.isatty()) as progress:
         result = fit_runs(law.name, runs, holdout=holdout, bootstrap=bootstrap, level=level,
                           seed=seed, weights=weight_column, delta=delta, method=method, grid=grid or None,
-                          fixed=fixed or None, progress=progress)
+                          fixed=fixed or None, screen=not exhaustive, progress=progress)
     if output:
         result.save(output)
     if as_json:

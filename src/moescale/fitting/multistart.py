@@ -4,7 +4,7 @@ Every start is refined by a damped Gauss–Newton (Levenberg–Marquardt) iterat
 IRLS weights, all starts advancing together as stacked numpy arrays (batched ``P×P`` solves):
 no Python loop over starts and no per-start scipy call. Starts that have converged leave the
 active set; starts that land on the same point merge (their trajectories would coincide).
-Large grids are screened by successive halving: after 4, 8, 16 and 32 iterations only the best
+Large grids are screened by successive halving: after 2, 4, 8, 16 and 32 iterations only the best
 quarter of the still-active starts (at least 64) go on — on the Chinchilla grid every start
 that ends at the optimum is among them (benchmarks/RESULTS.md). The best few distinct results
 are then polished with scipy's L-BFGS-B (analytic or automatic
@@ -28,7 +28,7 @@ from moescale.errors import MoescaleError
 from moescale.fitting.objective import Problem, huber
 
 CHUNK = 2048  # starts refined together; bounds memory to CHUNK × runs × params floats
-SCREEN_AT = (4, 8, 16, 32)  # iterations after which only the best SCREEN_KEEP of the active starts go on
+SCREEN_AT = (2, 4, 8, 16, 32)  # after these iterations only the best SCREEN_KEEP of active starts go on
 SCREEN_KEEP, SCREEN_MIN = 0.25, 64
 
 
