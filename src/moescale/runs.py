@@ -64,6 +64,9 @@ class RunTable:
         df = df.rename(columns=dict(mapping or {}))
         df = df.rename(columns={a: c for a, c in ALIASES.items()
                                 if a in df.columns and c not in df.columns})
+        for c in df.columns:  # integers as float64: 6·N·D overflows int64 past 9.2e18
+            if pd.api.types.is_integer_dtype(df[c]):
+                df[c] = df[c].astype(float)
         derived = []
         for name, expr in (derive or {}).items():
             df[name] = _eval(df, expr, name)
@@ -71,8 +74,9 @@ class RunTable:
         for name, formulas in AUTO_DERIVE:
             if name in df.columns:
                 continue
-            for expr in formulas:
-                if all(c in df.columns for c in _names(expr)):
+            for expr in formulas:  # only from numeric inputs; bad ones are reported by require()
+                if all(c in df.columns and pd.api.types.is_numeric_dtype(df[c])
+                       for c in _names(expr)):
                     df[name] = _eval(df, expr, name)
                     derived.append(name)
                     break
