@@ -28,7 +28,13 @@ def _experts(text: str) -> tuple[int, ...]:
                    "allocation with --law/--fit [default when --law or --fit is given].")
 @click.option("--law", default=None, help="Law for --method law (default ludziejewski2025).")
 @click.option("--preset", default=None, help="Preset coefficients of --law.")
-@click.option("--fit", "fit_file", type=click.Path(dir_okay=False), help="A fit.json from `moescale fit`.")
+@click.option("--fit", "fit_file", type=click.Path(dir_okay=False),
+              help="A fit.json from `moescale fit`: a loss law (--method law) or holistic2026 "
+                   "(C → D_opt, for the holistic method).")
+@click.option("--m-ratio-fit", type=click.Path(dir_okay=False),
+              help="power_law_C fit of the optimal M/N_a in C (holistic method).")
+@click.option("--n-ratio-fit", type=click.Path(dir_okay=False),
+              help="power_law_C fit of the optimal N/N_a in C (holistic method).")
 @click.option("--memory", default=None, help="Memory budget for weights (+ KV cache), e.g. 80GB.")
 @click.option("--kv-tokens", type=int, default=0, help="Tokens of KV cache that must fit in --memory.")
 @click.option("--dtype", default="bf16", show_default=True, help="Dtype of weights and KV cache.")
@@ -46,7 +52,7 @@ def _experts(text: str) -> tuple[int, ...]:
               help="Write Megatron-LM arguments for the planned model here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
-def plan(compute, method, law, preset, fit_file, memory, kv_tokens, dtype, inference_tokens, experts,
+def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memory, kv_tokens, dtype, inference_tokens, experts,
          align, seq_len, top, hf_out, hf_family, megatron_out, output, as_json):
     """Plan an MoE for a compute budget (and optionally memory and serving load).
 
@@ -69,7 +75,8 @@ def plan(compute, method, law, preset, fit_file, memory, kv_tokens, dtype, infer
         inference_tokens=parse_positive(inference_tokens, "--inference-tokens") if inference_tokens else 0.0,
     )
     p = make_plan(budget, method=method, law=law, preset=preset, fit=fit_file,
-                  experts=_experts(experts), align=align, seq_len=seq_len, top=top)
+                  experts=_experts(experts), align=align, seq_len=seq_len, top=top,
+                  m_ratio_fit=m_ratio_fit, n_ratio_fit=n_ratio_fit)
     _write_exports(p, hf_out, hf_family, megatron_out, output)
     if as_json:
         echo_json(p.to_dict())

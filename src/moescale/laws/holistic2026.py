@@ -77,15 +77,15 @@ def exponents() -> dict[str, float]:
 LAW = Law(
     name="holistic2026",
     citation="Wan, Han, Zhang, Jin 2026, Holistic MoE architecture optimisation (arXiv 2603.21862)",
-    formula="D_opt = 22.8929·C^0.4563, M_opt = 0.04368·C^0.5437 (C = M·D)",
-    params=("k_D", "p_D", "k_M", "p_M"), variables=("C",), convention="holistic",
-    log_loss=lambda p, v: np.log(p["k_D"] * v["C"] ** p["p_D"]),  # "loss" slot: D_opt(C)
-    presets={"wan2026": Preset(dict(k_D=22.8929, p_D=0.4563, k_M=0.04368, p_M=0.5437),
+    formula="D_opt = k_D·C^p_D (preset 22.8929·C^0.4563); M_opt = C/D_opt (C = M·D)",
+    params=("k_D", "p_D"), variables=("C",), convention="holistic",
+    log_loss=lambda p, v: np.log(p["k_D"]) + p["p_D"] * np.log(v["C"]),
+    presets={"wan2026": Preset(dict(k_D=22.8929, p_D=0.4563),
                                "Wan et al. 2026, step 1 (classical law)",
-                               "predict returns D_opt(C); M_opt = C / D_opt")},
-    # Only k_D and p_D enter the prediction; M_opt = C/D_opt fixes k_M = 1/k_D, p_M = 1 − p_D,
-    # so fits hold k_M and p_M fixed (moescale fit --fix k_M=… --fix p_M=…).
-    log_params=("k_D", "k_M"),
+                               "predicts D_opt(C) in tokens; M_opt = C/D_opt = 0.04368·C^0.5437")},
+    log_params=("k_D",),
     init_grid={"k_D": tuple(np.log([1.0, 10.0, 100.0])), "p_D": (0.3, 0.5, 0.7)},
-    init={"k_M": 0.0, "p_M": 0.5},
+    grad_log_loss=lambda p, v: {"k_D": np.ones_like(np.log(v["C"]) + 0 * p["p_D"]),
+                                "p_D": np.log(v["C"]) + 0 * p["p_D"]},
+    target="D",
 )

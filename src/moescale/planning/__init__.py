@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from moescale.errors import MoescaleError
 from moescale.planning.holistic import HolisticSettings
-from moescale.planning.plan import Budget, Plan, plan_holistic
+from moescale.planning.plan import Budget, Plan, Targets, plan_holistic
 
-__all__ = ["Budget", "HolisticSettings", "Plan", "make_plan", "plan_holistic", "plan_with_law"]
+__all__ = ["Budget", "HolisticSettings", "Plan", "Targets", "make_plan", "plan_holistic",
+           "plan_with_law"]
 
 
 def plan_with_law(*args, **kwargs) -> Plan:
@@ -22,12 +24,29 @@ def plan_with_law(*args, **kwargs) -> Plan:
     return impl(*args, **kwargs)
 
 
+def _fit_law(path: str) -> str:
+    from moescale.fitting import FitResult
+
+    return FitResult.load(path).law
+
+
 def make_plan(budget: Budget, method: str | None = None, law: str | None = None,
               preset: str | None = None, fit: str | None = None,
               experts: Sequence[int] = (1, 2, 4, 8, 16, 32), align: int = 8, seq_len: int = 8192,
-              top: int = 5) -> Plan:
-    """``method`` defaults to ``"law"`` when a law or fit is given, else ``"holistic"``."""
-    method = method or ("law" if (law or fit) else "holistic")
+              top: int = 5, m_ratio_fit: str | None = None,
+              n_ratio_fit: str | None = None) -> Plan:
+    """``method`` defaults to ``"law"`` when a loss law or a fit of one is given, else
+    ``"holistic"`` (also for a fit of ``holistic2026``, the C → D_opt law, and ratio fits)."""
+    if method is None:
+        holistic_fit = fit is not None and _fit_law(fit) == "holistic2026"
+        method = "law" if (law or fit) and not holistic_fit else "holistic"
     if method == "holistic":
-        return plan_holistic(budget, HolisticSettings(align=align, seq_len=seq_len), top=top)
+        if law:
+            raise MoescaleError("--law drives --method law; the holistic method takes its "
+                                "targets from the paper or from --fit/--m-ratio-fit/--n-ratio-fit")
+        targets = Targets.from_fits(fit, m_ratio_fit, n_ratio_fit)
+        return plan_holistic(budget, HolisticSettings(align=align, seq_len=seq_len), top=top,
+                             targets=targets)
+    if m_ratio_fit or n_ratio_fit:
+        raise MoescaleError("--m-ratio-fit and --n-ratio-fit go with --method holistic")
     return plan_with_law(budget, law=law, preset=preset, fit=fit, experts=experts, top=top)

@@ -8,6 +8,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,19 +112,61 @@ def _counts_summary(c: Counts, b: Budget) -> dict[str, Any]:
 
 
 # ----- the holistic two-phase planner -------------------------------------------------------
+@dataclass(frozen=True)
+class Targets:
+    """Per-budget targets of the holistic pipeline: ``C → (M_opt, D_opt)``, optimal ``M/N_a``
+    and ``N/N_a``. Defaults are the paper's laws (papers.md §1); :meth:`from_fits` replaces any
+    of them with the user's own fits (``moescale fit --law holistic2026`` for ``D_opt(C)``,
+    ``--law power_law_C`` for each ratio)."""
+
+    flops_per_token: Callable = h26.optimal_flops_per_token
+    tokens: Callable = h26.optimal_tokens
+    m_over_na: Callable = h26.optimal_M_over_Na
+    n_over_na: Callable = h26.optimal_N_over_Na
+    sources: tuple[str, ...] = ()
+
+    @classmethod
+    def from_fits(cls, tokens_fit: str | None = None, m_ratio_fit: str | None = None,
+                  n_ratio_fit: str | None = None) -> Targets:
+        """Targets with the given fit files (``None`` keeps the paper's law)."""
+        from moescale.fitting import FitResult
+
+        def load(path, law, what):
+            res = FitResult.load(path)
+            if res.law != law:
+                raise MoescaleError(f"{path} fits {res.law!r}; {what} needs a fit of {law!r}")
+            return lambda c: res.predict(C=c)
+
+        t = {}
+        if tokens_fit:
+            tokens = load(tokens_fit, "holistic2026", "--fit with --method holistic")
+            t.update(tokens=tokens, flops_per_token=lambda c: np.asarray(c) / tokens(c))
+        if m_ratio_fit:
+            t["m_over_na"] = load(m_ratio_fit, "power_law_C", "--m-ratio-fit")
+        if n_ratio_fit:
+            t["n_over_na"] = load(n_ratio_fit, "power_law_C", "--n-ratio-fit")
+        used = tuple(f for f in (tokens_fit, m_ratio_fit, n_ratio_fit) if f)
+        return cls(**t, sources=used)
+
+
 def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, top: int = 5,
-                  loss_law: str = "zhao2025") -> Plan:
+                  loss_law: str = "zhao2025", targets: Targets | None = None) -> Plan:
     """Plan with the holistic paper's pipeline (papers.md §1) and rank every aligned candidate.
 
     ``C → (M_opt, D_opt)`` from the paper's classical law; target ratios ``M/N_a(C)`` and
-    ``N/N_a(C)`` from the values the paper used; every aligned candidate near them is
+    ``N/N_a(C)`` from the values the paper used (or ``targets`` from the user's fits); every
+    aligned candidate near them is
     enumerated (:func:`holistic.enumerate_candidates`), filtered by the memory budget, ranked by
     the surrogate; the absolute loss comes from ``loss_law`` at the chosen candidate.
     """
-    s = settings or hs.HolisticSettings()
-    c_train, binding = _training_compute(budget, s)
-    m_opt, d_opt = float(h26.optimal_flops_per_token(c_train)), float(h26.optimal_tokens(c_train))
-    x_t, y_t = float(h26.optimal_M_over_Na(c_train)), float(h26.optimal_N_over_Na(c_train))
+    s, t = settings or hs.HolisticSettings(), targets or Targets()
+    c_train, binding = _training_compute(budget, t)
+    m_opt, d_opt = float(t.flops_per_token(c_train)), float(t.tokens(c_train))
+    x_t, y_t = float(t.m_over_na(c_train)), float(t.n_over_na(c_train))
+    if not (x_t > 6 and 1 < y_t < (s.n_experts + 1) / (s.top_k + 1)):
+        raise MoescaleError(f"targets M/N_a = {x_t:.3g}, N/N_a = {y_t:.3g} at C = {c_train:.3g} "
+                            "are outside what any MoE can realise (M/N_a > 6, 1 < N/N_a < "
+                            "(N_e+1)/(K+1)); check the ratio fits")
     heads = s.heads_for(c_train)
     cands = hs.enumerate_candidates(m_opt, x_t, y_t, s, heads)
     cands, binding = _apply_memory(cands, budget, s, binding)
@@ -155,11 +198,11 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
         batch_size_tokens=float(h26.batch_sequences(c_train)) * s.seq_len,
         near_optimal_band=hs.near_optimal_band(cands, s.tolerance),
         alternatives=alts, binding_constraint=binding,
-        assumptions=_holistic_assumptions(s, loss_law),
+        assumptions=_holistic_assumptions(s, loss_law, t.sources),
     )
 
 
-def _training_compute(budget: Budget, s: hs.HolisticSettings) -> tuple[float, str]:
+def _training_compute(budget: Budget, t: Targets) -> tuple[float, str]:
     """Training compute left after serving ``inference_tokens`` at ``2·N_a`` FLOPs each.
 
     N_a depends on the plan, so iterate ``C_train = C − 2·N_a(C_train)·D_inf`` to a fixed point.
@@ -168,7 +211,7 @@ def _training_compute(budget: Budget, s: hs.HolisticSettings) -> tuple[float, st
         return budget.compute, "compute"
     c_train = budget.compute
     for _ in range(50):
-        n_a = h26.optimal_flops_per_token(c_train) / h26.optimal_M_over_Na(c_train)
+        n_a = float(t.flops_per_token(c_train)) / float(t.m_over_na(c_train))
         nxt = budget.compute - 2.0 * n_a * budget.inference_tokens
         if nxt <= 0:
             raise MoescaleError(
@@ -247,9 +290,11 @@ def _law_loss(law: str, arch: Architecture, tokens: float) -> float | None:
                                S=arch.shared_ratio))
 
 
-def _holistic_assumptions(s: hs.HolisticSettings, loss_law: str) -> list[str]:
+def _holistic_assumptions(s: hs.HolisticSettings, loss_law: str,
+                          fits: tuple[str, ...] = ()) -> list[str]:
     return [
-        "C → (M_opt, D_opt): D_opt = 22.8929·C^0.4563, M_opt = 0.04368·C^0.5437 (Wan et al. 2026).",
+        "C → (M_opt, D_opt): D_opt = 22.8929·C^0.4563, M_opt = 0.04368·C^0.5437 (Wan et al. 2026)"
+        + (f", except where replaced by the fits {', '.join(fits)}." if fits else "."),
         "Target M/N_a and N/N_a: power laws through the values the paper used per budget (derived).",
         f"Fixed engineering constants: S={s.seq_len}, K={s.top_k}, N_e={s.n_experts}, "
         f"{s.n_shared_experts} shared expert(s) of width d_m, d_d={s.dense_ffn_ratio}·d, "
