@@ -142,10 +142,8 @@ def fit_runs(law_name: str, runs, *, holdout: str | None = None, bootstrap: int 
         data={"source": runs.source, "hash": runs.data_hash(), "n_runs": len(runs),
               "n_train": int((~test).sum()), "variables": list(law.variables),
               "holdout": holdout, "seed": seed, "weights": weights},
-        train=metrics(y_all[~test], law.predict(fitted.params, v_train)),
-        holdout=metrics(y_all[test], law.predict(fitted.params, {k: a[test] for k, a in
-                                                                    v_all.items()}))
-        if test.any() else None,
+        train=_score(law, fitted.params, v_all, y_all, ~test),
+        holdout=_score(law, fitted.params, v_all, y_all, test) if test.any() else None,
         derived=_derived(law, fitted.params),
         fixed=dict(fit_options.get("fixed") or {}), ci_level=level,
     )
@@ -154,6 +152,12 @@ def fit_runs(law_name: str, runs, *, holdout: str | None = None, bootstrap: int 
                    (lambda d, t: progress("bootstrap", d, t)) if progress else None,
                    fit_options)
     return result
+
+
+def _score(law: Law, params: Mapping[str, float], v: dict, y: np.ndarray,
+           rows: np.ndarray) -> dict[str, float]:
+    """Errors of the fitted law on the selected runs (target units)."""
+    return metrics(y[rows], law.predict(params, {k: a[rows] for k, a in v.items()}))
 
 
 def _derived(law: Law, params: Mapping[str, float]) -> dict[str, float]:
@@ -179,8 +183,8 @@ def _bootstrap(result: FitResult, law: Law, v: dict, y: np.ndarray, w: np.ndarra
     boots = [{k: float(a[i, 0]) for k, a in problem.params(theta).items()} for i in range(n)]
     result.bootstrap_params = boots
     q = (1 - level) / 2
-    table = {k: np.array([b[k] for b in boots]) for k in law.params}
-    table.update({k: np.array([_derived(law, b)[k] for b in boots]) for k in result.derived})
+    rows = [{**b, **_derived(law, b)} for b in boots]
+    table = {k: np.array([r[k] for r in rows]) for k in (*law.params, *result.derived)}
     result.ci = {k: [float(np.quantile(a, q)), float(np.quantile(a, 1 - q))]
                  for k, a in table.items()}
     result.se = {k: float(np.std(a, ddof=1)) for k, a in table.items()}
