@@ -59,7 +59,7 @@ def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
       moescale fit chinchilla.csv --law chinchilla --map "Model Size=N" \\
           --map "Training FLOP=C" --derive "D=C/(6*N)" --json
       moescale fit moe_runs.jsonl --law ludziejewski2025 --holdout lowest-loss:30
-      moescale fit curves.csv --law clark2022 --where "step == 249000 and k == 1" \
+      moescale fit curves.csv --law clark2022 --where "step == 249000 and k == 1" \\
           --map dense_parameter_count=N --map num_experts=E --map loss_validation=loss
     """
     from moescale.fitting import fit_runs

@@ -26,5 +26,5 @@ def laws(as_json):
     print_table("scaling laws (moescale laws --json for formulas and citations)",
                 ["law", "predicts", "variables", "presets", "source"],
                 [(d["name"], d["target"], ", ".join(d["variables"]),
-                  ", ".join(d["presets"]) or "fit only", d["citation"].split(",")[0])
+                  ", ".join(d["presets"]) or "fit only", d["citation"].split(" (")[0])
                  for d in described])
