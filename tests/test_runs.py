@@ -92,3 +92,15 @@ def test_subset_keeps_tags_and_reindexes():
     assert len(sub) == 2 and sub.frame["tag"].tolist() == ["b", "c"]
     assert sub.frame.index.tolist() == [0, 1]
     assert runs.subset([0]).data_hash() != runs.data_hash()
+
+
+def test_reference_data_loaders():
+    from moescale.reference_data import clark2022, epoch_chinchilla
+
+    epoch = epoch_chinchilla(reference_file("epoch_chinchilla_svg_extracted_data.csv"))
+    assert len(epoch) == 240                              # 245 minus the 5 highest losses
+    full = pd.read_csv(reference_file("epoch_chinchilla_svg_extracted_data.csv"))
+    assert epoch.frame["loss"].max() == sorted(full["loss"])[-6]
+    clark = clark2022(reference_file("clark2022_routing/curves.csv")).require(["N", "E", "D"])
+    assert len(clark) == 60 and set(clark.frame["router"]) == {"Dense", "S-Base"}
+    assert clark.frame["D"].iloc[0] == pytest.approx(249_000 * 524_288)
