@@ -132,3 +132,28 @@ def test_plan_with_a_fitted_law(tmp_path, capsys):
     assert lo <= plan["predicted_loss"] <= hi
     code, stdout, _ = run(["plan", "--compute", "1e21", "--law", "ludziejewski2025", "--json"], capsys)
     assert json.loads(stdout)["predicted_loss"] == pytest.approx(plan["predicted_loss"], rel=0.01)
+
+
+def test_plan_with_a_fitted_dense_vs_moe_law_matches_its_closed_form(tmp_path, capsys):
+    """Wang et al. 2024 law fitted to runs → `plan --fit` allocates at its closed-form optimum."""
+    from moescale.fitting import FitResult
+    from moescale.laws import wang2024
+
+    law = get_law("wang2024")
+    truth = dict(A=300.0, alpha=0.3, gamma=0.15, B=400.0, beta=0.3, sigma=1.7)
+    rng = np.random.default_rng(8)
+    v = {"N": np.exp(rng.uniform(np.log(5e7), np.log(5e9), 120)),
+         "D": np.exp(rng.uniform(np.log(1e9), np.log(2e11), 120)),
+         "E": rng.choice([1, 2, 4, 8, 16], 120).astype(float)}
+    y = law.predict(truth, v) * np.exp(rng.normal(0, 2e-3, 120))
+    path, fit_json = tmp_path / "runs.csv", tmp_path / "wang.json"
+    pd.DataFrame({**v, "loss": y}).to_csv(path, index=False)
+    code, _, err = run(["fit", str(path), "--law", "wang2024", "-o", str(fit_json)], capsys)
+    assert code == 0, err
+    code, out, err = run(["plan", "--compute", "1e21", "--fit", str(fit_json), "--experts", "8",
+                          "--json"], capsys)
+    assert code == 0, err
+    alloc = json.loads(out)["allocation"]
+    n_opt, d_opt = wang2024.compute_optimal(1e21, 8, FitResult.load(fit_json).params)
+    assert alloc["active_params"] == pytest.approx(n_opt, rel=1e-3)
+    assert alloc["tokens"] == pytest.approx(d_opt, rel=1e-3)

@@ -14,7 +14,7 @@ from moescale.planning import allocation as al
 from moescale.planning.plan import Budget, Plan
 from moescale.units import dtype_bytes
 
-ALLOCATABLE = ("ludziejewski2025", "chinchilla")
+ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
 
 
 def loss_function(law: str, preset: str | None = None, fit: str | None = None):
