@@ -27,7 +27,8 @@ import numpy as np
 from moescale.errors import MoescaleError
 from moescale.fitting.objective import Problem, huber
 
-CHUNK = 2048  # starts refined together; bounds memory to CHUNK × runs × params floats
+CHUNK = 2048  # starts refined together at most …
+CHUNK_FLOATS = 2e7  # … and at most this many Jacobian entries (160 MB) for large run tables
 SCREEN_AT = (2, 4, 8, 16, 32)  # after these iterations only the best SCREEN_KEEP of active starts go on
 SCREEN_KEEP, SCREEN_MIN = 0.25, 64
 
@@ -79,48 +80,63 @@ class MultiStart:
     theta: np.ndarray        # (starts, free params), fit space
     objective: np.ndarray    # (starts,)
     iterations: int
-    converged: int           # starts that met the tolerance
+    converged: int           # starts that met the tolerance or merged into a better one
     screened: int            # starts stopped early by successive halving
 
 
 def refine(problem: Problem, theta0: np.ndarray, max_iter: int = 200, tol: float = 1e-12,
            screen: bool = True, progress=None) -> MultiStart:
-    """Levenberg–Marquardt with Huber IRLS weights for every start, in chunks of :data:`CHUNK`.
+    """Levenberg–Marquardt with Huber IRLS weights for every start.
 
-    When the problem carries one weight row per start (bootstrap resamples), every start is a
-    different problem: no screening and no merging then. ``progress(done, total)`` is called
-    after each chunk.
+    Starts advance in stages that end at the :data:`SCREEN_AT` iterations; after each stage the
+    screening keeps the best share of *all* still-active starts. Within a stage starts are
+    processed in chunks of at most :data:`CHUNK` (fewer for large run tables, see
+    :data:`CHUNK_FLOATS`). When the problem carries one weight row per start (bootstrap
+    resamples), every start is a different problem: no screening and no merging then.
+    ``progress(stage, stages)`` is called after each stage.
     """
     per_start = problem.w.ndim == 2
-    w_all = np.broadcast_to(problem.w, (theta0.shape[0], problem.log_y.size))
-    theta, f, iters, conv, screened = [], [], 0, 0, 0
-    for lo in range(0, theta0.shape[0], CHUNK):
-        part = _refine_chunk(problem, theta0[lo:lo + CHUNK], np.array(w_all[lo:lo + CHUNK]),
-                             max_iter, tol, screen and not per_start, not per_start)
-        theta.append(part.theta)
-        f.append(part.objective)
-        iters, conv = max(iters, part.iterations), conv + part.converged
-        screened += part.screened
-        if progress:
-            progress(min(lo + CHUNK, theta0.shape[0]), theta0.shape[0])
-    return MultiStart(np.concatenate(theta), np.concatenate(f), iters, conv, screened)
-
-
-def _refine_chunk(problem: Problem, theta0: np.ndarray, w: np.ndarray, max_iter: int,
-                  tol: float, screen: bool, merge: bool) -> MultiStart:
+    screen, merge = screen and not per_start, not per_start
     lo, hi = problem.bounds()
     theta = np.clip(theta0.astype(float), lo, hi)
+    n = theta.shape[0]
+    w_all = np.broadcast_to(problem.w, (n, problem.log_y.size))
+    f, lam = np.full(n, np.inf), np.full(n, 1e-3)
+    done, screened = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    chunk = int(np.clip(CHUNK_FLOATS / (problem.log_y.size * (len(problem.free) + 4)), 16, CHUNK))
+    edges = [0, *(s for s in SCREEN_AT if s < max_iter), max_iter] if screen else [0, max_iter]
+    iterations = 0
+    for stage, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        todo = np.flatnonzero(~done)
+        for c in range(0, todo.size, chunk):
+            rows = todo[c:c + chunk]
+            th, ff, la, dn = theta[rows], f[rows], lam[rows], done[rows]
+            used = _iterate(problem, th, np.array(w_all[rows]), ff, la, dn, b - a, tol, merge)
+            theta[rows], f[rows], lam[rows], done[rows] = th, ff, la, dn
+            iterations = max(iterations, a + used)
+        if screen and b < max_iter:
+            screened |= ~done & ~_best_share(f, ~done)  # these stop where they are
+            done |= screened
+        if progress:
+            progress(stage + 1, len(edges) - 1)
+    return MultiStart(theta, f, iterations, int(np.sum(done & ~screened)), int(np.sum(screened)))
+
+
+def _iterate(problem: Problem, theta: np.ndarray, w: np.ndarray, f: np.ndarray,
+             lam: np.ndarray, done: np.ndarray, iters: int, tol: float, merge: bool) -> int:
+    """Advance one chunk of starts by up to ``iters`` LM steps, updating the arrays in place.
+
+    A start is done when its objective stops improving (``tol``), its damping explodes, or (with
+    ``merge``) it sits on the same point as a better start. Returns the iterations used.
+    """
+    lo, hi = problem.bounds()
     r = problem.log_pred(theta) - problem.log_y          # residuals at the current points
-    f = _objective(r, w, problem.delta)
-    lam = np.full(theta.shape[0], 1e-3)
-    done = ~np.isfinite(f)
-    screened = np.zeros_like(done)
-    active = ~done
-    it = 0
-    for it in range(1, max_iter + 1):
-        idx = np.flatnonzero(active)
+    f[:] = _objective(r, w, problem.delta)
+    done |= ~np.isfinite(f)
+    for it in range(1, iters + 1):
+        idx = np.flatnonzero(~done)
         if idx.size == 0:
-            break
+            return it - 1
         trial = np.clip(theta[idx] + _lm_step(problem, theta[idx], r[idx], w[idx], lam[idx]),
                         lo, hi)
         r_new = problem.log_pred(trial) - problem.log_y
@@ -131,12 +147,9 @@ def _refine_chunk(problem: Problem, theta0: np.ndarray, w: np.ndarray, max_iter:
         theta[acc], r[acc], f[acc] = trial[better], r_new[better], f_new[better]
         lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-12), lam[idx] * 4)
         done[idx[(better & (gain <= tol * (1.0 + f[idx]))) | (lam[idx] > 1e10)]] = True
-        active = ~done & (_distinct(theta, f, ~done) if merge else True)
-        if screen and it in SCREEN_AT:
-            screened |= active & ~_best_share(f, active)  # stops where it is
-            done |= screened
-            active &= ~done
-    return MultiStart(theta, f, it, int(np.sum(done & ~screened)), int(np.sum(screened)))
+        if merge:
+            done |= ~done & ~_distinct(theta, f, ~done)
+    return iters
 
 
 def _best_share(f: np.ndarray, active: np.ndarray) -> np.ndarray:
