@@ -210,3 +210,14 @@ def test_weights_count_like_repeated_runs():
                   np.concatenate([y, y[:10]]))
     assert weighted.objective["value"] == pytest.approx(doubled.objective, rel=1e-6)
     assert weighted.params["alpha"] == pytest.approx(doubled.params["alpha"], rel=1e-4)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import moescale.fitting
+    import moescale.laws
+
+    for module in (moescale.fitting, moescale.laws):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
