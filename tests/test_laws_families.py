@@ -163,3 +163,86 @@ def test_comprehensive_efficiency_aware_optimum():
     small, large = (zhao2025.efficiency_aware_optimum(n) for n in (3e10, 6.71e11))
     assert large["activation_ratio"] < small["activation_ratio"]
     assert get_law("zhao2025").derived(zhao2025.TABLE2)["S_opt"] == pytest.approx(0.31, abs=0.01)
+
+
+# Published initialisation grids (papers.md §5 and §3); every other law keeps a modest grid.
+PUBLISHED_GRID_SIZES = {"chinchilla": 6 * 6 * 5 * 5 * 5, "ludziejewski2025": 3**9}
+
+
+@pytest.mark.parametrize("name", LAWS)
+def test_fitting_metadata_is_consistent(name):
+    law = get_law(name)
+    for group in (law.log_params, law.bounds, law.init_grid, law.init):
+        assert set(group) <= set(law.params), group
+    size = int(np.prod([len(axis) for axis in law.init_grid.values()]))
+    assert size == PUBLISHED_GRID_SIZES.get(name, size) and (name in PUBLISHED_GRID_SIZES
+                                                             or size <= 500)
+    for k, (lo, hi) in law.bounds.items():
+        assert lo < hi
+        start = law.init_grid.get(k, (law.init.get(k, 0.0),))
+        assert all(lo <= x <= hi for x in start), (k, start)
+    # every grid start gives a finite prediction on plausible runs
+    grid = np.stack(np.meshgrid(*law.init_grid.values(), indexing="ij"), -1).reshape(
+        -1, len(law.init_grid))
+    theta = {k: np.asarray(law.init.get(k, 0.0)) for k in law.params}
+    theta.update({k: grid[:, [i]] for i, k in enumerate(law.init_grid)})
+    out = law.log_loss(law.from_fit_space(theta), law.check_variables(example_variables(law)))
+    assert np.all(np.isfinite(out))
+    for preset in law.presets.values():  # published values sit inside the fit bounds
+        fit = {k: v for k, v in preset.values.items() if v > 0 or k not in law.log_params}
+        theta = law.to_fit_space({**{k: 1.0 for k in law.params}, **fit})
+        assert all(lo <= theta[k] <= hi for k, (lo, hi) in law.bounds.items() if k in fit)
+
+
+def test_joint_moe_grid_is_the_papers_with_signed_exponents():
+    # papers.md §3: α, β ∈ {0.05, 0.25, 0.5} (negative as printed), a, b ∈ {30, 100, 300},
+    # c ∈ {0.5, 1, 2} fitted in log space, δ, γ, ω, ζ ∈ {−0.5, 0, 0.5}.
+    law = get_law("ludziejewski2025")
+    g = law.init_grid
+    assert sorted(g["alpha"]) == sorted(g["beta"]) == [-0.5, -0.25, -0.05]
+    assert np.allclose(np.exp(sorted(g["a"])), [30, 100, 300])
+    assert np.allclose(np.exp(sorted(g["c"])), [0.5, 1, 2])
+    assert all(sorted(g[k]) == [-0.5, 0, 0.5] for k in ("delta", "gamma", "omega", "zeta"))
+    assert np.exp(law.init["E_start"]) == pytest.approx(2) and np.exp(law.init["E_max"]) == pytest.approx(300)
+
+
+@pytest.mark.parametrize("name", [n for n in LAWS if get_law(n).derived is not None])
+def test_derived_quantities_are_finite(name):
+    law = get_law(name)
+    assert all(np.isfinite(v) for v in law.derived(example_params(law)).values())
+
+
+def test_holistic_n_ratio_optimum_is_where_the_curve_is_lowest():
+    from moescale.laws.holistic_curves import PAPER_X_MAX, optimal_N_over_Na
+
+    law, p = get_law("holistic2026_n_ratio"), EXAMPLES["holistic2026_n_ratio"]
+    assert PAPER_X_MAX == pytest.approx((288 + 1) / (8 + 1))  # N_e = 288, K = 8 (papers.md §1)
+    for x_max in (PAPER_X_MAX, 12.0):
+        x = np.linspace(1.001, x_max - 1e-3, 200001)
+        best = x[np.argmin(law.predict(p, {"N_over_Na": x, "x_max": np.full_like(x, x_max)}))]
+        assert optimal_N_over_Na(p, x_max) == pytest.approx(best, abs=1e-3)
+    assert law.derived(p)["optimal_N_over_Na"] == optimal_N_over_Na(p)
+
+
+def test_zhao_gradient_matches_its_loss_function_not_just_itself():
+    # The analytic gradient of the comprehensive law against differences of zhao2025.loss
+    # (the function the presets test checks against the paper's optima).
+    from moescale.laws import zhao2025
+
+    law, p = get_law("zhao2025"), dict(zhao2025.TABLE2)
+    v = {"N": np.array([3e9]), "N_a": np.array([1e9]), "D": np.array([5e10]),
+         "G": np.array([4.0]), "S": np.array([0.3])}
+    h = 1e-7
+    fd = (np.log(zhao2025.loss(**v, p={**p, "beta": p["beta"] + h}))
+          - np.log(zhao2025.loss(**v, p={**p, "beta": p["beta"] - h}))) / (2 * h)
+    assert law.grad_log_loss(p, v)["beta"] == pytest.approx(fd, rel=1e-6)
+
+
+def test_krajewski_granularity_optimum_is_the_largest_affordable():
+    # The law alone is monotone in G (g > 0, γ > 0), so the optimum is the top of the grid the
+    # routing cost allows (documented in compute_optimal_granularity).
+    from moescale.laws.krajewski2024 import compute_optimal_granularity
+
+    p = get_law("krajewski2024").presets["moe"].values
+    assert compute_optimal_granularity(1e9, 2e10, p, grid=[1, 2, 4, 8]) == 8
+    assert compute_optimal_granularity(1e9, 2e10, p) == 64

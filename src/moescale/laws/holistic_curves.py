@@ -4,6 +4,8 @@
 - ``holistic2026_n_ratio``: ``L(x) = a/(x − 1) + b/(x_max − x) + c`` with ``x = N/N_a`` and
   ``x_max = (N_e + 1)/(K + 1)`` given per run (a variable, since it is fixed by the experts
   and top-k the runs used, not fitted).
+  ``derived`` reports the minimiser at the paper's ``x_max = 289/9`` (``N_e = 288``, ``K = 8``);
+  :func:`optimal_N_over_Na` takes any ``x_max``.
 - ``holistic2026_d``: the phase-2 quadratic ``L(d) = q·(d − d0)² + L0``; ``d_opt = d0``.
 
 Each is fitted to the runs of one budget; the optima's trends in ``C`` are ``power_law_C``.
@@ -45,6 +47,16 @@ def _n_grad(p, v):
     return {"a": wa, "b": wb, "c": wc}
 
 
+PAPER_X_MAX = 289.0 / 9.0  # (N_e + 1)/(K + 1) with N_e = 288, K = 8 (papers.md §1)
+
+
+def optimal_N_over_Na(p, x_max: float = PAPER_X_MAX) -> float:
+    """Minimiser of ``a/(x−1) + b/(x_max−x)`` on ``1 < x < x_max``: with ``s = sqrt(b/a)``,
+    ``x* = (x_max + s)/(1 + s)`` (where ``a/(x−1)² = b/(x_max−x)²``)."""
+    s = float(np.sqrt(p["b"] / p["a"]))
+    return (x_max + s) / (1.0 + s)
+
+
 def _d_terms(p, v):
     with np.errstate(divide="ignore"):
         return np.log(p["q"]) + 2.0 * np.log(np.abs(v["d"] - p["d0"])), np.log(p["L0"])
@@ -73,6 +85,7 @@ N_RATIO = Law(
     init_grid={"a": tuple(np.log([0.01, 0.1, 1.0])), "b": tuple(np.log([0.01, 0.1, 1.0])),
                "c": tuple(np.log([1.0, 2.0, 3.0]))},
     grad_log_loss=_n_grad,
+    derived=lambda p: {"optimal_N_over_Na": optimal_N_over_Na(p)},
 )
 D_QUADRATIC = Law(
     name="holistic2026_d", citation=_CITE, formula="L = q·(d − d0)² + L0; d_opt = d0",

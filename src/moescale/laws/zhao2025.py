@@ -69,6 +69,26 @@ def efficiency_aware_optimum(N: float, tolerance: float = 0.005,
             "G_opt": g_opt, "activation_ratio_opt": r_opt}
 
 
+def _grad_log_loss(p, v):
+    """∂ln L/∂θ in fit space (``ln`` of every coefficient except ``n``; ``α``, ``β`` as they are):
+    ``∂L/∂θ`` of the sum divided by ``L``."""
+    N, N_a, D, G, S = (v[k] for k in ("N", "N_a", "D", "G", "S"))
+    ln_n, ln_na = np.log(N), np.log(N_a)
+    n_pow, na_pow = np.exp(-p["alpha"] * ln_n), np.exp(-p["alpha"] * ln_na)
+    d_pow = np.exp(-p["beta"] * np.log(D))
+    factor = p["e"] * G + p["f"] / G + p["m"] * S**2 + p["n"] * S
+    shape = n_pow + p["k"] * na_pow + p["h"] * N_a / N
+    total = (factor * shape + p["a"] * n_pow + p["b"] * d_pow + p["c"] * na_pow + p["eps"])
+    grads = {"e": p["e"] * G * shape, "f": p["f"] / G * shape, "m": p["m"] * S**2 * shape,
+             "n": S * shape, "k": factor * p["k"] * na_pow, "h": factor * p["h"] * N_a / N,
+             "a": p["a"] * n_pow, "b": p["b"] * d_pow, "c": p["c"] * na_pow,
+             "eps": p["eps"] + 0 * total,
+             "alpha": -(factor * (ln_n * n_pow + p["k"] * ln_na * na_pow)
+                        + p["a"] * ln_n * n_pow + p["c"] * ln_na * na_pow),
+             "beta": -p["b"] * np.log(D) * d_pow}
+    return {k: g / total for k, g in grads.items()}
+
+
 def _derived(p):
     g, s = optimal_G_S(p)
     return {"G_opt": g, "S_opt": s}
@@ -88,5 +108,5 @@ LAW = Law(
     init={"e": np.log(0.1), "f": np.log(5.0), "m": np.log(3.0), "n": -1.0, "k": np.log(0.01),
           "h": np.log(0.1), "a": np.log(20.0), "b": np.log(1e4), "c": np.log(20.0)},
     bounds={"alpha": (0.01, 2.0), "beta": (0.01, 2.0)},
-    derived=_derived,
+    grad_log_loss=_grad_log_loss, derived=_derived,
 )
