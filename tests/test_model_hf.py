@@ -70,8 +70,27 @@ def _olmoe():
     return transformers.OlmoeForCausalLM, cfg, arch, opts
 
 
+def _glm4_moe():
+    """DeepSeek-V3-style MoE (GLM-4.5 code, which has GQA instead of MLA): sigmoid router with
+    a balancing bias, routed scaling factor, a shared expert, a leading dense layer."""
+    cfg = transformers.Glm4MoeConfig(
+        hidden_size=48, intermediate_size=64, moe_intermediate_size=24, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=2, n_routed_experts=8, num_experts_per_tok=2,
+        n_shared_experts=1, first_k_dense_replace=1, n_group=1, topk_group=1,
+        norm_topk_prob=True, routed_scaling_factor=2.5, vocab_size=V,
+        max_position_embeddings=SEQ, rms_norm_eps=1e-5,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                         "partial_rotary_factor": 1.0})
+    arch = Architecture(hidden_size=48, n_layers=3, n_heads=4, n_kv_heads=2, vocab_size=V,
+                        dense_ffn=64, first_dense_layers=1, n_experts=8, top_k=2, expert_ffn=24,
+                        n_shared_experts=1, seq_len=SEQ)
+    opts = ModelOptions(norm_eps=1e-5, moe=MoEOptions(score="sigmoid", norm_topk_prob=True,
+                                                      routed_scaling_factor=2.5))
+    return transformers.Glm4MoeForCausalLM, cfg, arch, opts
+
+
 FAMILIES = {"mixtral": _mixtral, "qwen2_moe": _qwen2_moe, "qwen3_moe": _qwen3_moe,
-            "olmoe": _olmoe}
+            "olmoe": _olmoe, "glm4_moe_deepseek_routing": _glm4_moe}
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))
@@ -83,6 +102,9 @@ def test_logits_match_transformers(family):
     with torch.no_grad():  # HF initialises some weights (router, norms) to constants
         for p in hf.parameters():
             p.add_(0.05 * torch.randn_like(p))
+        for name, buf in hf.named_buffers():  # DeepSeek-style routing bias: must be loaded too
+            if name.endswith("e_score_correction_bias"):
+                buf.copy_(0.1 * torch.randn_like(buf))
     ours = load_hf_weights(MoETransformer(arch, opts), hf).eval()
     idx = torch.randint(0, V, (3, SEQ), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():

@@ -10,7 +10,9 @@ from moescale.training.moe import (  # noqa: E402
     GroupedMatmul,
     MoEFeedForward,
     MoEOptions,
+    RoutedExperts,
     activation,
+    dispatch,
 )
 
 
@@ -52,6 +54,8 @@ def test_capacity_factor_drops_overflow():
     torch.manual_seed(0)
     layer = MoEFeedForward(8, 4, 1, 8, "swiglu", bias=False, router_bias=False,
                            options=MoEOptions(capacity_factor=1.0))
+    for p in layer.experts.parameters():  # a bare layer's experts are uninitialised memory
+        torch.nn.init.normal_(p, std=0.3)
     with torch.no_grad():  # send every token to expert 0
         layer.router.gate.weight.zero_()
         layer.router.gate.weight[0] = 10.0
@@ -67,3 +71,46 @@ def test_sigmoid_bias_moves_toward_balance():
                            options=MoEOptions(score="sigmoid"))
     layer.router.update_balance_bias(torch.tensor([10, 0, 1, 1]), rate=0.1)
     assert layer.router.balance_bias_E.tolist() == pytest.approx([-0.1, 0.1, 0.1, 0.1])
+
+
+def _autograd_reference(layer: MoEFeedForward, x_BSD: torch.Tensor) -> torch.Tensor:
+    """The routed layer in plain autograd: gather, two grouped matmuls, scatter-add."""
+    x_TD = x_BSD.reshape(-1, x_BSD.shape[-1])
+    weights_TK, idx_TK, _, _ = layer.router(x_TD)
+    order_S, token_S, expert_S, counts, _, _ = dispatch(
+        idx_TK, layer.n_experts, layer.capacity(x_TD.shape[0]))
+    y_SD = layer.experts.forward_unfused(x_TD[token_S], expert_S, counts)
+    w_S = weights_TK.reshape(-1)[order_S].to(y_SD.dtype)
+    out = torch.zeros_like(x_TD).index_add(0, token_S, y_SD * w_S[:, None])
+    return (out + layer._shared(x_TD)).view_as(x_BSD)
+
+
+@pytest.mark.parametrize("ffn_type", ["swiglu", "geglu", "gelu", "relu"])
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("capacity_factor", [None, 0.8])
+def test_fused_routed_experts_match_autograd_and_gradcheck(ffn_type, bias, capacity_factor):
+    """The hand-written backward of :class:`RoutedExperts` (dropless and with drops)."""
+    torch.manual_seed(0)
+    layer = MoEFeedForward(6, 5, 2, 4, ffn_type, bias=bias, router_bias=False,
+                           options=MoEOptions(capacity_factor=capacity_factor)).double()
+    for p in layer.parameters():
+        torch.nn.init.normal_(p, std=0.5)
+    x = torch.randn(2, 9, 6, dtype=torch.double, requires_grad=True)
+    params = [x, *layer.parameters()]
+    got, routing = layer(x)
+    grad = torch.randn_like(got)
+    want = _autograd_reference(layer, x)
+    torch.testing.assert_close(got, want)
+    for a, b in zip(torch.autograd.grad(got, params, grad), torch.autograd.grad(want, params, grad),
+                    strict=True):
+        torch.testing.assert_close(a, b)
+    assert (int(routing.dropped) > 0) == (capacity_factor is not None)
+
+    x_TD = x.detach().view(-1, 6).requires_grad_()
+    weights_TK, idx_TK, _, _ = layer.router(x_TD)
+    order_S, _, _, counts, _, _ = dispatch(idx_TK, 5, layer.capacity(18))
+    ex = layer.experts
+    inputs = (x_TD, weights_TK.detach().double().requires_grad_(), ex.w_in_EDH, ex.w_out_EFD,
+              ex.b_in_EH, ex.b_out_ED)
+    assert torch.autograd.gradcheck(
+        lambda *t: RoutedExperts.apply(*t, order_S, counts, ffn_type), inputs)

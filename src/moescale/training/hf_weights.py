@@ -1,7 +1,9 @@
 """Load the weights of a Hugging Face ``transformers`` MoE model into :class:`MoETransformer`.
 
 Also reads the model options of a config (:func:`options_from_hf_config`). Supports the families whose layers the model reproduces exactly: Mixtral, Qwen2-MoE (shared
-expert + sigmoid gate), Qwen3-MoE, OLMoE and their dense relatives (Llama/Mistral/Qwen2/3).
+expert + sigmoid gate), Qwen3-MoE, OLMoE, GLM-4.5-MoE with full rotary and one expert group
+(DeepSeek-V3 routing: sigmoid scores, balancing bias, routed scaling; shared experts; leading
+dense layers) and their dense relatives (Llama/Mistral/Qwen2/3).
 ``transformers`` ≥ 5 stores experts fused: ``experts.gate_up_proj`` (E, 2F, D) with gate then
 up, ``experts.down_proj`` (E, D, F); moescale stores ``w_in_EDH`` (E, D, 2F), ``w_out_EFD``
 (E, F, D), so both are transposed. Q, K and V are concatenated into the fused ``qkv``.
@@ -57,6 +59,8 @@ def _moe(sd: dict, i: int) -> dict[str, torch.Tensor]:
            dst + "experts.w_out_EFD": sd[p + "experts.down_proj"].transpose(1, 2)}
     if p + "gate.bias" in sd:
         out[dst + "router.gate.bias"] = sd[p + "gate.bias"]
+    if p + "gate.e_score_correction_bias" in sd:  # DeepSeek-V3 / GLM-4.5 balancing bias
+        out[dst + "router.balance_bias_E"] = sd[p + "gate.e_score_correction_bias"]
     for shared in ("shared_expert.", "shared_experts."):
         if p + shared + "down_proj.weight" in sd:
             out |= _mlp(sd, p + shared, dst + "shared")
@@ -93,6 +97,10 @@ def load_hf_weights(model: MoETransformer, hf_model: torch.nn.Module) -> MoETran
         if src.shape != p.shape:
             raise MoescaleError(f"shape mismatch for {name}: HF {tuple(src.shape)} vs {tuple(p.shape)}")
         p.copy_(src)
+    buffers = dict(model.named_buffers())
+    for name, src in converted.items():  # non-trained state such as the routing bias
+        if name in buffers:
+            buffers[name].copy_(src)
     return model
 
 

@@ -24,10 +24,13 @@ Auxiliary losses (returned per layer, weighted by the trainer):
 - router z-loss (ST-MoE, arXiv:2202.08906 eq. 5): mean over tokens of ``logsumexp(logits)²``.
 
 Experts (``GroupedExperts``): slots are sorted by expert (a stable sort, so tokens keep their
-order inside an expert), gathered into one contiguous ``x_SD``, and each expert multiplies only
-its own contiguous slice (:class:`GroupedMatmul`); outputs are un-sorted and combined with the
-gate weights. Dropless by default; with a capacity factor ``c`` each expert keeps at most
-``ceil(c·S/E)`` slots (the earliest tokens) and the rest are dropped (contribute zero).
+order inside an expert), gathered into one contiguous ``x_SD``, and each expert runs its whole
+FFN on its own contiguous slice only (:class:`RoutedExperts`, one autograd function with a
+hand-written backward: per expert both matmuls and the activation back to back, so the
+intermediates stay in cache); outputs are un-sorted and combined with the gate weights.
+:class:`GroupedMatmul` is the same grouped matmul as a standalone op (the reference path).
+Dropless by default; with a capacity factor ``c`` each expert keeps at most ``ceil(c·S/E)``
+slots (the earliest tokens) and the rest are dropped (contribute zero).
 """
 
 from __future__ import annotations
@@ -85,6 +88,162 @@ class GroupedMatmul(torch.autograd.Function):
                     torch.mm(x_SM[rows].t(), grad_SN[rows], out=grad_w[e])
             start += n
         return grad_x, grad_w, None
+
+
+def _gated_parts(ffn_type: str, h: torch.Tensor, width: int):
+    return (h[:, :width], h[:, width:]) if ffn_type in ("swiglu", "geglu") else (h, None)
+
+
+def _expert_forward(ffn_type: str, h: torch.Tensor, width: int):
+    """``(act(h), kept)``: the activation of one expert's rows and what its backward needs
+    besides ``h`` (SwiGLU keeps ``silu(gate)``, so backward evaluates one exponential, not two)."""
+    gate, up = _gated_parts(ffn_type, h, width)
+    if ffn_type == "swiglu":
+        silu = F.silu(gate)
+        return silu * up, silu
+    return activation(ffn_type, gate, up), None
+
+
+def _expert_backward(ffn_type: str, grad_a: torch.Tensor, h: torch.Tensor, kept,
+                     grad_h: torch.Tensor, want_a: bool) -> torch.Tensor | None:
+    """Write ``∂L/∂h`` into ``grad_h`` from ``∂L/∂act``; return ``act(h)`` when ``want_a``."""
+    aten, width = torch.ops.aten, grad_a.shape[1]
+    gate, up = _gated_parts(ffn_type, h, width)
+    a = None
+    if ffn_type == "swiglu":
+        silu = kept
+        if want_a:
+            a = silu * up
+        torch.mul(grad_a, silu, out=grad_h[:, width:])
+        aten.silu_backward.grad_input(grad_a.mul_(up), gate, grad_input=grad_h[:, :width])
+        return a
+    if want_a:
+        a = activation(ffn_type, gate, up)
+    if ffn_type == "geglu":
+        torch.mul(grad_a, F.gelu(gate, approximate="tanh"), out=grad_h[:, width:])
+        aten.gelu_backward.grad_input(grad_a * up, gate, approximate="tanh",
+                                      grad_input=grad_h[:, :width])
+    elif ffn_type == "gelu":
+        aten.gelu_backward.grad_input(grad_a, h, approximate="tanh", grad_input=grad_h)
+    else:
+        aten.threshold_backward.grad_input(grad_a, h, 0, grad_input=grad_h)
+    return a
+
+
+class RoutedExperts(torch.autograd.Function):
+    """Routed-expert output of every token: gather → grouped expert FFNs → gate-weighted sum.
+
+    ``order_S`` lists the kept token-expert slots (flat index ``t·K + k``) sorted by expert,
+    ``counts`` the kept slots of each expert. Forward gathers ``x_SD = x_TD[order_S // K]``;
+    for the rows of expert ``e`` computes ``h = x·w_in[e] (+ b_in[e])``, ``a = act(h)``,
+    ``y = a·w_out[e] (+ b_out[e])`` — one expert at a time through both matmuls, so its
+    intermediates stay in cache — then un-sorts ``y`` into ``(T, K, D)`` (dropped slots are
+    zero) and returns ``Σ_k weights_TK[t, k] · y[t, k]``.
+
+    Backward only gathers (no scatter-add): a kept slot's row is ``inv[t·K + k]``, and the input
+    gradient of token ``t`` sums its ``K`` slot rows. Saved: ``x_SD``, ``h``, the un-sorted
+    ``y`` and, for SwiGLU, ``silu(gate)``; the activation itself is recomputed.
+    """
+
+    @staticmethod
+    def forward(ctx, x_TD, weights_TK, w_in_EDH, w_out_EFD, b_in_EH, b_out_ED,
+                order_S, counts: list[int], ffn_type: str):
+        n_tok, top_k = weights_TK.shape
+        width = w_out_EFD.shape[1]
+        x_SD = x_TD.index_select(0, order_S // top_k)
+        h_SH = x_SD.new_empty(x_SD.shape[0], w_in_EDH.shape[2])
+        n_kept = order_S.numel()
+        dropless = n_kept == n_tok * top_k
+        # one spare zero row for dropped slots
+        y_SD = x_SD.new_empty(n_kept + (0 if dropless else 1), w_out_EFD.shape[2])
+        if not dropless:
+            y_SD[n_kept:].zero_()
+        kept, start = [], 0
+        for e, n in enumerate(counts):
+            if n:
+                rows = slice(start, start + n)
+                if b_in_EH is None:
+                    torch.mm(x_SD[rows], w_in_EDH[e], out=h_SH[rows])
+                else:
+                    torch.addmm(b_in_EH[e], x_SD[rows], w_in_EDH[e], out=h_SH[rows])
+                a, k = _expert_forward(ffn_type, h_SH[rows], width)
+                kept.append(k)
+                if b_out_ED is None:
+                    torch.mm(a, w_out_EFD[e], out=y_SD[rows])
+                else:
+                    torch.addmm(b_out_ED[e], a, w_out_EFD[e], out=y_SD[rows])
+            start += n
+        inv = order_S.new_full((n_tok * top_k,), n_kept)
+        inv[order_S] = torch.arange(n_kept, device=order_S.device)
+        y_TKD = y_SD.index_select(0, inv).view(n_tok, top_k, -1)
+        out_TD = y_TKD[:, 0] * weights_TK[:, :1]
+        for k in range(1, top_k):  # K is small: K fused multiply-adds beat a batched matmul
+            out_TD.addcmul_(y_TKD[:, k], weights_TK[:, k:k + 1])
+        ctx.save_for_backward(x_SD, weights_TK, w_in_EDH, w_out_EFD, h_SH, y_TKD, order_S, inv,
+                              *[k for k in kept if k is not None])
+        ctx.counts, ctx.ffn_type, ctx.dropless = counts, ffn_type, dropless
+        ctx.has_kept = [k is not None for k in kept]
+        return out_TD
+
+    @staticmethod
+    def backward(ctx, grad_TD):
+        x_SD, weights_TK, w_in_EDH, w_out_EFD, h_SH, y_TKD, order_S, inv, *kept_saved = (
+            ctx.saved_tensors)
+        kept_iter = iter(kept_saved)
+        kept = [next(kept_iter) if has else None for has in ctx.has_kept]
+        need = ctx.needs_input_grad
+        n_tok, top_k = weights_TK.shape
+        grad_TD = grad_TD.contiguous()
+        grad_w_TK = (y_TKD * grad_TD.unsqueeze(1)).sum(2) if need[1] else None
+        # ∂L/∂y of each kept slot (sorted order): weight · grad of its token
+        grad_y_SD = (weights_TK.unsqueeze(2) * grad_TD.unsqueeze(1)).view(n_tok * top_k, -1)
+        grad_y_SD = grad_y_SD.index_select(0, order_S)
+        n_kept = order_S.numel()
+        grad_x_SD = x_SD.new_empty(n_kept + (0 if ctx.dropless else 1), x_SD.shape[1])
+        if not ctx.dropless:
+            grad_x_SD[n_kept:].zero_()
+        grad_w_in = torch.zeros_like(w_in_EDH) if need[2] else None
+        grad_w_out = torch.zeros_like(w_out_EFD) if need[3] else None
+        grad_b_in = h_SH.new_zeros(w_in_EDH.shape[0], w_in_EDH.shape[2]) if need[4] else None
+        grad_b_out = h_SH.new_zeros(w_out_EFD.shape[0], w_out_EFD.shape[2]) if need[5] else None
+        start, i = 0, 0
+        for e, n in enumerate(ctx.counts):
+            if n:
+                rows = slice(start, start + n)
+                g, h = grad_y_SD[rows], h_SH[rows]
+                grad_a = g @ w_out_EFD[e].t()
+                grad_h = torch.empty_like(h)
+                a = _expert_backward(ctx.ffn_type, grad_a, h, kept[i], grad_h,
+                                     want_a=grad_w_out is not None)
+                i += 1
+                if grad_w_out is not None:
+                    torch.mm(a.t(), g, out=grad_w_out[e])
+                if grad_b_out is not None:
+                    torch.sum(g, 0, out=grad_b_out[e])
+                if grad_b_in is not None:
+                    torch.sum(grad_h, 0, out=grad_b_in[e])
+                if grad_w_in is not None:
+                    torch.mm(x_SD[rows].t(), grad_h, out=grad_w_in[e])
+                torch.mm(grad_h, w_in_EDH[e].t(), out=grad_x_SD[rows])
+            start += n
+        grad_x_TD = None
+        if need[0]:
+            grad_x_TD = grad_x_SD.index_select(0, inv).view(n_tok, top_k, -1).sum(1)
+        return grad_x_TD, grad_w_TK, grad_w_in, grad_w_out, grad_b_in, grad_b_out, None, None, None
+
+
+@torch.compiler.disable  # data-dependent group sizes: run eagerly inside compiled graphs
+def routed_experts(x_TD: torch.Tensor, weights_TK: torch.Tensor, w_in_EDH: torch.Tensor,
+                   w_out_EFD: torch.Tensor, b_in_EH: torch.Tensor | None,
+                   b_out_ED: torch.Tensor | None, order_S: torch.Tensor, counts: list[int],
+                   ffn_type: str) -> torch.Tensor:
+    """:class:`RoutedExperts` in the activations' dtype (the autocast dtype when it is on)."""
+    device = x_TD.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x_TD.dtype
+    tensors = [t if t is None else t.to(dtype)
+               for t in (x_TD, weights_TK, w_in_EDH, w_out_EFD, b_in_EH, b_out_ED)]
+    with torch.autocast(device, enabled=False):
+        return RoutedExperts.apply(*tensors, order_S, counts, ffn_type)
 
 
 @torch.compiler.disable  # data-dependent group sizes: run eagerly inside compiled graphs
@@ -164,8 +323,18 @@ class GroupedExperts(nn.Module):
         self.b_in_EH = nn.Parameter(torch.zeros(n_experts, width)) if bias else None
         self.b_out_ED = nn.Parameter(torch.zeros(n_experts, dim)) if bias else None
 
-    def forward(self, x_SD: torch.Tensor, idx_S: torch.Tensor, counts: list[int]) -> torch.Tensor:
-        """``x_SD`` sorted by expert (``idx_S`` the expert of each row, ``counts`` rows per expert)."""
+    def forward(self, x_TD: torch.Tensor, weights_TK: torch.Tensor, order_S: torch.Tensor,
+                counts: list[int]) -> torch.Tensor:
+        """Gate-weighted expert output per token (:class:`RoutedExperts`); ``order_S`` the kept
+        slots sorted by expert, ``counts`` kept slots per expert (see :func:`dispatch`)."""
+        return routed_experts(x_TD, weights_TK, self.w_in_EDH, self.w_out_EFD, self.b_in_EH,
+                              self.b_out_ED, order_S, counts, self.ffn_type)
+
+    def forward_unfused(self, x_SD: torch.Tensor, idx_S: torch.Tensor,
+                        counts: list[int]) -> torch.Tensor:
+        """Unweighted outputs of expert-sorted rows ``x_SD`` as two :class:`GroupedMatmul`
+        calls around the activation (plain autograd; the reference :meth:`forward` is tested
+        against)."""
         h_SH = grouped_mm(x_SD, self.w_in_EDH, counts)
         if self.b_in_EH is not None:
             h_SH = h_SH + self.b_in_EH[idx_S]
@@ -259,11 +428,9 @@ class MoEFeedForward(nn.Module):
     def forward(self, x_BSD: torch.Tensor) -> tuple[torch.Tensor, RouterOutput]:
         x_TD = x_BSD.reshape(-1, x_BSD.shape[-1])
         weights_TK, idx_TK, probs_TE, logits_TE = self.router(x_TD)
-        order_S, token_S, expert_S, counts, load_E, keep_S = dispatch(
+        order_S, _, _, counts, load_E, keep_S = dispatch(
             idx_TK, self.n_experts, self.capacity(x_TD.shape[0]))
-        y_SD = self.experts(x_TD[token_S], expert_S, counts)
-        w_S = weights_TK.reshape(-1)[order_S].to(y_SD.dtype)
-        out_TD = torch.zeros_like(x_TD, dtype=y_SD.dtype).index_add(0, token_S, y_SD * w_S[:, None])
+        out_TD = self.experts(x_TD, weights_TK, order_S, counts)
         out_TD = out_TD + self._shared(x_TD)
         aux, z = balance_losses(probs_TE, logits_TE, load_E, idx_TK.numel())
         dropped = idx_TK.new_tensor(0) if keep_S is None else (~keep_S).sum()
