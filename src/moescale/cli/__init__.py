@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "plan": "moescale.cli.plan:plan",
     "compare": "moescale.cli.compare:compare",
     "train": "moescale.cli.train:train",
+    "sweep": "moescale.cli.sweep:sweep",
+    "report": "moescale.cli.report:report",
 }
 
 

@@ -91,10 +91,12 @@ def _print_result(r) -> None:
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", help="cpu or cuda (default: cuda when available).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads for this run (default: torch's; 1 per run on a busy machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
           data, tokenizer, vocab_size, out, eval_every, capacity_factor, router, resume,
-          compile_, seed, device, as_json):
+          compile_, seed, device, threads, as_json):
     """Train an MoE language model on real text; print loss, tokens, FLOPs and speed.
 
     Writes OUT/log.jsonl (one flushed line per log step), OUT/run.json and
@@ -121,7 +123,7 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
     config = TrainConfig(
         tokens=int(tokens), batch_tokens=batch_tokens, seq_len=seq_len, grad_accum=grad_accum,
         lr=lr, schedule=schedule, data=data, tokenizer=tokenizer, vocab_size=vocab_size, out=out,
-        eval_every=eval_every, resume=resume, compile=compile_, seed=seed, device=device,
+        eval_every=eval_every, resume=resume, compile=compile_, seed=seed, device=device, threads=threads,
         progress=not as_json)
     result = run_training(architecture, config, options)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports

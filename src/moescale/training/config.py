@@ -49,6 +49,7 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     device: str | None = None  # None → cuda if available else cpu
+    threads: int | None = None  # CPU threads (torch.set_num_threads); None → torch's default
     stop_after_steps: int | None = None  # stop early (simulates an interruption; resumable)
     progress: bool = False  # rich progress bar (rank 0)
 
@@ -59,6 +60,8 @@ class TrainConfig:
         for name, value in checks.items():
             if not value or value <= 0:
                 raise MoescaleError(f"{name} must be positive, got {value}")
+        if self.threads is not None and self.threads < 1:
+            raise MoescaleError(f"threads must be at least 1, got {self.threads}")
         if self.lr <= 0:
             raise MoescaleError(f"lr must be positive, got {self.lr}")
         if self.seq_len is not None and self.seq_len < 2:

@@ -94,6 +94,8 @@ class Trainer:
     def __init__(self, arch: Architecture, config: TrainConfig,
                  options: ModelOptions | None = None) -> None:
         self.config = config
+        if config.threads:
+            torch.set_num_threads(config.threads)
         self.device = _device(config)
         self.dist: DistInfo = init_from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
