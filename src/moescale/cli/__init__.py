@@ -67,24 +67,40 @@ def cli() -> None:
     """
 
 
+def _one_line(message: object) -> str:
+    """A message as one line: its lines joined with '; ', surrounding blanks dropped."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return "; ".join(lines) or "unknown error"
+
+
+def _fail(message: object, status: int = 2) -> None:
+    click.echo(f"Error: {_one_line(message)}", err=True)
+    sys.exit(status)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script: user errors become one line and exit status 2."""
+    """Entry point of the console script: user errors become one line and exit status 2.
+
+    A :class:`MoescaleError`, a click usage error (missing option, bad value, unknown command)
+    and an unreadable file print exactly one ``Error: …`` line on stderr — no usage text — and
+    exit with status 2. Any other exception is a bug and keeps its traceback.
+    """
     try:
         cli.main(args=argv, prog_name="moescale", standalone_mode=False)
     except MoescaleError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(2)
+        _fail(exc)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `moescale` alone: the help, no error
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(0)
     except click.ClickException as exc:
-        exc.show()
-        sys.exit(2 if exc.exit_code == 2 else exc.exit_code)
+        _fail(exc.format_message(), 2 if exc.exit_code in (1, 2) else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except OSError as exc:  # missing or unreadable file given by the user
-        click.echo(f"Error: {exc.strerror or exc}: {exc.filename}" if exc.filename else f"Error: {exc}", err=True)
-        sys.exit(2)
+        _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
 
 
 if __name__ == "__main__":
