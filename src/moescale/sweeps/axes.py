@@ -1,0 +1,152 @@
+"""Sweep axes that are not plain :class:`~moescale.architecture.Architecture` fields.
+
+MoE ratios (``[grid]`` keys, resolved against the run's other fields):
+
+- ``granularity`` ``G`` (Krajewski et al. 2024, arXiv 2402.07871 §3): every expert of the
+  ``G = 1`` model (``expert_ffn`` of the base, or the dense width ``d_ff`` when none is given)
+  is split into ``G`` experts of width ``d_ff/G``; ``n_experts`` and ``top_k`` are multiplied by
+  ``G``, so active and total expert parameters stay fixed while ``G`` varies.
+- ``activation_ratio`` — routed experts used per token as a share of all routed experts,
+  ``top_k = round(ratio · n_experts)`` (at least 1).
+- ``shared_ratio`` ``S`` (Zhao et al. 2025, arXiv 2509.23678): shared experts as
+  a share of the activated experts ``G_act = top_k + n_shared``; ``G_act`` is the base's
+  ``top_k + n_shared_experts`` and stays fixed, ``n_shared = round(S · G_act)``.
+
+Holistic grids (Wan et al. 2026, arXiv 2603.21862, §3 phases 1 and 2): a budget ``C`` fixes
+``M`` (``C/D_opt(C)`` from the ``holistic2026`` law, or ``flops_per_token`` given in the spec);
+each target ``(M/N_a, N/N_a)`` fixes ``(M, N_a, N)`` and the structure is solved with the
+planner's own solver (:func:`moescale.planning.holistic.solve_structure`) for every aligned
+``d``; phase 1 takes ``d`` at the median of its feasible range (the paper's rank-preserving
+proxy), phase 2 (``d_points``) spreads ``d`` over that range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from moescale.errors import MoescaleError
+
+RATIO_AXES = ("granularity", "activation_ratio", "shared_ratio")
+HOLISTIC_KEYS = {"m_over_na", "n_over_na", "flops_per_token", "d_points", "dense_ffn_ratio",
+                 "align"}
+
+
+def resolve_ratios(fields: dict) -> dict:
+    """Replace the ratio axes in ``fields`` by the Architecture fields they stand for."""
+    out = {k: v for k, v in fields.items() if k not in RATIO_AXES}
+    if "granularity" in fields:
+        g = _positive(fields["granularity"], "granularity")
+        if not float(g).is_integer():
+            raise MoescaleError(f"granularity must be a whole number, got {g}")
+        g = int(g)
+        width = out.get("expert_ffn") or out.get("dense_ffn")
+        if not width:
+            raise MoescaleError("granularity needs expert_ffn (or dense_ffn) in [base] as the "
+                                "width of one G = 1 expert")
+        if width % g:
+            raise MoescaleError(f"granularity {g} does not divide the expert width {width}")
+        out.update(expert_ffn=width // g, n_experts=out.get("n_experts", 0) * g,
+                   top_k=out.get("top_k", 0) * g)
+    if "activation_ratio" in fields:
+        r = _positive(fields["activation_ratio"], "activation_ratio")
+        if r > 1:
+            raise MoescaleError(f"activation_ratio must be at most 1, got {r}")
+        out["top_k"] = max(1, round(r * out.get("n_experts", 0)))
+    if "shared_ratio" in fields:
+        s = float(fields["shared_ratio"])
+        if not 0 <= s < 1:
+            raise MoescaleError(f"shared_ratio must be in [0, 1), got {s}")
+        activated = out.get("top_k", 0) + out.get("n_shared_experts", 0)
+        shared = round(s * activated)
+        if activated - shared < 1:
+            raise MoescaleError(f"shared_ratio {s} leaves no routed expert of {activated}")
+        out.update(n_shared_experts=shared, top_k=activated - shared)
+    return out
+
+
+def _positive(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise MoescaleError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+# ----- holistic grids -------------------------------------------------------------------------
+def holistic_flops_per_token(budget: float, given: float | None) -> float:
+    """``M`` of a holistic grid at ``budget``: the given value, or ``C / D_opt(C)`` of the
+    ``holistic2026`` law's published preset (Wan et al. 2026, Step 1)."""
+    if given is not None:
+        return _positive(given, "[holistic] flops_per_token")
+    from moescale.laws import get_law
+
+    law = get_law("holistic2026")
+    d_opt = float(law.predict("wan2026", {"C": budget}))
+    return budget / d_opt
+
+
+def holistic_architectures(base: dict, budget: float, m_over_na: float, n_over_na: float,
+                           settings: dict) -> list[tuple[dict, dict]]:
+    """Architectures for one holistic target at ``budget``: ``[(fields, tags), …]``.
+
+    One entry (``d`` at the median of its feasible range) unless ``settings['d_points']``
+    asks for a ``d`` sweep over the feasible range. ``tags`` records the targets and ``M``.
+    """
+    from moescale.planning import holistic as hs
+
+    s, heads = _holistic_settings(base, settings)
+    M = holistic_flops_per_token(budget, settings.get("flops_per_token"))
+    if not (m_over_na > 6 and 1 < n_over_na < s.ratio_max):
+        raise MoescaleError(
+            f"holistic target M/N_a={m_over_na:g}, N/N_a={n_over_na:g} is impossible: M/N_a "
+            f"must exceed 6 and N/N_a lie in (1, {s.ratio_max:.3g}) for these experts")
+    N_a = M / m_over_na
+    N = n_over_na * N_a
+    d = s.align * np.arange(1, max(int(np.sqrt(N_a) / s.align) * 4, 2) + 1, dtype=float)
+    L, L_d, L_m, d_m, ok = hs.solve_structure(M, N_a, N, d, s, heads)
+    m_r, _, _ = hs.realised_counts(d, L, L_d, L_m, d_m, s, heads)
+    ok &= (L_d >= 1) & (np.abs(m_r / M - 1) <= 0.05)  # the paper keeps a dense layer
+    feasible = np.flatnonzero(ok)
+    if feasible.size == 0:
+        raise MoescaleError(
+            f"no architecture realises M/N_a={m_over_na:g}, N/N_a={n_over_na:g} at budget "
+            f"{budget:g} (M = {M:.4g} FLOPs/token) with at least one dense layer; raise the "
+            "budget, lower seq_len or heads, or change the targets")
+    picks = _d_picks(d[feasible], settings.get("d_points"))
+    out = []
+    for dv in picks:
+        i = feasible[np.argmin(np.abs(d[feasible] - dv))]
+        fields = {**base, "hidden_size": int(d[i]), "n_layers": int(L[i]),
+                  "first_dense_layers": int(L_d[i]), "expert_ffn": int(d_m[i]),
+                  "dense_ffn": s.dense_ffn_ratio * int(d[i]), "moe_layer_step": 1,
+                  "n_shared_experts": s.n_shared_experts, "ffn_type": "swiglu"}
+        tags = {"m_over_na_target": m_over_na, "n_over_na_target": n_over_na,
+                "M_target": M, "d_feasible": [int(d[feasible].min()), int(d[feasible].max())]}
+        out.append((fields, tags))
+    return list({f["hidden_size"]: (f, t) for f, t in out}.values())
+
+
+def _d_picks(feasible_d: np.ndarray, points) -> list[float]:
+    if points is None:
+        return [float(np.median(feasible_d))]
+    if isinstance(points, bool) or not isinstance(points, int) or points < 2:
+        raise MoescaleError(f"[holistic] d_points must be an integer >= 2, got {points!r}")
+    return list(np.geomspace(feasible_d.min(), feasible_d.max(), points))
+
+
+def _holistic_settings(base: dict, settings: dict):
+    from moescale.planning.holistic import HolisticSettings
+
+    need = [k for k in ("n_heads", "n_experts", "top_k", "seq_len") if k not in base]
+    if need:
+        raise MoescaleError(f"a [holistic] sweep needs {', '.join(need)} in [base]")
+    nq = base["n_heads"]
+    nkv = base.get("n_kv_heads") or nq
+    dq = base.get("head_dim")
+    if not dq:
+        raise MoescaleError("a [holistic] sweep needs head_dim in [base] (hidden size varies)")
+    s = HolisticSettings(seq_len=base["seq_len"], top_k=base["top_k"],
+                         n_experts=base["n_experts"],
+                         n_shared_experts=base.get("n_shared_experts", 1),
+                         vocab_size=base.get("vocab_size", 256),
+                         dense_ffn_ratio=settings.get("dense_ffn_ratio", 3),
+                         align=settings.get("align", 8), heads=(dq, nq, nkv))
+    return s, (dq, nq, nkv)

@@ -1,0 +1,138 @@
+"""Run sweep runs on this machine: one fresh process per run, each pinned to its threads.
+
+A fresh process per run (``python -m moescale.sweeps.worker RUN_DIR``) means a run that crashes, is killed for memory or leaks
+does not take others with it; its exit status becomes the failure reason. With GPUs each
+worker slot owns one GPU through ``CUDA_VISIBLE_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from moescale.errors import MoescaleError
+from moescale.sweeps import worker
+from moescale.sweeps.executors import Outcome
+from moescale.sweeps.spec import RunSpec
+
+
+def available_cpus() -> int:
+    """CPUs this process may use (its affinity mask, not the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def visible_gpus() -> list[str]:
+    """GPU indices from ``CUDA_VISIBLE_DEVICES`` or ``nvidia-smi -L`` (no torch import)."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
+
+
+def exit_reason(code: int | None) -> str:
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
+        return f"worker process killed by {name}{hint}"
+    return f"worker process exited with status {code} without a result"
+
+
+class LocalExecutor:
+    """A pool of ``workers`` processes on this machine."""
+
+    name = "local"
+
+    def __init__(self, workers: int | None = None, threads: int | None = None,
+                 cpus_per_run: int | None = None, gpus_per_run: int | None = None) -> None:
+        cpus = available_cpus()
+        self.gpus = visible_gpus() if gpus_per_run != 0 else []
+        per_run_gpus = max(gpus_per_run or 1, 1)
+        if workers is None:
+            workers = (len(self.gpus) // per_run_gpus if self.gpus
+                       else max(cpus // max(cpus_per_run or 1, 1), 1))
+        if workers < 1:
+            raise MoescaleError(f"--workers must be at least 1, got {workers}")
+        self.capacity = workers
+        self.threads = threads or max(cpus // workers, 1)
+        self.gpu_slots = [self.gpus[i * per_run_gpus:(i + 1) * per_run_gpus]
+                          for i in range(workers)] if self.gpus else []
+        where = f", {per_run_gpus} GPU each" if self.gpus else ""
+        self.description = (f"{workers} local worker{'s' * (workers > 1)} × "
+                            f"{self.threads} thread{'s' * (self.threads > 1)}{where}")
+        self._procs: dict[str, tuple[subprocess.Popen, Path, int]] = {}
+
+    def submit(self, run: RunSpec, run_dir: Path) -> None:
+        slot = self._free_slot()
+        env = os.environ | dict.fromkeys(worker.THREAD_VARS, str(self.threads))
+        device = "-"
+        if self.gpu_slots:
+            env["CUDA_VISIBLE_DEVICES"], device = ",".join(self.gpu_slots[slot]), "cuda"
+        self._procs[run.id] = (start_worker(run, run_dir, self.threads, device, env), run_dir,
+                               slot)
+
+    def _free_slot(self) -> int:
+        used = {slot for _, _, slot in self._procs.values()}
+        return next(i for i in range(self.capacity) if i not in used)
+
+    def running(self) -> set[str]:
+        return set(self._procs)
+
+    def poll(self) -> list[Outcome]:
+        ended = []
+        for run_id, (proc, run_dir, _) in list(self._procs.items()):
+            if proc.poll() is None:
+                continue
+            del self._procs[run_id]
+            ended.append(read_outcome(run_id, run_dir, proc.returncode))
+        return ended
+
+    def shutdown(self) -> None:
+        for proc, _, _ in self._procs.values():
+            proc.terminate()
+        for proc, _, _ in self._procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._procs.clear()
+
+
+def start_worker(run: RunSpec, run_dir: Path, threads: int | None, device: str,
+                 env: dict[str, str]) -> subprocess.Popen:
+    """Write the run's spec into its folder and start ``moescale.sweeps.worker`` on it;
+    the worker's output goes to ``worker.log`` there."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    worker.write_atomic(run_dir / worker.SPEC_FILE, run.to_dict())
+    with open(run_dir / worker.OUTPUT_FILE, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "moescale.sweeps.worker", str(run_dir),
+             str(threads or "-"), device], stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, env=env)
+
+
+def read_outcome(run_id: str, run_dir: Path, exitcode: int | None) -> Outcome:
+    """The outcome a worker left in its folder (result.json / error.json), or its exit status."""
+    result, error = run_dir / worker.RESULT_FILE, run_dir / worker.ERROR_FILE
+    if exitcode == 0 and result.is_file():
+        return Outcome(run_id, "done", result=json.loads(result.read_text()))
+    if error.is_file():
+        try:
+            return Outcome(run_id, "failed", error=json.loads(error.read_text())["error"])
+        except (json.JSONDecodeError, KeyError):
+            pass
+    return Outcome(run_id, "failed", error=exit_reason(exitcode))

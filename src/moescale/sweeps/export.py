@@ -1,0 +1,172 @@
+"""The store as a run table: one row per run, in the columns the laws are fitted on.
+
+Columns (units: parameters, tokens, FLOPs, nats per token, seconds):
+
+- ``budget`` requested FLOPs; ``C`` realised training FLOPs under the spec's convention,
+  ``C_exact`` under ``exact``; ``D`` training tokens; ``unique_tokens``, ``repeated_tokens``,
+  ``epochs`` (``D / unique_tokens``).
+- ``N``, ``N_active`` every parameter (= numel) and those one token uses; ``N_ne``,
+  ``N_active_ne`` without embeddings; ``N_<conv>``, ``N_active_<conv>``, ``C_<conv>`` under
+  each of the ``chinchilla``, ``holistic`` and ``kaplan`` conventions; ``M`` holistic FLOPs per
+  token, ``M_over_Na``, ``N_over_Na`` (holistic ratios, Wan et al. 2026).
+- ``E`` routed experts, ``top_k``, ``n_shared``, ``G`` granularity (Krajewski et al. 2024),
+  ``G_act`` activated experts and ``S`` shared ratio (Zhao et al. 2025), ``d``, ``L``.
+- ``loss`` final eval loss, ``best_loss``, ``train_loss``, ``initial_loss``, ``lr``,
+  ``batch_tokens``, ``seed``, ``wall_seconds``, ``tokens_per_second``, ``mfu``,
+  ``spec_hash`` (the run id: a hash of its content), ``curve_path``, ``attempts``, ``error``
+  and ``tag_<name>`` for each grid value or target of the run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from moescale.architecture import Architecture
+from moescale.counting import count
+from moescale.errors import MoescaleError
+from moescale.sweeps import worker
+from moescale.sweeps.spec import TRAIN_KEYS, RunSpec, run_id
+
+CONVENTIONS = ("chinchilla", "holistic", "kaplan")
+# Laws whose variable G means activated experts (Zhao et al. 2025), not granularity.
+ACTIVATED_G_LAWS = ("zhao2025",)
+
+
+def run_columns(spec: dict[str, Any]) -> dict[str, Any]:
+    """The architecture- and budget-derived columns of one run spec."""
+    run = RunSpec.from_dict(spec)
+    arch = run.arch()
+    seq = arch.seq_len
+    exact = count(arch, "exact", context=seq)
+    row = {"id": run.id, "sweep": run.sweep, "budget": run.budget, "convention": run.convention,
+           "D": float(run.tokens), "C": run.flops, "C_exact": run.tokens * exact.training_flops_per_token,
+           "N": float(exact.total_params), "N_active": float(exact.active_params),
+           "N_ne": float(exact.total_params_non_embedding),
+           "N_active_ne": float(exact.active_params_non_embedding),
+           "E": float(arch.n_experts), "top_k": float(arch.top_k),
+           "n_shared": float(arch.n_shared_experts), "G": arch.granularity,
+           "G_act": float(arch.activated_experts), "S": arch.shared_ratio,
+           "d": float(arch.hidden_size), "L": float(arch.n_layers),
+           "lr": float(run.train["lr"]), "batch_tokens": float(run.train["batch_tokens"]),
+           "seed": run.seed, "spec_hash": run.id}
+    for name in CONVENTIONS:
+        c = count(arch, name, context=seq)
+        row |= {f"N_{name}": float(c.params), f"N_active_{name}": float(c.params_active),
+                f"C_{name}": run.tokens * c.training_flops_per_token}
+    hol = count(arch, "holistic", context=seq)
+    row["M"] = hol.training_flops_per_token
+    if hol.params_active:
+        row["M_over_Na"] = hol.training_flops_per_token / hol.params_active
+        row["N_over_Na"] = hol.params / hol.params_active
+    row |= {f"tag_{k}": v for k, v in run.tags.items() if not isinstance(v, (list, dict))}
+    return row
+
+
+def result_columns(result: dict[str, Any] | None, run_dir: str | None) -> dict[str, Any]:
+    if not result:
+        return {}
+    unique = result.get("unique_tokens") or 0
+    return {"loss": result.get("eval_loss"), "best_loss": result.get("best_eval_loss"),
+            "train_loss": result.get("train_loss"),
+            "initial_loss": result.get("initial_eval_loss"),
+            "unique_tokens": float(unique), "repeated_tokens": float(result.get("repeated_tokens") or 0),
+            "epochs": result["tokens"] / unique if unique else None,
+            "wall_seconds": result.get("seconds"),
+            "tokens_per_second": result.get("tokens_per_second"), "mfu": result.get("mfu"),
+            "curve_path": str(Path(run_dir) / worker.LOG_FILE) if run_dir else None}
+
+
+def runs_frame(store, status: str | None = "done"):
+    """pandas DataFrame of the store's runs (``status=None`` → every run)."""
+    import pandas as pd
+
+    rows = []
+    for r in store.rows():
+        if status is not None and r["status"] != status:
+            continue
+        row = run_columns(r["spec"]) | {"status": r["status"], "attempts": r["attempts"],
+                                        "error": r["error"]}
+        rows.append(row | result_columns(r["result"], r["run_dir"]))
+    return pd.DataFrame(rows)
+
+
+def law_mapping(law_name: str | None, frame_columns) -> dict[str, str]:
+    """Column renames that give a law the variables it expects under its own convention
+    (``N`` → ``N_chinchilla`` for a chinchilla-convention law, ``G`` → ``G_act`` for Zhao)."""
+    if law_name is None:
+        return {}
+    from moescale.laws import get_law
+
+    law = get_law(law_name)
+    mapping = {}
+    if law.convention in CONVENTIONS:
+        for var in ("N", "N_active", "C"):
+            source = f"{var}_{law.convention}"
+            if source in frame_columns:
+                mapping[var] = source
+    if law.name in ACTIVATED_G_LAWS:
+        mapping["G"] = "G_act"
+    return mapping
+
+
+def run_table(store, law: str | None = None):
+    """A :class:`~moescale.runs.RunTable` of the store's done runs, with the columns ``law``
+    needs taken under that law's counting convention."""
+    from moescale.runs import RunTable
+
+    frame = runs_frame(store)
+    if frame.empty:
+        raise MoescaleError(f"{store.path} has no finished run to fit")
+    mapping = law_mapping(law, frame.columns)
+    frame = frame.drop(columns=list(mapping), errors="ignore").rename(columns={v: k for k, v in mapping.items()})
+    numeric = frame.select_dtypes("number")
+    return RunTable.from_frame(numeric, source=str(store.path))
+
+
+# ----- importing folders of `moescale train` ---------------------------------------------------
+def spec_from_train_folder(folder: str | Path, sweep: str = "imported") -> tuple[RunSpec, dict, list]:
+    """(run spec, result, curve) of a finished ``moescale train`` run folder."""
+    folder = Path(folder)
+    info_path = folder / "run.json"
+    if not info_path.is_file():
+        raise MoescaleError(f"{folder} is not a moescale train run folder (no run.json)")
+    try:
+        info = json.loads(info_path.read_text())
+        arch = Architecture.from_dict(info["architecture"])
+        config = info["config"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise MoescaleError(f"{info_path} is not a moescale run description ({exc})") from None
+    result = _end_record(folder)
+    train = {k: config[k] for k in TRAIN_KEYS if k in config} | {"tokens": result["tokens"]}
+    fpt = float(info["flops_per_token"])
+    exact = count(arch, "exact", context=arch.seq_len).training_flops_per_token
+    a = arch.to_dict()
+    budget = float(result["flops"])
+    run = RunSpec(id=run_id(budget, a, train, config.get("seed", 0)), sweep=sweep,
+                  budget=budget, seed=config.get("seed", 0), architecture=a, train=train,
+                  convention=config.get("convention", "exact"), flops_per_token=fpt,
+                  flops_per_token_exact=exact, tags={"imported_from": str(folder)})
+    curve = worker.read_curve(folder)
+    evals = [p["eval_loss"] for p in curve if p.get("eval_loss") is not None]
+    result["best_eval_loss"] = min(evals, default=result["eval_loss"])
+    return run, result, curve
+
+
+def _end_record(folder: Path) -> dict[str, Any]:
+    log = folder / worker.LOG_FILE
+    end = None
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("event") == "end":
+                end = rec
+    if end is None:
+        raise MoescaleError(f"{folder} has not finished (no end record in {worker.LOG_FILE}); "
+                            "resume it with moescale train --resume first")
+    end.pop("event")
+    return end

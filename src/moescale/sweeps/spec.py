@@ -1,0 +1,379 @@
+"""The sweep specification: one TOML file → validated, deterministic :class:`RunSpec` s.
+
+```toml
+name = "isoflop-mini"
+budgets = [3e11, 1e12]     # training FLOPs of each run, counted under `convention`
+convention = "exact"       # tokens = budget / flops_per_token, rounded to whole steps
+seeds = [0]
+[base]                     # Architecture fields shared by every run
+[grid]                     # Cartesian product over Architecture fields, ratio axes
+                           # (granularity, activation_ratio, shared_ratio) and [train] keys
+[train]                    # options of `moescale train`; lr / batch_tokens may name a law
+[holistic]                 # optional: m_over_na, n_over_na (, d_points, flops_per_token)
+[resources]                # optional: cpus_per_run, gpus_per_run
+```
+
+A run's id is a hash of its full content (budget, architecture, training settings, seed),
+so editing the spec to add points keeps every finished run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moescale.architecture import Architecture
+from moescale.errors import MoescaleError
+from moescale.sweeps import axes
+
+TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "grid", "train",
+            "holistic", "resources")
+# TrainConfig fields a spec may set (the sweep owns tokens, seed, out, resume and threads).
+TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "schedule",
+              "warmup_fraction", "decay_fraction", "betas", "weight_decay", "grad_clip",
+              "aux_loss_coef", "z_loss_coef", "bias_update_rate", "eval_every", "eval_tokens",
+              "checkpoint_every", "log_every", "data", "tokenizer", "vocab_size", "val_fraction",
+              "compile", "device")
+RESOURCE_KEYS = ("cpus_per_run", "gpus_per_run")
+DEFAULT_TRAIN = {"batch_tokens": 2048, "lr": 3e-3, "data": "kjv", "tokenizer": "bytes"}
+BPE_DEFAULT_VOCAB = 4096  # TrainConfig's BPE default
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of a sweep: everything needed to train it, and its id.
+
+    ``flops_per_token`` is counted under the spec's ``convention`` with the training context;
+    ``budget`` is the requested training FLOPs and ``flops`` the realised ones
+    (``tokens × flops_per_token``) after rounding to whole optimizer steps.
+    """
+
+    id: str
+    sweep: str
+    budget: float
+    seed: int
+    architecture: dict[str, Any]
+    train: dict[str, Any]  # TrainConfig fields, tokens included
+    convention: str
+    flops_per_token: float
+    flops_per_token_exact: float
+    tags: dict[str, Any] = field(default_factory=dict)  # grid point and targets
+
+    @property
+    def tokens(self) -> int:
+        return int(self.train["tokens"])
+
+    @property
+    def flops(self) -> float:
+        return self.tokens * self.flops_per_token
+
+    @property
+    def steps(self) -> int:
+        return self.tokens // int(self.train["batch_tokens"])
+
+    def arch(self) -> Architecture:
+        return Architecture.from_dict(self.architecture)
+
+    def label(self) -> str:
+        point = ", ".join(f"{k}={_short(v)}" for k, v in self.tags.items()
+                          if not isinstance(v, (list, dict)))
+        return f"budget {self.budget:g}" + (f", {point}" if point else "") + f", seed {self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunSpec:
+        return cls(**data)
+
+
+def run_id(budget: float, architecture: dict, train: dict, seed: int) -> str:
+    """Deterministic id of a run's content (16 hex digits of a SHA-256)."""
+    content = {"budget": budget, "architecture": architecture, "train": train, "seed": seed}
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A validated sweep file; :meth:`expand` gives its runs."""
+
+    name: str
+    budgets: tuple[float, ...]
+    convention: str = "exact"
+    seeds: tuple[int, ...] = (0,)
+    base: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, list] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+    holistic: dict[str, Any] | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = "<spec>"
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepSpec:
+        """Read and validate a TOML spec file."""
+        p = Path(path)
+        if not p.is_file():
+            raise MoescaleError(f"sweep spec not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise MoescaleError(f"{p} is not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(p))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "<spec>") -> SweepSpec:
+        unknown = sorted(set(data) - set(TOP_KEYS))
+        if unknown:
+            raise MoescaleError(f"{source}: unknown key(s) {', '.join(unknown)}; "
+                                f"valid keys: {', '.join(TOP_KEYS)}")
+        name = data.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise MoescaleError(f"{source}: 'name' must be a non-empty string")
+        spec = cls(name=name, budgets=_budgets(data.get("budgets"), source),
+                   convention=_convention(data.get("convention", "exact"), source),
+                   seeds=_seeds(data.get("seeds", [0]), source),
+                   base=_table(data, "base", source), grid=_grid(data, source),
+                   train={**DEFAULT_TRAIN, **_train(data, source)},
+                   holistic=_holistic(data, source),
+                   resources=_resources(data, source),
+                   description=str(data.get("description", "")), source=source)
+        spec.expand()  # every run must validate before anything runs
+        return spec
+
+    # ----- expansion -----------------------------------------------------------------------
+    def expand(self) -> list[RunSpec]:
+        """Every run: budgets × grid points × holistic targets × seeds, in that order.
+
+        Runs whose content coincides (same id) appear once.
+        """
+        runs: dict[str, RunSpec] = {}
+        keys = list(self.grid)
+        for budget in self.budgets:
+            for values in itertools.product(*(self.grid[k] for k in keys)):
+                point = dict(zip(keys, values, strict=True))
+                for fields, train, tags in self._variants(budget, point):
+                    for seed in self.seeds:
+                        run = self._run(budget, fields, train, {**point, **tags}, seed)
+                        runs.setdefault(run.id, run)
+        return list(runs.values())
+
+    def _variants(self, budget: float, point: dict):
+        """(architecture fields, train settings, tags) for one budget and grid point."""
+        arch_point = {k: v for k, v in point.items() if k not in TRAIN_KEYS}
+        train = {**self.train, **{k: v for k, v in point.items() if k in TRAIN_KEYS}}
+        fields = {**self.base, **arch_point}
+        where = _where(budget, point)
+        try:
+            fields = axes.resolve_ratios(fields)
+            if self.holistic is None:
+                return [(fields, train, {})]
+            h = self.holistic
+            return [(f, train, tags)
+                    for x in h["m_over_na"] for y in h["n_over_na"]
+                    for f, tags in axes.holistic_architectures(fields, budget, x, y, h)]
+        except MoescaleError as exc:
+            raise MoescaleError(f"{self.source}: run {where}: {exc}") from None
+
+    def _run(self, budget: float, fields: dict, train: dict, tags: dict, seed: int) -> RunSpec:
+        from moescale.counting import count
+
+        where = _where(budget, tags, seed)
+        try:
+            fields = {**fields, "vocab_size": _vocab(fields, train)}
+            seq_len = int(train.get("seq_len") or min(fields.get("seq_len", 4096), 256))
+            arch = Architecture.from_dict({**fields, "seq_len": seq_len,
+                                           "name": fields.get("name") or self.name})
+            counts = count(arch, self.convention, context=seq_len)
+            exact = count(arch, "exact", context=seq_len)
+            train = _resolve_hyper(train, budget, arch, counts)
+            per_step = seq_len * int(train.get("grad_accum", 1))
+            if train["batch_tokens"] % per_step:
+                raise MoescaleError(f"batch_tokens={train['batch_tokens']} must be a multiple "
+                                    f"of seq_len × grad_accum = {per_step}")
+            fpt = counts.training_flops_per_token
+            steps = round(budget / (fpt * train["batch_tokens"]))
+            if steps < 1:
+                raise MoescaleError(
+                    f"budget {budget:g} FLOPs is less than one optimizer step "
+                    f"({fpt * train['batch_tokens']:.3g} FLOPs = {train['batch_tokens']} tokens × "
+                    f"{fpt:.4g} FLOPs/token); raise the budget or lower batch_tokens")
+        except MoescaleError as exc:
+            raise MoescaleError(f"{self.source}: run {where}: {exc}") from None
+        train = {**train, "tokens": steps * train["batch_tokens"]}
+        a = arch.to_dict()
+        return RunSpec(id=run_id(budget, a, train, seed), sweep=self.name, budget=budget,
+                       seed=seed, architecture=a, train=train, convention=self.convention,
+                       flops_per_token=fpt, flops_per_token_exact=exact.training_flops_per_token,
+                       tags=tags)
+
+
+# ----- validation helpers -----------------------------------------------------------------------
+def _where(budget: float, point: dict, seed: int | None = None) -> str:
+    parts = [f"budget {budget:g}"] + [f"{k}={_short(v)}" for k, v in point.items()
+                                       if not isinstance(v, (list, dict))]
+    return "(" + ", ".join(parts) + (f", seed {seed}" if seed is not None else "") + ")"
+
+
+def _short(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _budgets(value, source: str) -> tuple[float, ...]:
+    if value is None:
+        raise MoescaleError(f"{source}: 'budgets' is missing (training FLOPs per run, e.g. [1e12])")
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise MoescaleError(f"{source}: 'budgets' is empty")
+    for v in values:
+        if isinstance(v, str):
+            from moescale.units import parse_positive
+
+            v = parse_positive(v, "budget")
+        if not _number(v) or v <= 0:
+            raise MoescaleError(f"{source}: budget {v!r} must be a positive number of FLOPs")
+    return tuple(sorted({float(v) for v in values}))
+
+
+def _convention(value, source: str) -> str:
+    from moescale.conventions import CONVENTIONS
+
+    if value not in CONVENTIONS:
+        raise MoescaleError(f"{source}: convention {value!r} is not one of "
+                            f"{', '.join(CONVENTIONS)}")
+    return value
+
+
+def _seeds(value, source: str) -> tuple[int, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
+        raise MoescaleError(f"{source}: 'seeds' must be a list of non-negative integers")
+    return tuple(dict.fromkeys(values))
+
+
+def _table(data: dict, key: str, source: str) -> dict:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise MoescaleError(f"{source}: [{key}] must be a table")
+    return dict(value)
+
+
+def _arch_fields() -> set[str]:
+    return {f.name for f in dataclasses.fields(Architecture)}
+
+
+def _grid(data: dict, source: str) -> dict[str, list]:
+    grid = _table(data, "grid", source)
+    allowed = _arch_fields() | set(axes.RATIO_AXES) | set(TRAIN_KEYS)
+    for key, values in grid.items():
+        if key not in allowed:
+            raise MoescaleError(f"{source}: [grid] {key} is not an architecture field, a ratio "
+                                f"axis ({', '.join(axes.RATIO_AXES)}) or a [train] key")
+        if not isinstance(values, list) or not values:
+            raise MoescaleError(f"{source}: [grid] {key} must be a non-empty list")
+    base = _table(data, "base", source)
+    unknown = sorted(set(base) - _arch_fields() - set(axes.RATIO_AXES))
+    if unknown:
+        raise MoescaleError(f"{source}: [base] has unknown architecture field(s) "
+                            f"{', '.join(unknown)}")
+    return grid
+
+
+def _train(data: dict, source: str) -> dict:
+    train = _table(data, "train", source)
+    unknown = sorted(set(train) - set(TRAIN_KEYS))
+    if unknown:
+        raise MoescaleError(f"{source}: [train] has unknown key(s) {', '.join(unknown)}; "
+                            f"valid keys: {', '.join(TRAIN_KEYS)}")
+    return train
+
+
+def _holistic(data: dict, source: str) -> dict | None:
+    if "holistic" not in data:
+        return None
+    h = _table(data, "holistic", source)
+    unknown = sorted(set(h) - axes.HOLISTIC_KEYS)
+    if unknown:
+        raise MoescaleError(f"{source}: [holistic] has unknown key(s) {', '.join(unknown)}; "
+                            f"valid keys: {', '.join(sorted(axes.HOLISTIC_KEYS))}")
+    for key in ("m_over_na", "n_over_na"):
+        values = h.get(key)
+        values = values if isinstance(values, list) else [values]
+        if not all(_number(v) for v in values):
+            raise MoescaleError(f"{source}: [holistic] {key} must be a list of numbers")
+        h[key] = [float(v) for v in values]
+    return h
+
+
+def _resources(data: dict, source: str) -> dict:
+    res = _table(data, "resources", source)
+    for key, value in res.items():
+        if key not in RESOURCE_KEYS:
+            raise MoescaleError(f"{source}: [resources] {key} is unknown; valid keys: "
+                                f"{', '.join(RESOURCE_KEYS)}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise MoescaleError(f"{source}: [resources] {key} must be a non-negative integer")
+    return res
+
+
+def _vocab(fields: dict, train: dict) -> int:
+    """The vocabulary the trainer will use (the tokenizer's); a conflicting one is an error."""
+    if train.get("tokenizer", "bytes") == "bytes":
+        given = fields.get("vocab_size", 256)
+        if given != 256:
+            raise MoescaleError(f"vocab_size={given} but the bytes tokenizer has 256 tokens; "
+                                "set vocab_size = 256 or tokenizer = 'bpe'")
+        return 256
+    return int(train.get("vocab_size") or fields.get("vocab_size") or BPE_DEFAULT_VOCAB)
+
+
+def _resolve_hyper(train: dict, budget: float, arch: Architecture, counts) -> dict:
+    """Numbers for ``lr`` and ``batch_tokens``; a law name is evaluated with its first preset."""
+    out = dict(train)
+    for key, target in (("lr", "lr"), ("batch_tokens", "batch_size")):
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = _from_law(value, target, budget, arch, counts)
+            if key == "batch_tokens":  # whole sequences, at least one
+                seq = arch.seq_len
+                out[key] = max(int(round(out[key] / seq)), 1) * seq
+        if not _number(out.get(key)) or out[key] <= 0:
+            raise MoescaleError(f"{key} must be a positive number or a law name, got {value!r}")
+    if not float(out["batch_tokens"]).is_integer():
+        raise MoescaleError(f"batch_tokens must be a whole number, got {out['batch_tokens']}")
+    out["batch_tokens"] = int(out["batch_tokens"])
+    return out
+
+
+def _from_law(name: str, target: str, budget: float, arch: Architecture, counts) -> float:
+    from moescale.counting import count
+    from moescale.laws import get_law
+
+    law = get_law(name)
+    if law.target != target:
+        raise MoescaleError(f"law {name!r} predicts {law.target}, not {target}")
+    if not law.presets:
+        raise MoescaleError(f"law {name!r} has no published coefficients to set {target}")
+    conv = counts if law.convention in ("any", counts.convention.name) else count(
+        arch, law.convention, context=arch.seq_len)
+    known = {"C": budget, "N": conv.params, "N_active": conv.params_active,
+             "N_a": conv.params_active, "E": arch.n_experts or 1, "G": arch.granularity,
+             "S": arch.shared_ratio}
+    missing = [v for v in law.variables if v not in known]
+    if missing:
+        raise MoescaleError(f"law {name!r} needs {', '.join(missing)}, which a sweep run does "
+                            "not know before training; give a number instead")
+    preset = next(iter(law.presets))
+    return float(law.predict(preset, {v: known[v] for v in law.variables}))

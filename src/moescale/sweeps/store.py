@@ -1,0 +1,310 @@
+"""The results store of a sweep: one SQLite file (WAL mode, standard library ``sqlite3``).
+
+The only module that speaks SQL. Guarantees:
+
+- **Atomic claims.** :meth:`SweepStore.claim` moves one run from ``pending`` to ``running`` in a
+  single ``BEGIN IMMEDIATE`` transaction and hands out a fresh claim token; two drivers on one
+  store never hold the same run.
+- **The dead are detected.** A claim carries a lease that the driver renews
+  (:meth:`heartbeat`). A ``running`` run whose lease has expired, or whose driver process on
+  this host is gone, goes back to ``pending`` at the next claim (its attempt is kept in
+  ``history``).
+- **Results are written once.** :meth:`finish` and :meth:`fail` only act while the caller
+  still holds the claim token of a ``running`` run, so a ``done`` run is never overwritten or
+  run again, and a result from a lost attempt is discarded.
+
+SQLite must not be shared over a network file system by several writers: with remote
+executors only the driver writes this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from moescale.errors import MoescaleError
+from moescale.sweeps.spec import RunSpec
+
+STATUSES = ("pending", "running", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    sweep TEXT NOT NULL,
+    ord INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending'
+        CHECK (status IN ('pending', 'running', 'done', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    token TEXT,
+    host TEXT,
+    pid INTEGER,
+    lease_until REAL,
+    heartbeat REAL,
+    added REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    run_dir TEXT,
+    result TEXT,
+    error TEXT,
+    history TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, ord);
+CREATE TABLE IF NOT EXISTS curves (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    step INTEGER NOT NULL,
+    tokens INTEGER,
+    flops REAL,
+    train_loss REAL,
+    eval_loss REAL,
+    PRIMARY KEY (run_id, step)
+);
+"""
+SCHEMA_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run handed to one driver: its spec, the claim token and the attempt number."""
+
+    run: RunSpec
+    token: str
+    attempt: int
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SweepStore:
+    """A sweep's SQLite store. Cheap to open; one connection per thread or process."""
+
+    def __init__(self, path: str | Path, create: bool = True) -> None:
+        self.path = Path(path)
+        if not create and not self.path.is_file():
+            raise MoescaleError(f"sweep store not found: {self.path}")
+        if self.path.parent and not self.path.parent.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = FULL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                            (SCHEMA_VERSION,))
+        except sqlite3.DatabaseError as exc:
+            raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> SweepStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ----- transactions ----------------------------------------------------------------------
+    def _write(self, fn, *args):
+        """Run ``fn(*args)`` inside one ``BEGIN IMMEDIATE`` transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            out = fn(*args)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+        return out
+
+    # ----- adding runs -------------------------------------------------------------------------
+    def add_runs(self, runs: Iterable[RunSpec]) -> int:
+        """Insert runs that are not in the store yet (by id); returns how many were new."""
+        def add():
+            start = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM runs").fetchone()[0]
+            before = self.db.total_changes
+            now = time.time()
+            self.db.executemany(
+                "INSERT OR IGNORE INTO runs (id, sweep, ord, spec, added) VALUES (?, ?, ?, ?, ?)",
+                [(r.id, r.sweep, start + i, json.dumps(r.to_dict()), now)
+                 for i, r in enumerate(runs)])
+            return self.db.total_changes - before
+        return self._write(add)
+
+    # ----- claiming ----------------------------------------------------------------------------
+    def claim(self, ids: set[str] | None = None, lease_s: float = 60.0,
+              pid: int | None = None, host: str | None = None) -> Claim | None:
+        """Atomically take the first pending run (of ``ids`` when given), or ``None``."""
+        pid, host = pid or os.getpid(), host or this_host()
+
+        def take():
+            self._release_dead()
+            rows = self.db.execute(
+                "SELECT id, spec FROM runs WHERE status = 'pending' ORDER BY ord").fetchall()
+            row = next((r for r in rows if ids is None or r["id"] in ids), None)
+            if row is None:
+                return None
+            token, now = uuid.uuid4().hex, time.time()
+            attempt = self.db.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, token = ?, "
+                "host = ?, pid = ?, started = ?, heartbeat = ?, lease_until = ?, error = NULL "
+                "WHERE id = ? AND status = 'pending' RETURNING attempts",
+                (token, host, pid, now, now, now + lease_s, row["id"])).fetchone()[0]
+            return Claim(RunSpec.from_dict(json.loads(row["spec"])), token, attempt)
+        return self._write(take)
+
+    def _release_dead(self) -> int:
+        """Running runs whose lease expired or whose driver on this host is gone → pending."""
+        now, host = time.time(), this_host()
+        lost = [r for r in self.db.execute(
+            "SELECT id, host, pid, lease_until, attempts, history FROM runs "
+            "WHERE status = 'running'")
+            if r["lease_until"] < now or (r["host"] == host and not _pid_alive(r["pid"]))]
+        for r in lost:
+            history = json.loads(r["history"]) + [
+                {"attempt": r["attempts"], "outcome": "lost", "host": r["host"],
+                 "pid": r["pid"], "time": now}]
+            self.db.execute("UPDATE runs SET status = 'pending', token = NULL, history = ? "
+                            "WHERE id = ?", (json.dumps(history), r["id"]))
+        return len(lost)
+
+    def heartbeat(self, claims: Iterable[tuple[str, str]], lease_s: float = 60.0) -> None:
+        """Renew the leases of ``(run id, token)`` pairs still held."""
+        now = time.time()
+        self._write(lambda: self.db.executemany(
+            "UPDATE runs SET heartbeat = ?, lease_until = ? WHERE id = ? AND token = ? "
+            "AND status = 'running'", [(now, now + lease_s, i, t) for i, t in claims]))
+
+    def release(self, run_id: str, token: str, reason: str = "interrupted") -> bool:
+        """Give a claimed run back (pending again, attempt kept in history)."""
+        return self._settle(run_id, token, "pending", None, None, reason)
+
+    # ----- outcomes ----------------------------------------------------------------------------
+    def finish(self, run_id: str, token: str, result: dict[str, Any],
+               curve: list[dict[str, Any]] = ()) -> bool:
+        """Record a finished run and its curve; False if the claim was lost meanwhile."""
+        return self._settle(run_id, token, "done", result, None, "done", curve)
+
+    def fail(self, run_id: str, token: str, error: str) -> bool:
+        """Record a failed run with its reason; False if the claim was lost meanwhile."""
+        return self._settle(run_id, token, "failed", None, error, "failed")
+
+    def _settle(self, run_id, token, status, result, error, outcome, curve=()) -> bool:
+        def settle():
+            row = self.db.execute("SELECT attempts, host, pid, history FROM runs WHERE id = ? "
+                                  "AND token = ? AND status = 'running'",
+                                  (run_id, token)).fetchone()
+            if row is None:
+                return False
+            now = time.time()
+            history = json.loads(row["history"]) + [
+                {"attempt": row["attempts"], "outcome": outcome, "host": row["host"],
+                 "pid": row["pid"], "time": now} | ({"error": error} if error else {})]
+            self.db.execute(
+                "UPDATE runs SET status = ?, token = NULL, result = ?, error = ?, "
+                "finished = CASE WHEN ? = 'pending' THEN NULL ELSE ? END, "
+                "history = ? WHERE id = ?",
+                (status, json.dumps(result) if result is not None else None, error, status, now,
+                 json.dumps(history), run_id))
+            if curve:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?, ?, ?)",
+                    [(run_id, c["step"], c.get("tokens"), c.get("flops"), c.get("train_loss"),
+                      c.get("eval_loss")) for c in curve])
+            return True
+        return self._write(settle)
+
+    def set_run_dir(self, run_id: str, token: str, run_dir: str) -> None:
+        self._write(lambda: self.db.execute(
+            "UPDATE runs SET run_dir = ? WHERE id = ? AND token = ?", (run_dir, run_id, token)))
+
+    def retry_failed(self, ids: set[str] | None = None) -> int:
+        """Failed runs (of ``ids`` when given) → pending, to be run again."""
+        def retry():
+            rows = [r["id"] for r in self.db.execute("SELECT id FROM runs WHERE status='failed'")
+                    if ids is None or r["id"] in ids]
+            self.db.executemany("UPDATE runs SET status = 'pending', error = NULL WHERE id = ?",
+                                [(i,) for i in rows])
+            return len(rows)
+        return self._write(retry)
+
+    def import_done(self, run: RunSpec, result: dict[str, Any], curve: list[dict],
+                    run_dir: str) -> bool:
+        """Add a run finished outside any sweep (``moescale train``) as ``done``; False if its
+        id is already in the store."""
+        def add():
+            if self.db.execute("SELECT 1 FROM runs WHERE id = ?", (run.id,)).fetchone():
+                return False
+            start = self.db.execute("SELECT COALESCE(MAX(ord), -1) + 1 FROM runs").fetchone()[0]
+            now = time.time()
+            self.db.execute(
+                "INSERT INTO runs (id, sweep, ord, spec, status, attempts, added, finished, "
+                "run_dir, result, history) VALUES (?, ?, ?, ?, 'done', 1, ?, ?, ?, ?, ?)",
+                (run.id, run.sweep, start, json.dumps(run.to_dict()), now, now, run_dir,
+                 json.dumps(result), json.dumps([{"attempt": 1, "outcome": "imported",
+                                                  "time": now}])))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?, ?, ?)",
+                [(run.id, c["step"], c.get("tokens"), c.get("flops"), c.get("train_loss"),
+                  c.get("eval_loss")) for c in curve])
+            return True
+        return self._write(add)
+
+    # ----- reading -----------------------------------------------------------------------------
+    def rows(self, ids: set[str] | None = None) -> list[dict[str, Any]]:
+        """Every run as a dict (spec and result decoded), in the spec's order."""
+        out = []
+        for r in self.db.execute("SELECT * FROM runs ORDER BY ord"):
+            if ids is not None and r["id"] not in ids:
+                continue
+            row = dict(r)
+            row["spec"] = json.loads(row["spec"])
+            row["result"] = json.loads(row["result"]) if row["result"] else None
+            row["history"] = json.loads(row["history"])
+            out.append(row)
+        return out
+
+    def counts(self, ids: set[str] | None = None) -> dict[str, int]:
+        counts = dict.fromkeys(STATUSES, 0)
+        for r in self.db.execute("SELECT id, status FROM runs"):
+            if ids is None or r["id"] in ids:
+                counts[r["status"]] += 1
+        return counts
+
+    def curve(self, run_id: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.db.execute(
+            "SELECT step, tokens, flops, train_loss, eval_loss FROM curves WHERE run_id = ? "
+            "ORDER BY step", (run_id,))]
+
+    def runs_frame(self, status: str | None = "done"):
+        """The run table (pandas): one row per run, columns of :mod:`moescale.sweeps.export`."""
+        from moescale.sweeps.export import runs_frame
+
+        return runs_frame(self, status)
+
+    def curves_frame(self):
+        """Every logged point of every run: run_id, step, tokens, flops, train_loss, eval_loss."""
+        import pandas as pd
+
+        return pd.read_sql_query("SELECT * FROM curves ORDER BY run_id, step", self.db)
