@@ -113,6 +113,28 @@ class RunTable:
                                 f"{_rows(self._rows[dup])}; drop or tag them apart")
         return self
 
+    def check_domains(self, law) -> RunTable:
+        """Every variable ``law`` uses inside its domain (:class:`moescale.laws.base.Domain`
+        with realistic magnitudes: whole numbers of experts, at least one parameter and token,
+        a shared fraction in [0, 1], …) and the law's relations between variables (N_a ≤ N);
+        one error naming the column and the rows otherwise. Returns self."""
+        values = {}
+        for name in law.variables:
+            col = ALIASES.get(name, name)
+            values[name] = v = self._floats(col)
+            problem = law.domain(name).violation(v, strict=True)
+            if problem is not None:
+                bad, rule = problem
+                raise MoescaleError(f"column {col!r} {rule} in rows {_rows(self._rows[bad])} "
+                                    f"(e.g. {_show(v[bad][0])})")
+        for a, op, b in law.relations:
+            bad = values[a] > values[b] if op == "<=" else values[a] >= values[b]
+            if bad.any():
+                ca, cb = ALIASES.get(a, a), ALIASES.get(b, b)
+                raise MoescaleError(f"column {ca!r} must be {op} column {cb!r} (law {law.name!r}) "
+                                    f"in rows {_rows(self._rows[bad])}")
+        return self
+
     def arrays(self, names: Iterable[str]) -> dict[str, np.ndarray]:
         """Float arrays keyed by the names asked for (``N_a`` and other aliases work too)."""
         return {n: self._floats(ALIASES.get(n, n)) for n in names}

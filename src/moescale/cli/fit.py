@@ -6,13 +6,16 @@ import click
 
 from moescale.cli._output import echo_json, fmt_num, print_table
 from moescale.errors import MoescaleError
+from moescale.units import FiniteFloat
 
 
 def _floats(text: str, what: str) -> list[float]:
+    from moescale.units import parse_number
+
     try:
-        return [float(x) for x in text.split(",")]
-    except ValueError:
-        raise MoescaleError(f"{what} {text!r} must be comma-separated numbers") from None
+        return [parse_number(x, what) for x in text.split(",")]
+    except MoescaleError:
+        raise MoescaleError(f"{what} {text!r} must be comma-separated finite numbers") from None
 
 
 @click.command()
@@ -26,14 +29,14 @@ def _floats(text: str, what: str) -> list[float]:
               help="Keep only the runs matching a pandas query, e.g. \"step == 249000 and k == 1\".")
 @click.option("--holdout", default=None, metavar="SPEC",
               help="Held-out runs: largest-C:5, largest-N:1, lowest-loss:30, tag:COL=VALUE, query:EXPR.")
-@click.option("--bootstrap", type=click.IntRange(min=0), default=0,
+@click.option("--bootstrap", type=click.IntRange(0, 10_000), default=0,
               help="Bootstrap refits (resampled runs) for confidence intervals.")
-@click.option("--level", type=click.FloatRange(0.5, 0.999), default=0.95, show_default=True,
+@click.option("--level", type=FiniteFloat(0.5, 0.999), default=0.95, show_default=True,
               help="Confidence level of the intervals.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--weights", "weight_column", default=None, metavar="COLUMN",
               help="Column of positive per-run weights in the objective.")
-@click.option("--delta", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--delta", type=FiniteFloat(min=0, min_open=True), default=None,
               help="Huber δ on ln(loss) residuals (default: the law's paper, else 1e-3).")
 @click.option("--method", type=click.Choice(["grid", "varpro"]), default="grid", show_default=True,
               help="Starts: the law's published grid, or variable projection (linear laws).")
@@ -74,11 +77,21 @@ def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
 
         runs = runs.subset(query_mask(runs.frame, where, "--where"))
     grid = {k: _floats(v, "--grid") for k, v in parse_pairs(grid_items, "--grid", "PARAM=V1,V2").items()}
-    fixed = {k: _floats(v, "--fix")[0] for k, v in parse_pairs(fix_items, "--fix", "PARAM=VALUE").items()}
+    fixed = {}
+    for k, v in parse_pairs(fix_items, "--fix", "PARAM=VALUE").items():
+        values = _floats(v, f"--fix {k}")
+        if len(values) != 1:
+            raise MoescaleError(f"--fix {k}={v} must be one number")
+        fixed[k] = values[0]
     unknown = sorted((set(grid) | set(fixed)) - set(law.params))
     if unknown:
         raise MoescaleError(f"law {law.name!r} has no parameter {', '.join(unknown)} "
                             f"(it has {', '.join(law.params)})")
+    for k, v in fixed.items():
+        try:
+            law.check_param(k, v, "fixed parameter")
+        except MoescaleError as exc:
+            raise MoescaleError(f"--fix {k}={v:g}: {exc}") from None
     if grid:
         grid = {**law.init_grid, **grid}
     import sys

@@ -66,6 +66,8 @@ def fit(law: Law | str, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
     projection starts; laws with a linear basis only). Returns the best of the polished starts.
     """
     law = get_law(law) if isinstance(law, str) else law
+    _check_options(law, delta, grid, method)
+    variables, y = _check_data(law, variables, y, weights)
     problem = Problem(law, variables, y, delta or DEFAULT_DELTA.get(law.name, 1e-3),
                       weights, _fixed_fit_space(law, fixed))
     if not problem.free:
@@ -90,9 +92,51 @@ def fit(law: Law | str, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
 
 
 def _fixed_fit_space(law: Law, fixed: Mapping[str, float] | None) -> dict[str, float]:
-    """Fit-space values of the parameters held fixed (natural units in ``fixed``)."""
-    theta = law.to_fit_space({**{k: 1.0 for k in law.params}, **dict(fixed or {})})
-    return {k: theta[k] for k in (fixed or {})}
+    """Fit-space values of the parameters held fixed (natural units in ``fixed``), each
+    checked against the law's parameter domain (``--fix alpha=-5`` is an error)."""
+    fixed = {k: law.check_param(k, v, "fixed parameter") for k, v in dict(fixed or {}).items()}
+    with np.errstate(divide="ignore"):  # a zero_params value (Krajewski's g = 0) is ln 0
+        theta = law.to_fit_space({**{k: 1.0 for k in law.params}, **fixed})
+    return {k: theta[k] for k in fixed}
+
+
+def _check_data(law: Law, variables, y, weights):
+    """Variables inside their domains, targets positive and finite, one value per run."""
+    variables = law.check_variables(variables)
+    try:
+        y = np.asarray(y, dtype=float)
+    except (TypeError, ValueError):
+        raise MoescaleError(f"the {law.target} values must be numbers") from None
+    if y.ndim != 1 or y.size == 0 or not np.all(np.isfinite(y)) or np.any(y <= 0):
+        raise MoescaleError(f"the {law.target} values must be a non-empty list of positive "
+                            "finite numbers, one per run")
+    for k, v in variables.items():
+        if v.shape not in ((), y.shape):
+            raise MoescaleError(f"variable {k} has {v.size} values for {y.size} runs")
+    if weights is not None:
+        w = np.asarray(weights, dtype=float)
+        if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+            raise MoescaleError("weights must be finite, non-negative and not all zero")
+    return variables, y
+
+
+def _check_options(law: Law, delta, grid, method: str) -> None:
+    """The fit options a user gives, checked before any work."""
+    if delta is not None and (isinstance(delta, bool) or not isinstance(delta, (int, float))
+                              or not np.isfinite(delta) or delta <= 0):
+        raise MoescaleError(f"delta (the Huber threshold) must be a positive number, got {delta!r}")
+    if method not in ("grid", "varpro"):
+        raise MoescaleError(f"unknown fit method {method!r}; use grid or varpro")
+    for k, values in (grid or {}).items():
+        if k not in law.params:
+            raise MoescaleError(f"grid names unknown parameter {k} of law {law.name!r} "
+                                f"(it has {', '.join(law.params)})")
+        try:
+            arr = np.asarray(values, dtype=float).ravel()
+        except (TypeError, ValueError):
+            raise MoescaleError(f"grid values of {k} must be numbers, got {values!r}") from None
+        if arr.size == 0 or not np.all(np.isfinite(arr)):
+            raise MoescaleError(f"grid values of {k} must be finite numbers, got {values!r}")
 
 
 def _polish(problem: Problem, starts: np.ndarray) -> tuple[np.ndarray, float, bool, str]:
@@ -118,7 +162,14 @@ def fit_runs(law_name: str, runs, *, holdout: str | None = None, bootstrap: int 
     go to :func:`fit` (``delta``, ``fixed``, ``grid``, ``method``, …).
     """
     law = get_law(law_name)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise MoescaleError(f"bootstrap must be a non-negative whole number, got {bootstrap!r}")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise MoescaleError(f"level must be a number in (0, 1), got {level!r}")
+    _check_options(law, fit_options.get("delta"), fit_options.get("grid"),
+                   fit_options.get("method", "grid"))
     runs.require([*law.variables, *([weights] if weights else [])], target=law.target)
+    runs.check_domains(law)
     test = holdout_mask(runs.frame, holdout) if holdout else np.zeros(len(runs), dtype=bool)
     v_all, y_all = runs.arrays(law.variables), runs.target(law.target)
     v_train = {k: a[~test] for k, a in v_all.items()}

@@ -69,6 +69,8 @@ LAW = Law(
     init_grid={"A": (0, 5, 10, 15, 20, 25), "B": (0, 5, 10, 15, 20, 25),
                "E": (-1, -0.5, 0, 0.5, 1), "alpha": (0, 0.5, 1, 1.5, 2),
                "beta": (0, 0.5, 1, 1.5, 2)},
+    # Exponents are positive (loss falls with N and D); the grid's largest value is 2.
+    bounds={"alpha": (0.0, 3.0), "beta": (0.0, 3.0)},
     grad_log_loss=_grad_log_loss, linear=_linear, derived=_derived,
     presets={
         "hoffmann2022": Preset(dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28),

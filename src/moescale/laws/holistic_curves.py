@@ -86,6 +86,7 @@ N_RATIO = Law(
                "c": tuple(np.log([1.0, 2.0, 3.0]))},
     grad_log_loss=_n_grad,
     derived=lambda p: {"optimal_N_over_Na": optimal_N_over_Na(p)},
+    relations=(("N_over_Na", "<", "x_max"),),
 )
 D_QUADRATIC = Law(
     name="holistic2026_d", citation=_CITE, formula="L = q·(d − d0)² + L0; d_opt = d0",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from moescale.laws._forms import lse
-from moescale.laws.base import Law, Preset
+from moescale.laws.base import Domain, Law, Preset
 
 _CITE = "Krajewski et al. 2024, Scaling laws for fine-grained MoE (arXiv 2402.07871)"
 
@@ -72,4 +72,7 @@ LAW = Law(
                "g": tuple(np.log([0.5, 5.0])), "c": tuple(np.log([0.5, 1.5]))},
     bounds={k: (0.0, 3.0) for k in ("alpha", "beta", "gamma")},
     grad_log_loss=_grad_log_loss, linear=_linear,
+    # G is the granularity d_ff/d_expert here (a ratio, not a count of experts).
+    domains={"G": Domain("granularity (d_ff/d_expert)", sane=(1e-3, 1e4))},
+    zero_params=("g",),
 )

@@ -109,4 +109,5 @@ LAW = Law(
           "h": np.log(0.1), "a": np.log(20.0), "b": np.log(1e4), "c": np.log(20.0)},
     bounds={"alpha": (0.01, 2.0), "beta": (0.01, 2.0)},
     grad_log_loss=_grad_log_loss, derived=_derived,
+    relations=(("N_a", "<=", "N"),),
 )
