@@ -1,0 +1,301 @@
+"""``moescale sweep``: declare a grid of training runs, run it without losing a run, analyse it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from moescale.cli._output import echo_json, fmt_num, print_table
+from moescale.errors import MoescaleError
+
+STORE_HELP = "The sweep's SQLite store (created when missing)."
+
+
+def _store_option(required_existing: bool):
+    return click.option("--store", "store_path", type=click.Path(dir_okay=False),
+                        default="sweep.db", show_default=True,
+                        help=STORE_HELP if not required_existing else "The sweep's SQLite store.")
+
+
+def _open(store_path: str):
+    from moescale.sweeps.store import SweepStore
+
+    return SweepStore(store_path, create=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def sweep() -> None:
+    """Run a campaign of training runs from one TOML spec and analyse it.
+
+    \b
+    Examples:
+      moescale sweep plan examples/isoflop-mini/sweep.toml
+      moescale sweep run examples/isoflop-mini/sweep.toml --store sweep.db --workers 2
+      moescale sweep status --store sweep.db
+      moescale sweep analyze --store sweep.db -o fits/
+      moescale sweep export --store sweep.db -o runs.csv
+      moescale fit --store sweep.db --law chinchilla
+    """
+
+
+# ----- plan ---------------------------------------------------------------------------------------
+@sweep.command("plan")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--workers", type=click.IntRange(min=1), help="Workers assumed for the time estimate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan_cmd(spec_path, workers, as_json):
+    """List the runs of SPEC (id, architecture, tokens, FLOPs), the total compute, repeated
+    data and an estimated wall time on this machine — before anything runs.
+
+    \b
+    Examples:
+      moescale sweep plan examples/isoflop-mini/sweep.toml
+      moescale sweep plan sweep.toml --workers 4 --json
+    """
+    from moescale.sweeps.estimate import sweep_plan
+    from moescale.sweeps.spec import SweepSpec
+
+    plan = sweep_plan(SweepSpec.load(spec_path), workers)
+    if as_json:
+        echo_json(plan)
+        return
+    rows = [(r["id"], fmt_num(r["budget"], 3), r["d"], r["L"], f"{r['E']}/{r['top_k']}",
+             r["N"], r["N_active"], r["tokens"], r["steps"], r["flops"],
+             "-" if r["epochs"] is None else f"{r['epochs']:.2f}") for r in plan["runs"]]
+    print_table(f"sweep {plan['name']}: {len(rows)} runs",
+                ["id", "budget", "d", "L", "E/K", "N", "N active", "tokens", "steps", "FLOPs",
+                 "epochs"], rows)
+    click.echo(f"total compute {fmt_num(plan['total_flops'], 3)} FLOPs; estimated wall time "
+               f"{_duration(plan['estimated_seconds'])} with {plan['workers']} worker(s) "
+               f"({plan['estimate_basis']})")
+    for warning in plan["warnings"]:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ----- run ----------------------------------------------------------------------------------------
+@sweep.command("run")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@_store_option(False)
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Runs at once (default: CPUs / cpus_per_run, or one per GPU).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads per run (default: CPUs / workers).")
+@click.option("--executor", type=click.Choice(["local"]), default="local", show_default=True,
+              help="Where runs execute.")
+@click.option("--retry-failed", is_flag=True, help="Run failed runs again.")
+@click.option("--runs-dir", type=click.Path(file_okay=False),
+              help="Folder of run folders (checkpoints, logs); default STORE_runs/ beside the store.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
+def run_cmd(spec_path, store_path, workers, threads, executor, retry_failed, runs_dir, as_json):
+    """Run every run of SPEC that is not done yet, recording each in the store.
+
+    Safe to interrupt and to restart: finished runs are kept, interrupted runs resume from
+    their last checkpoint, and two `sweep run` processes on one store share the work.
+
+    \b
+    Examples:
+      moescale sweep run sweep.toml --store sweep.db
+      moescale sweep run sweep.toml --store sweep.db --workers 2 --threads 1
+      moescale sweep run sweep.toml --store sweep.db --retry-failed --json
+    """
+    import sys
+
+    from moescale.sweeps.executors import make_executor
+    from moescale.sweeps.runner import run_sweep
+    from moescale.sweeps.spec import SweepSpec
+
+    spec = SweepSpec.load(spec_path)
+    ex = make_executor(executor, workers=workers, threads=threads,
+                       **{k: spec.resources[k] for k in ("cpus_per_run", "gpus_per_run")
+                          if k in spec.resources})
+    if not as_json:
+        click.echo(f"sweep {spec.name}: {ex.description}", err=True)
+    out = run_sweep(spec, store_path, ex, retry_failed=retry_failed, folder=runs_dir,
+                    progress=not as_json and sys.stderr.isatty())
+    if as_json:
+        echo_json(out)
+        return
+    c = out.counts
+    click.echo(f"{c['done']} done, {c['failed']} failed, {c['pending']} pending, "
+               f"{c['running']} running elsewhere; this run finished {len(out.finished)} in "
+               f"{_duration(out.seconds)} ({fmt_num(out.flops, 3)} FLOPs). Store: {out.store}")
+    for run_id, reason in out.failed.items():
+        click.echo(f"failed {run_id}: {reason}")
+
+
+# ----- status -------------------------------------------------------------------------------------
+@sweep.command("status")
+@_store_option(True)
+@click.option("--json", "as_json", is_flag=True, help="Print counts and runs as JSON.")
+def status_cmd(store_path, as_json):
+    """Counts by status and one row per run (works while the sweep runs).
+
+    \b
+    Examples:
+      moescale sweep status --store sweep.db
+      moescale sweep status --store sweep.db --json
+    """
+    store = _open(store_path)
+    runs = []
+    for r in store.rows():
+        res = r["result"] or {}
+        spec = r["spec"]
+        runs.append({"id": r["id"], "status": r["status"], "attempts": r["attempts"],
+                     "budget": spec["budget"], "eval_loss": res.get("eval_loss"),
+                     "tokens": spec["train"]["tokens"],
+                     "flops": spec["train"]["tokens"] * spec["flops_per_token"],
+                     "host": r["host"], "pid": r["pid"], "error": r["error"],
+                     "run_dir": r["run_dir"]})
+    counts = store.counts()
+    if as_json:
+        echo_json({"store": str(store.path), "counts": counts, "runs": runs})
+        return
+    print_table(f"sweep store {store.path}", ["id", "status", "attempts", "budget", "eval loss",
+                                              "tokens", "FLOPs"],
+                [(r["id"], r["status"], r["attempts"], fmt_num(r["budget"], 3),
+                  "-" if r["eval_loss"] is None else f"{r['eval_loss']:.4f}", r["tokens"],
+                  r["flops"]) for r in runs])
+    click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
+    for r in runs:
+        if r["status"] == "failed":
+            click.echo(f"failed {r['id']}: {r['error']}")
+
+
+# ----- export -------------------------------------------------------------------------------------
+@sweep.command("export")
+@_store_option(True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="CSV or Parquet file (by extension).")
+@click.option("--all", "all_runs", is_flag=True, help="Every run, not only the done ones.")
+@click.option("--law", default=None,
+              help="Name N, N_active, C, G by this law's counting convention.")
+def export_cmd(store_path, output, all_runs, law):
+    """Write the run table in the fitting module's format (`moescale fit OUTPUT` reads it).
+
+    \b
+    Examples:
+      moescale sweep export --store sweep.db -o runs.csv
+      moescale sweep export --store sweep.db -o runs.parquet --all
+      moescale sweep export --store sweep.db -o joint.csv --law ludziejewski2025
+    """
+    from moescale.sweeps.export import law_mapping
+
+    out = Path(output)
+    if out.suffix.lower() not in (".csv", ".parquet"):
+        raise MoescaleError(f"-o must end in .csv or .parquet, got {out.name}")
+    frame = _open(store_path).runs_frame(None if all_runs else "done")
+    if frame.empty:
+        raise MoescaleError(f"{store_path} has no {'' if all_runs else 'finished '}run to export")
+    mapping = law_mapping(law, frame.columns)
+    frame = frame.drop(columns=list(mapping), errors="ignore").rename(
+        columns={v: k for k, v in mapping.items()})
+    tmp = out.with_name(out.name + ".partial")
+    if out.suffix.lower() == ".csv":
+        frame.to_csv(tmp, index=False)
+    else:
+        try:
+            frame.to_parquet(tmp, index=False)
+        except ImportError:
+            raise MoescaleError("Parquet needs pyarrow: pip install 'moescale[parquet]'") from None
+    tmp.replace(out)
+    click.echo(f"wrote {len(frame)} runs to {out}")
+
+
+# ----- analyze ------------------------------------------------------------------------------------
+@sweep.command("analyze")
+@_store_option(True)
+@click.option("--x", "axis", default=None,
+              help="Size axis of the isoFLOP curves: N (default), N_active, M_over_Na (default "
+                   "for holistic sweeps), N_over_Na, d, …")
+@click.option("--by", default=None, help="Analyse separately per value of a column, e.g. E.")
+@click.option("--bootstrap", type=click.IntRange(0, 100_000), default=200, show_default=True,
+              help="Residual-bootstrap replicates per budget for the optimum's interval.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("-o", "--output", type=click.Path(file_okay=False),
+              help="Folder for the power-law fits (NAME_fit.json, for plan --m-ratio-fit …).")
+@click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
+def analyze_cmd(store_path, axis, by, bootstrap, seed, output, as_json):
+    """Per-budget isoFLOP optima with intervals and their power laws in C.
+
+    A budget whose minimum lies at the edge of the grid is refused, naming the edge to extend.
+
+    \b
+    Examples:
+      moescale sweep analyze --store sweep.db
+      moescale sweep analyze --store sweep.db --x N_active --by E --json
+      moescale sweep analyze --store holistic.db -o fits/ && \\
+        moescale plan --compute 1e21 --m-ratio-fit fits/M_over_Na_opt_fit.json
+    """
+    from moescale.sweeps.analyze import analyze
+
+    frame = _open(store_path).runs_frame()
+    if frame.empty:
+        raise MoescaleError(f"{store_path} has no finished run to analyse")
+    result = analyze(frame, x=axis, by=by, bootstrap=bootstrap, seed=seed)
+    written = _write_fits(result, output) if output else []
+    if as_json:
+        echo_json(result.to_dict() | {"written": written})
+        return
+    rows = []
+    for b in result.budgets:
+        ci = "-" if b.x_opt_ci is None else f"{fmt_num(b.x_opt_ci[0], 3)} – {fmt_num(b.x_opt_ci[1], 3)}"
+        rows.append((fmt_num(b.budget, 3), " ".join(f"{k}={v:g}" for k, v in b.group.items()),
+                     b.n_runs, b.status, "-" if b.x_opt is None else fmt_num(b.x_opt, 4), ci,
+                     "-" if b.D_opt is None else fmt_num(b.D_opt, 3),
+                     "-" if b.loss_opt is None else f"{b.loss_opt:.4f}"))
+    print_table(f"isoFLOP optima of {result.x} ({int(result.level * 100)} % intervals)",
+                ["budget", "group", "runs", "status", f"{result.x} opt", "interval", "D opt",
+                 "loss"], rows)
+    for b in result.budgets:
+        if b.status != "ok":
+            click.echo(f"refused: {b.message}")
+    for name, fit in result.power_laws.items():
+        click.echo(f"{name} = {fit.params['k']:.4g} · C^{fit.params['p']:.4f}")
+    for path in written:
+        click.echo(f"wrote {path}")
+
+
+def _write_fits(result, folder: str) -> list[str]:
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fit in result.power_laws.items():
+        safe = "".join(ch if ch.isalnum() or ch in "_-=" else "_" for ch in name)
+        path = out / f"{safe}_fit.json"
+        fit.save(path)
+        paths.append(str(path))
+    return paths
+
+
+# ----- import -------------------------------------------------------------------------------------
+@sweep.command("import")
+@_store_option(False)
+@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--sweep-name", default="imported", show_default=True,
+              help="Sweep name recorded for the imported runs.")
+def import_cmd(store_path, folders, sweep_name):
+    """Add finished `moescale train` run folders to a store as done runs.
+
+    \b
+    Examples:
+      moescale sweep import --store sweep.db runs/*
+      moescale sweep import --store sweep.db runs/tiny-20261201-101500 --sweep-name pilot
+    """
+    from moescale.sweeps.export import spec_from_train_folder
+    from moescale.sweeps.store import SweepStore
+
+    found = [spec_from_train_folder(f, sweep_name) + (f,) for f in folders]  # validate all first
+    store = SweepStore(store_path)
+    added = sum(store.import_done(run, result, curve, str(Path(folder).resolve()))
+                for run, result, curve, folder in found)
+    click.echo(f"imported {added} run(s) into {store.path} "
+               f"({len(found) - added} already there)")
