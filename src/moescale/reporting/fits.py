@@ -168,8 +168,8 @@ def fit_warnings(fit) -> list[str]:
             for j in range(i + 1, len(free)):
                 r = corr[i, j]
                 if np.isfinite(r) and abs(r) > 0.995:
-                    out.append(f"{free[i]} and {free[j]} are nearly collinear across bootstrap "
-                               f"refits (r = {r:+.3f}); only a combination is identified")
+                    out.append(f"{free[i]} and {free[j]} move together across bootstrap "
+                               f"refits (r = {r:+.3f}): each alone is poorly determined")
     return out
 
 
@@ -194,18 +194,21 @@ def fit_params(fit):
     """The parameter table (value, interval, SE) with the fit's warnings below it."""
     rows = param_rows(fit)
     warnings = fit_warnings(fit)
-    height = 0.9 + 0.27 * (len(rows) + 1) + 0.22 * len(warnings)
-    fig, ax = style.figure(width=7.0, height=max(2.2, height))
+    row_h, warn_h, title_h = 0.27, 0.2, 0.45
+    table_h = row_h * (len(rows) + 1)
+    height = title_h + table_h + 0.15 + warn_h * max(len(warnings), 1) + 0.1
+    fig, ax = style.figure(width=7.0, height=height)
+    fig.set_layout_engine("none")
+    ax.set_position([0.02, 0.02, 0.96, 1 - (title_h + 0.02) / height])
     ax.axis("off")
+    axes_h = height * (1 - (title_h + 0.02) / height - 0.02)
     level = f"{fit.ci_level:.0%} interval"
     cells = [[style.text(r["name"]), _num(r["value"]),
               f"{_num(r['ci'][0])} … {_num(r['ci'][1])}" if r["ci"] else "-",
               _num(r["se"]), r["kind"]] for r in rows]
+    frac = min(table_h / axes_h, 1.0)
     table = ax.table(cellText=cells, colLabels=["parameter", "value", level, "SE", ""],
-                     loc="upper center", cellLoc="right", colLoc="right",
-                     bbox=[0, 1 - 0.95 * (len(rows) + 1) / (len(rows) + 1 + 0.8 * len(warnings)
-                                                           + 0.5), 1, 0.95 * (len(rows) + 1)
-                           / (len(rows) + 1 + 0.8 * len(warnings) + 0.5)])
+                     cellLoc="right", colLoc="right", bbox=[0, 1 - frac, 1, frac])
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     for (r, _c), cell in table.get_celld().items():
@@ -216,7 +219,7 @@ def fit_params(fit):
     n_boot = len(fit.bootstrap_params or [])
     title = (f"{style.text(fit.law)} fitted to {fit.data.get('n_train', '?')} runs"
              + (f" ({n_boot} bootstrap refits)" if n_boot else " (no bootstrap: no intervals)"))
-    ax.set_title(title, loc="left")
+    fig.suptitle(title, x=0.02, ha="left", fontsize=11)
     if warnings:
         text = "\n".join("⚠ " + style.text(w) for w in warnings)
         ax.text(0.0, 0.0, text, transform=ax.transAxes, va="bottom", ha="left", fontsize=8.5,

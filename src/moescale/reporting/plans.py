@@ -70,7 +70,11 @@ def _settings(plan: Mapping):
 
 
 def holistic_candidates(plan: Mapping):
-    """``(candidates, settings)`` around the plan's targets, enumerated by the library."""
+    """``(candidates, settings)`` around the plan's targets, enumerated by the library (with
+    the plan's landscape scale when the planner reports one)."""
+    import inspect
+
+    from moescale.errors import MoescaleError
     from moescale.planning import holistic as hs
 
     if not is_holistic(plan):
@@ -78,9 +82,17 @@ def holistic_candidates(plan: Mapping):
     s = _settings(plan)
     a = plan["allocation"]
     heads = s.heads_for(float(a.get("training_compute") or plan.get("compute")))
-    cands = hs.enumerate_candidates(float(a["flops_per_token_target"]),
-                                    float(a["M_over_Na_target"]), float(a["N_over_Na_target"]),
-                                    s, heads)
+    accepted = inspect.signature(hs.enumerate_candidates).parameters
+    kw = {"scale": float(a["landscape_scale"])} if "scale" in accepted and \
+        a.get("landscape_scale") else {}
+    args = (float(a["flops_per_token_target"]), float(a["M_over_Na_target"]),
+            float(a["N_over_Na_target"]), s, heads)
+    try:
+        cands = hs.enumerate_candidates(*args, **kw)
+    except MoescaleError:
+        if "wide" not in accepted:
+            raise
+        cands = hs.enumerate_candidates(*args, **kw, wide=True)
     return cands, s
 
 
@@ -103,10 +115,11 @@ def landscape(plan: Any):
 
     floor = 1e-3
     finite = z[np.isfinite(z)]
-    norm = LogNorm(vmin=floor, vmax=max(float(np.nanmax(finite)), floor * 10))
-    mesh = ax.pcolormesh(xs, ys, np.clip(z, floor, None).T, shading="nearest",
+    norm = LogNorm(vmin=floor, vmax=min(max(float(np.nanmax(finite)), floor * 10), 10.0))
+    mesh = ax.pcolormesh(xs, ys, np.clip(z, floor, 10.0).T, shading="nearest",
                          cmap=style.HEATMAP, norm=norm, rasterized=True)
-    fig.colorbar(mesh, ax=ax, label="loss above the best (%)", pad=0.01, fraction=0.05)
+    fig.colorbar(mesh, ax=ax, label="loss above the best (%, capped at 10)", pad=0.01,
+                 fraction=0.05)
     tol = 100.0 * float(_get(plan, "near_optimal_band", "tolerance", default=s.tolerance))
     X, Y = np.meshgrid(xs, ys, indexing="ij")
     if np.nanmin(z) <= tol <= np.nanmax(z):
@@ -130,9 +143,10 @@ def landscape(plan: Any):
                    lw=0.8, zorder=5)
         handles.append(Line2D([], [], marker="*", ls="", ms=12, color=style.OKABE_ITO[3],
                               label=f"plan: M/N_a = {cx:.2f}, N/N_a = {cy:.1f}"))
-    ax.set_yscale("log")
-    ax.set_xlabel(style.label("m_over_na"))
-    ax.set_ylabel(style.label("n_over_na"))
+    y_t = float(plan["allocation"]["N_over_Na_target"])
+    ax.set_ylim(max(float(ys.min()), y_t - 8.0) - 0.5, min(float(ys.max()), y_t + 8.0) + 0.5)
+    ax.set_xlabel(style.label("M_over_Na"))
+    ax.set_ylabel(style.label("N_over_Na"))
     compute = _get(plan, "allocation", "training_compute") or plan.get("compute")
     ax.set_title(f"holistic landscape at C = {style.sci(float(compute))} FLOPs")
     leg = ax.legend(handles=handles, loc="lower right", facecolor="0.2", framealpha=0.7,
@@ -180,7 +194,7 @@ def d_sweep(plan: Any):
     ax.set_ylabel("loss above the best (%)")
     ax.set_title(f"d sweep at M/N_a ≈ {cands.target_M_over_Na[best]:.2f}, "
                  f"N/N_a ≈ {cands.target_N_over_Na[best]:.1f}")
-    ax.legend(loc="upper center")
+    ax.legend(loc="best")
     return fig
 
 
@@ -215,17 +229,19 @@ def band_width(plans: Sequence[Any]):
         if not c:
             continue
         row = {"C": float(c)}
-        for key in ("M_over_Na", "N_over_Na", "hidden_size"):
+        for key in ("M_over_Na", "N_over_Na", "hidden_size", "width_ratio"):
             if band.get(key):
                 lo, hi = map(float, band[key])
                 row[key] = 2.0 * (hi - lo) / (hi + lo) * 100.0
         rows.append(row)
     frame = pd.DataFrame(rows).sort_values("C") if rows else pd.DataFrame()
-    keys = [k for k in ("M_over_Na", "N_over_Na", "hidden_size") if k in frame.columns]
+    keys = [k for k in ("M_over_Na", "N_over_Na", "hidden_size", "width_ratio")
+            if k in frame.columns]
     if len(frame) < 2 or not keys:
         raise ValueError("band_width needs plans at two or more budgets")
     fig, ax = style.figure()
-    names = {"M_over_Na": "M/N_a", "N_over_Na": "N/N_a", "hidden_size": "hidden size d"}
+    names = {"M_over_Na": "M/N_a", "N_over_Na": "N/N_a", "hidden_size": "hidden size d",
+             "width_ratio": "MoE width ratio (K+1)·d_m/d"}
     for i, k in enumerate(keys):
         ax.plot(frame["C"], frame[k], "o-", color=style.OKABE_ITO[i], label=names[k])
     ax.set_xscale("log")
@@ -259,6 +275,7 @@ def experts_memory(rows: Sequence[Mapping], law: str = "", memory: float | None 
     ax.set_xscale("log")
     ax.set_yscale("log", base=2)
     ax.yaxis.set_major_formatter(_int_formatter())
+    ax.xaxis.set_major_formatter(_int_formatter())
     ax.set_xlabel("memory budget for weights (GB)")
     ax.set_ylabel(style.label("E"))
     ax.set_title("optimal number of experts against memory" + (f" ({style.text(law)})" if law

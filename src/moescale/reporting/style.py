@@ -43,8 +43,10 @@ LABELS = {
     "flops": "training compute (FLOPs)", "budget": "compute budget (FLOPs)",
     "loss": "loss (nats/token)", "eval_loss": "eval loss (nats/token)",
     "train_loss": "train loss (nats/token)", "E": "routed experts E",
-    "m_over_na": "$M/N_a$ (FLOPs per token / active parameter)",
-    "n_over_na": "$N/N_a$ (total / active parameters)", "d": "hidden size d",
+    "M_over_Na": "$M/N_a$ (FLOPs per token per active parameter)",
+    "N_over_Na": "$N/N_a$ (total / active parameters)", "d": "hidden size d",
+    "m_over_na": "$M/N_a$ (FLOPs per token per active parameter)",
+    "n_over_na": "$N/N_a$ (total / active parameters)",
 }
 
 

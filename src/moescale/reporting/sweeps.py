@@ -42,20 +42,6 @@ def _budgets(analysis) -> list:
     return sorted(attr(analysis, "budgets") or [], key=lambda b: float(attr(b, "budget")))
 
 
-def _power_law(analysis, x: str):
-    """The power law ``y = k·C^p`` of ``x``'s optimum in an analysis (``"N_opt"`` for x = N)."""
-    laws = attr(analysis, "power_laws") or {}
-    law = laws.get(f"{x}_opt")
-    if law is None and len(laws) == 1:
-        law = next(iter(laws.values()))
-    if law is None:
-        return None
-    params = attr(law, "params") or {}
-    if "k" not in params or "p" not in params:
-        return None
-    return float(params["k"]), float(params["p"]), law
-
-
 def _budget_colorbar(fig, ax, norm, label_text: str = "compute budget C (FLOPs)") -> None:
     from matplotlib.cm import ScalarMappable
 
@@ -64,51 +50,69 @@ def _budget_colorbar(fig, ax, norm, label_text: str = "compute budget C (FLOPs)"
 
 
 # ----- isoFLOP curves -------------------------------------------------------------------------
-def isoflop(runs: pd.DataFrame, analysis=None, x: str = "N", y: str = "loss"):
-    """Loss against ``x`` (model size, or ``m_over_na``, ``n_over_na``, ``d``) per budget, with
+def _members(runs: pd.DataFrame, opt) -> pd.DataFrame:
+    """The runs behind one optimum: its budget and its group (``by`` values) if any."""
+    keep = np.isclose(runs["budget"].to_numpy(float), float(attr(opt, "budget")), rtol=1e-9)
+    for k, v in (attr(opt, "group") or {}).items():
+        if k in runs.columns:
+            keep &= (runs[k] == v).to_numpy()
+    return runs.loc[keep]
+
+
+def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "loss"):
+    """Loss against ``x`` (model size, or ``M_over_Na``, ``N_over_Na``, ``d``) per budget, with
     each budget's fitted parabola, its minimum and the minimum's interval from ``analysis``."""
+    x = x or attr(analysis, "x") or "N"
     runs = done_runs(runs)
     _require(runs, [x, y, "budget"], "isoflop")
     fig, ax = style.figure()
     budgets = sorted(runs["budget"].unique())
     norm = style.budget_norm(budgets)
     cmap = style.pyplot().get_cmap(style.SEQUENTIAL)
-    fitted = {float(attr(b, "budget")): b for b in _budgets(analysis)} if analysis else {}
+    ax.scatter(runs[x], runs[y], s=16, c=[cmap(norm(b)) for b in runs["budget"]], alpha=0.8,
+               linewidths=0, zorder=2, rasterized=len(runs) > 3000)
+    log_x = True
     edge_seen = False
-    for budget in budgets:
-        g = runs[runs["budget"] == budget]
-        colour = cmap(norm(budget))
-        ax.scatter(g[x], g[y], s=16, color=colour, alpha=0.8, linewidths=0, zorder=2)
-        opt = fitted.get(float(budget))
-        if opt is None:
-            continue
+    for opt in _budgets(analysis) if analysis is not None else []:
+        colour = cmap(norm(float(attr(opt, "budget"))))
         status, coeffs = attr(opt, "status", "ok"), attr(opt, "coeffs")
-        xs = g[x].to_numpy(dtype=float)
-        if coeffs is not None and status != "too-few" and xs.size and np.all(xs > 0):
+        log_x = bool(attr(opt, "log_x", True))
+        rng = attr(opt, "x_range")
+        if rng is None:
+            xs = _members(runs, opt)[x].to_numpy(float)
+            rng = (xs.min(), xs.max()) if xs.size else None
+        if coeffs is not None and status != "too-few" and rng is not None and rng[0] > 0:
             a, b, c = (float(v) for v in coeffs)
-            u = np.linspace(np.log10(xs.min()) - 0.08, np.log10(xs.max()) + 0.08, 120)
-            ax.plot(10**u, a * u**2 + b * u + c, color=colour, lw=1.3, zorder=3)
+            if log_x:
+                u = np.linspace(np.log10(rng[0]) - 0.06, np.log10(rng[1]) + 0.06, 120)
+                ax.plot(10**u, a * u**2 + b * u + c, color=colour, lw=1.3, zorder=3)
+            else:
+                span = rng[1] - rng[0]
+                u = np.linspace(rng[0] - 0.04 * span, rng[1] + 0.04 * span, 120)
+                ax.plot(u, a * u**2 + b * u + c, color=colour, lw=1.3, zorder=3)
+        edge_seen |= status in ("edge-low", "edge-high")
         x_opt, loss_opt = attr(opt, "x_opt"), attr(opt, "loss_opt")
         if x_opt is None or loss_opt is None or not np.isfinite([x_opt, loss_opt]).all():
             continue
         ci = attr(opt, "x_opt_ci")
         if ci is not None and np.isfinite(np.asarray(ci, dtype=float)).all():
-            ax.errorbar([x_opt], [loss_opt], xerr=[[x_opt - ci[0]], [ci[1] - x_opt]], fmt="none",
-                        ecolor="0.15", elinewidth=1.1, capsize=3, zorder=4)
-        ok = status == "ok"
-        edge_seen |= not ok
+            ax.errorbar([x_opt], [loss_opt], xerr=[[max(x_opt - ci[0], 0)],
+                                                   [max(ci[1] - x_opt, 0)]],
+                        fmt="none", ecolor="0.15", elinewidth=1.1, capsize=3, zorder=4)
         ax.scatter([x_opt], [loss_opt], marker="D", s=38, zorder=5, edgecolors="0.1",
-                   facecolors=colour if ok else "white", linewidths=1.1)
-    ax.set_xscale("log")
+                   facecolors=colour, linewidths=1.1)
+    if log_x:
+        ax.set_xscale("log")
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
     _budget_colorbar(fig, ax, norm)
     what = {"N": "model size", "N_active": "active size"}.get(x, style.label(x).split(" (")[0])
     ax.set_title(f"isoFLOP curves: loss against {what} at fixed compute")
-    msg = "◆ parabola minimum with its interval"
-    if edge_seen:
-        msg += "; ◇ minimum at the edge of the sampled range (extrapolated)"
-    style.note(ax, msg, "upper right")
+    if analysis is not None:
+        msg = "◆ parabola minimum with its interval"
+        if edge_seen:
+            msg += "\nbudgets with the minimum at the grid's edge: curve only, no optimum"
+        style.note(ax, msg, "upper right")
     return fig
 
 
@@ -174,7 +178,9 @@ def frontier(runs: pd.DataFrame, analysis=None, fit=None, target_compute: float 
         if boots:
             curves = np.array([frontier_curve(fit, grid, p) for p in boots])
             q = (1 - float(fit.ci_level)) / 2
-            band = np.nanquantile(curves, [q, 1 - q], axis=0)
+            curves = np.where(np.isfinite(curves), curves, np.nan)
+            with np.errstate(invalid="ignore"):
+                band = np.nanquantile(curves, [q, 1 - q], axis=0)
             ax.fill_between(grid, band[0], band[1], color=style.FIT, alpha=0.18, lw=0, zorder=0,
                             label=f"{fit.ci_level:.0%} bootstrap band")
         if target_compute:
@@ -213,44 +219,56 @@ def _log_loss_ticks(ax) -> None:
 
 
 # ----- optima against compute -----------------------------------------------------------------
+def _optimum_points(analysis, field: str, ci_field: str | None):
+    opts = [b for b in _budgets(analysis) if attr(b, field) is not None]
+    cs = np.array([float(attr(b, "budget")) for b in opts])
+    ys = np.array([float(attr(b, field)) for b in opts])
+    cis = np.array([(attr(b, ci_field) if ci_field else None) or (np.nan, np.nan)
+                    for b in opts], float).reshape(-1, 2)
+    return cs, ys, cis
+
+
 def optima(analyses: Mapping[str, Any]):
-    """One panel per optimised quantity (``N``, ``D``, ``m_over_na``, …): the per-budget optimum
-    with its interval and the analysis' power law ``y = k·C^p``."""
-    items = [(x, a) for x, a in analyses.items() if a is not None and _budgets(a)]
-    if not items:
-        raise ValueError("optima needs at least one sweep analysis")
-    fig, axes = style.figure(ncols=len(items), width=min(3.6 * len(items), 10.5) + 0.6,
+    """One panel per optimised quantity: ``x_opt`` of each analysis (``N``, ``M_over_Na``, …)
+    and the optimal tokens ``D_opt``, per budget with intervals, and the analysis' power laws
+    ``y = k·C^p``."""
+    panels = []
+    for x, analysis in analyses.items():
+        if analysis is None or not _budgets(analysis):
+            continue
+        if any(attr(b, "x_opt") is not None for b in _budgets(analysis)):
+            panels.append((x, analysis, "x_opt", "x_opt_ci", f"{x}_opt"))
+    first = next((a for _, a in analyses.items() if a is not None
+                  and any(attr(b, "D_opt") is not None for b in _budgets(a))), None)
+    if first is not None:
+        panels.append(("D", first, "D_opt", None, "D_opt"))
+    if not panels:
+        raise ValueError("optima needs a sweep analysis with at least one interior optimum")
+    fig, axes = style.figure(ncols=len(panels), width=min(3.5 * len(panels), 10.5) + 0.6,
                              height=3.9)
     axes = np.atleast_1d(axes)
-    for ax, (x, analysis) in zip(axes, items, strict=True):
-        opts = [b for b in _budgets(analysis) if attr(b, "x_opt") is not None]
-        good = [b for b in opts if attr(b, "status", "ok") == "ok"]
-        edge = [b for b in opts if attr(b, "status", "ok") not in ("ok", "too-few")]
-        for subset, face, name in ((good, style.OKABE_ITO[0], "optimum (interior)"),
-                                   (edge, "white", "at the edge (extrapolated)")):
-            if not subset:
-                continue
-            cs = np.array([float(attr(b, "budget")) for b in subset])
-            xs = np.array([float(attr(b, "x_opt")) for b in subset])
-            cis = np.array([attr(b, "x_opt_ci") or (np.nan, np.nan) for b in subset], float)
-            err = np.vstack([xs - cis[:, 0], cis[:, 1] - xs])
-            err = np.where(np.isfinite(err), np.maximum(err, 0), 0)
-            ax.errorbar(cs, xs, yerr=err, fmt="o", mfc=face, mec=style.OKABE_ITO[0],
-                        ecolor=style.OKABE_ITO[0], capsize=3, label=name, zorder=3)
-        law = _power_law(analysis, x)
-        if law is not None and opts:
-            k, p, _ = law
-            cs = np.array([float(attr(b, "budget")) for b in opts])
+    for ax, (x, analysis, field, ci_field, law_name) in zip(axes, panels, strict=True):
+        cs, ys, cis = _optimum_points(analysis, field, ci_field)
+        err = np.vstack([ys - cis[:, 0], cis[:, 1] - ys])
+        err = np.where(np.isfinite(err), np.maximum(err, 0), 0)
+        ax.errorbar(cs, ys, yerr=err, fmt="o", color=style.OKABE_ITO[0], capsize=3, zorder=3,
+                    label="isoFLOP optimum" + (" ± interval" if ci_field else ""))
+        law = (attr(analysis, "power_laws") or {}).get(law_name)
+        params = attr(law, "params") or {}
+        if "k" in params and "p" in params and cs.size:
+            k, p = float(params["k"]), float(params["p"])
             grid = np.geomspace(cs.min() / 1.5, cs.max() * 1.5, 50)
-            ax.plot(grid, k * grid**p, color=style.OKABE_ITO[1], lw=1.5,
-                    label=f"{style.sci(k, 3)}·C^{p:.3f}", zorder=2)
+            ci = (attr(law, "ci") or {}).get("p")
+            extra = f", p in [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+            ax.plot(grid, k * grid**p, color=style.OKABE_ITO[1], lw=1.5, zorder=2,
+                    label=f"${k:.3g}\\cdot C^{{{p:.3f}}}${extra}")
         ax.set_xscale("log")
-        if x not in ("m_over_na", "n_over_na"):
+        if x != "N_over_Na":
             ax.set_yscale("log")
         ax.set_xlabel(label("budget"))
         ax.set_ylabel("optimal " + label(x))
         ax.set_title(f"optimal {style.label(x).split(' (')[0]}", fontsize=10)
-        ax.legend(loc="upper left")
+        ax.legend(loc="upper left", fontsize=7.5)
     return fig
 
 
