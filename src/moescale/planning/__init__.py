@@ -11,7 +11,8 @@ from collections.abc import Sequence
 
 from moescale.errors import MoescaleError
 from moescale.planning.holistic import HolisticSettings
-from moescale.planning.plan import Budget, Plan, Targets, plan_holistic
+from moescale.planning.holistic_plan import Targets, plan_holistic
+from moescale.planning.plan import Budget, Plan
 
 __all__ = ["Budget", "HolisticSettings", "Plan", "Targets", "make_plan", "plan_holistic",
            "plan_with_law"]

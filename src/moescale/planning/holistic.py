@@ -8,22 +8,29 @@ from the accounting equations (papers.md §1, Appendix A)::
     N   = N_a + 3·d·d_m·(N_e − K)·L_m                   → d_m·L_m
     N_a = P_attn·L + 3·d·d_d·L_d + 3·d·d_m·(K+n_s)·L_m  → L_d (integer), L_m = L − L_d
 
-All aligned candidates in a window of ratios around the targets are enumerated at once with
-numpy (no Python loop over candidates), ranked by a relative-loss surrogate built from the
-paper's own curve forms, and the near-optimal band is every candidate within ``tolerance``.
+Every structure keeps at least one leading dense layer (``L_d ≥ 1``, as every configuration
+the paper prints), at most :attr:`HolisticSettings.max_layers` layers, an expert width of at
+least the alignment, attention heads whose total width ``N_q·d_qkv`` fits in ``d``, and a
+realised ``M`` within 5 % of ``M_opt`` (the paper's tolerance).
 
-Surrogate (documented assumption; a fit of the per-budget curves replaces its curvatures):
+All aligned candidates on a grid of ratios around the targets are enumerated at once with numpy
+and ranked by a relative-loss surrogate built from the paper's own curve forms; the
+near-optimal band is every candidate within ``tolerance`` of the best.
+
+Surrogate (documented assumption; a fit of the per-budget curves replaces its curvatures). The
+*landscape scale* ``s = ρ(C)/ρ(1e18)`` is the reducible share ``ρ = (L − ε)/L`` of the loss
+(zhao2025 at the targets) relative to the calibration budget: a shape deviation changes the
+reducible loss by a scale-free fraction, so its relative cost scales with ``s`` and every band
+widens as ``s`` falls — the paper's central finding.
 
 - ``p_M(x) = κ_M·(x − x*)²/(x − 6)`` — the form ``a/(x−6) + b·x + c`` with its minimum at the
-  target ``x*``; ``κ_M`` makes ±``m_band`` (10 %) around ``x*`` cost exactly the tolerance.
+  target ``x*``; ``κ_M`` makes the band ``{p_M ≤ tolerance}`` exactly ``W = m_band_width/√s``
+  wide (``W = 2.18`` at 1e18, ±10 % of the paper's optimum 10.9 there).
 - ``p_N(y) = κ_N·[(y*−1)²/(y−1) + (y_max−y*)²/(y_max−y) − (y_max−1)]`` — the form
-  ``a/(y−1) + b/(y_max−y) + c`` with minimum at ``y*``; ``κ_N`` makes the worse end of
-  ``[18, 25]`` cost 1 % (the paper: loss flat within < 1 % over that range at every scale).
-- ``p_w = κ_w·ln(w/4)²`` in the MoE width ratio ``w = (K+n_s)·d_m/d``, centred in the range
-  3–5 that the paper reports changes loss by < 0.5 %; ``κ_w`` makes ``w = 3`` cost 0.5 %.
-  (The ranking of ``(M, N_a, N)`` does not depend on ``d`` — the paper's rank-preserving
-  property — so ``d`` only chooses among structures of the same triad; the paper's
-  median-feasible-``d`` proxy is reported with every candidate.)
+  ``a/(y−1) + b/(y_max−y) + c`` with minimum at ``y*``; ``κ_N`` makes the worse end of the
+  paper's flat range (``[18, 25]`` around ``y* ≈ 21``, scaled to ``y*``) cost ``1 %·s``.
+- ``p_w = κ_w·ln(w/3.25)²`` in the MoE width ratio ``w = (K+n_s)·d_m/d``: Appendix E finds the
+  optimum near 3.0–3.5 and < 0.5 % spread over 3.0–5.0, so ``w = 5`` costs ``0.5 %·s``.
 - ``p_C = κ_C·ln(M/M_opt)²``: integer layer counts move the realised ``M`` off ``M_opt``.
 """
 
@@ -40,6 +47,11 @@ from moescale.errors import MoescaleError
 # Holistic Table 4: per-scale attention shapes (d_qkv, N_q, N_kv), chosen by nearest log10(C).
 HEADS_BY_SCALE = {1e18: (64, 4, 2), 3e18: (64, 8, 4), 1e19: (64, 8, 4), 3e19: (128, 8, 4),
                   1e20: (128, 8, 4), 3e20: (128, 16, 8)}
+# Narrower shapes tried, in order, when the paper's shape does not fit a budget's hidden size
+# (micro budgets); N_q/N_kv = 2 as in the paper, d_qkv a power of two.
+HEAD_LADDER = ((128, 16, 8), (128, 8, 4), (64, 8, 4), (64, 4, 2), (32, 4, 2), (16, 4, 2),
+               (8, 4, 2), (8, 2, 1), (4, 2, 1))
+CALIBRATION_BUDGET = 1e18  # where the surrogate's curvatures are calibrated (Table 9 scale)
 
 
 @dataclass(frozen=True)
@@ -55,16 +67,31 @@ class HolisticSettings:
     align: int = 8  # d, d_m multiples of this (hardware alignment, 8 … 128)
     heads: tuple[int, int, int] | None = None  # (d_qkv, N_q, N_kv); None → per-scale table
     tolerance: float = 0.001  # near-optimal band: within 0.1 % of the best
-    m_band: float = 0.10  # relative M/N_a deviation that costs `tolerance` (surrogate)
-    kappa_width: float = 0.06  # surrogate: width ratio 3 or 5 (vs 4) costs 0.5 %
+    m_band_width: float = 2.18  # width of the M/N_a band at 1e18 (±10 % of 10.9)
+    width_optimum: float = 3.25  # Appendix E: optimum of (K+1)·d_m/d near 3.0–3.5
+    width_cost: float = 0.005  # Appendix E: w = 5.0 costs < 0.5 %
     kappa_compute: float = 0.1  # surrogate: realised M 5 % off M_opt costs 0.025 %
     ratio_steps: int = 17  # grid points per ratio axis
+    proxy_tolerance: float = 0.02  # median-d proxy: realised N_a, N within 2 % of the triad
+    min_dense_layers: int = 1  # every configuration the paper prints has L_d ≥ 1
+    max_layers: int = 128  # deepest structure planned (deeper than any open MoE)
+    max_d_per_pair: int = 96  # hidden sizes tried per ratio pair (a coarser multiple of align
+    #                           when the feasible range is wider)
 
     def heads_for(self, compute: float) -> tuple[int, int, int]:
+        """The paper's Table 4 shape for the nearest budget (or the fixed ``heads``)."""
         if self.heads is not None:
             return self.heads
         scale = min(HEADS_BY_SCALE, key=lambda c: abs(np.log10(c) - np.log10(compute)))
         return HEADS_BY_SCALE[scale]
+
+    def head_ladder(self, compute: float) -> list[tuple[int, int, int]]:
+        """Shapes to try in order: the paper's (or the user's), then narrower ones."""
+        first = self.heads_for(compute)
+        if self.heads is not None:
+            return [first]
+        width = first[0] * first[1]
+        return [first] + [h for h in HEAD_LADDER if h[0] * h[1] < width]
 
     @property
     def ratio_max(self) -> float:
@@ -87,6 +114,9 @@ class Candidates:
     target_N_over_Na: np.ndarray
     excess: np.ndarray  # surrogate relative loss excess over the optimum (0.001 = 0.1 %)
     median_d: np.ndarray  # the paper's proxy: median feasible d of the candidate's (M, N_a, N)
+    head_dim: np.ndarray  # d_qkv of each candidate
+    n_heads: np.ndarray  # N_q
+    n_kv_heads: np.ndarray  # N_kv
 
     def __len__(self) -> int:
         return int(self.hidden.size)
@@ -102,24 +132,35 @@ class Candidates:
     def N_over_Na(self) -> np.ndarray:
         return self.N / self.N_a
 
+    def heads(self, i: int) -> tuple[int, int, int]:
+        """``(d_qkv, N_q, N_kv)`` of candidate ``i``."""
+        return int(self.head_dim[i]), int(self.n_heads[i]), int(self.n_kv_heads[i])
+
+    def width_ratio(self, s: HolisticSettings) -> np.ndarray:
+        """``(K + n_s)·d_m/d`` of every candidate."""
+        return (s.top_k + s.n_shared_experts) * self.expert_ffn / self.hidden
+
 
 def solve_structure(M, N_a, N, d, s: HolisticSettings, heads: tuple[int, int, int]):
     """Vectorised structural solution ``(L, L_d, L_m, d_m)`` for targets ``(M, N_a, N)`` and ``d``.
 
-    All arguments broadcast. Returns integer arrays and a feasibility mask: ``L ≥ 1``,
-    ``0 ≤ L_d < L``, ``d_m ≥ align``.
+    All arguments broadcast. Returns integer arrays and a feasibility mask: ``1 ≤ L ≤
+    max_layers``, ``min_dense_layers ≤ L_d < L``, ``d_m ≥ align``.
     """
     dq, nq, nkv = heads
     K, ns, a = s.top_k, s.n_shared_experts, s.align
     d = np.asarray(d, dtype=float)
-    L = np.rint((M - 6.0 * N_a) / (6.0 * s.seq_len * nq * dq))
-    p_attn = 2.0 * d * dq * (nq + nkv)
-    q = (N - N_a) / (3.0 * d * (s.n_experts - K))  # d_m · L_m
-    ld_real = (N_a - p_attn * L - 3.0 * d * (K + ns) * q) / (3.0 * d * s.dense_ffn_ratio * d)
-    L_d = np.clip(np.rint(ld_real), 0, np.maximum(L - 1, 0))
-    L_m = np.maximum(L - L_d, 1)
-    d_m = a * np.rint(q / L_m / a)
-    ok = (L >= 1) & (ld_real > -0.5) & (ld_real < L - 0.5) & (d_m >= a) & (q > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        L = np.rint((M - 6.0 * N_a) / (6.0 * s.seq_len * nq * dq))
+        p_attn = 2.0 * d * dq * (nq + nkv)
+        q = (N - N_a) / (3.0 * d * (s.n_experts - K))  # d_m · L_m
+        ld_real = (N_a - p_attn * L - 3.0 * d * (K + ns) * q) / (3.0 * d * s.dense_ffn_ratio * d)
+        L_d = np.clip(np.rint(ld_real), s.min_dense_layers, np.maximum(L - 1, 0))
+        L_m = np.maximum(L - L_d, 1)
+        d_m = a * np.rint(q / L_m / a)
+    ok = ((L >= 1) & (L <= s.max_layers) & (ld_real > s.min_dense_layers - 0.5)
+          & (ld_real < L - 0.5) & (d_m >= a) & (q > 0))
+    L, L_d, L_m, d_m = (np.where(np.isfinite(v), v, 0) for v in (L, L_d, L_m, d_m))
     return L.astype(np.int64), L_d.astype(np.int64), L_m.astype(np.int64), d_m.astype(np.int64), ok
 
 
@@ -135,27 +176,72 @@ def realised_counts(d, L, L_d, L_m, d_m, s: HolisticSettings, heads: tuple[int, 
 
 
 def enumerate_candidates(M: float, x_target: float, y_target: float, s: HolisticSettings,
-                         heads: tuple[int, int, int]) -> Candidates:
-    """All feasible aligned candidates on a ratio window × every aligned ``d`` (vectorised)."""
-    X, Y = _ratio_grid(x_target, y_target, s)
-    N_a = M / X
-    pair, d = _hidden_sizes(M, N_a, Y * N_a, s, heads)
-    L, L_d, L_m, d_m, ok = solve_structure(M, N_a[pair], Y[pair] * N_a[pair], d, s, heads)
-    m_r, na_r, n_r = realised_counts(d, L, L_d, L_m, d_m, s, heads)
-    ok &= np.abs(m_r / M - 1.0) <= 0.05
-    sel = np.flatnonzero(ok)
-    if sel.size == 0:
+                         heads, scale: float = 1.0, wide: bool = False) -> Candidates:
+    """All feasible aligned candidates on a ratio grid × every aligned ``d`` (vectorised).
+
+    ``heads`` is one shape ``(d_qkv, N_q, N_kv)`` or a ladder of them, widest first: a
+    candidate uses the first shape whose width ``N_q·d_qkv`` fits its ``d`` (the paper's shape
+    wherever it fits, narrower ones only for smaller ``d``). ``scale`` is the landscape scale of
+    the module docstring; ``wide`` spans the whole realisable range of ratios instead of a
+    window around the targets (used when the targets cannot be realised). Raises
+    :class:`MoescaleError` when nothing is feasible.
+    """
+    shapes = [tuple(heads)] if np.isscalar(heads[0]) else [tuple(h) for h in heads]
+    X, Y = _ratio_grid(x_target, y_target, s, scale, wide)
+    parts = [_enumerate_shape(M, X, Y, s, h, shapes[k - 1][0] * shapes[k - 1][1] if k else None)
+             for k, h in enumerate(shapes)]
+    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    if cat["d"].size == 0:
         raise MoescaleError(
             f"no feasible architecture for M = {M:.4g} FLOPs/token with these constants; "
             "the compute budget is too small for one layer at this sequence length and head "
             "shape (raise the compute, lower the sequence length or use fewer heads)"
         )
-    c = Candidates(hidden=d[sel].astype(np.int64), n_layers=L[sel], dense_layers=L_d[sel],
-                   expert_ffn=d_m[sel], M=m_r[sel], N_a=na_r[sel], N=n_r[sel],
-                   target_M_over_Na=X[pair[sel]], target_N_over_Na=Y[pair[sel]],
-                   excess=np.zeros(sel.size), median_d=_median_by_group(d[sel], pair[sel]))
-    excess = surrogate_excess(c, M, x_target, y_target, s)
+    pair = cat["pair"]
+    c = Candidates(hidden=cat["d"].astype(np.int64), n_layers=cat["L"], dense_layers=cat["L_d"],
+                   expert_ffn=cat["d_m"], M=cat["M"], N_a=cat["N_a"], N=cat["N"],
+                   target_M_over_Na=X[pair], target_N_over_Na=Y[pair],
+                   excess=np.zeros(pair.size),
+                   median_d=_median_by_group(cat["d"], pair, cat["tight"]),
+                   head_dim=cat["dq"], n_heads=cat["nq"], n_kv_heads=cat["nkv"])
+    excess = surrogate_excess(c, M, x_target, y_target, s, scale)
     return dataclasses.replace(c, excess=excess)
+
+
+def _enumerate_shape(M: float, X: np.ndarray, Y: np.ndarray, s: HolisticSettings, heads,
+                     below: int | None) -> dict[str, np.ndarray]:
+    """Feasible candidates of one head shape, ``N_q·d_qkv ≤ d`` (and ``d < below``)."""
+    N_a = M / X
+    pair, d = _hidden_sizes(M, N_a, Y * N_a, s, heads)
+    if below is not None:
+        keep = d < below
+        pair, d = pair[keep], d[keep]
+    L, L_d, L_m, d_m, ok = solve_structure(M, N_a[pair], Y[pair] * N_a[pair], d, s, heads)
+    m_r, na_r, n_r = realised_counts(d, L, L_d, L_m, d_m, s, heads)
+    ok &= (np.abs(m_r / M - 1.0) <= 0.05) & (d >= heads[0] * heads[1])
+    tight = ((np.abs(na_r / N_a[pair] - 1) <= s.proxy_tolerance)
+             & (np.abs(n_r / (Y[pair] * N_a[pair]) - 1) <= s.proxy_tolerance))
+    sel = np.flatnonzero(ok)
+    n = sel.size
+    return {"pair": pair[sel], "d": d[sel], "L": L[sel], "L_d": L_d[sel], "d_m": d_m[sel],
+            "M": m_r[sel], "N_a": na_r[sel], "N": n_r[sel], "tight": tight[sel],
+            "dq": np.full(n, heads[0], dtype=np.int64), "nq": np.full(n, heads[1], dtype=np.int64),
+            "nkv": np.full(n, heads[2], dtype=np.int64)}
+
+
+def median_feasible_d(M: float, N_a: float, N: float, s: HolisticSettings,
+                      heads: tuple[int, int, int]) -> float:
+    """The paper's rank-preserving proxy: the median of every aligned ``d`` whose structure
+    realises ``(M, N_a, N)`` — ``M`` within 5 %, ``N_a`` and ``N`` within ``proxy_tolerance``,
+    at least ``min_dense_layers`` dense layers, ``d_m ≥ align`` (papers.md §1, Table 9)."""
+    d = s.align * np.arange(1, int(np.sqrt(N_a) / s.align) * 4 + 2, dtype=float)
+    L, L_d, L_m, d_m, ok = solve_structure(M, N_a, N, d, s, heads)
+    m, na, n = realised_counts(d, L, L_d, L_m, d_m, s, heads)
+    ok &= ((np.abs(m / M - 1) <= 0.05) & (np.abs(na / N_a - 1) <= s.proxy_tolerance)
+           & (np.abs(n / N - 1) <= s.proxy_tolerance))
+    if not ok.any():
+        raise MoescaleError(f"no aligned d realises M = {M:.4g}, N_a = {N_a:.4g}, N = {N:.4g}")
+    return float(np.median(d[ok]))
 
 
 def _hidden_sizes(M: float, N_a: np.ndarray, N: np.ndarray, s: HolisticSettings,
@@ -173,52 +259,121 @@ def _hidden_sizes(M: float, N_a: np.ndarray, N: np.ndarray, s: HolisticSettings,
     R = N_a - (K + ns) * (N - N_a) / (s.n_experts - K)
     q2 = 3.0 * r * np.maximum(L - 0.5, 0.5)
     d_lo = (-P * L + np.sqrt((P * L) ** 2 + 4 * q2 * np.maximum(R, 0))) / (2 * q2)
+    r_half = 1.5 * r * s.min_dense_layers if s.min_dense_layers else 0.0  # L_d ≥ min − ½
     d_hi = 1.05 * N_a / (P * L)
-    lo = np.maximum(np.floor(d_lo / a), 1).astype(np.int64)
+    if r_half:
+        d_hi = np.minimum(d_hi, (-P * L + np.sqrt((P * L) ** 2 + 4 * r_half * np.maximum(R, 0)))
+                          / (2 * r_half) + a)
+    lo = np.maximum(np.floor(d_lo / a), max(1, (dq * nq) // a)).astype(np.int64)
     hi = np.floor(d_hi / a).astype(np.int64) + 1
-    n = np.maximum(hi - lo + 1, 0)
+    # at most ``max_d_per_pair`` values per pair: wide ranges step by a multiple of ``align``
+    step = np.maximum(1, -(-(hi - lo + 1) // s.max_d_per_pair))
+    n = np.maximum((hi - lo) // step + 1, 0)
     pair = np.repeat(np.arange(N_a.size), n)
     offset = np.arange(pair.size) - np.repeat(np.cumsum(n) - n, n)
-    return pair, ((lo[pair] + offset) * a).astype(float)
+    return pair, ((lo[pair] + offset * step[pair]) * a).astype(float)
 
 
-def _ratio_grid(x_target: float, y_target: float, s: HolisticSettings):
-    """Target pairs (M/N_a, N/N_a): a fine window around the targets plus a coarse cover of
-    N/N_a down to 1.25 (so memory-bound plans can trade total size for loss)."""
-    xs = x_target * np.linspace(0.8, 1.2, s.ratio_steps)
-    xs = xs[xs > 6.05]
+def m_band_curvature(x_t: float, s: HolisticSettings, scale: float) -> float:
+    """``κ_M`` such that ``{κ(x−x*)²/(x−6) ≤ tol}`` is ``W = m_band_width/√scale`` wide.
+
+    With ``u = x − 6`` the band's edges are the roots of ``κ(u−u*)² = tol·u``; their distance
+    ``√(4κu*·tol + tol²)/κ`` equals ``W`` for ``κ = tol·(2u* + √(4u*² + W²))/W²``.
+    """
+    tol, u = s.tolerance, x_t - 6.0
+    width = s.m_band_width / np.sqrt(scale)
+    return tol * (2 * u + np.sqrt(4 * u * u + width * width)) / width**2
+
+
+def _ratio_grid(x_target: float, y_target: float, s: HolisticSettings, scale: float = 1.0,
+                wide: bool = False):
+    """Target pairs (M/N_a, N/N_a): a window around the targets covering twice the band of
+    ``M/N_a`` (finer near the target), plus a coarse cover of N/N_a down to 1.25 (so
+    memory-bound plans can trade total size for loss). ``wide`` covers ``6 < M/N_a ≤ 60``."""
     y_hi = s.ratio_max - 0.25
-    ys = np.unique(np.concatenate([
-        np.linspace(max(1.25, y_target - 5), min(y_hi, y_target + 5), s.ratio_steps),
-        np.geomspace(1.25, y_hi, s.ratio_steps),
-    ]))
+    if wide:
+        xs = 6.0 + np.geomspace(0.01, 54.0, 4 * s.ratio_steps)
+        ys = np.geomspace(1.05, max(y_hi, 1.1), 2 * s.ratio_steps)
+    else:
+        kappa = m_band_curvature(x_target, s, scale)
+        u_t = x_target - 6.0
+        # edges of {p_M ≤ 4·tol}: twice the band's width around the target
+        t = 4 * s.tolerance
+        disc = np.sqrt((2 * kappa * u_t + t) ** 2 - 4 * kappa**2 * u_t**2)
+        lo, hi = ((2 * kappa * u_t + t) - disc) / (2 * kappa), ((2 * kappa * u_t + t) + disc) / (2 * kappa)
+        xs = 6.0 + np.unique(np.concatenate([
+            np.geomspace(max(lo, 1e-3), hi, 2 * s.ratio_steps + 1), [u_t]]))
+        ys = np.unique(np.concatenate([
+            np.linspace(max(1.25, y_target - 5), min(y_hi, y_target + 5), s.ratio_steps),
+            np.geomspace(min(1.25, y_target), max(y_hi, 1.3), s.ratio_steps),
+        ]))
+        ys = ys[(ys > 1.0) & (ys < s.ratio_max)]
     X, Y = np.meshgrid(xs, ys, indexing="ij")
     return X.ravel(), Y.ravel()
 
 
-def surrogate_excess(c: Candidates, M_opt: float, x_t: float, y_t: float,
-                     s: HolisticSettings) -> np.ndarray:
-    """Relative loss excess ``p_M + p_N + p_w + p_C`` of each candidate (module docstring)."""
-    x, y = c.M_over_Na, c.N_over_Na
-    w = s.m_band
-    kappa_m = s.tolerance * (x_t * (1 + w) - 6.0) / (w * x_t) ** 2
-    p_m = kappa_m * (x - x_t) ** 2 / np.maximum(x - 6.0, 1e-9)
+def _kappa_n(y_t: float, s: HolisticSettings, scale: float):
+    """``(κ_N, shape)`` of ``p_N`` (module docstring)."""
     y_max = s.ratio_max
 
     def shape_n(v):
         return ((y_t - 1) ** 2 / (v - 1) + (y_max - y_t) ** 2 / np.maximum(y_max - v, 1e-9)
                 - (y_max - 1))
 
-    kappa_n = 0.01 / max(shape_n(18.0), shape_n(min(25.0, y_max - 0.5)), 1e-12)
+    # the paper's flat range [18, 25] around its optimum ≈ 21, mapped to this target
+    lo = 1 + (y_t - 1) * 17.0 / 20.0
+    hi = min(1 + (y_t - 1) * 24.0 / 20.0, 0.5 * (y_t + y_max))
+    return 0.01 * scale / max(shape_n(lo), shape_n(hi), 1e-12), shape_n
+
+
+def _kappa_w(s: HolisticSettings, scale: float) -> float:
+    return scale * s.width_cost / np.log(5.0 / s.width_optimum) ** 2
+
+
+def surrogate_excess(c: Candidates, M_opt: float, x_t: float, y_t: float,
+                     s: HolisticSettings, scale: float = 1.0) -> np.ndarray:
+    """Relative loss excess ``p_M + p_N + p_w + p_C`` of each candidate (module docstring)."""
+    x, y = c.M_over_Na, c.N_over_Na
+    p_m = m_band_curvature(x_t, s, scale) * (x - x_t) ** 2 / np.maximum(x - 6.0, 1e-9)
+    kappa_n, shape_n = _kappa_n(y_t, s, scale)
     p_n = kappa_n * shape_n(y)
-    width = (s.top_k + s.n_shared_experts) * c.expert_ffn / c.hidden
-    p_w = s.kappa_width * np.log(width / 4.0) ** 2
+    p_w = _kappa_w(s, scale) * np.log(c.width_ratio(s) / s.width_optimum) ** 2
     p_c = s.kappa_compute * np.log(c.M / M_opt) ** 2
     return p_m + p_n + p_w + p_c
 
 
-def _median_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """For each entry, the median of ``values`` over entries of the same group (vectorised)."""
+def landscape_band(x_t: float, y_t: float, s: HolisticSettings, scale: float) -> dict[str, list]:
+    """Where each term of the landscape stays within ``tolerance`` of its optimum: the
+    near-optimal ranges of ``M/N_a``, ``N/N_a`` and the width ratio ``(K+n_s)·d_m/d``.
+
+    They widen as the landscape scale falls with compute (module docstring); the ``M/N_a``
+    range is ``m_band_width/√scale`` wide by construction.
+    """
+    tol = s.tolerance
+    kappa, u = m_band_curvature(x_t, s, scale), x_t - 6.0
+    b = 2 * kappa * u + tol
+    disc = np.sqrt(b * b - 4 * kappa**2 * u * u)
+    x_band = [6.0 + (b - disc) / (2 * kappa), 6.0 + (b + disc) / (2 * kappa)]
+    kappa_n, shape_n = _kappa_n(y_t, s, scale)
+    ys = np.linspace(1.0, s.ratio_max, 200_001)[1:-1]
+    inside = ys[kappa_n * shape_n(ys) <= tol]
+    half = np.sqrt(tol / _kappa_w(s, scale))
+    return {"M_over_Na": [float(v) for v in x_band],
+            "N_over_Na": [float(inside.min()), float(inside.max())],
+            "width_ratio": [float(s.width_optimum * np.exp(-half)),
+                            float(s.width_optimum * np.exp(half))]}
+
+
+def _median_by_group(values: np.ndarray, groups: np.ndarray,
+                     tight: np.ndarray | None = None) -> np.ndarray:
+    """For each entry, the median of ``values`` over entries of the same group (vectorised);
+    with ``tight``, over the group's tight entries where it has any."""
+    if tight is not None:
+        has_tight = np.bincount(groups, weights=tight.astype(float)) > 0
+        use = tight | ~has_tight[groups]
+        group_median = np.zeros(groups.max() + 1)
+        group_median[groups[use]] = _median_by_group(values[use], groups[use])
+        return group_median[groups]
     order = np.lexsort((values, groups))
     g_sorted, v_sorted = groups[order], values[order]
     starts = np.flatnonzero(np.r_[True, g_sorted[1:] != g_sorted[:-1]])
@@ -229,10 +384,10 @@ def _median_by_group(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return med[group_of]
 
 
-def to_architecture(c: Candidates, i: int, s: HolisticSettings, heads: tuple[int, int, int],
+def to_architecture(c: Candidates, i: int, s: HolisticSettings, heads=None,
                     name: str = "") -> Architecture:
-    """The complete :class:`Architecture` of candidate ``i``."""
-    dq, nq, nkv = heads
+    """The complete :class:`Architecture` of candidate ``i`` (its own head shape)."""
+    dq, nq, nkv = c.heads(i)
     d = int(c.hidden[i])
     return Architecture(
         hidden_size=d, n_layers=int(c.n_layers[i]), n_heads=nq, n_kv_heads=nkv, head_dim=dq,
@@ -243,15 +398,17 @@ def to_architecture(c: Candidates, i: int, s: HolisticSettings, heads: tuple[int
     )
 
 
-def near_optimal_band(c: Candidates, tolerance: float) -> dict[str, object]:
-    """Ranges of ``M/N_a``, ``N/N_a`` and ``d`` over candidates within ``tolerance`` of the best."""
+def near_optimal_band(c: Candidates, s: HolisticSettings, x_t: float, y_t: float,
+                      scale: float) -> dict[str, object]:
+    """The near-optimal band (within ``tolerance`` of the best): the landscape's ranges of
+    ``M/N_a``, ``N/N_a`` and width ratio (:func:`landscape_band`) and the range of ``d`` over
+    the realisable candidates within ``tolerance`` of the best one."""
     best = float(np.min(c.excess))
-    inside = c.excess <= best + tolerance
+    inside = c.excess <= best + s.tolerance
     band = c.take(np.flatnonzero(inside))
     return {
-        "tolerance": tolerance,
+        "tolerance": s.tolerance,
         "candidates": int(inside.sum()),
-        "M_over_Na": [float(band.M_over_Na.min()), float(band.M_over_Na.max())],
-        "N_over_Na": [float(band.N_over_Na.min()), float(band.N_over_Na.max())],
+        **landscape_band(x_t, y_t, s, scale),
         "hidden_size": [int(band.hidden.min()), int(band.hidden.max())],
     }

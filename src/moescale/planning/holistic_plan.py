@@ -1,0 +1,337 @@
+"""The holistic planner (Wan et al. 2026, papers.md §1): from a budget to a ranked architecture.
+
+``C → (M_opt, D_opt)`` from the paper's classical law; target ratios ``M/N_a(C)`` and
+``N/N_a(C)`` from the values the paper used (or the user's fits); every aligned candidate near
+them is enumerated (:func:`holistic.enumerate_candidates`), filtered by the memory budget with
+exact counts (:mod:`planning.exact`, equal to :func:`count`), ranked by the surrogate; the
+absolute loss comes from ``loss_law`` at the chosen candidate.
+
+Outside the paper's budgets (1e18–3e20 FLOPs) the targets are extrapolated and the plan says
+so: ``M/N_a`` beyond 3e20 continues as ``6 + k·C^p`` (a power law in the attention share
+``M/N_a − 6`` fitted to the paper's values, so it approaches the realisable edge ``M/N_a → 6``
+without crossing it); ``N/N_a`` follows its power law but stays at most 90 % of the way to its
+edge ``(N_e+n_s)/(K+n_s)``. When no structure realises the targets (micro budgets, frontier
+budgets beyond ``max_layers``, few experts) the search spans every realisable ratio and the
+surrogate picks the structure nearest the targets — the edge of the realisable region.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from moescale.counting import count
+from moescale.errors import MoescaleError
+from moescale.laws import holistic2026 as h26
+from moescale.planning import exact
+from moescale.planning import holistic as hs
+from moescale.planning import training_values as tv
+from moescale.planning.plan import Budget, Plan, check_realised, realised_numbers
+from moescale.units import dtype_bytes
+
+PAPER_BUDGETS = (1e18, 3e20)  # the holistic paper's fitted range of C
+# Zhao et al. 2025 fitted range (papers.md §2): N 133M–3.4B, N_a 30M–2.2B, D 10–50B.
+ZHAO_RANGE = {"N": (1.33e8, 3.4e9), "N_a": (3.0e7, 2.2e9), "D": (1e10, 5e10)}
+_U = h26.M_OVER_NA - 6.0
+_P_U = float(np.polyfit(np.log(h26.BUDGETS), np.log(_U), 1)[0])  # ≈ −0.140
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Per-budget targets of the holistic pipeline: ``C → (M_opt, D_opt)``, optimal ``M/N_a``
+    and ``N/N_a``. Defaults are the paper's laws (papers.md §1); :meth:`from_fits` replaces any
+    of them with the user's own fits (``moescale fit --law holistic2026`` for ``D_opt(C)``,
+    ``--law power_law_C`` for each ratio)."""
+
+    flops_per_token: Callable = h26.optimal_flops_per_token
+    tokens: Callable = h26.optimal_tokens
+    m_over_na: Callable = h26.optimal_M_over_Na
+    n_over_na: Callable = h26.optimal_N_over_Na
+    sources: tuple[str, ...] = ()
+    fitted_ratios: bool = False
+
+    @classmethod
+    def from_fits(cls, tokens_fit: str | None = None, m_ratio_fit: str | None = None,
+                  n_ratio_fit: str | None = None) -> Targets:
+        """Targets with the given fit files (``None`` keeps the paper's law)."""
+        from moescale.fitting import FitResult
+
+        def load(path, law, what):
+            res = FitResult.load(path)
+            if res.law != law:
+                raise MoescaleError(f"{path} fits {res.law!r}; {what} needs a fit of {law!r}")
+            return lambda c: res.predict(C=c)
+
+        t: dict[str, Any] = {}
+        if tokens_fit:
+            tokens = load(tokens_fit, "holistic2026", "--fit with --method holistic")
+            t.update(tokens=tokens, flops_per_token=lambda c: np.asarray(c) / tokens(c))
+        if m_ratio_fit:
+            t["m_over_na"] = load(m_ratio_fit, "power_law_C", "--m-ratio-fit")
+        if n_ratio_fit:
+            t["n_over_na"] = load(n_ratio_fit, "power_law_C", "--n-ratio-fit")
+        used = tuple(f for f in (tokens_fit, m_ratio_fit, n_ratio_fit) if f)
+        return cls(**t, sources=used, fitted_ratios=bool(m_ratio_fit or n_ratio_fit))
+
+    def ratios(self, compute: float, s: hs.HolisticSettings, notes: list[str]) -> tuple[float, float]:
+        """Target ``(M/N_a, N/N_a)`` at ``compute``, extrapolated to the realisable region."""
+        x, y = float(self.m_over_na(compute)), float(self.n_over_na(compute))
+        if self.fitted_ratios:
+            if not (x > 6 and 1 < y < s.ratio_max):
+                raise MoescaleError(
+                    f"targets M/N_a = {x:.3g}, N/N_a = {y:.3g} at C = {compute:.3g} are outside "
+                    "what any MoE can realise (M/N_a > 6, 1 < N/N_a < (N_e+1)/(K+1)); check "
+                    "the ratio fits")
+            return x, y
+        if self.m_over_na is h26.optimal_M_over_Na and compute > PAPER_BUDGETS[1]:
+            edge = PAPER_BUDGETS[1]
+            x = 6.0 + (float(self.m_over_na(edge)) - 6.0) * (compute / edge) ** _P_U
+            notes.append(f"M/N_a beyond the paper's budgets: 6 + (M/N_a(3e20) − 6)·(C/3e20)^"
+                         f"{_P_U:.3f} = {x:.4g} (the attention share's power law through the "
+                         "paper's values, approaching the realisable edge M/N_a → 6).")
+        y_edge = 1.0 + 0.9 * (s.ratio_max - 1.0)
+        if y > y_edge:
+            notes.append(f"N/N_a target {y:.4g} lies beyond the realisable edge for N_e = "
+                         f"{s.n_experts}, K = {s.top_k} ((N_e+n_s)/(K+n_s) = {s.ratio_max:.4g}); "
+                         f"planned at the edge, {y_edge:.4g} (90 % of the way).")
+            y = y_edge
+        return x, y
+
+
+def landscape_scale(compute: float, x: float, y: float, t: Targets, s: hs.HolisticSettings) -> float:
+    """``s = ρ(C)/ρ(1e18)``, ``ρ = (L − ε)/L`` of zhao2025 at the targets (holistic docstring)."""
+    from moescale.laws import zhao2025
+
+    def rho(c, x_c, y_c):
+        n_a = float(t.flops_per_token(c)) / x_c
+        g = s.top_k + s.n_shared_experts
+        loss = float(zhao2025.loss(N=y_c * n_a, N_a=n_a, D=float(t.tokens(c)), G=g,
+                                   S=s.n_shared_experts / g))
+        return (loss - zhao2025.TABLE2["eps"]) / loss
+
+    c0 = hs.CALIBRATION_BUDGET
+    return rho(compute, x, y) / rho(c0, float(h26.optimal_M_over_Na(c0)),
+                                    float(h26.optimal_N_over_Na(c0)))
+
+
+def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, top: int = 5,
+                  loss_law: str = "zhao2025", targets: Targets | None = None) -> Plan:
+    """Plan with the holistic paper's pipeline (module docstring) and rank every candidate."""
+    s, t = settings or hs.HolisticSettings(), targets or Targets()
+    notes: list[str] = []
+    c_train, binding = _training_compute(budget, t)
+    m_opt, d_opt = float(t.flops_per_token(c_train)), float(t.tokens(c_train))
+    x_t, y_t = t.ratios(c_train, s, notes)
+    scale = landscape_scale(c_train, x_t, y_t, t, s)
+    cands = _search(m_opt, x_t, y_t, s, c_train, scale, notes)
+    cands, binding, fits = _apply_memory(cands, budget, s, binding)
+    order = np.argsort(cands.excess, kind="stable")
+    arch, counts, best = None, None, -1
+    for i in order[fits[order]]:  # exact re-check with count(); the first one holds
+        arch = hs.to_architecture(cands, int(i), s, name=f"moescale-holistic-C{c_train:.0e}")
+        counts = count(arch, "holistic", inference_context=budget.kv_tokens or None)
+        if budget.fits(counts):
+            best = int(i)
+            break
+    if best < 0:
+        raise MoescaleError("no candidate fits the memory budget; raise --memory")
+    r = counts.ratios
+    tokens = math.floor((budget.compute - 2.0 * r["N_a"] * budget.inference_tokens) / r["M"])
+    if tokens < s.seq_len:
+        raise MoescaleError(f"the budget leaves {max(tokens, 0)} training tokens for the planned "
+                            f"model, less than one sequence of {s.seq_len}; raise --compute or "
+                            "lower --inference-tokens / --seq-len")
+    extrap = _extrapolations(c_train, r, tokens)
+    base_loss = _law_loss(loss_law, arch, tokens)
+    loss = tv.cap_loss(None if base_loss is None else base_loss * (1 + float(cands.excess[best])),
+                       s.vocab_size, notes)
+    lr = tv.clip_lr(float(h26.learning_rate(c_train)), notes, "the holistic LR law (Table 4)")
+    seqs = tv.batch_sequences(float(h26.batch_sequences(c_train)) * 8192, s.seq_len, tokens)
+    alts = [_alternative(cands, int(i), s, budget, base_loss)
+            for i in _distinct_triads(cands, order[fits[order]])[1:top + 1]]
+    plan = Plan(
+        budget=budget, method="holistic", law="holistic2026", convention="holistic",
+        allocation={
+            "training_compute": r["M"] * tokens,
+            "flops_per_token_target": m_opt, "tokens_target": d_opt,
+            "flops_per_token": r["M"], "tokens": tokens,
+            "active_params": r["N_a"], "total_params": r["N"],
+            "experts": s.n_experts, "top_k": s.top_k, "shared_experts": s.n_shared_experts,
+            "G": arch.activated_experts, "S": arch.shared_ratio,
+            "M_over_Na_target": x_t, "N_over_Na_target": y_t,
+            "M_over_Na": r["M_over_Na"], "N_over_Na": r["N_over_Na"],
+            "width_ratio": float(cands.width_ratio(s)[best]),
+            "median_feasible_hidden_size": float(cands.median_d[best]),
+            "landscape_scale": scale,
+            "candidates_enumerated": len(cands),
+        },
+        architecture=arch, counts=counts, predicted_loss=loss, predicted_loss_ci=None,
+        learning_rate=lr, batch_size_tokens=float(seqs * s.seq_len), batch_size_sequences=seqs,
+        near_optimal_band=hs.near_optimal_band(cands.take(np.flatnonzero(fits)), s, x_t, y_t, scale),
+        alternatives=alts, binding_constraint=binding,
+        assumptions=_assumptions(s, loss_law, t.sources, cands.heads(best), extrap) + notes,
+        realised=realised_numbers(budget, counts, r["M"], tokens, 2.0 * r["N_a"], "holistic"),
+        extrapolation=extrap,
+    )
+    check_realised(plan)
+    return plan
+
+
+def _search(m_opt: float, x_t: float, y_t: float, s: hs.HolisticSettings, c_train: float,
+            scale: float, notes: list[str]) -> hs.Candidates:
+    """Candidates near the targets (each with the widest ladder shape that fits its ``d``),
+    else anywhere in the realisable region (the surrogate then picks the nearest)."""
+    ladder = s.head_ladder(c_train)
+    try:
+        return hs.enumerate_candidates(m_opt, x_t, y_t, s, ladder, scale)
+    except MoescaleError:
+        pass
+    try:
+        cands = hs.enumerate_candidates(m_opt, x_t, y_t, s, ladder, scale, wide=True)
+    except MoescaleError:
+        raise MoescaleError(
+            f"no feasible architecture for M = {m_opt:.4g} FLOPs/token: the compute budget is "
+            f"too small for one layer at sequence length {s.seq_len} even with "
+            f"{ladder[-1][1]} heads of {ladder[-1][0]} (raise the compute or lower the "
+            "sequence length)") from None
+    best = int(np.argmin(cands.excess))
+    notes.append(f"No structure realises the targets M/N_a = {x_t:.4g}, N/N_a = {y_t:.4g} at "
+                 f"M = {m_opt:.4g} FLOPs/token within {s.max_layers} layers; planned at the "
+                 f"nearest realisable ratios ({cands.M_over_Na[best]:.4g}, "
+                 f"{cands.N_over_Na[best]:.4g}), the edge of the realisable region.")
+    return cands
+
+
+def _training_compute(budget: Budget, t: Targets) -> tuple[float, str]:
+    """Training compute left after serving ``inference_tokens`` at ``2·N_a`` FLOPs each.
+
+    N_a depends on the plan, so iterate ``C_train = C − 2·N_a(C_train)·D_inf`` to a fixed point
+    (the realised plan then re-derives its tokens from its exact ``N_a``).
+    """
+    if not budget.inference_tokens:
+        return budget.compute, "compute"
+    c_train = budget.compute
+    for _ in range(60):
+        n_a = float(t.flops_per_token(c_train)) / float(t.m_over_na(c_train))
+        nxt = budget.compute - 2.0 * n_a * budget.inference_tokens
+        if nxt <= 0:
+            c_train *= 0.5
+            continue
+        if abs(nxt - c_train) <= 1e-9 * budget.compute:
+            break
+        c_train = 0.5 * (c_train + nxt)
+    if budget.compute - 2.0 * float(t.flops_per_token(c_train)) / float(t.m_over_na(c_train)) \
+            * budget.inference_tokens <= 0.01 * budget.compute:
+        raise MoescaleError(
+            f"serving {budget.inference_tokens:.3g} tokens costs more than the whole compute "
+            f"budget {budget.compute:.3g} FLOPs; raise --compute or lower --inference-tokens")
+    return c_train, "inference"
+
+
+def _apply_memory(c: hs.Candidates, budget: Budget, s: hs.HolisticSettings,
+                  binding: str) -> tuple[hs.Candidates, str, np.ndarray]:
+    """Mark candidates whose exact weights (+ KV cache) fit the memory budget.
+
+    Returns the candidates (excess re-based on the best that fits when memory binds), the
+    binding constraint and the mask of candidates that fit.
+    """
+    if budget.memory_bytes is None:
+        return c, binding, np.ones(len(c), dtype=bool)
+    per = dtype_bytes(budget.dtype)
+    heads = (c.head_dim, c.n_heads, c.n_kv_heads)
+    params = exact.total_params(c.hidden, c.n_layers, c.dense_layers,
+                                s.dense_ffn_ratio * c.hidden, s.n_experts, c.expert_ffn,
+                                s.n_shared_experts, heads, s.vocab_size)
+    kv = exact.kv_cache_values(c.n_layers, heads, budget.kv_tokens)
+    used = params * per + kv * per
+    fits = used <= budget.memory_bytes
+    if not fits.any():
+        i = int(np.argmin(used))
+        raise MoescaleError(
+            f"memory budget {budget.memory_bytes / 1e9:.3g} GB is below the smallest candidate "
+            f"({used[i] / 1e9:.3g} GB of weights and KV cache, embeddings alone "
+            f"{2 * s.vocab_size * int(c.hidden[i]) * per / 1e9:.3g} GB); raise --memory or "
+            "lower --compute")
+    if fits[int(np.argmin(c.excess))]:
+        return c, binding, fits
+    shifted = dataclasses.replace(c, excess=c.excess - c.excess[fits].min())
+    return shifted, "memory", fits
+
+
+def _distinct_triads(c: hs.Candidates, order: np.ndarray) -> np.ndarray:
+    """Ranked candidates, keeping the best ``d`` of each target ``(M/N_a, N/N_a)`` pair and
+    each realised structure once, so alternatives differ in more than one alignment step."""
+    keys = np.stack([c.target_M_over_Na[order], c.target_N_over_Na[order]], axis=1)
+    _, first = np.unique(keys, axis=0, return_index=True)
+    ranked = order[np.sort(first)]
+    shapes = np.stack([c.hidden[ranked], c.n_layers[ranked], c.dense_layers[ranked],
+                       c.expert_ffn[ranked]], axis=1)
+    _, first = np.unique(shapes, axis=0, return_index=True)
+    return ranked[np.sort(first)]
+
+
+def _alternative(c: hs.Candidates, i: int, s: hs.HolisticSettings, budget: Budget,
+                 base_loss: float | None) -> dict[str, Any]:
+    arch = hs.to_architecture(c, i, s)
+    tokens = (budget.compute - 2.0 * float(c.N_a[i]) * budget.inference_tokens) / float(c.M[i])
+    return {
+        "hidden_size": arch.hidden_size, "n_layers": arch.n_layers,
+        "first_dense_layers": arch.first_dense_layers, "expert_ffn": arch.expert_ffn,
+        "M_over_Na": float(c.M_over_Na[i]), "N_over_Na": float(c.N_over_Na[i]),
+        "active_params": float(c.N_a[i]), "total_params": float(c.N[i]),
+        "tokens": tokens,
+        "relative_loss_excess": float(c.excess[i]),
+        "predicted_loss": None if base_loss is None else base_loss * (1 + float(c.excess[i])),
+        "architecture": arch.to_dict(),
+    }
+
+
+def _law_loss(law: str, arch, tokens: float) -> float | None:
+    """Absolute loss of ``arch`` trained on ``tokens`` under a preset law (None if unavailable)."""
+    if law != "zhao2025":
+        return None
+    from moescale.laws import zhao2025
+
+    r = count(arch, "holistic").ratios
+    return float(zhao2025.loss(N=r["N"], N_a=r["N_a"], D=tokens, G=arch.activated_experts,
+                               S=arch.shared_ratio))
+
+
+def _extrapolations(c_train: float, r: dict[str, float], tokens: float) -> list[dict[str, Any]]:
+    """Every law of the plan used outside the range it was fitted on."""
+    out = [tv.extrapolation("C (holistic laws: D_opt, ratios, LR, batch)", c_train, *PAPER_BUDGETS)]
+    for name, value in (("N", r["N"]), ("N_a", r["N_a"]), ("D", tokens)):
+        out.append(tv.extrapolation(f"{name} (zhao2025 loss)", value, *ZHAO_RANGE[name]))
+    return [e for e in out if e]
+
+
+def _assumptions(s: hs.HolisticSettings, loss_law: str, fits: tuple[str, ...], heads,
+                 extrap: list[dict[str, Any]]) -> list[str]:
+    dq, nq, nkv = heads
+    lines = [
+        "C → (M_opt, D_opt): D_opt = 22.8929·C^0.4563, M_opt = 0.04368·C^0.5437 (Wan et al. 2026)"
+        + (f", except where replaced by the fits {', '.join(fits)}." if fits else "."),
+        "Target M/N_a and N/N_a: power laws through the values the paper used per budget (derived).",
+        f"Fixed engineering constants: S={s.seq_len}, K={s.top_k}, N_e={s.n_experts}, "
+        f"{s.n_shared_experts} shared expert(s) of width d_m, d_d={s.dense_ffn_ratio}·d, "
+        f"vocabulary {s.vocab_size}, alignment {s.align}, heads {nq} (KV {nkv}) × {dq}, "
+        f"L_d ≥ {s.min_dense_layers}, L ≤ {s.max_layers}.",
+        "Compute is counted in the holistic convention (M·D, no embeddings or logits) and "
+        "lies within 0.1 % below the budget; memory is the exact weights (+ KV cache).",
+        "Ranking and near-optimal band: surrogate built from the paper's curve forms; "
+        "curvatures calibrated to the paper's flatness statements at 1e18 and scaled with the "
+        "reducible loss share, so bands widen with compute (see planning.holistic).",
+        f"Absolute loss: {loss_law} preset at the planned (N, N_a, D, G, S), non-embedding counts; "
+        "a different data set shifts it.",
+        f"Batch: the Table 4 law in tokens (sequences of 8192 × C^0.263), as whole sequences "
+        f"of {s.seq_len}.",
+    ]
+    by_law: dict[str, list] = {}
+    for e in extrap:
+        by_law.setdefault(e["quantity"].split("(")[1].rstrip(")"), []).append(e)
+    return lines + [tv.describe(v, k) for k, v in by_law.items()]

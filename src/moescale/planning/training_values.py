@@ -1,0 +1,78 @@
+"""What a plan tells the trainer beyond the architecture: learning rate, batch, loss — kept
+sane at any budget, with every extrapolation of a law stated.
+
+- learning rates are clipped to :data:`LR_RANGE` (a law extrapolated to a 10⁴-parameter model
+  otherwise asks for LR ≈ 1–3);
+- batches are a whole number of sequences (≥ 1), never more than the training tokens;
+- predicted losses are capped at ``ln V`` nats/token (the loss of a uniform prediction over the
+  vocabulary: any trained model does at least that well);
+- :func:`extrapolation` says by how much a law is used outside the range it was fitted on.
+"""
+
+from __future__ import annotations
+
+import math
+
+LR_RANGE = (1e-5, 1e-2)  # peak AdamW learning rates moescale will recommend
+MAX_COMPUTE = 1e30  # FLOPs; beyond this no law says anything (fitted at 1e17–1e21)
+
+
+def check_compute(compute: float) -> None:
+    """Refuse budgets no law can speak to (one clear line instead of a solver failure)."""
+    from moescale.errors import MoescaleError
+
+    if compute > MAX_COMPUTE:
+        raise MoescaleError(
+            f"compute {compute:.3g} FLOPs is beyond what moescale plans (≤ {MAX_COMPUTE:.0e}; "
+            "the laws were fitted at 1e17–1e21 FLOPs); lower --compute"
+        )
+
+
+def clip_lr(lr: float, notes: list[str], source: str) -> float:
+    """``lr`` clipped into :data:`LR_RANGE`; a note says so when it was clipped."""
+    lo, hi = LR_RANGE
+    out = min(max(lr, lo), hi)
+    if out != lr:
+        notes.append(f"Learning rate: {source} gives {lr:.3g}, clipped to {out:.3g} "
+                     f"(recommended range {lo:g}–{hi:g}).")
+    return out
+
+
+def batch_sequences(batch_tokens: float, seq_len: int, tokens: float) -> int:
+    """A whole number of sequences near ``batch_tokens`` (≥ 1, ≤ the training tokens)."""
+    most = max(1, int(tokens // seq_len))
+    return int(min(max(1, round(batch_tokens / seq_len)), most))
+
+
+def cap_loss(loss: float | None, vocab: int, notes: list[str]) -> float | None:
+    """``min(loss, ln V)``; a note says so when the law predicted more."""
+    if loss is None:
+        return None
+    cap = math.log(vocab)
+    if not math.isfinite(loss) or loss > cap:
+        notes.append(f"Predicted loss: the law gives {loss:.4g} nats, above ln(V) = {cap:.4g} "
+                     "(a uniform prediction over the vocabulary); capped there.")
+        return cap
+    return loss
+
+
+def extrapolation(name: str, value: float, low: float, high: float) -> dict[str, float] | None:
+    """How far ``value`` lies outside the fitted range ``[low, high]`` (None when inside).
+
+    ``factor`` is ``low/value`` below the range and ``value/high`` above it; ``decades`` its
+    log10.
+    """
+    if low <= value <= high:
+        return None
+    factor = low / value if value < low else value / high
+    return {"quantity": name, "value": value, "fitted_range": [low, high],
+            "side": "below" if value < low else "above", "factor": factor,
+            "decades": math.log10(factor)}
+
+
+def describe(extrapolations: list[dict], law: str) -> str:
+    """One assumption line for the extrapolations of ``law``."""
+    parts = [f"{e['quantity']} = {e['value']:.3g} is {e['factor']:.3g}× ({e['decades']:.1f} "
+             f"decades) {e['side']} the fitted range {e['fitted_range'][0]:.3g}–"
+             f"{e['fitted_range'][1]:.3g}" for e in extrapolations]
+    return f"Extrapolation of {law}: " + "; ".join(parts) + "."
