@@ -25,7 +25,8 @@ widens as ``s`` falls — the paper's central finding.
 
 - ``p_M(x) = κ_M·(x − x*)²/(x − 6)`` — the form ``a/(x−6) + b·x + c`` with its minimum at the
   target ``x*``; ``κ_M`` makes the band ``{p_M ≤ tolerance}`` exactly ``W = m_band_width/√s``
-  wide (``W = 2.18`` at 1e18, ±10 % of the paper's optimum 10.9 there).
+  wide (``W = 2.18`` at 1e18, ±10 % of the paper's optimum 10.9 there; both ``M/N_a − 6`` and
+  ``W`` scale with ``S/8192`` at other sequence lengths).
 - ``p_N(y) = κ_N·[(y*−1)²/(y−1) + (y_max−y*)²/(y_max−y) − (y_max−1)]`` — the form
   ``a/(y−1) + b/(y_max−y) + c`` with minimum at ``y*``; ``κ_N`` makes the worse end of the
   paper's flat range (``[18, 25]`` around ``y* ≈ 21``, scaled to ``y*``) cost ``1 %·s``.
@@ -183,13 +184,15 @@ def enumerate_candidates(M: float, x_target: float, y_target: float, s: Holistic
     candidate uses the first shape whose width ``N_q·d_qkv`` fits its ``d`` (the paper's shape
     wherever it fits, narrower ones only for smaller ``d``). ``scale`` is the landscape scale of
     the module docstring; ``wide`` spans the whole realisable range of ratios instead of a
-    window around the targets (used when the targets cannot be realised). Raises
+    window around the targets (used when the targets cannot be realised) and accepts a
+    realised ``M`` within 50 % of ``M`` (the compute term of the surrogate ranks it). Raises
     :class:`MoescaleError` when nothing is feasible.
     """
     shapes = [tuple(heads)] if np.isscalar(heads[0]) else [tuple(h) for h in heads]
     X, Y = _ratio_grid(x_target, y_target, s, scale, wide)
-    parts = [_enumerate_shape(M, X, Y, s, h, shapes[k - 1][0] * shapes[k - 1][1] if k else None)
-             for k, h in enumerate(shapes)]
+    m_tol = 0.5 if wide else 0.05  # the paper: realised M within 5 % (wide: p_C decides)
+    parts = [_enumerate_shape(M, X, Y, s, h, shapes[k - 1][0] * shapes[k - 1][1] if k else None,
+                              m_tol) for k, h in enumerate(shapes)]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     if cat["d"].size == 0:
         raise MoescaleError(
@@ -209,7 +212,7 @@ def enumerate_candidates(M: float, x_target: float, y_target: float, s: Holistic
 
 
 def _enumerate_shape(M: float, X: np.ndarray, Y: np.ndarray, s: HolisticSettings, heads,
-                     below: int | None) -> dict[str, np.ndarray]:
+                     below: int | None, m_tol: float = 0.05) -> dict[str, np.ndarray]:
     """Feasible candidates of one head shape, ``N_q·d_qkv ≤ d`` (and ``d < below``)."""
     N_a = M / X
     pair, d = _hidden_sizes(M, N_a, Y * N_a, s, heads)
@@ -218,7 +221,7 @@ def _enumerate_shape(M: float, X: np.ndarray, Y: np.ndarray, s: HolisticSettings
         pair, d = pair[keep], d[keep]
     L, L_d, L_m, d_m, ok = solve_structure(M, N_a[pair], Y[pair] * N_a[pair], d, s, heads)
     m_r, na_r, n_r = realised_counts(d, L, L_d, L_m, d_m, s, heads)
-    ok &= (np.abs(m_r / M - 1.0) <= 0.05) & (d >= heads[0] * heads[1])
+    ok &= (np.abs(m_r / M - 1.0) <= m_tol) & (d >= heads[0] * heads[1])
     tight = ((np.abs(na_r / N_a[pair] - 1) <= s.proxy_tolerance)
              & (np.abs(n_r / (Y[pair] * N_a[pair]) - 1) <= s.proxy_tolerance))
     sel = np.flatnonzero(ok)
@@ -281,7 +284,7 @@ def m_band_curvature(x_t: float, s: HolisticSettings, scale: float) -> float:
     ``√(4κu*·tol + tol²)/κ`` equals ``W`` for ``κ = tol·(2u* + √(4u*² + W²))/W²``.
     """
     tol, u = s.tolerance, x_t - 6.0
-    width = s.m_band_width / np.sqrt(scale)
+    width = s.m_band_width * s.seq_len / 8192 / np.sqrt(scale)  # M/N_a − 6 scales with S
     return tol * (2 * u + np.sqrt(4 * u * u + width * width)) / width**2
 
 
