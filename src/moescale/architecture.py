@@ -20,6 +20,20 @@ from typing import Any
 from moescale.errors import MoescaleError
 
 FFN_TYPES = {"swiglu": 3, "geglu": 3, "gelu": 2, "relu": 2}  # matrices per FFN
+
+# Upper limits of each size field: far beyond any model built so far (the largest have
+# d ≈ 18k, ~130 layers, vocabularies of ~260k, 10M-token contexts, 256-384 routed experts;
+# PEER used 1024² experts), so a value above them is a typo or a unit mistake (1e40 as a
+# vocabulary), not a design. They also keep every count far inside float64.
+MAX_EXPERTS = 2**20  # 1,048,576 routed (or shared) experts per MoE layer (PEER)
+LIMITS: dict[str, int] = {
+    "hidden_size": 2**18, "n_layers": 2**14, "n_heads": 2**16, "n_kv_heads": 2**16,
+    "head_dim": 2**16, "vocab_size": 2**24, "seq_len": 2**30, "dense_ffn": 2**22,
+    "expert_ffn": 2**22, "shared_expert_ffn": 2**22, "n_experts": MAX_EXPERTS,
+    "top_k": MAX_EXPERTS, "n_shared_experts": MAX_EXPERTS, "first_dense_layers": 2**14,
+    "moe_layer_step": 2**14, "sliding_window": 2**30,
+}
+MLA_LIMIT = 2**16  # every MLA rank and head dimension
 NORM_TYPES = {"rmsnorm": 1, "layernorm": 2}  # parameter vectors per norm (gain, bias)
 QK_NORMS = ("none", "head", "full")
 
@@ -85,12 +99,25 @@ class Architecture:
     name: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.moe_layers is not None and not isinstance(self.moe_layers, tuple):
-            object.__setattr__(self, "moe_layers", tuple(self.moe_layers))
-        if not isinstance(self.sliding_layers, tuple):
-            object.__setattr__(self, "sliding_layers", tuple(self.sliding_layers))
+        for name in ("moe_layers", "sliding_layers"):
+            value = getattr(self, name)
+            if value is None and name == "moe_layers":
+                continue
+            if not isinstance(value, (list, tuple)):
+                raise MoescaleError(f"{name} must be a list of layer indices, got {value!r}"[:200])
+            object.__setattr__(self, name, tuple(value))
         if isinstance(self.mla, dict):
+            fields = {f.name for f in dataclasses.fields(MLA)}
+            unknown = sorted(str(k) for k in self.mla if k not in fields)
+            missing = sorted(f for f in fields - set(self.mla) if f != "q_lora_rank")
+            if unknown or missing:
+                raise MoescaleError(
+                    f"mla: {'unknown field(s) ' + ', '.join(unknown) if unknown else ''}"
+                    f"{'; ' if unknown and missing else ''}"
+                    f"{'missing field(s) ' + ', '.join(missing) if missing else ''}")
             object.__setattr__(self, "mla", MLA(**self.mla))
+        elif self.mla is not None and not isinstance(self.mla, MLA):
+            raise MoescaleError(f"mla must be an object of MLA ranks or null, got {self.mla!r}"[:200])
         _validate(self)
 
     # ----- resolved dimensions -------------------------------------------------------------
@@ -175,6 +202,9 @@ class Architecture:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
         """Build from a dict of field names; unknown keys are an error naming them."""
+        if not isinstance(data, dict):
+            raise MoescaleError(f"an architecture must be a JSON object of fields, got "
+                                f"{type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -185,8 +215,10 @@ class Architecture:
         if missing:
             raise MoescaleError(f"architecture is missing required field(s): {', '.join(missing)}")
         try:
-            return cls(**data)
-        except TypeError as exc:  # e.g. a list where a number belongs
+            return cls(**{str(k): v for k, v in data.items()})
+        except (TypeError, ValueError) as exc:  # e.g. a list where a number belongs
+            if isinstance(exc, MoescaleError):
+                raise
             raise MoescaleError(f"invalid architecture: {exc}") from None
 
     @classmethod
@@ -216,19 +248,36 @@ class Architecture:
 
 def _read_json(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise MoescaleError(f"file not found: {p}")
+    if not p.is_file():
+        raise MoescaleError(f"{p} is not a file")
     try:
-        data = json.loads(p.read_text())
+        data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise MoescaleError(f"{p} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise MoescaleError(f"{p} is not a text (UTF-8 JSON) file") from None
+    except RecursionError:
+        raise MoescaleError(f"{p} is nested too deeply to be an architecture") from None
     if not isinstance(data, dict):
         raise MoescaleError(f"{p} must hold a JSON object")
     return data
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _validate(a: Architecture) -> None:
     """Reject impossible combinations with a message that says what to change."""
+    for name in ("ffn_type", "norm_type", "qk_norm", "name"):
+        if not isinstance(getattr(a, name), str):
+            raise MoescaleError(f"{name} must be a string, got {getattr(a, name)!r}"[:200])
+    for name in ("tie_embeddings", "qkv_bias", "out_bias", "mlp_bias", "router_bias",
+                 "shared_expert_gate", "attention_sinks"):
+        if not isinstance(getattr(a, name), bool):
+            raise MoescaleError(f"{name} must be true or false, got {getattr(a, name)!r}"[:200])
     positive = {"hidden_size": a.hidden_size, "n_layers": a.n_layers, "n_heads": a.n_heads,
                 "vocab_size": a.vocab_size, "seq_len": a.seq_len, "moe_layer_step": a.moe_layer_step}
     for name, value in positive.items():
@@ -245,6 +294,11 @@ def _validate(a: Architecture) -> None:
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value <= 0):
             raise MoescaleError(f"{name} must be a positive integer or omitted, got {value!r}")
+    for name, limit in LIMITS.items():
+        value = getattr(a, name)
+        if value is not None and value > limit:
+            raise MoescaleError(f"{name}={value:,} is above the limit {limit:,} "
+                                "(moescale.architecture.LIMITS); is it a typo or a unit mistake?")
     if a.ffn_type not in FFN_TYPES:
         raise MoescaleError(f"ffn_type must be one of {', '.join(FFN_TYPES)}, got {a.ffn_type!r}")
     if a.norm_type not in NORM_TYPES:
@@ -272,6 +326,8 @@ def _validate_attention(a: Architecture) -> None:
                 continue
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
                 raise MoescaleError(f"mla.{f.name} must be a positive integer, got {v!r}")
+            if v > MLA_LIMIT:
+                raise MoescaleError(f"mla.{f.name}={v:,} is above the limit {MLA_LIMIT:,}")
     bad = [i for i in a.sliding_layers
            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < a.n_layers]
     if bad:

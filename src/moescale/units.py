@@ -13,7 +13,7 @@ whose message names the option.
 
 Command-line options use the click parameter types at the end of this module
 (:class:`FiniteFloat`, :class:`PositiveNumber`, :class:`ByteSize`), which apply the same
-grammar and report a mistake as one ``Error: Invalid value for '--x': …`` line.
+grammar and report a mistake as one ``Error: --x must …`` line (a click ``UsageError``).
 """
 
 from __future__ import annotations
@@ -144,24 +144,21 @@ def parse_bytes(text: str | float | int, what: str = "memory") -> float:
 # ----- click parameter types ---------------------------------------------------------------
 
 class _Strict(click.ParamType):
-    """Shared conversion: the library parser, a MoescaleError becomes click's one-line error."""
+    """Shared conversion: the library parser; its MoescaleError (which names the option)
+    becomes click's usage error, printed by the CLI as one ``Error: …`` line."""
 
     def _parse(self, value, what: str):  # pragma: no cover - overridden
         raise NotImplementedError
 
     def convert(self, value, param, ctx):
-        what = param.get_error_hint(ctx) if param is not None and ctx is not None else "value"
-        if isinstance(value, str) or isinstance(value, numbers.Real):
+        what = (max(param.opts, key=len) if getattr(param, "opts", None)
+                else getattr(param, "name", None)) or "value"
+        if isinstance(value, (str, numbers.Real)):
             try:
-                return self._parse(value, what.strip("'"))
+                return self._parse(value, what)
             except MoescaleError as exc:
-                self.fail(_without_name(str(exc), what.strip("'")), param, ctx)
-        self.fail(f"expected a number, got {_show(value)}", param, ctx)
-
-
-def _without_name(message: str, what: str) -> str:
-    """click prefixes the option's name already; drop the library's copy of it."""
-    return message[len(what) + 1:] if message.startswith(what + " ") else message
+                raise click.UsageError(str(exc), ctx) from None
+        raise click.UsageError(f"{what} must be a number, got {_show(value)}", ctx)
 
 
 class FiniteFloat(_Strict):

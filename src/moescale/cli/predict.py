@@ -36,14 +36,13 @@ def predict(law_name, preset, fit_file, extra, as_json, **values):
       moescale predict --fit fit.json --N 7e9 --D 1.4e12
     """
     from moescale.laws import get_law
-    from moescale.units import parse_positive
+    from moescale.runs import parse_pairs
 
-    given = {k: parse_positive(v, f"--{k}") for k, v in values.items() if v is not None}
-    for item in extra:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise MoescaleError(f"--var {item!r} must look like NAME=VALUE")
-        given[name.strip()] = float(value) if name.strip() == "S" else parse_positive(value, name)
+    given = {k: _value(k, v, f"--{k}") for k, v in values.items() if v is not None}
+    for name, value in parse_pairs(extra, "--var", "NAME=VALUE").items():
+        if name in given:
+            raise MoescaleError(f"{name} is given twice (--{name} and --var {name}=…)")
+        given[name] = _value(name, value, f"--var {name}")
     if fit_file:
         if law_name or preset:
             raise MoescaleError("give either --fit or --law/--preset, not both")
@@ -61,7 +60,7 @@ def predict(law_name, preset, fit_file, extra, as_json, **values):
     if unused:
         raise MoescaleError(f"law {law.name!r} does not use {', '.join(unused)}; "
                             f"it needs {', '.join(law.variables)}")
-    value = float(law.predict(params, given))
+    value = float(law.predict(params, given, strict=True))
     interval = None
     if result is not None and result.bootstrap_params:
         interval = [float(x) for x in result.predict_interval(given)]
@@ -75,3 +74,11 @@ def predict(law_name, preset, fit_file, extra, as_json, **values):
     else:
         ci = f"  ({result.ci_level:.0%} CI {interval[0]:.5g} … {interval[1]:.5g})" if interval else ""
         click.echo(f"{law.name} ({source}): {law.target} = {value:.5g}{ci}")
+
+
+def _value(name: str, text: str, what: str) -> float:
+    """A variable's value: a positive number with optional suffix (7B, 2e10); the shared
+    fraction S may also be 0. The law then checks its domain (whole experts, N_a ≤ N, …)."""
+    from moescale.units import parse_number, parse_positive
+
+    return parse_number(text, what) if name == "S" else parse_positive(text, what)

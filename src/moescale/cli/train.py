@@ -13,6 +13,8 @@ import click
 from moescale.architecture import Architecture
 from moescale.cli._output import echo_json, print_table
 from moescale.errors import MoescaleError
+from moescale.training.config import MAX_TOKENS  # no torch import
+from moescale.units import FiniteFloat, PositiveNumber
 
 
 def _architecture(arch: str | None, hf_config: str | None, plan: str | None,
@@ -69,12 +71,16 @@ def _print_result(r) -> None:
 @click.option("--hf-config", type=click.Path(), help="Hugging Face config.json of an MoE family.")
 @click.option("--plan", type=click.Path(), help="Plan JSON from `moescale plan --json`.")
 @click.option("--preset", help="A small built-in architecture: tiny, small, small-shared, gpu-100m.")
-@click.option("--tokens", type=float, required=True, help="Training tokens, e.g. 5e6.")
-@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate.")
-@click.option("--batch-tokens", type=int, default=4096, show_default=True,
+@click.option("--tokens", type=PositiveNumber(integer=True, maximum=MAX_TOKENS), required=True,
+              help="Training tokens, e.g. 5e6 or 20M (at most 1e15).")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-3, show_default=True,
+              help="Peak learning rate.")
+@click.option("--batch-tokens", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Tokens per optimizer step (all ranks).")
-@click.option("--seq-len", type=int, help="Training context (default min(arch seq_len, 256)).")
-@click.option("--grad-accum", type=int, default=1, show_default=True, help="Micro-batches per step.")
+@click.option("--seq-len", type=click.IntRange(min=2),
+              help="Training context (default min(arch seq_len, 256)).")
+@click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Micro-batches per step.")
 @click.option("--schedule", type=click.Choice(["wsd", "cosine", "constant"]), default="wsd",
               show_default=True, help="Learning-rate schedule after linear warmup.")
 @click.option("--data", default="kjv", show_default=True,
@@ -83,15 +89,17 @@ def _print_result(r) -> None:
               show_default=True, help="Byte-level (vocab 256) or a BPE trained on the data.")
 @click.option("--vocab-size", type=int, help="BPE vocabulary size (default 4096).")
 @click.option("--out", type=click.Path(), help="Run folder (default runs/NAME-TIME).")
-@click.option("--eval-every", type=int, help="Steps between evaluations (default: 10 per run).")
-@click.option("--capacity-factor", type=float, help="Drop tokens beyond this expert capacity.")
+@click.option("--eval-every", type=click.IntRange(min=1),
+              help="Steps between evaluations (default: 10 per run).")
+@click.option("--capacity-factor", type=FiniteFloat(min=0, min_open=True),
+              help="Drop tokens beyond this expert capacity.")
 @click.option("--router", type=click.Choice(["softmax", "sigmoid"]),
               help="Router scoring (sigmoid = DeepSeek-V3 with aux-loss-free bias).")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", help="cpu or cuda (default: cuda when available).")
-@click.option("--threads", type=click.IntRange(min=1),
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
+@click.option("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).")
+@click.option("--threads", type=click.IntRange(1, 4096),
               help="CPU threads for this run (default: torch's; 1 per run on a busy machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
@@ -110,8 +118,6 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
       torchrun --nproc-per-node 8 -m moescale train --preset gpu-100m --tokens 1e9
     """
     architecture, hf = _architecture(arch, hf_config, plan, preset)
-    if tokens <= 0:
-        raise MoescaleError(f"--tokens must be positive, got {tokens:g}")
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train as run_training
 

@@ -56,14 +56,32 @@ def load_text(source: str | Path = "kjv") -> str:
         files = sorted(p for p in path.rglob("*") if p.suffix in (".txt", ".md") and p.is_file())
         if not files:
             raise MoescaleError(f"no .txt or .md files under {path}")
-        text = "\n\n".join(p.read_text(encoding="utf-8", errors="replace") for p in files)
+        text = "\n\n".join(read_text_file(p) for p in files)
     elif path.is_file():
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_text_file(path)
     else:
         raise MoescaleError(f"data not found: {path} (give a text file, a folder, or 'kjv')")
     if len(text) < 1000:
         raise MoescaleError(f"{path} holds only {len(text)} characters; give at least a few KB of text")
     return text
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file; a binary file (NUL bytes, invalid UTF-8) is a clear error rather
+    than a corpus of replacement characters."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise MoescaleError(f"cannot read {path}: {exc.strerror or exc}") from None
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        raise MoescaleError(f"{path} is a binary file (a NUL byte at offset {nul:,}), not text; "
+                            "give a UTF-8 text file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MoescaleError(f"{path} is not UTF-8 text (invalid byte at offset {exc.start:,}); "
+                            "convert it to UTF-8") from None
 
 
 def cached_tokens(text: str, tokenizer, cache_dir: Path | None = None) -> np.ndarray:

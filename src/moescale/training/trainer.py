@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 
 from moescale.architecture import Architecture
 from moescale.counting import count
-from moescale.errors import MoescaleError
+from moescale.errors import MoescaleError, TrainingDiverged
 from moescale.training import checkpoint as ckpt
 from moescale.training.config import TrainConfig
 from moescale.training.data import (
@@ -83,9 +84,78 @@ def train(arch: Architecture, config: TrainConfig | None = None,
 
 def _device(config: TrainConfig) -> torch.device:
     name = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise MoescaleError("--device cuda was asked for but no CUDA GPU is visible")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise MoescaleError("--device cuda was asked for but no CUDA GPU is visible")
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise MoescaleError(f"--device {name}: only {torch.cuda.device_count()} CUDA "
+                                "device(s) are visible")
+    elif name == "mps" and not torch.backends.mps.is_available():
+        raise MoescaleError("--device mps was asked for but no Apple GPU (MPS) is available")
+    elif name not in ("cpu", "mps"):
+        raise MoescaleError(f"--device {name!r} is not supported; use cpu, cuda, cuda:N or mps")
     return torch.device(name)
+
+
+RUN_FILES = ("log.jsonl", "run.json", ckpt.CHECKPOINT_NAME)
+
+
+def check_out_folder(config: TrainConfig) -> None:
+    """A new run never writes into a folder that holds another run (it would mix two logs and
+    overwrite a checkpoint); ``resume`` continues the run that is there."""
+    out = config.out_path
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise MoescaleError(f"--out {out} is a file, not a folder")
+    if not config.resume:
+        found = [name for name in RUN_FILES if (out / name).exists()]
+        if found:
+            raise MoescaleError(f"--out {out} already holds a run ({', '.join(found)}); add "
+                                "--resume to continue it or choose a new --out")
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a new model may still use on ``device`` (free GPU memory; on the CPU the
+    smaller of MemAvailable and the cgroup's remaining limit), or None when unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    found = []
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                found.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit != "max":
+            used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
+            found.append(max(int(limit) - used, 0))
+    except (OSError, ValueError):
+        pass
+    if not found:
+        try:
+            import os
+
+            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+        except (ValueError, OSError, AttributeError):
+            return None
+    return min(found)
+
+
+def training_memory(counts, arch: Architecture, micro_tokens: int) -> float:
+    """A lower estimate of the bytes training needs: fp32 weights, gradients and two AdamW
+    moments (16 B per parameter) plus the activations of one micro-batch (residual stream,
+    attention and active FFN per layer, and the logits)."""
+    d, layers = arch.hidden_size, arch.n_layers
+    ffn = max(arch.dense_ffn, (arch.top_k * arch.expert_ffn
+                               + arch.n_shared_experts * arch.shared_ffn))
+    per_token = layers * (16 * d + 4 * ffn) * 4 + 3 * arch.vocab_size * 4
+    return 16.0 * counts.total_params + float(micro_tokens) * per_token
 
 
 class Trainer:
@@ -94,6 +164,7 @@ class Trainer:
     def __init__(self, arch: Architecture, config: TrainConfig,
                  options: ModelOptions | None = None) -> None:
         self.config = config
+        check_out_folder(config)
         if config.threads:
             torch.set_num_threads(config.threads)
         self.device = _device(config)
@@ -105,6 +176,7 @@ class Trainer:
         self.arch = arch.replace(vocab_size=self.tokenizer.vocab_size, seq_len=self.seq_len)
         self.counts = count(self.arch, config.convention, context=self.seq_len)
         self.flops_per_token = self.counts.training_flops_per_token
+        self._check_memory()
         self.model = MoETransformer(self.arch, options).to(self.device)
         self.optimizer = self._make_optimizer()
         self.forward_model = self._wrap_model()
@@ -138,6 +210,20 @@ class Trainer:
         self.sampler = WindowSampler(split.train, self.seq_len, c.seed)
         self.eval_data = eval_windows(split.val, self.seq_len, max(c.eval_tokens // self.seq_len, 1))
         self.unigram_entropy = unigram_entropy(split.train, self.tokenizer.vocab_size)
+
+    def _check_memory(self) -> None:
+        """Refuse, before building anything, a model this device cannot train (exact parameter
+        counts from moescale.counting; every rank on one machine shares the CPU memory)."""
+        need = training_memory(self.counts, self.arch, self.windows_per_micro * self.seq_len)
+        if self.device.type == "cpu":
+            need *= self.dist.world_size
+        have = available_memory(self.device)
+        if have is not None and need > have:
+            raise MoescaleError(
+                f"this model has {self.counts.total_params:,} parameters and needs about "
+                f"{need / 1e9:,.1f} GB to train (16 B per parameter for fp32 weights, gradients "
+                f"and AdamW moments, plus activations) but {self.device.type} has "
+                f"{have / 1e9:,.1f} GB available; choose a smaller architecture")
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """AdamW; weight decay on matrices (≥ 2-D) only, not on norms, biases or embeddings."""
@@ -204,6 +290,8 @@ class Trainer:
                 batch = torch.stack(loads).float()
                 load_LE = batch if load_LE is None else load_LE + batch
         grad_norm = self._clip()
+        if not math.isfinite(grad_norm):
+            self._diverged(TrainingDiverged(self.step + 1, "gradient norm", grad_norm))
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return self._after_step(lr, sums / c.grad_accum, load_LE, grad_norm)
@@ -226,9 +314,13 @@ class Trainer:
             for layer, load_E in zip(self.model.moe_layers(), load_LE, strict=True):
                 layer.router.update_balance_bias(load_E, self.config.bias_update_rate)
             balance = load_balance(load_LE)
+        ce, aux, z, dropped = means.tolist()
+        if not all(math.isfinite(x) for x in (ce, aux, z)):
+            bad = next((n, x) for n, x in (("training loss", ce), ("load-balance loss", aux),
+                                           ("router z-loss", z)) if not math.isfinite(x))
+            self._diverged(TrainingDiverged(self.step + 1, *bad))
         self.step += 1
         self.tokens += self.config.batch_tokens
-        ce, aux, z, dropped = means.tolist()
         slots = self.windows_per_micro * self.seq_len * self.arch.top_k * self.arch.n_moe_layers
         return {"train_loss": ce, "aux_loss": aux, "z_loss": z, "lr": lr, "grad_norm": grad_norm,
                 "dropped_fraction": dropped / slots if slots else 0.0, **balance}
@@ -248,7 +340,18 @@ class Trainer:
             total += torch.stack([loss.double(), total.new_tensor(w[:, 1:].numel())])
         all_reduce_sum(total, self.dist)
         self.model.train()
-        return float(total[0] / total[1])
+        loss = float(total[0] / total[1])
+        if not math.isfinite(loss):
+            self._diverged(TrainingDiverged(self.step, "evaluation loss", loss))
+        return loss
+
+    def _diverged(self, exc: TrainingDiverged) -> None:
+        """Record why the run stopped (log event; the last checkpoint stays the last good
+        state) and raise ``exc``."""
+        self.log.write({"event": "diverged", "step": exc.step, "what": exc.what,
+                        "reason": str(exc), "time": time.time()})
+        self.log.close()
+        raise exc
 
     # ----- checkpoints ---------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -265,16 +368,28 @@ class Trainer:
 
     def restore(self) -> None:
         """Exact resume: weights, AdamW moments, step, data position and RNG states."""
-        state = ckpt.load_checkpoint(self.config.out_path / ckpt.CHECKPOINT_NAME)
+        path = self.config.out_path / ckpt.CHECKPOINT_NAME
+        state = ckpt.load_checkpoint(path)
         if state["architecture"] != self.arch.to_dict() or state["total_steps"] != self.total_steps:
             raise MoescaleError("the checkpoint in --out belongs to a different architecture or "
                                 "token budget; resume with the same settings or use a new --out")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.sampler.load_state_dict(state["data"])
-        ckpt.set_rng_state(state["rng"])
-        self.step, self.tokens = state["step"], state["tokens"]
-        self.train_seconds, self.initial_eval_loss = state["train_seconds"], state["initial_eval_loss"]
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.sampler.load_state_dict(state["data"])
+            ckpt.set_rng_state(state["rng"])
+            self.step, self.tokens = int(state["step"]), int(state["tokens"])
+            self.train_seconds = float(state["train_seconds"])
+            self.initial_eval_loss = state["initial_eval_loss"]
+        except MoescaleError:
+            raise
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise MoescaleError(f"{path} is damaged and cannot be resumed ({reason}); "
+                                "use a new --out") from None
+        if not 0 <= self.step <= self.total_steps:
+            raise MoescaleError(f"{path} is damaged: step {self.step} is outside "
+                                f"0..{self.total_steps}; use a new --out")
 
     # ----- the loop ------------------------------------------------------------------------
     def _write_header(self) -> None:
