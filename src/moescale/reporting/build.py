@@ -77,7 +77,8 @@ class ReportInputs:
             return None
         from moescale.sweeps.analyze import analyze
 
-        return analyze(runs, x=x, bootstrap=self.bootstrap, seed=self.seed)
+        with np.errstate(invalid="ignore"):  # bootstrap vertices at ±inf (no interior minimum)
+            return analyze(runs, x=x, bootstrap=self.bootstrap, seed=self.seed)
 
     def isoflop_axes(self) -> list[str]:
         """``N`` and, for holistic sweeps, ``M_over_Na`` and ``N_over_Na``."""

@@ -109,7 +109,7 @@ def fit_residuals(fit, runs):
             ax.scatter(x[held], resid[held], s=28, marker="^", color=style.HELD_OUT,
                        edgecolors="0.1", linewidths=0.5)
         if np.nanmin(x) > 0 and np.nanmax(x) / np.nanmin(x) > 20:
-            ax.set_xscale("log")
+            style.logscale(ax, "x")
         ax.set_xlabel(label(v))
     for ax in axes[n:]:
         ax.set_visible(False)

@@ -244,7 +244,7 @@ def band_width(plans: Sequence[Any]):
              "width_ratio": "MoE width ratio (K+1)·d_m/d"}
     for i, k in enumerate(keys):
         ax.plot(frame["C"], frame[k], "o-", color=style.OKABE_ITO[i], label=names[k])
-    ax.set_xscale("log")
+    style.logscale(ax, "x")
     ax.set_xlabel(style.label("C"))
     ax.set_ylabel("band width (% of its centre)")
     ax.set_ylim(bottom=0)
@@ -272,8 +272,8 @@ def experts_memory(rows: Sequence[Mapping], law: str = "", memory: float | None 
     if memory:
         ax.axvline(memory / 1e9, color=style.OKABE_ITO[3], ls="--", lw=1,
                    label=f"plan's memory: {memory / 1e9:g} GB")
-    ax.set_xscale("log")
-    ax.set_yscale("log", base=2)
+    style.logscale(ax, "x")
+    style.logscale(ax, "y", base=2)
     ax.yaxis.set_major_formatter(_int_formatter())
     ax.xaxis.set_major_formatter(_int_formatter())
     ax.set_xlabel("memory budget for weights (GB)")
@@ -313,7 +313,7 @@ def flop_savings(series: Mapping[float, Sequence[Mapping]], law: str = ""):
         ax.set_xlabel(style.label("E"))
         ax.set_title(f"FLOP savings of MoE over dense at C = {style.sci(frame['C'].iloc[0])}")
     else:
-        ax.set_xscale("log")
+        style.logscale(ax, "x")
         ax.set_xlabel(style.label("C"))
         ax.set_title("FLOP savings of MoE over dense, compute-optimal"
                      + (f" ({style.text(law)})" if law else ""))

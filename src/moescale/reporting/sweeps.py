@@ -102,7 +102,7 @@ def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "l
         ax.scatter([x_opt], [loss_opt], marker="D", s=38, zorder=5, edgecolors="0.1",
                    facecolors=colour, linewidths=1.1)
     if log_x:
-        ax.set_xscale("log")
+        style.logscale(ax, "x")
     ax.set_xlabel(label(x))
     ax.set_ylabel(label(y))
     _budget_colorbar(fig, ax, norm)
@@ -196,8 +196,8 @@ def frontier(runs: pd.DataFrame, analysis=None, fit=None, target_compute: float 
     elif target_compute:
         ax.axvline(float(target_compute), color=style.OKABE_ITO[3], ls="--", lw=1,
                    label=f"target C = {style.sci(float(target_compute))}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    style.logscale(ax, "x")
+    style.logscale(ax, "y")
     _log_loss_ticks(ax)
     ax.set_xlabel(label("C"))
     ax.set_ylabel(label("loss"))
@@ -262,9 +262,9 @@ def optima(analyses: Mapping[str, Any]):
             extra = f", p in [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
             ax.plot(grid, k * grid**p, color=style.OKABE_ITO[1], lw=1.5, zorder=2,
                     label=f"${k:.3g}\\cdot C^{{{p:.3f}}}${extra}")
-        ax.set_xscale("log")
+        style.logscale(ax, "x")
         if x != "N_over_Na":
-            ax.set_yscale("log")
+            style.logscale(ax, "y")
         ax.set_xlabel(label("budget"))
         ax.set_ylabel("optimal " + label(x))
         ax.set_title(f"optimal {style.label(x).split(' (')[0]}", fontsize=10)
@@ -339,7 +339,7 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame | None = None,
     lines = LineCollection(segments, colors=colours, linewidths=0.9, alpha=alpha,
                            rasterized=len(segments) > 50)
     ax.add_collection(lines)
-    ax.set_xscale("log")
+    style.logscale(ax, "x")
     ax.set_xlim(xs.min(), xs.max() * 1.05)
     lo, hi = np.nanquantile(ys, [0.0, 0.995])
     ax.set_ylim(lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo))
@@ -355,6 +355,23 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame | None = None,
 
 
 # ----- loss against the number of experts ------------------------------------------------------
+def size_groups(values: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
+    """Each value replaced by the geometric mean of its group: sorted values within
+    ``tolerance`` (relative) of their neighbour belong together (router weights make the
+    active size of the same model shape differ slightly between numbers of experts)."""
+    values = np.asarray(values, float)
+    order = np.argsort(values)
+    v = values[order]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        new = np.r_[True, v[1:] / v[:-1] - 1 > tolerance]
+    ids = np.cumsum(new) - 1
+    logs = np.log(np.where(v > 0, v, np.nan))
+    means = np.exp(pd.Series(logs).groupby(ids).transform("mean").to_numpy())
+    out = np.empty_like(values)
+    out[order] = means
+    return out
+
+
 def experts(runs: pd.DataFrame, size: str | None = None):
     """Loss against the number of routed experts ``E`` at fixed active size (one line per
     size, and per budget when runs span several)."""
@@ -362,7 +379,7 @@ def experts(runs: pd.DataFrame, size: str | None = None):
     size = size or ("N_active" if "N_active" in runs.columns else "N")
     _require(runs, ["E", "loss", size], "experts")
     frame = runs.copy()
-    frame["_size"] = frame[size].astype(float).map(lambda v: float(f"{v:.3g}"))
+    frame["_size"] = size_groups(frame[size].to_numpy(float))
     keys = ["_size"] + (["budget"] if "budget" in frame.columns
                         and frame.groupby("_size")["budget"].nunique().max() > 1 else [])
     groups = [(k, g) for k, g in frame.groupby(keys) if g["E"].nunique() >= 2]
@@ -379,7 +396,7 @@ def experts(runs: pd.DataFrame, size: str | None = None):
         if spread.any():
             ax.vlines(mean["E"][spread], mean["min"][spread], mean["max"][spread], color=colour,
                       lw=1, alpha=0.7)
-    ax.set_xscale("log", base=2)
+    style.logscale(ax, "x", base=2)
     ax.set_xlabel(label("E") + " (1 = dense)")
     ax.set_ylabel(label("loss"))
     ax.set_title("loss against the number of experts at fixed active size")
