@@ -6,6 +6,8 @@ budgets = [3e11, 1e12]     # training FLOPs of each run, counted under `conventi
 convention = "exact"       # tokens = budget / flops_per_token, rounded to whole steps
 seeds = [0]
 [base]                     # Architecture fields shared by every run
+[[points]]                 # optional: explicit points, fields that vary together
+                           # (e.g. hidden_size with expert_ffn); crossed with [grid]
 [grid]                     # Cartesian product over Architecture fields, ratio axes
                            # (granularity, activation_ratio, shared_ratio) and [train] keys
 [train]                    # options of `moescale train`; lr / batch_tokens may name a law
@@ -33,8 +35,8 @@ from moescale.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.sweeps import axes
 
-TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "grid", "train",
-            "holistic", "resources")
+TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "points", "grid",
+            "train", "holistic", "resources")
 # TrainConfig fields a spec may set (the sweep owns tokens, seed, out, resume and threads).
 TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "schedule",
               "warmup_fraction", "decay_fraction", "betas", "weight_decay", "grad_clip",
@@ -110,6 +112,7 @@ class SweepSpec:
     convention: str = "exact"
     seeds: tuple[int, ...] = (0,)
     base: dict[str, Any] = field(default_factory=dict)
+    points: tuple[dict[str, Any], ...] = ({},)
     grid: dict[str, list] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     holistic: dict[str, Any] | None = None
@@ -141,7 +144,8 @@ class SweepSpec:
         spec = cls(name=name, budgets=_budgets(data.get("budgets"), source),
                    convention=_convention(data.get("convention", "exact"), source),
                    seeds=_seeds(data.get("seeds", [0]), source),
-                   base=_table(data, "base", source), grid=_grid(data, source),
+                   base=_table(data, "base", source), points=_points(data, source),
+                   grid=_grid(data, source),
                    train={**DEFAULT_TRAIN, **_train(data, source)},
                    holistic=_holistic(data, source),
                    resources=_resources(data, source),
@@ -151,15 +155,16 @@ class SweepSpec:
 
     # ----- expansion -----------------------------------------------------------------------
     def expand(self) -> list[RunSpec]:
-        """Every run: budgets × grid points × holistic targets × seeds, in that order.
+        """Every run: budgets × points × grid points × holistic targets × seeds, in that order.
 
         Runs whose content coincides (same id) appear once.
         """
         runs: dict[str, RunSpec] = {}
         keys = list(self.grid)
         for budget in self.budgets:
-            for values in itertools.product(*(self.grid[k] for k in keys)):
-                point = dict(zip(keys, values, strict=True))
+            for fixed, values in itertools.product(self.points,
+                                                   itertools.product(*(self.grid[k] for k in keys))):
+                point = {**fixed, **dict(zip(keys, values, strict=True))}
                 for fields, train, tags in self._variants(budget, point):
                     for seed in self.seeds:
                         run = self._run(budget, fields, train, {**point, **tags}, seed)
@@ -243,7 +248,7 @@ def _budgets(value, source: str) -> tuple[float, ...]:
 
             v = parse_positive(v, "budget")
         if not _number(v) or v <= 0:
-            raise MoescaleError(f"{source}: budget {v!r} must be a positive number of FLOPs")
+            raise MoescaleError(f"{source}: budget {_short(v)} must be a positive number of FLOPs")
     return tuple(sorted({float(v) for v in values}))
 
 
@@ -289,6 +294,22 @@ def _grid(data: dict, source: str) -> dict[str, list]:
         raise MoescaleError(f"{source}: [base] has unknown architecture field(s) "
                             f"{', '.join(unknown)}")
     return grid
+
+
+def _points(data: dict, source: str) -> tuple[dict, ...]:
+    points = data.get("points")
+    if points is None:
+        return ({},)
+    if not isinstance(points, list) or not points or not all(isinstance(p, dict) for p in points):
+        raise MoescaleError(f"{source}: 'points' must be a non-empty array of tables "
+                            "([[points]] sections)")
+    allowed = _arch_fields() | set(axes.RATIO_AXES) | set(TRAIN_KEYS)
+    for i, point in enumerate(points, 1):
+        unknown = sorted(set(point) - allowed)
+        if unknown:
+            raise MoescaleError(f"{source}: [[points]] #{i} has unknown field(s) "
+                                f"{', '.join(unknown)}")
+    return tuple(points)
 
 
 def _train(data: dict, source: str) -> dict:

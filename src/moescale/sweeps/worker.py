@@ -125,8 +125,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def failure_reason(exc: BaseException) -> str:
     """One line saying why a run failed."""
+    from moescale.errors import MoescaleError
+
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     kind = type(exc).__name__
+    if isinstance(exc, MoescaleError) and text:  # its message already says what happened
+        return text
     if kind in ("MemoryError", "OutOfMemoryError"):
         return f"out of memory: {text}"
     return f"{kind}: {text}" if text else kind
