@@ -130,3 +130,18 @@ def test_errors_of_analyze_and_export(tmp_path, capsys):
     code, out, err = run_cli(["sweep", "export", "--store", str(store.path), "-o",
                               str(tmp_path / "x.xlsx")], capsys)
     assert code == 2 and ".csv or .parquet" in err
+
+
+def test_fit_reads_the_store_directly(tmp_path, capsys):
+    store = synthetic_store(tmp_path, HIDDEN, noise=0.0)
+    from moescale.runs import RunTable
+
+    table = RunTable.from_store(store.path, law="chinchilla")
+    assert len(table) == 21 and {"N", "D", "loss"} <= set(table.columns)
+    code, out, err = run_cli(["fit", "--store", str(store.path), "--law", "chinchilla",
+                              "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["params"]["alpha"] == pytest.approx(PRESET["alpha"], abs=0.02)
+    code, out, err = run_cli(["fit", "x.csv", "--store", str(store.path), "--law",
+                              "chinchilla"], capsys)
+    assert code == 2 and "not both" in err

@@ -19,7 +19,9 @@ def _floats(text: str, what: str) -> list[float]:
 
 
 @click.command()
-@click.argument("data", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False), required=False)
+@click.option("--store", "store_path", type=click.Path(dir_okay=False), default=None,
+              help="Fit the finished runs of a sweep store instead of DATA.")
 @click.option("--law", "law_name", required=True, help="Law to fit (see `moescale laws`).")
 @click.option("--map", "mapping", multiple=True, metavar="COLUMN=NAME",
               help="Rename a column of DATA to a run variable, e.g. \"Model Size=N\". Repeatable.")
@@ -48,7 +50,7 @@ def _floats(text: str, what: str) -> list[float]:
               help="Hold a parameter at a value instead of fitting it. Repeatable.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the fit as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
-def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed, weight_column,
+def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, level, seed, weight_column,
         delta, method, exhaustive,
         grid_items, fix_items, output, as_json):
     """Fit a scaling law to the runs in DATA (CSV, Parquet, JSONL or JSON).
@@ -62,6 +64,7 @@ def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
       moescale fit chinchilla.csv --law chinchilla --map "Model Size=N" \\
           --map "Training FLOP=C" --derive "D=C/(6*N)" --json
       moescale fit moe_runs.jsonl --law ludziejewski2025 --holdout lowest-loss:30
+      moescale fit --store sweep.db --law chinchilla --bootstrap 100
       moescale fit curves.csv --law clark2022 --where "step == 249000 and k == 1" \\
           --map dense_parameter_count=N --map num_experts=E --map loss_validation=loss
     """
@@ -70,8 +73,16 @@ def fit(data, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
     from moescale.runs import RunTable, parse_derive, parse_mapping, parse_pairs
 
     law = get_law(law_name)
-    runs = RunTable.from_file(data, mapping=parse_mapping(mapping) or None,
-                              derive=parse_derive(derive) or None)
+    if (data is None) == (store_path is None):
+        raise MoescaleError("give a runs file (DATA) or --store sweep.db, not both or neither")
+    if store_path:
+        runs = RunTable.from_store(store_path, law=law.name)
+        if mapping or derive:
+            runs = RunTable.from_frame(runs.frame, parse_mapping(mapping) or None,
+                                       parse_derive(derive) or None, source=runs.source)
+    else:
+        runs = RunTable.from_file(data, mapping=parse_mapping(mapping) or None,
+                                  derive=parse_derive(derive) or None)
     if where:
         from moescale.fitting.holdout import query_mask
 
