@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
@@ -11,23 +10,36 @@ from moescale.cli._output import echo_json, fmt_num, print_table
 from moescale.errors import MoescaleError
 
 
-def _experts(text: str) -> tuple[int, ...]:
+def _experts(text: str, what: str = "--experts") -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
-        raise MoescaleError(f"--experts must be a comma-separated list of integers, got {text!r}") from None
+        raise MoescaleError(f"{what} must be a comma-separated list of integers, got {text!r}") from None
     if not values or min(values) < 1:
-        raise MoescaleError(f"--experts must list positive integers, got {text!r}")
+        raise MoescaleError(f"{what} must list positive integers, got {text!r}")
     return values
+
+
+def _int(text: str | None, what: str, minimum: int = 1) -> int | None:
+    """An integer option given as text (one clear line when it is not one)."""
+    if text is None:
+        return None
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise MoescaleError(f"{what} must be an integer, got {text!r}") from None
+    if not value.is_integer() or value < minimum:
+        raise MoescaleError(f"{what} must be an integer ≥ {minimum}, got {text!r}")
+    return int(value)
 
 
 @click.command()
 @click.option("--compute", required=True, help="Training compute budget in FLOPs, e.g. 1e21.")
 @click.option("--method", type=click.Choice(["holistic", "law"]), default=None,
-              help="holistic: the two-phase architecture search [default]; law: continuous "
-                   "allocation with --law/--fit [default when --law or --fit is given].")
+              help="holistic: the two-phase architecture search [default]; law: the realisable "
+                   "model with the lowest loss under --law/--fit [default when either is given].")
 @click.option("--law", default=None, help="Law for --method law (default ludziejewski2025).")
-@click.option("--preset", default=None, help="Preset coefficients of --law.")
+@click.option("--preset", default=None, help="Preset coefficients of --law (needs --law).")
 @click.option("--fit", "fit_file", type=click.Path(dir_okay=False),
               help="A fit.json from `moescale fit`: a loss law (--method law) or holistic2026 "
                    "(C → D_opt, for the holistic method).")
@@ -36,14 +48,21 @@ def _experts(text: str) -> tuple[int, ...]:
 @click.option("--n-ratio-fit", type=click.Path(dir_okay=False),
               help="power_law_C fit of the optimal N/N_a in C (holistic method).")
 @click.option("--memory", default=None, help="Memory budget for weights (+ KV cache), e.g. 80GB.")
-@click.option("--kv-tokens", type=int, default=0, help="Tokens of KV cache that must fit in --memory.")
+@click.option("--kv-tokens", default="0", show_default=True,
+              help="Tokens of KV cache that must fit in --memory.")
 @click.option("--dtype", default="bf16", show_default=True, help="Dtype of weights and KV cache.")
 @click.option("--inference-tokens", default=None, help="Tokens to serve, paid from --compute (2·N_act each).")
-@click.option("--experts", default="1,2,4,8,16,32", show_default=True,
-              help="Numbers of experts to compare (--method law).")
-@click.option("--align", type=int, default=8, show_default=True, help="d and d_m multiples of this (holistic).")
-@click.option("--seq-len", type=int, default=8192, show_default=True, help="Sequence length S (holistic).")
-@click.option("--top", type=int, default=5, show_default=True, help="Alternatives to list.")
+@click.option("--experts", default=None,
+              help="law: numbers of experts to compare [1,2,4,8,16,32]; holistic: routed "
+                   "experts N_e [288].")
+@click.option("--top-k", default=None, help="Routed experts per token K (holistic) [8].")
+@click.option("--vocab", default=None, help="Vocabulary size [holistic 152064, law 50257].")
+@click.option("--seq-len", default=None, help="Sequence length S [holistic 8192, law 512].")
+@click.option("--heads", default=None, help="Query heads (default: per scale / d/64).")
+@click.option("--kv-heads", default=None, help="Key/value heads (default: heads/2 holistic, heads law).")
+@click.option("--head-dim", default=None, help="Head dimension (default: per scale / 64).")
+@click.option("--align", default=None, help="d and d_m multiples of this [holistic 8, law 64].")
+@click.option("--top", default="5", show_default=True, help="Alternatives to list.")
 @click.option("--hf-config", "hf_out", type=click.Path(dir_okay=False),
               help="Write the planned model as a Hugging Face config.json here.")
 @click.option("--hf-family", default=None, help="Family for --hf-config (default: glm4_moe for "
@@ -52,31 +71,40 @@ def _experts(text: str) -> tuple[int, ...]:
               help="Write Megatron-LM arguments for the planned model here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
-def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memory, kv_tokens, dtype, inference_tokens, experts,
-         align, seq_len, top, hf_out, hf_family, megatron_out, output, as_json):
+def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memory, kv_tokens,
+         dtype, inference_tokens, experts, top_k, vocab, seq_len, heads, kv_heads, head_dim,
+         align, top, hf_out, hf_family, megatron_out, output, as_json):
     """Plan an MoE for a compute budget (and optionally memory and serving load).
+
+    Every budget holds for the realised architecture (exact counts): memory and KV cache
+    strictly, compute within 0.1 % below the budget. Laws used outside their fitted range
+    are named in the plan's assumptions.
 
     \b
     Examples:
       moescale plan --compute 1e21
       moescale plan --compute 3e20 --memory 80GB --kv-tokens 16384 --align 64 --json
       moescale plan --compute 1e22 --law ludziejewski2025 --memory 24GB --experts 1,4,8,32
+      moescale plan --compute 1e12 --vocab 256 --seq-len 128 --experts 8 --top-k 2 -o plan.json
       moescale plan --compute 1e21 --fit fit.json --hf-config planned/config.json
     """
     from moescale.planning import Budget, make_plan
     from moescale.units import parse_bytes, parse_positive
 
-    if top < 0 or align < 1 or seq_len < 1 or kv_tokens < 0:
-        raise MoescaleError("--top, --kv-tokens must be ≥ 0 and --align, --seq-len ≥ 1")
     budget = Budget(
         compute=parse_positive(compute, "--compute"),
-        memory_bytes=parse_bytes(memory, "--memory") if memory else None,
-        kv_tokens=kv_tokens, dtype=dtype,
-        inference_tokens=parse_positive(inference_tokens, "--inference-tokens") if inference_tokens else 0.0,
+        memory_bytes=parse_bytes(memory, "--memory") if memory is not None else None,
+        kv_tokens=_int(kv_tokens, "--kv-tokens", 0), dtype=dtype,
+        inference_tokens=(parse_positive(inference_tokens, "--inference-tokens")
+                          if inference_tokens is not None else 0.0),
     )
     p = make_plan(budget, method=method, law=law, preset=preset, fit=fit_file,
-                  experts=_experts(experts), align=align, seq_len=seq_len, top=top,
-                  m_ratio_fit=m_ratio_fit, n_ratio_fit=n_ratio_fit)
+                  experts=_experts(experts) if experts is not None else None,
+                  align=_int(align, "--align"), seq_len=_int(seq_len, "--seq-len", 2),
+                  top=_int(top, "--top", 0), m_ratio_fit=m_ratio_fit, n_ratio_fit=n_ratio_fit,
+                  vocab=_int(vocab, "--vocab", 2), top_k=_int(top_k, "--top-k"),
+                  heads=_int(heads, "--heads"), kv_heads=_int(kv_heads, "--kv-heads"),
+                  head_dim=_int(head_dim, "--head-dim"))
     _write_exports(p, hf_out, hf_family, megatron_out, output)
     if as_json:
         echo_json(p.to_dict())
@@ -85,20 +113,28 @@ def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memor
 
 
 def _write_exports(p, hf_out, hf_family, megatron_out, output) -> None:
+    """Render every export first, then write them all or none (planning.exports)."""
+    from moescale.planning.exports import write_all
+
+    files = {}
     if hf_out:
         from moescale.hf import to_hf_config
 
         family = hf_family or ("glm4_moe" if p.method == "holistic" else
                                "mixtral" if p.architecture.is_moe else "llama")
-        _write(hf_out, json.dumps(to_hf_config(p.architecture, family), indent=2) + "\n")
+        files[hf_out] = json.dumps(to_hf_config(p.architecture, family), indent=2) + "\n"
+    elif hf_family:
+        raise MoescaleError("--hf-family chooses the family of --hf-config; give --hf-config too")
     if megatron_out:
         from moescale.hf import to_megatron_args
 
-        _write(megatron_out, _megatron_lines(to_megatron_args(p.architecture)))
+        files[megatron_out] = _megatron_lines(to_megatron_args(p.architecture))
     if output:
         from moescale.cli._output import _jsonable
 
-        _write(output, json.dumps(_jsonable(p.to_dict()), indent=2) + "\n")
+        files[output] = json.dumps(_jsonable(p.to_dict()), indent=2) + "\n"
+    if files:
+        write_all(files)
 
 
 def _megatron_lines(args: list[str]) -> str:
@@ -112,28 +148,31 @@ def _megatron_lines(args: list[str]) -> str:
     return " \\\n".join(lines) + "\n"
 
 
-def _write(path: str, text: str) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
-
-
 def _print_plan(p) -> None:
-    a, al = p.architecture, p.allocation
+    a, al, r = p.architecture, p.allocation, p.realised
     b = p.budget
     head = [("method / law", f"{p.method} / {p.law} ({p.convention} convention)"),
-            ("compute", f"{b.compute:.3g} FLOPs")]
+            ("compute (realised / budget)",
+             f"{r['total_compute']:.4g} / {b.compute:.3g} FLOPs"
+             + (f" (training {r['training_compute']:.4g}, serving {r['inference_compute']:.4g})"
+                if b.inference_tokens else ""))]
     if b.memory_bytes:
-        head.append(("memory", f"{b.memory_bytes / 1e9:.4g} GB ({b.dtype}), KV tokens {b.kv_tokens}"))
+        head.append(("memory (realised / budget)",
+                     f"{r['memory_bytes'] / 1e9:.4g} / {b.memory_bytes / 1e9:.4g} GB ({b.dtype}; "
+                     f"weights {r['weights_bytes'] / 1e9:.4g}, KV {b.kv_tokens} tokens "
+                     f"{r['kv_cache_bytes'] / 1e9:.4g})"))
     if b.inference_tokens:
         head.append(("inference tokens", fmt_num(b.inference_tokens)))
     head += [
         ("binding constraint", p.binding_constraint),
-        ("active / total params", f"{fmt_num(al['active_params'])} / {fmt_num(al['total_params'])}"),
+        ("active / total params", f"{fmt_num(al['active_params'])} / {fmt_num(al['total_params'])}"
+                                  f" ({p.convention})"),
+        ("all params (exact)", f"{fmt_num(p.counts.active_params)} / {fmt_num(p.counts.total_params)}"),
         ("training tokens", fmt_num(al["tokens"])),
         ("predicted loss", "-" if p.predicted_loss is None else f"{p.predicted_loss:.4f}"),
         ("learning rate", "-" if p.learning_rate is None else f"{p.learning_rate:.3g}"),
-        ("batch size (tokens)", fmt_num(p.batch_size_tokens)),
+        ("batch", "-" if p.batch_size_sequences is None else
+         f"{p.batch_size_sequences} × {a.seq_len} = {fmt_num(p.batch_size_tokens)} tokens"),
     ]
     print_table("plan", ["", "value"], head)
     arch_rows = [("hidden size d", a.hidden_size), ("layers L (dense L_d + MoE L_m)",
@@ -157,3 +196,8 @@ def _print_plan(p) -> None:
         keys = [k for k in cols if k in p.alternatives[0]]
         print_table("alternatives", [cols[k] for k in keys],
                     [[alt[k] for k in keys] for alt in p.alternatives])
+    if p.skipped:
+        print_table("skipped", ["experts", "reason"],
+                    [(str(k["experts"]), k["reason"]) for k in p.skipped])
+    for line in p.assumptions:
+        click.echo(f"• {line}")

@@ -1,7 +1,7 @@
 """Planning: from a budget (compute; optionally memory, KV cache, inference tokens) to a plan.
 
 - :func:`plan_holistic` — the holistic paper's two-phase architecture search (default);
-- :func:`plan_with_law` — continuous allocation with a loss law (preset or fit);
+- :func:`plan_with_law` — the realisable model with the lowest loss under a law (preset or fit);
 - :func:`make_plan` — picks one of the two from the options, as the CLI does.
 """
 
@@ -16,6 +16,8 @@ from moescale.planning.plan import Budget, Plan
 
 __all__ = ["Budget", "HolisticSettings", "Plan", "Targets", "make_plan", "plan_holistic",
            "plan_with_law"]
+
+LAW_EXPERTS = (1, 2, 4, 8, 16, 32)
 
 
 def plan_with_law(*args, **kwargs) -> Plan:
@@ -33,11 +35,24 @@ def _fit_law(path: str) -> str:
 
 def make_plan(budget: Budget, method: str | None = None, law: str | None = None,
               preset: str | None = None, fit: str | None = None,
-              experts: Sequence[int] = (1, 2, 4, 8, 16, 32), align: int = 8, seq_len: int = 8192,
-              top: int = 5, m_ratio_fit: str | None = None,
-              n_ratio_fit: str | None = None) -> Plan:
+              experts: Sequence[int] | None = None, align: int | None = None,
+              seq_len: int | None = None, top: int = 5, m_ratio_fit: str | None = None,
+              n_ratio_fit: str | None = None, vocab: int | None = None,
+              top_k: int | None = None, heads: int | None = None, kv_heads: int | None = None,
+              head_dim: int | None = None) -> Plan:
     """``method`` defaults to ``"law"`` when a loss law or a fit of one is given, else
-    ``"holistic"`` (also for a fit of ``holistic2026``, the C → D_opt law, and ratio fits)."""
+    ``"holistic"`` (also for a fit of ``holistic2026``, the C → D_opt law, and ratio fits).
+
+    Shape options (``None`` keeps each method's default): ``vocab`` (holistic 152064, law
+    50257), ``seq_len`` (8192 / 512), ``align`` (8 / 64), ``heads``, ``kv_heads``,
+    ``head_dim``; holistic only: one number of routed ``experts`` (288) and ``top_k`` (8); law
+    only: the list of ``experts`` to compare.
+    """
+    if preset and not law:
+        raise MoescaleError("--preset selects coefficients of --law; give --law too")
+    if fit and law:
+        raise MoescaleError("give either --law (with --preset) or --fit, not both: a fit "
+                            "already names its law")
     if method is None:
         holistic_fit = fit is not None and _fit_law(fit) == "holistic2026"
         method = "law" if (law or fit) and not holistic_fit else "holistic"
@@ -45,9 +60,42 @@ def make_plan(budget: Budget, method: str | None = None, law: str | None = None,
         if law:
             raise MoescaleError("--law drives --method law; the holistic method takes its "
                                 "targets from the paper or from --fit/--m-ratio-fit/--n-ratio-fit")
+        settings = _holistic_settings(experts, top_k, align, seq_len, vocab, heads, kv_heads,
+                                      head_dim)
         targets = Targets.from_fits(fit, m_ratio_fit, n_ratio_fit)
-        return plan_holistic(budget, HolisticSettings(align=align, seq_len=seq_len), top=top,
-                             targets=targets)
+        return plan_holistic(budget, settings, top=top, targets=targets)
     if m_ratio_fit or n_ratio_fit:
         raise MoescaleError("--m-ratio-fit and --n-ratio-fit go with --method holistic")
-    return plan_with_law(budget, law=law, preset=preset, fit=fit, experts=experts, top=top)
+    if top_k not in (None, 1):
+        raise MoescaleError("--top-k goes with --method holistic; the joint-MoE family of "
+                            "--method law routes each token to one expert")
+    from moescale.planning.family import FamilySettings
+
+    given = {k: v for k, v in dict(vocab_size=vocab, seq_len=seq_len, align=align,
+                                   n_heads=heads, n_kv_heads=kv_heads,
+                                   head_dim=head_dim).items() if v is not None}
+    return plan_with_law(budget, law=law, preset=preset, fit=fit,
+                         experts=tuple(experts) if experts else LAW_EXPERTS, top=top,
+                         family=FamilySettings(**given))
+
+
+def _holistic_settings(experts, top_k, align, seq_len, vocab, heads, kv_heads,
+                       head_dim) -> HolisticSettings:
+    """Holistic settings from the CLI options (``None`` keeps the paper's constants)."""
+    if experts is not None and len(experts) != 1:
+        raise MoescaleError("--method holistic plans one number of routed experts; give "
+                            f"--experts N (got {len(experts)} values)")
+    given = {k: v for k, v in dict(n_experts=experts[0] if experts else None, top_k=top_k,
+                                   align=align, seq_len=seq_len, vocab_size=vocab).items()
+             if v is not None}
+    s = HolisticSettings(**given)
+    if s.top_k < 1 or s.n_experts <= s.top_k:
+        raise MoescaleError(f"--top-k must be at least 1 and below --experts (got top-k "
+                            f"{s.top_k}, experts {s.n_experts})")
+    if heads or kv_heads or head_dim:
+        nq = heads or 4
+        nkv = kv_heads or max(1, nq // 2)
+        if nq % nkv:
+            raise MoescaleError(f"--kv-heads {nkv} must divide --heads {nq}")
+        s = HolisticSettings(**given, heads=(head_dim or 64, nq, nkv))
+    return s

@@ -160,6 +160,13 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
                        s.vocab_size, notes)
     lr = tv.clip_lr(float(h26.learning_rate(c_train)), notes, "the holistic LR law (Table 4)")
     seqs = tv.batch_sequences(float(h26.batch_sequences(c_train)) * 8192, s.seq_len, tokens)
+    band = hs.near_optimal_band(cands.take(np.flatnonzero(fits)), s, x_t, y_t, scale)
+    for key, name in (("M_over_Na", "M/N_a"), ("N_over_Na", "N/N_a")):
+        lo, hi = band[key]
+        if not lo <= r[key] <= hi and binding != "memory":
+            notes.append(f"The planned {name} = {r[key]:.4g} lies outside its near-optimal band "
+                         f"{lo:.4g}–{hi:.4g}: no structure nearer the target is realisable "
+                         f"(L ≤ {s.max_layers}, heads within d), the edge of the realisable region.")
     alts = [_alternative(cands, int(i), s, budget, base_loss)
             for i in _distinct_triads(cands, order[fits[order]])[1:top + 1]]
     plan = Plan(
@@ -180,7 +187,7 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
         },
         architecture=arch, counts=counts, predicted_loss=loss, predicted_loss_ci=None,
         learning_rate=lr, batch_size_tokens=float(seqs * s.seq_len), batch_size_sequences=seqs,
-        near_optimal_band=hs.near_optimal_band(cands.take(np.flatnonzero(fits)), s, x_t, y_t, scale),
+        near_optimal_band=band,
         alternatives=alts, binding_constraint=binding,
         assumptions=_assumptions(s, loss_law, t.sources, cands.heads(best), extrap) + notes,
         realised=realised_numbers(budget, counts, r["M"], tokens, 2.0 * r["N_a"], "holistic"),
@@ -301,7 +308,8 @@ def _alternative(c: hs.Candidates, i: int, s: hs.HolisticSettings, budget: Budge
         "active_params": float(c.N_a[i]), "total_params": float(c.N[i]),
         "tokens": tokens,
         "relative_loss_excess": float(c.excess[i]),
-        "predicted_loss": None if base_loss is None else base_loss * (1 + float(c.excess[i])),
+        "predicted_loss": None if base_loss is None else
+        min(base_loss * (1 + float(c.excess[i])), math.log(s.vocab_size)),
         "architecture": arch.to_dict(),
     }
 
@@ -319,9 +327,10 @@ def _law_loss(law: str, arch, tokens: float) -> float | None:
 
 def _extrapolations(c_train: float, r: dict[str, float], tokens: float) -> list[dict[str, Any]]:
     """Every law of the plan used outside the range it was fitted on."""
-    out = [tv.extrapolation("C (holistic laws: D_opt, ratios, LR, batch)", c_train, *PAPER_BUDGETS)]
+    out = [tv.extrapolation("C", c_train, *PAPER_BUDGETS,
+                            law="the holistic laws (D_opt, ratios, LR, batch)")]
     for name, value in (("N", r["N"]), ("N_a", r["N_a"]), ("D", tokens)):
-        out.append(tv.extrapolation(f"{name} (zhao2025 loss)", value, *ZHAO_RANGE[name]))
+        out.append(tv.extrapolation(name, value, *ZHAO_RANGE[name], law="zhao2025 (loss)"))
     return [e for e in out if e]
 
 
@@ -346,7 +355,4 @@ def _assumptions(s: hs.HolisticSettings, loss_law: str, fits: tuple[str, ...], h
         f"Batch: the Table 4 law in tokens (sequences of 8192 × C^0.263), as whole sequences "
         f"of {s.seq_len}.",
     ]
-    by_law: dict[str, list] = {}
-    for e in extrap:
-        by_law.setdefault(e["quantity"].split("(")[1].rstrip(")"), []).append(e)
-    return lines + [tv.describe(v, k) for k, v in by_law.items()]
+    return lines + tv.describe(extrap)

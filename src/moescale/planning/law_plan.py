@@ -1,8 +1,20 @@
-"""Plans driven by a loss law (``--method law``): continuous allocation per number of experts,
-then the nearest complete architecture of the law's model family."""
+"""Plans driven by a loss law (``--method law``): the realisable member of the joint-MoE family
+(:mod:`planning.family`) with the lowest predicted loss under every budget, per number of
+experts, then the best over experts.
+
+Per ``E`` the law's continuous optimum (compute-optimal, or inference-aware
+``6·N·D + 2·N·D_inf = C``; papers.md §3) locates the window; every aligned member in it is
+counted exactly, trained on the tokens its budget leaves, ``D = (C − 2·N_act·D_inf)/(6·N_act)``,
+and filtered by memory (weights + KV cache, exact, strictly). The member with the lowest loss
+wins — memory-bound optima are thereby truncated at the compute-optimal point, and when the
+embeddings alone exceed the continuous optimum (small budgets, large vocabularies) the plan is
+re-solved over what is realisable and says so. A number of experts that cannot satisfy the
+budget is skipped and reported; the plan fails only when none can.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,22 +23,30 @@ import numpy as np
 from moescale.counting import count
 from moescale.errors import MoescaleError
 from moescale.planning import allocation as al
-from moescale.planning.plan import Budget, Plan
+from moescale.planning import family as fam
+from moescale.planning import training_values as tv
+from moescale.planning.plan import Budget, Plan, check_realised, realised_numbers
 from moescale.units import dtype_bytes
 
 ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
+# The joint-MoE paper's runs (shared/data/joint_moe_appendixE_run_grid_NO_LOSS.csv, Appendix E):
+# N_act 7.87e7–2.72e9 (embeddings included), D 5e8–8e10 tokens, E 1–32.
+JOINT_RANGE = {"N_act": (7.87e7, 2.72e9), "D": (5e8, 8e10), "E": (1, 32)}
+JOINT_BATCH_TOKENS, JOINT_BATCH_COMPUTE = 262_144, 1e19  # final batch of their ramp; mid grid
 
 
-def loss_function(law: str, preset: str | None = None, fit: str | None = None):
+def loss_function(law: str | None, preset: str | None = None, fit: str | None = None):
     """``(loss(N_act, D, E), law name, convention, fit result or None)`` for a preset or a fit."""
     from moescale import laws
 
+    if fit and law:
+        raise MoescaleError("give either --law (with --preset) or --fit, not both: a fit "
+                            "already names its law")
+    if preset and not law:
+        raise MoescaleError("--preset selects coefficients of --law; give --law too")
     if fit:
-        try:
-            from moescale.fitting import FitResult
-        except ModuleNotFoundError:
-            raise MoescaleError("--fit needs moescale's fitting module, which is not part of "
-                                "this version yet; use --law with its preset") from None
+        from moescale.fitting import FitResult
+
         result = FitResult.load(fit)
         law_obj, params, law = laws.get_law(result.law), result.params, result.law
     else:
@@ -43,71 +63,178 @@ def loss_function(law: str, preset: str | None = None, fit: str | None = None):
 
     def loss(n, d, e):
         values = {"N": n, "N_active": n, "D": d, "E": np.asarray(e, dtype=float)}
-        return law_obj.predict(params, {k: np.asarray(values[k], dtype=float) for k in names})
+        with np.errstate(all="ignore"):
+            return law_obj.predict(params, {k: np.asarray(values[k], dtype=float) for k in names})
 
+    loss.has_experts = "E" in names
     return loss, law, law_obj.convention, result
 
 
 def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = None,
                   fit: str | None = None, experts: Sequence[int] = (1, 2, 4, 8, 16, 32),
-                  top: int = 5) -> Plan:
-    """Best allocation over ``experts`` under the budget's constraints, as a complete plan."""
+                  top: int = 5, family: fam.FamilySettings | None = None) -> Plan:
+    """Best realisable member over ``experts`` under every budget, as a complete plan."""
+    s = family or fam.FamilySettings()
     loss, law_name, convention, fit_result = loss_function(law, preset, fit)
-    if law_name == "chinchilla":
+    if not loss.has_experts:
         experts = (1,)
-    allocs = [_allocate(loss, budget, e) for e in experts]
-    best = al.best_over_experts(allocs)
-    arch = al.family_architecture(best.active_params, best.experts)
-    counts = count(arch, "chinchilla", inference_context=budget.kv_tokens or None)
-    return Plan(
+    options, skipped = [], []
+    for e in dict.fromkeys(experts):
+        try:
+            options.append(_best_member(loss, budget, int(e), s))
+        except MoescaleError as exc:
+            skipped.append({"experts": int(e), "reason": str(exc)})
+    if not options:
+        raise MoescaleError("no number of experts satisfies the budget: "
+                            + "; ".join(f"E={k['experts']}: {k['reason']}" for k in skipped))
+    best = min(options, key=lambda o: o["loss"])
+    notes: list[str] = list(best.pop("notes"))
+    arch, counts = best.pop("architecture"), best.pop("counts")
+    n_act, tokens, e = best["active_params"], best["tokens"], best["experts"]
+    extrap = _extrapolations(n_act, tokens, e, law_name, fit)
+    predicted = tv.cap_loss(best["loss"], s.vocab_size, notes)
+    non_emb = n_act - 2.0 * s.vocab_size * arch.hidden_size
+    lr = tv.clip_lr(float(_joint_lr(non_emb, e)), notes, "the joint-MoE LR law (Eq. 8)")
+    batch = JOINT_BATCH_TOKENS * (budget.compute / JOINT_BATCH_COMPUTE) ** 0.263
+    seqs = tv.batch_sequences(batch, s.seq_len, tokens)
+    plan = Plan(
         budget=budget, method="law", law=law_name, convention=convention,
-        allocation={**best.to_dict(), "flops_per_token": 6 * best.active_params,
-                    "realised_active_params": counts.params_active,
-                    "realised_total_params": counts.params},
-        architecture=arch, counts=counts, predicted_loss=best.loss,
-        predicted_loss_ci=_loss_ci(fit_result, best),
-        learning_rate=_joint_lr(best.active_params, best.experts),
-        batch_size_tokens=None,
-        near_optimal_band=_band_over_experts(allocs, best),
-        alternatives=[a.to_dict() for a in sorted(allocs, key=lambda a: a.loss)[1:top + 1]],
-        binding_constraint=best.binding_constraint,
-        assumptions=[
-            f"Law {law_name} ({'fit ' + fit if fit else 'preset ' + (preset or 'default')}), "
-            f"training compute 6·N_act·D ({convention} convention, embeddings included).",
-            "Architecture: the joint-MoE paper's family (d multiple of 64, d/64 blocks and heads, "
-            "SwiGLU 3·d, top-1 routing, GPT-2 vocabulary 50257).",
-            "Memory-constrained optima are truncated at the compute-optimal point.",
-        ],
+        allocation={**{k: v for k, v in best.items() if not k.startswith("_")},
+                    "flops_per_token": 6 * n_act, "training_compute": 6 * n_act * tokens,
+                    "realised_active_params": n_act, "realised_total_params": counts.params,
+                    "active_params_non_embedding": non_emb},
+        architecture=arch, counts=counts, predicted_loss=predicted,
+        predicted_loss_ci=_loss_ci(fit_result, n_act, tokens, e),
+        learning_rate=lr, batch_size_tokens=float(seqs * s.seq_len), batch_size_sequences=seqs,
+        near_optimal_band=_band_over_experts(options, best),
+        alternatives=[_public(o, s.vocab_size) for o in sorted(options, key=lambda o: o["loss"])
+                      if o["experts"] != e][:top],
+        binding_constraint=best["binding_constraint"],
+        assumptions=_assumptions(law_name, fit, preset, convention, s, extrap) + notes,
+        realised=realised_numbers(budget, counts, 6 * n_act, tokens, 2 * n_act, convention),
+        extrapolation=extrap, skipped=skipped,
     )
+    check_realised(plan)
+    return plan
 
 
-def _allocate(loss, budget: Budget, experts: int) -> al.Allocation:
-    if budget.inference_tokens:
-        return al.inference_aware(loss, budget.compute, experts, budget.inference_tokens)
+def _best_member(loss, budget: Budget, e: int, s: fam.FamilySettings) -> dict[str, Any]:
+    """The lowest-loss realisable member with ``e`` experts (raises when none satisfies)."""
+    target = _continuous(loss, budget, e)
+    d_max = 4 * fam.continuous_hidden(target.active_params, s.vocab_size) + 4 * s.align
+    m = fam.members(s, e, d_max)
+    serve = 2.0 * m.active * budget.inference_tokens
+    tokens = np.floor((budget.compute - serve) / (6.0 * m.active))
+    valid = tokens >= s.seq_len
+    if not valid.any():
+        smallest = float(m.active[0]) if m.active.size else float("nan")
+        raise MoescaleError(
+            f"the smallest realisable model (d = {s.align}, N_act = {smallest:.3g} with a "
+            f"{s.vocab_size}-token vocabulary) leaves less than one sequence of training tokens; "
+            "raise --compute or lower --vocab / --inference-tokens")
+    losses = np.where(valid, loss(m.active, np.maximum(tokens, 1.0), e), np.inf)
+    free = int(np.argmin(losses))
+    binding = "inference" if budget.inference_tokens else "compute"
     if budget.memory_bytes is not None:
-        return al.memory_constrained(loss, budget.compute, experts, budget.memory_bytes,
-                                     dtype_bytes(budget.dtype), budget.kv_tokens)
-    return al.compute_optimal(loss, budget.compute, experts)
+        per = dtype_bytes(budget.dtype)
+        used = m.total * per + m.kv_per_token * budget.kv_tokens * per
+        fits = valid & (used <= budget.memory_bytes)
+        if not fits.any():
+            raise MoescaleError(
+                f"memory budget {budget.memory_bytes / 1e9:.3g} GB cannot hold even the smallest "
+                f"model with E={e} ({float(used[valid].min()) / 1e9:.3g} GB, embeddings "
+                f"{2 * s.vocab_size * int(m.hidden[valid][0]) * per / 1e9:.3g} GB)")
+        losses = np.where(fits, losses, np.inf)
+        binding = binding if fits[free] else "memory"
+    i = int(np.argmin(losses))
+    arch = fam.architecture(m, i, e, s)
+    counts = count(arch, "chinchilla", inference_context=budget.kv_tokens or None)
+    if counts.params_active != m.active[i] or counts.total_params != m.total[i] \
+            or not budget.fits(counts):
+        raise AssertionError(f"family counts differ from count() for {arch}")
+    notes = []
+    if i == 0 and target.active_params < m.active[0]:
+        notes.append(f"Re-solved over realisable models: the law's optimum N_act = "
+                     f"{target.active_params:.3g} (E={e}) is below the smallest model of the "
+                     f"family (d = {int(m.hidden[0])}: {m.active[0]:.3g} with embeddings "
+                     f"2·d·V = {2 * s.vocab_size * int(m.hidden[0]):.3g}); planned the realisable "
+                     "model with the lowest predicted loss.")
+    return {"experts": e, "active_params": float(m.active[i]), "total_params": float(counts.params),
+            "tokens": int(tokens[i]), "loss": float(losses[i]), "binding_constraint": binding,
+            "hidden_size": int(m.hidden[i]), "n_layers": int(m.layers[i]),
+            "active_params_target": target.active_params, "tokens_target": target.tokens,
+            "architecture": arch, "counts": counts, "notes": notes}
 
 
-def _band_over_experts(allocs: list[al.Allocation], best: al.Allocation,
-                       tolerance: float = 0.001) -> dict[str, Any]:
-    near = [a for a in allocs if a.loss <= best.loss * (1 + tolerance)]
+def _continuous(loss, budget: Budget, e: int) -> al.Allocation:
+    """The law's continuous optimum over ``N_act`` (locates the window of members):
+    compute-optimal, or inference-aware ``6·N·D + 2·N·D_inf = C``."""
+    c, d_inf = budget.compute, budget.inference_tokens
+    hi = c / 6.0 if not d_inf else min(c / 6.0, c / (2.0 * d_inf) * (1 - 1e-9))
+
+    def tokens(n):
+        return (c - 2.0 * n * d_inf) / (6.0 * n)
+
+    if hi <= 10.0:
+        raise MoescaleError(f"serving {d_inf:.3g} tokens leaves no compute for training; "
+                            "raise --compute or lower --inference-tokens")
+    n = al._argmin_log(lambda n: loss(n, tokens(n), e), 10.0, hi)
+    return al.Allocation(experts=e, active_params=n, total_params=float("nan"),
+                         tokens=tokens(n), loss=float(loss(n, tokens(n), e)),
+                         training_compute=6 * n * tokens(n),
+                         binding_constraint="inference" if d_inf else "compute")
+
+
+def _public(o: dict[str, Any], vocab: int) -> dict[str, Any]:
+    out = {k: v for k, v in o.items() if k not in ("architecture", "counts", "notes")}
+    return {**out, "loss": min(out["loss"], math.log(vocab))}
+
+
+def _band_over_experts(options: list[dict], best: dict, tolerance: float = 0.001) -> dict[str, Any]:
+    near = [o for o in options if o["loss"] <= best["loss"] * (1 + tolerance)]
     return {"tolerance": tolerance, "candidates": len(near),
-            "experts": [min(a.experts for a in near), max(a.experts for a in near)],
-            "active_params": [min(a.active_params for a in near), max(a.active_params for a in near)]}
+            "experts": [min(o["experts"] for o in near), max(o["experts"] for o in near)],
+            "active_params": [min(o["active_params"] for o in near),
+                              max(o["active_params"] for o in near)]}
 
 
-def _joint_lr(active_params: float, experts: int) -> float:
-    """Ludziejewski et al. 2025 learning rate ``exp(8.39 − 0.81·ln N_act − 0.25·ln E)``."""
+def _joint_lr(active_params_non_embedding: float, experts: int) -> float:
+    """Ludziejewski et al. 2025 Eq. 8, ``exp(8.39 − 0.81·ln N_act − 0.25·ln E)``, with ``N_act``
+    the *non-embedding* active parameters (the paper's convention for this law)."""
     from moescale.laws import ludziejewski2025
 
-    return float(ludziejewski2025.learning_rate(active_params, experts))
+    return float(ludziejewski2025.learning_rate(max(active_params_non_embedding, 1.0), experts))
 
 
-def _loss_ci(fit_result, best: al.Allocation) -> tuple[float, float] | None:
+def _loss_ci(fit_result, n: float, d: float, e: int) -> tuple[float, float] | None:
     if fit_result is None or not getattr(fit_result, "bootstrap_params", None):
         return None
-    lo, hi = fit_result.predict_interval(N=best.active_params, N_active=best.active_params,
-                                         D=best.tokens, E=best.experts)
+    lo, hi = fit_result.predict_interval(N=n, N_active=n, D=d, E=e)
     return float(lo), float(hi)
+
+
+def _extrapolations(n: float, d: float, e: int, law: str, fit: str | None) -> list[dict]:
+    if law != "ludziejewski2025" or fit:
+        return []
+    name = law + " (Appendix E run grid)"
+    out = [tv.extrapolation("N_act", n, *JOINT_RANGE["N_act"], law=name),
+           tv.extrapolation("D", d, *JOINT_RANGE["D"], law=name),
+           tv.extrapolation("E", e, *JOINT_RANGE["E"], law=name)]
+    return [x for x in out if x]
+
+
+def _assumptions(law: str, fit: str | None, preset: str | None, convention: str,
+                 s: fam.FamilySettings, extrap: list[dict]) -> list[str]:
+    lines = [
+        f"Law {law} ({'fit ' + fit if fit else 'preset ' + (preset or 'default')}), training "
+        f"compute 6·N_act·D ({convention} convention, embeddings included); the realised "
+        "compute lies within 0.1 % below the budget, memory is the exact weights (+ KV cache).",
+        f"Architecture: the joint-MoE paper's family (d multiple of {s.align}, round(d/64) "
+        f"blocks, heads of {s.head_dim if not s.n_heads else 'd/' + str(s.n_heads)}, SwiGLU "
+        f"3·d, top-1 routing, vocabulary {s.vocab_size}, sequence length {s.seq_len}).",
+        "Memory-constrained optima are truncated at the compute-optimal point.",
+        "Learning rate: joint-MoE Eq. 8 applied to the non-embedding active parameters.",
+        f"Batch: {JOINT_BATCH_TOKENS} tokens (the joint-MoE runs' final batch) at "
+        f"{JOINT_BATCH_COMPUTE:.0e} FLOPs, ∝ C^0.263 (holistic Table 4), as whole sequences.",
+    ]
+    return lines + tv.describe(extrap)

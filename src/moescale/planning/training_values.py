@@ -56,8 +56,9 @@ def cap_loss(loss: float | None, vocab: int, notes: list[str]) -> float | None:
     return loss
 
 
-def extrapolation(name: str, value: float, low: float, high: float) -> dict[str, float] | None:
-    """How far ``value`` lies outside the fitted range ``[low, high]`` (None when inside).
+def extrapolation(name: str, value: float, low: float, high: float,
+                  law: str = "") -> dict[str, float] | None:
+    """How far ``value`` of ``law`` lies outside its fitted range ``[low, high]`` (None inside).
 
     ``factor`` is ``low/value`` below the range and ``value/high`` above it; ``decades`` its
     log10.
@@ -65,13 +66,18 @@ def extrapolation(name: str, value: float, low: float, high: float) -> dict[str,
     if low <= value <= high:
         return None
     factor = low / value if value < low else value / high
-    return {"quantity": name, "value": value, "fitted_range": [low, high],
+    return {"law": law, "quantity": name, "value": value, "fitted_range": [low, high],
             "side": "below" if value < low else "above", "factor": factor,
             "decades": math.log10(factor)}
 
 
-def describe(extrapolations: list[dict], law: str) -> str:
-    """One assumption line for the extrapolations of ``law``."""
+def describe(extrapolations: list[dict]) -> list[str]:
+    """One assumption line per law for ``extrapolations``."""
+    laws = dict.fromkeys(e["law"] for e in extrapolations)
+    return [_describe([e for e in extrapolations if e["law"] == law], law) for law in laws]
+
+
+def _describe(extrapolations: list[dict], law: str) -> str:
     parts = [f"{e['quantity']} = {e['value']:.3g} is {e['factor']:.3g}× ({e['decades']:.1f} "
              f"decades) {e['side']} the fitted range {e['fitted_range'][0]:.3g}–"
              f"{e['fitted_range'][1]:.3g}" for e in extrapolations]
