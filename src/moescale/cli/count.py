@@ -93,12 +93,15 @@ def count(hf_config, arch_file, preset, convention, context, kv_tokens, dtype, a
       moescale count --hidden-size 1024 --layers 12 --heads 16 --experts 64 \\
                      --top-k 8 --expert-ffn 512 --dense-ffn 3072 --dense-layers 1
     """
+    from moescale.architecture import LIMITS
     from moescale.counting import count as count_arch
     from moescale.units import dtype_bytes
 
     for name, value in (("--context", context), ("--kv-tokens", kv_tokens)):
         if value is not None and value <= 0:
             raise MoescaleError(f"{name} must be positive, got {value}")
+        if value is not None and value > LIMITS["seq_len"]:
+            raise MoescaleError(f"{name} must be at most {LIMITS['seq_len']:,} tokens, got {value:,}")
     dtype_bytes(dtype)
     a = load_architecture(hf_config, arch_file, preset, flags)
     c = count_arch(a, convention, context=context, inference_context=kv_tokens)

@@ -182,8 +182,7 @@ class Trainer:
         self.forward_model = self._wrap_model()
         self.step, self.tokens, self.train_seconds = 0, 0, 0.0
         self.initial_eval_loss: float | None = None
-        self.log = JsonlLog(config.out_path / "log.jsonl"
-                            if config.out_path and self.dist.is_main else None)
+        self.log = JsonlLog(None)  # opened by run(), once a resumed checkpoint has loaded
 
     # ----- setup ---------------------------------------------------------------------------
     def _prepare_data(self, arch: Architecture) -> None:
@@ -443,6 +442,8 @@ class Trainer:
         c = self.config
         if c.resume:
             self.restore()
+        if c.out_path and self.dist.is_main and self.log.path is None:
+            self.log = JsonlLog(c.out_path / "log.jsonl")
         eval_every = c.eval_every or max(self.total_steps // 10, 1)
         ckpt_every = c.checkpoint_every or eval_every
         stop = min(self.total_steps, c.stop_after_steps or self.total_steps)
