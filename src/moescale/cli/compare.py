@@ -6,30 +6,48 @@ from __future__ import annotations
 import click
 
 from moescale.cli._output import echo_json, fmt_num, print_table
+from moescale.errors import MoescaleError
 
 
 def _list(text: str, parse, what: str) -> list[float]:
-    return [parse(v, what) for v in text.split(",") if v.strip()]
+    values = [parse(v, what) for v in text.split(",") if v.strip()]
+    if not values:
+        raise MoescaleError(f"{what} is empty; give one or more comma-separated values")
+    return values
+
+
+def _number(text: str, what: str, low: float, high: float | None = None) -> float:
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise MoescaleError(f"{what} must be a number, got {text!r}") from None
+    if not (value >= low and (high is None or value <= high)):
+        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+        raise MoescaleError(f"{what} must be {bound}, got {text!r}")
+    return value
 
 
 @click.command()
 @click.option("--compute", required=True, help="Training compute in FLOPs, e.g. 1e21.")
-@click.option("--law", default=None, help="Loss law (default ludziejewski2025).")
-@click.option("--preset", default=None, help="Preset of --law.")
-@click.option("--fit", "fit_file", type=click.Path(dir_okay=False), help="A fit.json instead of a preset.")
+@click.option("--law", default=None, help="Loss law with experts E (default ludziejewski2025).")
+@click.option("--preset", default=None, help="Preset of --law (needs --law).")
+@click.option("--fit", "fit_file", type=click.Path(dir_okay=False),
+              help="A fit.json of a law with experts E, instead of --law.")
 @click.option("--experts", default="1,2,4,8,16,32", show_default=True, help="Expert counts to compare.")
 @click.option("--memory", "memories", default="2GB,8GB,24GB,80GB,320GB", show_default=True,
               help="Memory budgets (weights, + KV cache with --kv-tokens) for the experts question.")
 @click.option("--dtype", default="bf16", show_default=True, help="Dtype of weights and KV cache.")
-@click.option("--kv-tokens", type=click.IntRange(min=0), default=0, help="KV-cache tokens held in memory.")
+@click.option("--kv-tokens", default="0", show_default=True, help="KV-cache tokens held in memory.")
 @click.option("--sizes", default="7e9,30e9,671e9", show_default=True,
               help="Total sizes N for the comprehensive law's optima.")
-@click.option("--tolerance", type=click.FloatRange(0, 0.5), default=0.005, show_default=True,
-              help="Loss increase allowed by the efficiency-aware optimum (relative).")
+@click.option("--tolerance", default="0.005", show_default=True,
+              help="Loss increase allowed by the efficiency-aware optimum (relative, 0–0.5).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens, sizes, tolerance,
             as_json):
     """Dense vs MoE savings, optimal experts per memory budget, optimal G, S and N_a/N.
+
+    A memory budget that no number of experts fits is listed as such, not dropped.
 
     \b
     Examples:
@@ -37,23 +55,31 @@ def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens,
       moescale compare --compute 1e22 --memory 24GB,80GB --kv-tokens 16384 --json
       moescale compare --compute 1e21 --fit fit.json --experts 1,8,32
     """
-    from moescale.cli.plan import _experts
+    from moescale.cli.plan import _experts, _int
     from moescale.laws import zhao2025
     from moescale.planning import compare as cmp
     from moescale.planning.law_plan import loss_function
+    from moescale.planning.training_values import check_compute
     from moescale.units import dtype_bytes, parse_bytes, parse_positive
 
     budget = parse_positive(compute, "--compute")
-    loss, law_name, _, _ = loss_function(law, preset, fit_file)
+    check_compute(budget)
     grid = _experts(experts)
+    memory_list = _list(memories, parse_bytes, "--memory")
+    size_list = _list(sizes, parse_positive, "--sizes")
+    kv = _int(kv_tokens, "--kv-tokens", 0)
+    tol = _number(tolerance, "--tolerance", 0.0, 0.5)
+    per_value = dtype_bytes(dtype)
+    loss, law_name, _, _ = loss_function(law, preset, fit_file)
+    if not loss.has_experts:
+        raise MoescaleError(f"compare needs a law with a number of experts E (e.g. "
+                            f"ludziejewski2025); {law_name} has none")
     result = {
         "compute": budget, "law": law_name,
         "dense_vs_moe": cmp.flop_savings(loss, budget, grid),
-        "experts_by_memory": cmp.experts_by_memory(
-            loss, budget, _list(memories, parse_bytes, "--memory"), grid, dtype_bytes(dtype),
-            kv_tokens),
-        "comprehensive": [{"N": n, **zhao2025.efficiency_aware_optimum(n, tolerance)}
-                          for n in _list(sizes, parse_positive, "--sizes")],
+        "experts_by_memory": cmp.experts_by_memory(loss, budget, memory_list, grid, per_value, kv),
+        "comprehensive": [{"N": n, **zhao2025.efficiency_aware_optimum(n, tol)}
+                          for n in size_list],
     }
     if as_json:
         echo_json(result)
@@ -67,9 +93,14 @@ def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens,
                 ["memory", "experts", "loss", "N_active", "N_total", "binds"],
                 [(f"{r['memory_bytes'] / 1e9:g} GB", str(r["experts"]), f"{r['loss']:.4f}",
                   r["active_params"], r["total_params"], r["binding_constraint"])
+                 if r["experts"] is not None else
+                 (f"{r['memory_bytes'] / 1e9:g} GB", "-", "-", "-", "-", "does not fit")
                  for r in result["experts_by_memory"]])
+    for r in result["experts_by_memory"]:
+        if r["experts"] is None:
+            click.echo(f"• {r['memory_bytes'] / 1e9:g} GB does not fit any model: {r['reason']}")
     print_table(f"comprehensive law (Zhao et al. 2025): optimum and efficiency-aware "
-                f"(≤ {tolerance:.1%} loss)",
+                f"(≤ {tol:.1%} loss)",
                 ["N", "G*", "S*", "N_a/N*", "G (efficient)", "N_a/N (efficient)"],
                 [(fmt_num(r["N"]), f"{r['G_opt']:.2f}", f"{r['S']:.2f}",
                   f"{r['activation_ratio_opt']:.1%}", f"{r['G']:.2f}",

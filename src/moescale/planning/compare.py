@@ -40,16 +40,23 @@ def experts_by_memory(loss: al.LossFn, compute: float, memories_bytes: Sequence[
                       experts: Sequence[int], bytes_per_value: float = 2.0,
                       kv_tokens: int = 0) -> list[dict[str, float]]:
     """For each memory budget, the number of experts with the lowest loss (memory-constrained
-    optimum truncated at the compute-optimal point) and its allocation."""
+    optimum truncated at the compute-optimal point) and its allocation. A budget no number of
+    experts fits is reported as a row with ``experts = None`` and the ``reason``."""
+    from moescale.errors import MoescaleError
+
     rows = []
     for mem in memories_bytes:
-        allocs = []
+        allocs, reasons = [], []
         for e in experts:
             try:
                 allocs.append(al.memory_constrained(loss, compute, e, mem, bytes_per_value, kv_tokens))
-            except ValueError:  # even the smallest model with E experts does not fit
-                continue
+            except MoescaleError as exc:  # even the smallest model with E experts does not fit
+                reasons.append(f"E={e}: {exc}")
         if not allocs:
+            rows.append({"memory_bytes": mem, "experts": None, "loss": None,
+                         "active_params": None, "total_params": None, "tokens": None,
+                         "training_compute": None, "binding_constraint": "does not fit",
+                         "reason": reasons[0] if len(reasons) == 1 else "; ".join(reasons)})
             continue
         best = al.best_over_experts(allocs)
         rows.append({"memory_bytes": mem, **best.to_dict()})

@@ -82,3 +82,55 @@ def _describe(extrapolations: list[dict], law: str) -> str:
              f"decades) {e['side']} the fitted range {e['fitted_range'][0]:.3g}–"
              f"{e['fitted_range'][1]:.3g}" for e in extrapolations]
     return f"Extrapolation of {law}: " + "; ".join(parts) + "."
+
+
+def plan_training_values(path: str, given: dict, grad_accum: int = 1) -> tuple[dict, list[str]]:
+    """Training settings from a plan JSON (``moescale plan -o``/``--json``), overridden by the
+    ``given`` command-line values that are not ``None``.
+
+    Keys: ``tokens``, ``lr``, ``batch_tokens``, ``seq_len``, ``tokenizer``, ``vocab_size``. The
+    plan's vocabulary selects the tokenizer: 256 → bytes, more → a BPE of that size. Returns
+    the merged values and one message per value the command line overrode.
+    """
+    import json
+    from pathlib import Path
+
+    from moescale.errors import MoescaleError
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        raise MoescaleError(f"{path} is not a readable plan JSON") from None
+    arch = data.get("architecture") if isinstance(data.get("architecture"), dict) else {}
+    alloc = data.get("allocation") if isinstance(data.get("allocation"), dict) else {}
+    plan = {"tokens": alloc.get("tokens"), "lr": data.get("learning_rate"),
+            "batch_tokens": data.get("batch_size_tokens"), "seq_len": arch.get("seq_len")}
+    out, notes = dict(given), []
+    for key, flag in (("tokens", "--tokens"), ("lr", "--lr"), ("batch_tokens", "--batch-tokens"),
+                      ("seq_len", "--seq-len")):
+        if plan[key] is None:
+            continue
+        if given.get(key) is None:
+            out[key] = plan[key]
+        elif float(given[key]) != float(plan[key]):
+            notes.append(f"{flag} {given[key]:g} overrides the plan's {float(plan[key]):g}")
+    for key in ("tokens", "batch_tokens", "seq_len"):
+        if out.get(key) is not None:
+            out[key] = int(out[key])
+    vocab = arch.get("vocab_size")
+    if vocab and given.get("tokenizer") is None and given.get("vocab_size") is None:
+        out["tokenizer"], out["vocab_size"] = ("bytes", None) if vocab == 256 else ("bpe", int(vocab))
+    elif vocab:
+        kind = given.get("tokenizer") or ("bpe" if given.get("vocab_size") else "bytes")
+        size = 256 if kind == "bytes" else (given.get("vocab_size") or 4096)
+        out["tokenizer"] = kind
+        if size != vocab:
+            notes.append(f"the {kind} tokenizer's vocabulary {size} overrides the plan's {vocab}")
+    if plan["batch_tokens"] is not None and given.get("batch_tokens") is None and out.get("seq_len"):
+        unit = out["seq_len"] * grad_accum
+        rounded = max(1, round(out["batch_tokens"] / unit)) * unit
+        if rounded != out["batch_tokens"]:
+            notes.append(f"the plan's batch of {out['batch_tokens']} tokens is rounded to "
+                         f"{rounded} (whole sequences of {out['seq_len']} × {grad_accum} micro-batches)")
+            out["batch_tokens"] = rounded
+    return out, notes
