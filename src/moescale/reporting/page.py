@@ -298,7 +298,7 @@ def _runs_table(inp, limit: int = 14) -> list[str]:
     numeric = [c for c in ("budget", "C", "N", "N_active", "D", "E", "loss") if c in best.columns]
     tags = [c for c in best.columns if not c.startswith("_") and c not in numeric
             and c not in ("id", "status", "error", "curve_path", "spec_hash", "sweep")
-            and best[c].dtype == object][:4]
+            and not pd.api.types.is_numeric_dtype(best[c])][:4]
     head = (["run"] if "id" in best.columns else []) + numeric + tags
     rows = []
     for _, r in best.iterrows():
