@@ -116,23 +116,23 @@ def _write_exports(p, hf_out, hf_family, megatron_out, output) -> None:
     """Render every export first, then write them all or none (planning.exports)."""
     from moescale.planning.exports import write_all
 
-    files = {}
+    files: list[tuple[str, str]] = []
     if hf_out:
         from moescale.hf import to_hf_config
 
         family = hf_family or ("glm4_moe" if p.method == "holistic" else
                                "mixtral" if p.architecture.is_moe else "llama")
-        files[hf_out] = json.dumps(to_hf_config(p.architecture, family), indent=2) + "\n"
+        files.append((hf_out, json.dumps(to_hf_config(p.architecture, family), indent=2) + "\n"))
     elif hf_family:
         raise MoescaleError("--hf-family chooses the family of --hf-config; give --hf-config too")
     if megatron_out:
         from moescale.hf import to_megatron_args
 
-        files[megatron_out] = _megatron_lines(to_megatron_args(p.architecture))
+        files.append((megatron_out, _megatron_lines(to_megatron_args(p.architecture))))
     if output:
         from moescale.cli._output import _jsonable
 
-        files[output] = json.dumps(_jsonable(p.to_dict()), indent=2) + "\n"
+        files.append((output, json.dumps(_jsonable(p.to_dict()), indent=2) + "\n"))
     if files:
         write_all(files)
 

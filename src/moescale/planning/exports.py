@@ -13,10 +13,10 @@ from pathlib import Path
 from moescale.errors import MoescaleError
 
 
-def write_all(files: dict[str, str]) -> None:
-    """Write ``{path: text}`` atomically as a set (see module docstring)."""
-    targets = {Path(p): text for p, text in files.items()}
-    if len({t.resolve() for t in targets}) != len(targets):
+def write_all(files: list[tuple[str, str]]) -> None:
+    """Write ``[(path, text), …]`` atomically as a set (see module docstring)."""
+    targets = {Path(p): text for p, text in files}
+    if len({t.resolve() for t in targets}) != len(files):
         raise MoescaleError("two exports name the same file; give each its own path")
     created: list[Path] = []
     temps: list[tuple[Path, Path]] = []
