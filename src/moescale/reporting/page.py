@@ -94,11 +94,14 @@ def render_page(inp, drawn: Sequence, skipped: Sequence[tuple[str, str]],
         if not items and not tables:
             continue
         parts.append(f"<h2>{e(_section_title(inp, section))}</h2>")
-        parts += tables
+        if section != "sweep":  # the sweep's table of best runs goes below its figures
+            parts += tables
         if items:
             parts.append('<div class="grid">')
             parts += [_figure_html(d) for d in items]
             parts.append("</div>")
+        if section == "sweep":
+            parts += tables
     if skipped:
         parts.append("<h2>Left out</h2>")
         parts.append('<ul class="left-out">')

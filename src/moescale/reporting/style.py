@@ -162,6 +162,27 @@ def logscale(ax, axis: str = "x", base: float = 10) -> None:
     target.set_minor_formatter(FuncFormatter(minor))
 
 
+def log10_axis(ax, axis: str, lo: float, hi: float) -> None:
+    """Ticks of a log axis for data already drawn as ``log10(value)`` on a linear axis: much
+    faster for thousands of paths (no per-path non-affine transform), same look as
+    :func:`logscale`."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    first, last = math.floor(lo), math.ceil(hi)
+    major = [k for k in range(first, last + 1) if lo - 1e-9 <= k <= hi + 1e-9]
+    minor = [k + math.log10(m) for k in range(first, last + 1) for m in range(2, 10)
+             if lo <= k + math.log10(m) <= hi]
+    target.set_major_locator(FixedLocator(major))
+    target.set_minor_locator(FixedLocator(minor))
+    target.set_major_formatter(FuncFormatter(lambda v, _: power_of_ten(10**v)))
+    short = hi - lo <= 1.3
+    target.set_minor_formatter(FuncFormatter(
+        lambda v, _: power_of_ten(10**v) if short and round(10 ** (v % 1), 3) in (2, 3, 5)
+        else ""))
+    ax.tick_params(axis=axis, which="minor", length=2.5)
+
+
 def note(ax, message: str, loc: str = "lower left") -> None:
     """A small grey note inside the axes (what was drawn, what was left out)."""
     positions = {"lower left": (0.01, 0.02, "left", "bottom"),

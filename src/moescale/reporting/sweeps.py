@@ -69,8 +69,9 @@ def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "l
     budgets = sorted(runs["budget"].unique())
     norm = style.budget_norm(budgets)
     cmap = style.pyplot().get_cmap(style.SEQUENTIAL)
-    ax.scatter(runs[x], runs[y], s=16, c=[cmap(norm(b)) for b in runs["budget"]], alpha=0.8,
-               linewidths=0, zorder=2, rasterized=len(runs) > 3000)
+    points = ax.scatter(runs[x], runs[y], s=16, c=cmap(norm(runs["budget"].to_numpy(float))),
+                        alpha=0.8, linewidths=0, zorder=2, rasterized=len(runs) > 3000)
+    points.set_in_layout(False)
     log_x = True
     edge_seen = False
     for opt in _budgets(analysis) if analysis is not None else []:
@@ -151,8 +152,9 @@ def frontier(runs: pd.DataFrame, analysis=None, fit=None, target_compute: float 
     _require(runs, ["C", "loss"], "frontier")
     fig, ax = style.figure()
     c, loss = runs["C"].to_numpy(float), runs["loss"].to_numpy(float)
-    ax.scatter(c, loss, s=9, color="0.72", linewidths=0, label="runs", zorder=1,
-               rasterized=len(runs) > 5000)
+    every = ax.scatter(c, loss, s=9, color="0.72", linewidths=0, label="runs", zorder=1,
+                       rasterized=len(runs) > 5000)
+    every.set_in_layout(False)
     group = "budget" if "budget" in runs.columns else "C"
     best = runs.loc[runs.groupby(group)["loss"].idxmin()].sort_values("C")
     ax.plot(best["C"], best["loss"], "o-", color=style.OKABE_ITO[1], ms=5, lw=1.1,
@@ -291,7 +293,7 @@ def _decimate(order_keys: np.ndarray, max_points: int) -> np.ndarray:
 
 def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame | None = None,
                     color_by: str = "budget", x: str | None = None, y: str | None = None,
-                    max_points: int = 150):
+                    max_points: int = 120):
     """Loss against FLOPs (or tokens) for every run, coloured by the run's budget (or
     ``color_by``); long curves are decimated and the lines rasterised, so hundreds of
     thousands of points draw in well under a second."""
@@ -311,7 +313,8 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame | None = None,
     ids = frame["run_id"].to_numpy()
     codes = pd.factorize(ids)[0]
     keep = _decimate(codes, max_points)
-    xs, ys, codes = (frame[x].to_numpy(float)[keep], frame[y].to_numpy(float)[keep], codes[keep])
+    xs, ys, codes = (np.log10(frame[x].to_numpy(float)[keep]), frame[y].to_numpy(float)[keep],
+                     codes[keep])
     run_ids = pd.unique(ids)
     colour_value = None
     if runs is not None and "id" in runs.columns and color_by in runs.columns:
@@ -332,15 +335,18 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame | None = None,
         norm = style.budget_norm(finite)
         cmap = style.pyplot().get_cmap(style.SEQUENTIAL)
         values = colour_value[seg_codes]
-        colours = [cmap(norm(v)) if np.isfinite(v) else (0.6, 0.6, 0.6, 1) for v in values]
+        colours = cmap(norm(np.where(np.isfinite(values), values, np.nanmin(finite))))
+        colours[~np.isfinite(values)] = (0.6, 0.6, 0.6, 1.0)
     else:
         colours = [style.OKABE_ITO[0]]
     alpha = 0.85 if len(segments) <= 60 else max(0.15, 0.85 * (60 / len(segments)) ** 0.5)
     lines = LineCollection(segments, colors=colours, linewidths=0.9, alpha=alpha,
                            rasterized=len(segments) > 50)
-    ax.add_collection(lines)
-    style.logscale(ax, "x")
-    ax.set_xlim(xs.min(), xs.max() * 1.05)
+    lines.set_in_layout(False)  # thousands of paths: keep them out of the layout's bbox pass
+    ax.add_collection(lines, autolim=False)
+    lo, hi = float(xs.min()), float(xs.max()) + 0.02
+    ax.set_xlim(lo, hi)
+    style.log10_axis(ax, "x", lo, hi)  # x drawn as log10: no per-path log transform
     lo, hi = np.nanquantile(ys, [0.0, 0.995])
     ax.set_ylim(lo - 0.03 * (hi - lo), hi + 0.03 * (hi - lo))
     ax.set_xlabel(label(x) if x != "step" else "optimizer step")

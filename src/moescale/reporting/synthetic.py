@@ -20,7 +20,8 @@ LAW = {"E": 1.5, "A": 40.0, "alpha": 0.35, "B": 40.0, "beta": 0.35}
 
 
 def spec_dict(budgets: Sequence[float], hidden_sizes: Sequence[int], seeds: Sequence[int] = (0,),
-              n_experts: Sequence[int] = (4,), name: str = "synthetic") -> dict:
+              n_experts: Sequence[int] = (4,), name: str = "synthetic",
+              batch_tokens: int = 256) -> dict:
     """A sweep spec (the TOML's dict) over budgets × hidden sizes × experts × seeds."""
     grid = {"hidden_size": list(hidden_sizes)}
     if len(n_experts) > 1:
@@ -29,14 +30,14 @@ def spec_dict(budgets: Sequence[float], hidden_sizes: Sequence[int], seeds: Sequ
             "base": {"n_layers": 2, "n_heads": 2, "vocab_size": 256, "seq_len": 64,
                      "n_experts": int(n_experts[0]), "top_k": 1, "expert_ffn": 32,
                      "dense_ffn": 64},
-            "grid": grid, "train": {"batch_tokens": 256, "lr": 3e-3}}
+            "grid": grid, "train": {"batch_tokens": batch_tokens, "lr": 3e-3}}
 
 
 def synthetic_store(path: str | Path, budgets: Sequence[float] = (3e9, 1e10, 3e10, 1e11),
                     hidden_sizes: Sequence[int] = (16, 24, 32, 48, 64, 96),
                     seeds: Sequence[int] = (0,), n_experts: Sequence[int] = (4,),
                     points: int = 40, failed: int = 0, seed: int = 0, tags: dict | None = None,
-                    noise: float = 0.01) -> int:
+                    noise: float = 0.01, batch_tokens: int = 256) -> int:
     """Write a store of finished runs at ``path``; returns how many runs it holds.
 
     ``points`` curve points per run; the last ``failed`` runs are recorded as failed;
@@ -47,7 +48,8 @@ def synthetic_store(path: str | Path, budgets: Sequence[float] = (3e9, 1e10, 3e1
     from moescale.sweeps.spec import SweepSpec
     from moescale.sweeps.store import SweepStore
 
-    spec = SweepSpec.from_dict(spec_dict(budgets, hidden_sizes, seeds, n_experts))
+    spec = SweepSpec.from_dict(spec_dict(budgets, hidden_sizes, seeds, n_experts,
+                                         batch_tokens=batch_tokens))
     runs = spec.expand()
     if tags:
         runs = [dataclasses.replace(r, tags={**r.tags, **tags}) for r in runs]
