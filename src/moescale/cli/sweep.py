@@ -43,8 +43,10 @@ def sweep() -> None:
 @sweep.command("plan")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @click.option("--workers", type=click.IntRange(min=1), help="Workers assumed for the time estimate.")
+@click.option("--no-estimate", is_flag=True,
+              help="Skip the wall-time estimate (it times a few training steps).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(spec_path, workers, as_json):
+def plan_cmd(spec_path, workers, no_estimate, as_json):
     """List the runs of SPEC (id, architecture, tokens, FLOPs), the total compute, repeated
     data and an estimated wall time on this machine — before anything runs.
 
@@ -52,11 +54,12 @@ def plan_cmd(spec_path, workers, as_json):
     Examples:
       moescale sweep plan examples/isoflop-mini/sweep.toml
       moescale sweep plan sweep.toml --workers 4 --json
+      moescale sweep plan sweep.toml --no-estimate
     """
     from moescale.sweeps.estimate import sweep_plan
     from moescale.sweeps.spec import SweepSpec
 
-    plan = sweep_plan(SweepSpec.load(spec_path), workers)
+    plan = sweep_plan(SweepSpec.load(spec_path), workers, measure=not no_estimate)
     if as_json:
         echo_json(plan)
         return
@@ -66,9 +69,10 @@ def plan_cmd(spec_path, workers, as_json):
     print_table(f"sweep {plan['name']}: {len(rows)} runs",
                 ["id", "budget", "d", "L", "E/K", "N", "N active", "tokens", "steps", "FLOPs",
                  "epochs"], rows)
-    click.echo(f"total compute {fmt_num(plan['total_flops'], 3)} FLOPs; estimated wall time "
-               f"{_duration(plan['estimated_seconds'])} with {plan['workers']} worker(s) "
-               f"({plan['estimate_basis']})")
+    estimate = ("" if plan["estimated_seconds"] is None else
+                f"; estimated wall time {_duration(plan['estimated_seconds'])} with "
+                f"{plan['workers']} worker(s) ({plan['estimate_basis']})")
+    click.echo(f"total compute {fmt_num(plan['total_flops'], 3)} FLOPs{estimate}")
     for warning in plan["warnings"]:
         click.echo(f"warning: {warning}", err=True)
 
@@ -86,41 +90,77 @@ def _duration(seconds: float) -> str:
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
 @_store_option(False)
 @click.option("--workers", type=click.IntRange(min=1),
-              help="Runs at once (default: CPUs / cpus_per_run, or one per GPU).")
+              help="Runs at once (default: CPUs / cpus_per_run, or one per GPU; "
+                   "Ray: cluster CPUs / cpus_per_run).")
 @click.option("--threads", type=click.IntRange(min=1),
-              help="CPU threads per run (default: CPUs / workers).")
-@click.option("--executor", type=click.Choice(["local"]), default="local", show_default=True,
-              help="Where runs execute.")
+              help="CPU threads per run (default: CPUs / workers; Ray and SLURM: cpus_per_run).")
+@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local",
+              show_default=True, help="Where runs execute.")
+@click.option("--address", default=None,
+              help="Ray: cluster address (auto, ray://host:10001); default a local instance.")
+@click.option("--cluster", type=click.Choice(["slurm", "local"]), default="slurm",
+              show_default=True, help="SLURM: 'local' runs the jobs with submitit's local executor.")
+@click.option("--slurm-partition", default=None, help="SLURM partition.")
+@click.option("--slurm-time", type=click.IntRange(min=1), default=60, show_default=True,
+              help="SLURM time limit per job, minutes (jobs that time out are requeued).")
+@click.option("--slurm-gpus-per-node", type=click.IntRange(min=0), default=None,
+              help="SLURM GPUs per job (default: gpus_per_run of the spec).")
+@click.option("--slurm-account", default=None, help="SLURM account.")
+@click.option("--slurm-qos", default=None, help="SLURM quality of service.")
+@click.option("--slurm-arg", "slurm_args", multiple=True, metavar="KEY=VALUE",
+              help="Any other sbatch option, e.g. constraint=a100. Repeatable.")
 @click.option("--retry-failed", is_flag=True, help="Run failed runs again.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Tries of a run whose worker died (a run that raised is not retried).")
 @click.option("--runs-dir", type=click.Path(file_okay=False),
               help="Folder of run folders (checkpoints, logs); default STORE_runs/ beside the store.")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-def run_cmd(spec_path, store_path, workers, threads, executor, retry_failed, runs_dir, as_json):
+def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
+            slurm_partition, slurm_time, slurm_gpus_per_node, slurm_account, slurm_qos,
+            slurm_args, retry_failed, max_attempts, runs_dir, as_json):
     """Run every run of SPEC that is not done yet, recording each in the store.
 
     Safe to interrupt and to restart: finished runs are kept, interrupted runs resume from
-    their last checkpoint, and two `sweep run` processes on one store share the work.
+    their last checkpoint, and two `sweep run` processes on one store share the work. With
+    Ray or SLURM only this driver writes the store; a restarted driver takes back the jobs
+    that still run.
 
     \b
     Examples:
       moescale sweep run sweep.toml --store sweep.db
       moescale sweep run sweep.toml --store sweep.db --workers 2 --threads 1
+      moescale sweep run sweep.toml --store sweep.db --executor ray --address auto
+      moescale sweep run sweep.toml --store /shared/sweep.db --executor slurm \\
+        --slurm-partition gpu --slurm-time 120 --slurm-arg constraint=a100
       moescale sweep run sweep.toml --store sweep.db --retry-failed --json
     """
     import sys
 
     from moescale.sweeps.executors import make_executor
     from moescale.sweeps.runner import run_sweep
+    from moescale.sweeps.runner import runs_dir as default_runs_dir
     from moescale.sweeps.spec import SweepSpec
 
     spec = SweepSpec.load(spec_path)
-    ex = make_executor(executor, workers=workers, threads=threads,
-                       **{k: spec.resources[k] for k in ("cpus_per_run", "gpus_per_run")
-                          if k in spec.resources})
+    folder = Path(runs_dir) if runs_dir else default_runs_dir(store_path)
+    options = {"workers": workers, "threads": threads,
+               **{k: spec.resources[k] for k in ("cpus_per_run", "gpus_per_run")
+                  if k in spec.resources}}
+    if executor == "ray":
+        options |= {"address": address, "store_path": store_path}
+    elif executor == "slurm":
+        from moescale.sweeps.executors.slurm import parse_slurm_args
+
+        options |= {"folder": folder, "cluster": "local" if cluster == "local" else None,
+                    "partition": slurm_partition, "time_min": slurm_time,
+                    "account": slurm_account, "qos": slurm_qos,
+                    "gpus_per_node": slurm_gpus_per_node,
+                    "slurm_args": parse_slurm_args(slurm_args)}
+    ex = make_executor(executor, **options)
     if not as_json:
         click.echo(f"sweep {spec.name}: {ex.description}", err=True)
-    out = run_sweep(spec, store_path, ex, retry_failed=retry_failed, folder=runs_dir,
-                    progress=not as_json and sys.stderr.isatty())
+    out = run_sweep(spec, store_path, ex, retry_failed=retry_failed, folder=folder,
+                    max_attempts=max_attempts, progress=not as_json and sys.stderr.isatty())
     if as_json:
         echo_json(out)
         return

@@ -12,23 +12,42 @@ import numpy as np
 from moescale.errors import MoescaleError
 from moescale.sweeps.spec import RunSpec, SweepSpec
 
-# Fraction of this machine's measured fp32 matmul rate that training reaches, and the fixed
-# cost of one run (process start, torch import, data, evaluations). Measured with the
-# isoflop-mini example on a 2-core machine (benchmarks/RESULTS.md, sweep section).
-TRAINING_EFFICIENCY = 0.25
-SECONDS_PER_RUN = 6.0
+# Fixed cost of one run beyond its training steps: process start, torch import, data, the
+# first evaluation (measured on a 2-core machine: about 4 s; benchmarks/RESULTS.md).
+SECONDS_PER_RUN = 5.0
+EVALUATIONS_PER_RUN = 11  # the trainer's default: initial + 10 during training
 BPE_BYTES_PER_TOKEN = 3.5  # rough size of a BPE token of English text, for the repeat warning
+TIMED_STEPS = 4
 
 
-def matmul_flops_per_second(size: int = 256, threads: int = 1) -> float:
-    """fp32 FLOP/s of one ``size``-square matmul loop on this machine (numpy)."""
-    a = np.random.default_rng(0).standard_normal((size, size), dtype=np.float32)
-    b = a.copy()
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < 0.2:
-        a @ b
-        reps += 1
-    return 2 * size**3 * reps / (time.perf_counter() - t0)
+def measure_flops_per_second(run: RunSpec, threads: int = 1) -> float:
+    """Training FLOP/s of ``run``'s model on this machine: a few real optimizer steps of the
+    trainer (after one warm-up step) with ``threads`` CPU threads."""
+    import torch
+
+    from moescale.training.config import TrainConfig
+    from moescale.training.trainer import Trainer
+
+    before = torch.get_num_threads()
+    options = {k: v for k, v in run.train.items()
+               if k not in ("tokens", "eval_every", "checkpoint_every", "eval_tokens")}
+    try:
+        trainer = Trainer(run.arch(), TrainConfig(
+            **options, tokens=run.train["batch_tokens"] * (TIMED_STEPS + 1), threads=threads,
+            eval_tokens=run.arch().seq_len, convention=run.convention, seed=run.seed))
+        trainer._train_step()
+        t0 = time.perf_counter()
+        for _ in range(TIMED_STEPS):
+            trainer._train_step()
+        seconds = time.perf_counter() - t0
+    finally:
+        torch.set_num_threads(before)
+    return TIMED_STEPS * run.train["batch_tokens"] * run.flops_per_token / seconds
+
+
+def _run_seconds(run: RunSpec, rate: float) -> float:
+    evals = EVALUATIONS_PER_RUN * run.train.get("eval_tokens", 65536) * run.flops_per_token / 3
+    return (run.flops + evals) / rate + SECONDS_PER_RUN
 
 
 def corpus_train_tokens(train: dict[str, Any]) -> tuple[int | None, str]:
@@ -46,13 +65,20 @@ def corpus_train_tokens(train: dict[str, Any]) -> tuple[int | None, str]:
     return int(n_bytes / BPE_BYTES_PER_TOKEN * share), "estimated (BPE)"
 
 
-def sweep_plan(spec: SweepSpec, workers: int | None = None) -> dict[str, Any]:
-    """The ``sweep plan`` object: runs, total FLOPs, time estimate and warnings."""
+def sweep_plan(spec: SweepSpec, workers: int | None = None,
+               measure: bool = True) -> dict[str, Any]:
+    """The ``sweep plan`` object: runs, total FLOPs, time estimate and warnings.
+
+    The time estimate times a few real training steps of the smallest and the largest model
+    (one thread each, as the local executor runs them) and interpolates the FLOP rate in
+    log(FLOPs per token) for the others; ``measure=False`` skips it.
+    """
     from moescale.sweeps.executors.local import available_cpus
 
     runs = spec.expand()
-    workers = workers or max(available_cpus() // int(spec.resources.get("cpus_per_run", 1)), 1)
-    rate = matmul_flops_per_second() * TRAINING_EFFICIENCY
+    cpus = available_cpus()
+    workers = workers or max(cpus // int(spec.resources.get("cpus_per_run", 1)), 1)
+    threads = max(cpus // workers, 1)
     corpora: dict[tuple, tuple[int | None, str]] = {}
     rows, warnings = [], []
     for run in runs:
@@ -66,13 +92,29 @@ def sweep_plan(spec: SweepSpec, workers: int | None = None) -> dict[str, Any]:
             warnings.append(f"run {run.id} ({run.label()}) repeats its corpus: {run.tokens:,} "
                             f"tokens over {corpus:,} training tokens ({how}) = {epochs:.2f} epochs")
         rows.append(_row(run, epochs))
-    total = sum(r.flops for r in runs)
-    seconds = (total / rate + SECONDS_PER_RUN * len(runs)) / min(workers, max(len(runs), 1))
-    return {"name": spec.name, "runs": rows, "n_runs": len(runs), "total_flops": total,
-            "workers": workers, "estimated_seconds": math.ceil(seconds),
-            "estimate_basis": f"{rate / 1e9:.1f} GFLOP/s per worker = {TRAINING_EFFICIENCY:g} × "
-                              f"this machine's matmul rate, + {SECONDS_PER_RUN:g} s per run",
-            "warnings": warnings}
+    out = {"name": spec.name, "runs": rows, "n_runs": len(runs),
+           "total_flops": sum(r.flops for r in runs), "workers": workers,
+           "threads_per_run": threads, "estimated_seconds": None,
+           "estimate_basis": "not measured", "warnings": warnings}
+    if measure and runs:
+        out |= _estimate(runs, workers, threads)
+    return out
+
+
+def _estimate(runs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]:
+    ends = [min(runs, key=lambda r: r.flops_per_token), max(runs, key=lambda r: r.flops_per_token)]
+    rates = {r.flops_per_token: measure_flops_per_second(r, threads) for r in ends}
+    x = np.log(sorted(rates))
+    y = np.log([rates[k] for k in sorted(rates)])
+
+    def rate(run: RunSpec) -> float:
+        return float(np.exp(np.interp(np.log(run.flops_per_token), x, y)))
+
+    seconds = sum(_run_seconds(r, rate(r)) for r in runs) / min(workers, len(runs))
+    return {"estimated_seconds": math.ceil(seconds),
+            "estimate_basis": "measured " + ", ".join(
+                f"{v / 1e9:.2f} GFLOP/s at {k:.3g} FLOPs/token" for k, v in sorted(rates.items()))
+            + f" ({threads} thread(s) per run), + {SECONDS_PER_RUN:g} s per run"}
 
 
 def _row(run: RunSpec, epochs: float | None) -> dict[str, Any]:

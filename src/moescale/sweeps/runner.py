@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from moescale.sweeps import worker
-from moescale.sweeps.executors import Executor, Outcome
+from moescale.sweeps.executors import Executor, Outcome, folder_outcome
 from moescale.sweeps.spec import RunSpec, SweepSpec
 from moescale.sweeps.store import Claim, SweepStore
 
 LEASE_SECONDS = 60.0  # a driver silent this long is presumed dead
 POLL_SECONDS = 0.5
+MAX_ATTEMPTS = 3  # a run whose worker died (not one that raised) is tried this often
 
 
 def runs_dir(store_path: str | Path) -> Path:
@@ -39,6 +40,8 @@ class SweepRun:
     counts: dict[str, int]
     finished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    retried: dict[str, str] = field(default_factory=dict)
+    reattached: list[str] = field(default_factory=list)
     lost_claims: list[str] = field(default_factory=list)
     seconds: float = 0.0
     flops: float = 0.0
@@ -67,78 +70,128 @@ class _Heartbeat(threading.Thread):
 
 def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
               retry_failed: bool = False, lease_s: float = LEASE_SECONDS,
-              folder: str | Path | None = None, progress: bool = False) -> SweepRun:
+              max_attempts: int = MAX_ATTEMPTS, folder: str | Path | None = None,
+              progress: bool = False) -> SweepRun:
     """Run every run of ``spec`` not yet done in the store; return what happened."""
     runs = spec.expand()
     ids = {r.id for r in runs}
-    folder = Path(folder) if folder else runs_dir(store_path)
     store = SweepStore(store_path)
     store.add_runs(runs)
     if retry_failed:
         store.retry_failed(ids)
-    claims: dict[str, Claim] = {}
-    lock = threading.Lock()
-    beat = _Heartbeat(store.path, claims, lock, lease_s)
+    loop = _Loop(store, executor, ids, Path(folder) if folder else runs_dir(store_path),
+                 lease_s, max_attempts)
+    loop.out.runs = len(runs)
+    beat = _Heartbeat(store.path, loop.claims, loop.lock, lease_s)
     beat.start()
-    out = SweepRun(store=str(store.path), executor=executor.description, runs=len(runs),
-                   counts={})
-    t0 = time.perf_counter()
     display = _Display(store, runs, ids, executor.description) if progress else None
+    t0 = time.perf_counter()
     try:
         with display or _nothing():
-            while True:
-                for outcome in executor.poll():
-                    with lock:
-                        claim = claims.pop(outcome.run_id)
-                    _record(store, claim, outcome, folder, out)
-                _fill(store, executor, claims, lock, ids, folder, lease_s)
-                if not claims:
-                    break
-                if display:
-                    display.update()
-                time.sleep(POLL_SECONDS)
+            loop.run(display)
+        executor.close()
     except BaseException:
         executor.shutdown()
-        with lock:
-            for claim in claims.values():
+        with loop.lock:
+            for claim in loop.claims.values():
                 store.release(claim.run.id, claim.token, "interrupted")
         raise
     finally:
         beat.stopped.set()
-    out.counts, out.seconds = store.counts(ids), time.perf_counter() - t0
+    loop.out.counts, loop.out.seconds = store.counts(ids), time.perf_counter() - t0
     store.close()
-    return out
+    return loop.out
 
 
-def _fill(store: SweepStore, executor: Executor, claims: dict, lock: threading.Lock,
-          ids: set[str], folder: Path, lease_s: float) -> None:
-    """Claim and submit runs until the executor is full or nothing is pending."""
-    while len(executor.running()) < executor.capacity:
-        claim = store.claim(ids, lease_s)
-        if claim is None:
+class _Loop:
+    """One driver's loop: reconcile orphans, claim and submit, record outcomes."""
+
+    def __init__(self, store: SweepStore, executor: Executor, ids: set[str], folder: Path,
+                 lease_s: float, max_attempts: int) -> None:
+        self.store, self.executor, self.ids, self.folder = store, executor, ids, folder
+        self.lease_s, self.max_attempts = lease_s, max_attempts
+        self.claims: dict[str, Claim] = {}
+        self.lock = threading.Lock()
+        self.out = SweepRun(store=str(store.path), executor=executor.description, runs=0,
+                            counts={})
+
+    def run(self, display) -> None:
+        last_reconcile = -float("inf")
+        while True:
+            if time.monotonic() - last_reconcile > self.lease_s / 2:
+                self.reconcile()
+                last_reconcile = time.monotonic()
+            for outcome in self.executor.poll():
+                with self.lock:
+                    claim = self.claims.pop(outcome.run_id)
+                self.record(claim, outcome)
+            self.fill()
+            if not self.claims:
+                return
+            if display:
+                display.update()
+            time.sleep(POLL_SECONDS)
+
+    def fill(self) -> None:
+        """Claim runs until the executor is full or nothing is pending, then submit them
+        (as one batch — a job array — where the executor supports it)."""
+        batch: list[tuple[Claim, Path]] = []
+        while len(self.executor.running()) + len(batch) < self.executor.capacity:
+            claim = self.store.claim(self.ids, self.lease_s)
+            if claim is None:
+                break
+            run_dir = self.folder / claim.run.id
+            self.store.set_run_dir(claim.run.id, claim.token, str(run_dir))
+            with self.lock:
+                self.claims[claim.run.id] = claim
+            batch.append((claim, run_dir))
+        if not batch:
             return
-        run_dir = folder / claim.run.id
-        store.set_run_dir(claim.run.id, claim.token, str(run_dir))
-        with lock:
-            claims[claim.run.id] = claim
-        executor.submit(claim.run, run_dir)
+        items = [(c.run, d) for c, d in batch]
+        submit_batch = getattr(self.executor, "submit_batch", None)
+        job_ids = (submit_batch(items) if submit_batch
+                   else [self.executor.submit(run, d) for run, d in items])
+        for (claim, _), job_id in zip(batch, job_ids, strict=True):
+            self.store.set_job(claim.run.id, claim.token, job_id)
 
+    def reconcile(self) -> None:
+        """Runs a dead driver left running: ingest what finished, take back what still runs
+        (Ray actors, SLURM jobs), give the rest back to be run again."""
+        for row in self.store.orphans(self.ids):
+            claim = self.store.adopt(row["id"], row["token"], self.lease_s)
+            if claim is None:
+                continue
+            run_dir = Path(row["run_dir"] or self.folder / row["id"])
+            outcome = folder_outcome(row["id"], run_dir)
+            if outcome is None and self.executor.reattach(claim.run, run_dir, row["job_id"]):
+                with self.lock:
+                    self.claims[claim.run.id] = claim
+                self.out.reattached.append(row["id"])
+            elif outcome is not None:
+                self.record(claim, outcome)
+            else:
+                self.store.release(row["id"], claim.token, "lost",
+                                   f"its driver died and job {row['job_id']} is gone")
 
-def _record(store: SweepStore, claim: Claim, outcome: Outcome, folder: Path,
-            out: SweepRun) -> None:
-    run_id = claim.run.id
-    if outcome.status == "done":
-        ok = store.finish(run_id, claim.token, outcome.result,
-                          worker.read_curve(folder / run_id))
-        if ok:
-            out.finished.append(run_id)
-            out.flops += claim.run.flops
-    else:
-        ok = store.fail(run_id, claim.token, outcome.error or "unknown failure")
-        if ok:
-            out.failed[run_id] = outcome.error
-    if not ok:
-        out.lost_claims.append(run_id)
+    def record(self, claim: Claim, outcome: Outcome) -> None:
+        run_id, out = claim.run.id, self.out
+        if outcome.status == "done":
+            curve = outcome.curve if outcome.curve is not None else worker.read_curve(
+                self.folder / run_id)
+            ok = self.store.finish(run_id, claim.token, outcome.result, curve)
+            if ok:
+                out.finished.append(run_id)
+                out.flops += claim.run.flops
+        elif outcome.retryable and claim.attempt < self.max_attempts:
+            ok = self.store.release(run_id, claim.token, "retry", outcome.error)
+            if ok:
+                out.retried[run_id] = outcome.error
+        else:
+            ok = self.store.fail(run_id, claim.token, outcome.error or "unknown failure")
+            if ok:
+                out.failed[run_id] = outcome.error
+        if not ok:
+            out.lost_claims.append(run_id)
 
 
 class _nothing:

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL,
     finished REAL,
     run_dir TEXT,
+    job_id TEXT,
     result TEXT,
     error TEXT,
     history TEXT NOT NULL DEFAULT '[]'
@@ -112,6 +113,9 @@ class SweepStore:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")
             self.db.executescript(_SCHEMA)
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+            if "job_id" not in columns:  # stores written before remote executors
+                self.db.execute("ALTER TABLE runs ADD COLUMN job_id TEXT")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                             (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
@@ -174,20 +178,51 @@ class SweepStore:
             return Claim(RunSpec.from_dict(json.loads(row["spec"])), token, attempt)
         return self._write(take)
 
-    def _release_dead(self) -> int:
-        """Running runs whose lease expired or whose driver on this host is gone → pending."""
+    def _orphans(self) -> list[sqlite3.Row]:
+        """Running runs whose driver is gone: lease expired, or its process on this host dead."""
         now, host = time.time(), this_host()
-        lost = [r for r in self.db.execute(
-            "SELECT id, host, pid, lease_until, attempts, history FROM runs "
-            "WHERE status = 'running'")
-            if r["lease_until"] < now or (r["host"] == host and not _pid_alive(r["pid"]))]
+        return [r for r in self.db.execute("SELECT * FROM runs WHERE status = 'running'")
+                if r["lease_until"] < now or (r["host"] == host and not _pid_alive(r["pid"]))]
+
+    def _release_dead(self) -> int:
+        """Orphaned runs that never reached an executor (no job id) → pending. Orphans with a
+        job id are the runner's to reconcile (:meth:`orphans`, :meth:`adopt`)."""
+        lost = [r for r in self._orphans() if r["job_id"] is None]
+        now = time.time()
         for r in lost:
             history = json.loads(r["history"]) + [
                 {"attempt": r["attempts"], "outcome": "lost", "host": r["host"],
                  "pid": r["pid"], "time": now}]
-            self.db.execute("UPDATE runs SET status = 'pending', token = NULL, history = ? "
-                            "WHERE id = ?", (json.dumps(history), r["id"]))
+            self.db.execute("UPDATE runs SET status = 'pending', token = NULL, job_id = NULL, "
+                            "history = ? WHERE id = ?", (json.dumps(history), r["id"]))
         return len(lost)
+
+    def orphans(self, ids: set[str] | None = None) -> list[dict[str, Any]]:
+        """Orphaned runs that reached an executor (they have a job id), of ``ids`` if given."""
+        return [dict(r) for r in self._orphans()
+                if r["job_id"] is not None and (ids is None or r["id"] in ids)]
+
+    def adopt(self, run_id: str, old_token: str, lease_s: float = 60.0,
+              pid: int | None = None, host: str | None = None) -> Claim | None:
+        """Take over an orphaned run (same attempt, new token); None if another driver did."""
+        pid, host = pid or os.getpid(), host or this_host()
+
+        def take():
+            row = self.db.execute("SELECT spec, attempts FROM runs WHERE id = ? AND token = ? "
+                                  "AND status = 'running'", (run_id, old_token)).fetchone()
+            if row is None:
+                return None
+            token, now = uuid.uuid4().hex, time.time()
+            self.db.execute("UPDATE runs SET token = ?, host = ?, pid = ?, heartbeat = ?, "
+                            "lease_until = ? WHERE id = ?",
+                            (token, host, pid, now, now + lease_s, run_id))
+            return Claim(RunSpec.from_dict(json.loads(row["spec"])), token, row["attempts"])
+        return self._write(take)
+
+    def set_job(self, run_id: str, token: str, job_id: str | None) -> None:
+        """Record the executor's id of the job running this attempt."""
+        self._write(lambda: self.db.execute(
+            "UPDATE runs SET job_id = ? WHERE id = ? AND token = ?", (job_id, run_id, token)))
 
     def heartbeat(self, claims: Iterable[tuple[str, str]], lease_s: float = 60.0) -> None:
         """Renew the leases of ``(run id, token)`` pairs still held."""
@@ -196,9 +231,10 @@ class SweepStore:
             "UPDATE runs SET heartbeat = ?, lease_until = ? WHERE id = ? AND token = ? "
             "AND status = 'running'", [(now, now + lease_s, i, t) for i, t in claims]))
 
-    def release(self, run_id: str, token: str, reason: str = "interrupted") -> bool:
-        """Give a claimed run back (pending again, attempt kept in history)."""
-        return self._settle(run_id, token, "pending", None, None, reason)
+    def release(self, run_id: str, token: str, reason: str = "interrupted",
+                error: str | None = None) -> bool:
+        """Give a claimed run back (pending again; the attempt and ``error`` go to history)."""
+        return self._settle(run_id, token, "pending", None, None, reason, note=error)
 
     # ----- outcomes ----------------------------------------------------------------------------
     def finish(self, run_id: str, token: str, result: dict[str, Any],
@@ -210,7 +246,8 @@ class SweepStore:
         """Record a failed run with its reason; False if the claim was lost meanwhile."""
         return self._settle(run_id, token, "failed", None, error, "failed")
 
-    def _settle(self, run_id, token, status, result, error, outcome, curve=()) -> bool:
+    def _settle(self, run_id, token, status, result, error, outcome, curve=(),
+                note: str | None = None) -> bool:
         def settle():
             row = self.db.execute("SELECT attempts, host, pid, history FROM runs WHERE id = ? "
                                   "AND token = ? AND status = 'running'",
@@ -220,9 +257,10 @@ class SweepStore:
             now = time.time()
             history = json.loads(row["history"]) + [
                 {"attempt": row["attempts"], "outcome": outcome, "host": row["host"],
-                 "pid": row["pid"], "time": now} | ({"error": error} if error else {})]
+                 "pid": row["pid"], "time": now} | ({"error": error or note}
+                                                     if error or note else {})]
             self.db.execute(
-                "UPDATE runs SET status = ?, token = NULL, result = ?, error = ?, "
+                "UPDATE runs SET status = ?, token = NULL, job_id = NULL, result = ?, error = ?, "
                 "finished = CASE WHEN ? = 'pending' THEN NULL ELSE ? END, "
                 "history = ? WHERE id = ?",
                 (status, json.dumps(result) if result is not None else None, error, status, now,
@@ -270,6 +308,15 @@ class SweepStore:
                   c.get("eval_loss")) for c in curve])
             return True
         return self._write(add)
+
+    def meta(self, key: str, value: str | None = None) -> str | None:
+        """Read (``value=None``) or write a small setting kept with the sweep."""
+        if value is not None:
+            self._write(lambda: self.db.execute(
+                "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value)))
+            return value
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row["value"] if row else None
 
     # ----- reading -----------------------------------------------------------------------------
     def rows(self, ids: set[str] | None = None) -> list[dict[str, Any]]:

@@ -1,30 +1,44 @@
 """Where sweep runs execute. Every engine is one class with the :class:`Executor` interface;
 the driver (:mod:`moescale.sweeps.runner`) is the same for all of them.
 
-An executor starts runs (:meth:`Executor.submit`), reports the ones that ended
-(:meth:`Executor.poll`) and stops the rest (:meth:`Executor.shutdown`). It never writes the
-store: a run's worker writes ``result.json`` / ``error.json`` into its folder and the driver
-records the outcome.
+An executor starts a run (:meth:`Executor.submit`, returning the engine's job id, which the
+store keeps), reports the runs that ended (:meth:`Executor.poll`), takes back a run that a
+dead driver left running (:meth:`Executor.reattach`) and stops its runs
+(:meth:`Executor.shutdown`). It never writes the store: a run's worker writes ``result.json``
+or ``error.json`` into the run's folder and returns it; the driver records the outcome.
+
+Engines: ``local`` (processes on this machine), ``ray`` (a Ray cluster, or a local Ray
+instance started for the sweep), ``slurm`` (submitit jobs; ``--cluster local`` runs the same
+jobs through submitit's local executor).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from moescale.errors import MoescaleError
+from moescale.sweeps import worker
 from moescale.sweeps.spec import RunSpec
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one submitted run ended: ``done`` with its result, or ``failed`` with a reason."""
+    """How one submitted run ended: ``done`` with its result, or ``failed`` with a reason.
+
+    ``retryable`` marks failures of the machinery (a killed worker, a lost node), which the
+    driver retries up to its attempt limit; a run that raised or diverged is not retried.
+    ``curve`` is sent back by engines whose workers may not share the driver's file system.
+    """
 
     run_id: str
     status: str  # "done" or "failed"
     result: dict[str, Any] | None = None
     error: str | None = None
+    retryable: bool = False
+    curve: list[dict[str, Any]] | None = None
 
 
 class Executor(Protocol):
@@ -33,24 +47,58 @@ class Executor(Protocol):
     name: str
     capacity: int  # runs in flight at once
     threads: int | None  # CPU threads per run
-    description: str  # one line for people: "2 workers × 1 thread"
+    description: str  # one line for people: "2 local workers × 1 thread"
 
-    def submit(self, run: RunSpec, run_dir: Path) -> None: ...
+    def submit(self, run: RunSpec, run_dir: Path) -> str | None: ...
 
     def poll(self) -> list[Outcome]: ...
 
+    def reattach(self, run: RunSpec, run_dir: Path, job_id: str) -> bool: ...
+
     def running(self) -> set[str]: ...
 
-    def shutdown(self) -> None: ...
+    def shutdown(self) -> None: ...  # stop every run in flight (interrupt), then close
+
+    def close(self) -> None: ...  # the sweep ended: release the engine
 
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "ray", "slurm")
+EXTRAS = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
 
 
 def make_executor(name: str, **options: Any) -> Executor:
-    """The executor called ``name`` (``local``)."""
+    """The executor called ``name``; a missing optional engine is one clear error."""
+    if name not in EXECUTORS:
+        raise MoescaleError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    if name in EXTRAS:
+        module, extra = EXTRAS[name]
+        try:
+            __import__(module)
+        except ImportError:
+            raise MoescaleError(f"--executor {name} needs {module}: pip install "
+                                f"'moescale[{extra}]'") from None
     if name == "local":
         from moescale.sweeps.executors.local import LocalExecutor
 
         return LocalExecutor(**options)
-    raise MoescaleError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    if name == "ray":
+        from moescale.sweeps.executors.ray_cluster import RayExecutor
+
+        return RayExecutor(**options)
+    from moescale.sweeps.executors.slurm import SlurmExecutor
+
+    return SlurmExecutor(**options)
+
+
+def folder_outcome(run_id: str, run_dir: Path, with_curve: bool = False) -> Outcome | None:
+    """The outcome a worker left in its folder (``result.json`` / ``error.json``), if any."""
+    result, error = run_dir / worker.RESULT_FILE, run_dir / worker.ERROR_FILE
+    curve = worker.read_curve(run_dir) if with_curve else None
+    try:
+        if result.is_file():
+            return Outcome(run_id, "done", result=json.loads(result.read_text()), curve=curve)
+        if error.is_file():
+            return Outcome(run_id, "failed", error=json.loads(error.read_text())["error"])
+    except (json.JSONDecodeError, KeyError, OSError):
+        return None
+    return None

@@ -7,17 +7,17 @@ worker slot owns one GPU through ``CUDA_VISIBLE_DEVICES``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
-from moescale.sweeps.executors import Outcome
+from moescale.sweeps.executors import Outcome, folder_outcome
 from moescale.sweeps.spec import RunSpec
 
 
@@ -75,14 +75,19 @@ class LocalExecutor:
                             f"{self.threads} thread{'s' * (self.threads > 1)}{where}")
         self._procs: dict[str, tuple[subprocess.Popen, Path, int]] = {}
 
-    def submit(self, run: RunSpec, run_dir: Path) -> None:
+    def submit(self, run: RunSpec, run_dir: Path) -> str:
         slot = self._free_slot()
         env = os.environ | dict.fromkeys(worker.THREAD_VARS, str(self.threads))
         device = "-"
         if self.gpu_slots:
             env["CUDA_VISIBLE_DEVICES"], device = ",".join(self.gpu_slots[slot]), "cuda"
-        self._procs[run.id] = (start_worker(run, run_dir, self.threads, device, env), run_dir,
-                               slot)
+        proc = start_worker(run, run_dir, self.threads, device, env)
+        self._procs[run.id] = (proc, run_dir, slot)
+        return f"local:{socket.gethostname()}:{proc.pid}"
+
+    def reattach(self, run: RunSpec, run_dir: Path, job_id: str) -> bool:
+        """Local workers die with their driver (PR_SET_PDEATHSIG): nothing to take back."""
+        return False
 
     def _free_slot(self) -> int:
         used = {slot for _, _, slot in self._procs.values()}
@@ -97,7 +102,7 @@ class LocalExecutor:
             if proc.poll() is None:
                 continue
             del self._procs[run_id]
-            ended.append(read_outcome(run_id, run_dir, proc.returncode))
+            ended.append(exit_outcome(run_id, run_dir, proc.returncode))
         return ended
 
     def shutdown(self) -> None:
@@ -110,6 +115,9 @@ class LocalExecutor:
                 proc.kill()
                 proc.wait()
         self._procs.clear()
+
+    def close(self) -> None:
+        pass
 
 
 def start_worker(run: RunSpec, run_dir: Path, threads: int | None, device: str,
@@ -125,14 +133,9 @@ def start_worker(run: RunSpec, run_dir: Path, threads: int | None, device: str,
             stdin=subprocess.DEVNULL, env=env)
 
 
-def read_outcome(run_id: str, run_dir: Path, exitcode: int | None) -> Outcome:
-    """The outcome a worker left in its folder (result.json / error.json), or its exit status."""
-    result, error = run_dir / worker.RESULT_FILE, run_dir / worker.ERROR_FILE
-    if exitcode == 0 and result.is_file():
-        return Outcome(run_id, "done", result=json.loads(result.read_text()))
-    if error.is_file():
-        try:
-            return Outcome(run_id, "failed", error=json.loads(error.read_text())["error"])
-        except (json.JSONDecodeError, KeyError):
-            pass
-    return Outcome(run_id, "failed", error=exit_reason(exitcode))
+def exit_outcome(run_id: str, run_dir: Path, exitcode: int | None) -> Outcome:
+    """The outcome a worker left in its folder, or a retryable failure saying how it died."""
+    found = folder_outcome(run_id, run_dir)
+    if found is not None and (exitcode == 0 or found.status == "failed"):
+        return found
+    return Outcome(run_id, "failed", error=exit_reason(exitcode), retryable=True)
