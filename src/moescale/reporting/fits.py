@@ -208,7 +208,8 @@ def fit_params(fit):
               _num(r["se"]), r["kind"]] for r in rows]
     frac = min(table_h / axes_h, 1.0)
     table = ax.table(cellText=cells, colLabels=["parameter", "value", level, "SE", ""],
-                     cellLoc="right", colLoc="right", bbox=[0, 1 - frac, 1, frac])
+                     cellLoc="right", colLoc="right", bbox=[0, 1 - frac, 1, frac],
+                     colWidths=[0.2, 0.16, 0.36, 0.14, 0.14])
     table.auto_set_font_size(False)
     table.set_fontsize(9)
     for (r, _c), cell in table.get_celld().items():
