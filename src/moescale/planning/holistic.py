@@ -305,7 +305,7 @@ def _ratio_grid(x_target: float, y_target: float, s: HolisticSettings, scale: fl
         disc = np.sqrt((2 * kappa * u_t + t) ** 2 - 4 * kappa**2 * u_t**2)
         lo, hi = ((2 * kappa * u_t + t) - disc) / (2 * kappa), ((2 * kappa * u_t + t) + disc) / (2 * kappa)
         xs = 6.0 + np.unique(np.concatenate([
-            np.geomspace(max(lo, 1e-3), hi, 2 * s.ratio_steps + 1), [u_t]]))
+            np.geomspace(max(lo, 1e-3), hi, s.ratio_steps + 4), [u_t]]))
         ys = np.unique(np.concatenate([
             np.linspace(max(1.25, y_target - 5), min(y_hi, y_target + 5), s.ratio_steps),
             np.geomspace(min(1.25, y_target), max(y_hi, 1.3), s.ratio_steps),
