@@ -142,9 +142,9 @@ def _bootstrap_ci(u, loss, coeffs, n: int, rng, level: float):
     V = np.vander(u, 3)
     sol = np.linalg.lstsq(V, ys.T, rcond=None)[0]  # (3, n)
     a, b = sol[0], sol[1]
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # ±inf: no interior minimum
         vert = np.where(a > 0, -b / (2 * a), np.where(b > 0, -np.inf, np.inf))
-    lo, hi = np.quantile(vert, [(1 - level) / 2, (1 + level) / 2])
+        lo, hi = np.quantile(vert, [(1 - level) / 2, (1 + level) / 2])
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return None
     return float(lo), float(hi)
