@@ -95,7 +95,7 @@ def _fixed_fit_space(law: Law, fixed: Mapping[str, float] | None) -> dict[str, f
     """Fit-space values of the parameters held fixed (natural units in ``fixed``), each
     checked against the law's parameter domain (``--fix alpha=-5`` is an error)."""
     fixed = {k: law.check_param(k, v, "fixed parameter") for k, v in dict(fixed or {}).items()}
-    with np.errstate(divide="ignore"):  # a zero_params value (Krajewski's g = 0) is ln 0
+    with np.errstate(divide="ignore"):  # a log-space parameter fixed at 0 is ln 0 = -inf
         theta = law.to_fit_space({**{k: 1.0 for k in law.params}, **fixed})
     return {k: theta[k] for k in fixed}
 
@@ -211,8 +211,17 @@ def _score(law: Law, params: Mapping[str, float], v: dict, y: np.ndarray,
     return metrics(y[rows], law.predict(params, {k: a[rows] for k, a in v.items()}))
 
 
-def _derived(law: Law, params: Mapping[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in law.derived(params).items()} if law.derived else {}
+def _derived(law: Law, params: Mapping[str, float],
+             keys: Sequence[str] = ()) -> dict[str, float]:
+    """The law's derived quantities; NaN where a degenerate refit makes them undefined (a
+    scale that underflowed to 0 in a ratio), rather than an exception or a warning."""
+    if not law.derived:
+        return {}
+    try:
+        with np.errstate(all="ignore"):
+            return {k: float(v) for k, v in law.derived(params).items()}
+    except (ZeroDivisionError, OverflowError, FloatingPointError, ValueError):
+        return dict.fromkeys(keys, float("nan"))
 
 
 def _bootstrap(result: FitResult, law: Law, v: dict, y: np.ndarray, w: np.ndarray | None,
@@ -234,8 +243,13 @@ def _bootstrap(result: FitResult, law: Law, v: dict, y: np.ndarray, w: np.ndarra
     boots = [{k: float(a[i, 0]) for k, a in problem.params(theta).items()} for i in range(n)]
     result.bootstrap_params = boots
     q = (1 - level) / 2
-    rows = [{**b, **_derived(law, b)} for b in boots]
-    table = {k: np.array([r[k] for r in rows]) for k in (*law.params, *result.derived)}
+    rows = [{**b, **_derived(law, b, list(result.derived))} for b in boots]
+    table = {k: np.array([r.get(k, np.nan) for r in rows])
+             for k in (*law.params, *result.derived)}
+    finite = {k: a[np.isfinite(a)] for k, a in table.items()}  # undefined refits left out
     result.ci = {k: [float(np.quantile(a, q)), float(np.quantile(a, 1 - q))]
-                 for k, a in table.items()}
-    result.se = {k: float(np.std(a, ddof=1)) for k, a in table.items()}
+                 if a.size else [float("nan")] * 2 for k, a in finite.items()}
+    # one refit has no spread: its standard error is unknown (NaN, saved as null)
+    with np.errstate(over="ignore"):  # a spread beyond the float range is inf (saved as null)
+        result.se = {k: float(np.std(a, ddof=1)) if a.size > 1 else float("nan")
+                     for k, a in finite.items()}

@@ -136,9 +136,6 @@ class Law:
     # variables that must hold: ``(a, "<=" or "<", b)``, e.g. ``("N_a", "<=", "N")``.
     domains: dict[str, Domain] = field(default_factory=dict)
     relations: tuple[tuple[str, str, str], ...] = ()
-    # Log-space parameters that may also be exactly 0 (a term switched off, e.g. Krajewski's
-    # dense preset g = 0); every other log-space parameter must be positive.
-    zero_params: tuple[str, ...] = ()
 
     def predict(self, params: Mapping[str, float] | str,
                 variables: Mapping[str, float | np.ndarray], *, strict: bool = False) -> np.ndarray:
@@ -198,13 +195,13 @@ class Law:
 
     def param_domain(self, name: str) -> tuple[float, float, bool]:
         """``(low, high, low_open)`` of parameter ``name`` in natural units: its fit bounds
-        (exponentiated for log-space parameters), else positive for log-space parameters
-        (or ≥ 0 for :attr:`zero_params`), else any finite number."""
+        (exponentiated for log-space parameters), else ≥ 0 for log-space parameters (0 switches
+        a term off, as Krajewski's dense preset g = 0 or a fit whose scale underflowed), else
+        any finite number."""
         lo, hi = self.bounds.get(name, (-math.inf, math.inf))
         if name in self.log_params:
             lo = math.exp(lo) if lo > -math.inf else 0.0
             hi = math.exp(hi) if hi < math.inf else math.inf
-            return lo, hi, lo == 0.0 and name not in self.zero_params
         return lo, hi, False
 
     def check_params(self, params: Mapping[str, object], what: str = "parameter") -> dict[str, float]:

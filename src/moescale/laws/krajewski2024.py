@@ -74,5 +74,4 @@ LAW = Law(
     grad_log_loss=_grad_log_loss, linear=_linear,
     # G is the granularity d_ff/d_expert here (a ratio, not a count of experts).
     domains={"G": Domain("granularity (d_ff/d_expert)", sane=(1e-3, 1e4))},
-    zero_params=("g",),
 )

@@ -26,7 +26,9 @@ def loss(N, N_a, D, G, S, p: dict[str, float] = TABLE2):
 
 def optimal_G_S(p: dict[str, float] = TABLE2) -> tuple[float, float]:
     """``G* = sqrt(f/e)``, ``S* = −n/(2m)``: independent of N, D and N_a (separable factor)."""
-    return float(np.sqrt(p["f"] / p["e"])), float(-p["n"] / (2 * p["m"]))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a refit with e or m = 0: inf
+        return (float(np.sqrt(np.float64(p["f"]) / p["e"])),
+                float(-np.float64(p["n"]) / (2 * p["m"])))
 
 
 def optimal_activation_ratio(N: float, p: dict[str, float] = TABLE2) -> float:
