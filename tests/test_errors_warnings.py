@@ -19,7 +19,7 @@ def _write_runs(folder) -> None:
     d = np.geomspace(5e9, 5e11, 40)[rng.permutation(40)]
     loss = (1.82 + 482 / n**0.348 + 2085 / d**0.366) * np.exp(rng.normal(0, 0.01, 40))
     lines = ["Model Size,Training FLOP,loss"]
-    lines += [f"{float(a)!r},{float(6 * a * b)!r},{float(c)!r}" for a, b, c in zip(n, d, loss)]
+    lines += [f"{float(a)!r},{float(6 * a * b)!r},{float(c)!r}" for a, b, c in zip(n, d, loss, strict=True)]
     (folder / "runs.csv").write_text("\n".join(lines) + "\n")
     rows = ["step,k,dense_parameter_count,num_experts,loss_validation"]
     for size in np.geomspace(1.5e7, 1.3e9, 6):
