@@ -1,0 +1,189 @@
+"""Executors beyond one process pool: the same sweep gives the same losses under local, Ray
+(a local instance, 2 CPUs) and SLURM through submitit's local executor; a driver killed with
+SIGKILL under Ray or SLURM loses nothing; a dead worker is retried; missing extras are one
+clear error."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import run_cli
+from sweep_helpers import micro_spec, moescale_cmd
+
+pytest.importorskip("torch")
+
+from moescale.errors import MoescaleError  # noqa: E402
+from moescale.sweeps.executors import make_executor  # noqa: E402
+from moescale.sweeps.executors.local import LocalExecutor  # noqa: E402
+from moescale.sweeps.runner import run_sweep  # noqa: E402
+from moescale.sweeps.spec import SweepSpec  # noqa: E402
+from moescale.sweeps.store import SweepStore  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path_factory.getbasetemp() / "token-cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def losses(db) -> dict[str, float]:
+    with SweepStore(db) as s:
+        return {r["id"]: r["result"]["eval_loss"] for r in s.rows() if r["status"] == "done"}
+
+
+def test_same_losses_under_local_ray_and_slurm(tmp_path):
+    pytest.importorskip("ray")
+    pytest.importorskip("submitit")
+    spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16, 24]"))
+    results = {}
+    for name, options in (("local", {"workers": 2}),
+                          ("slurm", {"cluster": "local", "folder": tmp_path / "slurm_runs"}),
+                          ("ray", {"local_cpus": 2, "store_path": tmp_path / "ray.db"})):
+        ex = make_executor(name, threads=1, **options)
+        out = run_sweep(spec, tmp_path / f"{name}.db", ex, folder=tmp_path / f"{name}_runs")
+        assert out.counts["done"] == 2, (name, out.failed)
+        results[name] = losses(tmp_path / f"{name}.db")
+    assert results["local"].keys() == results["ray"].keys() == results["slurm"].keys()
+    for run_id, loss in results["local"].items():
+        assert results["ray"][run_id] == pytest.approx(loss, abs=1e-6)
+        assert results["slurm"][run_id] == pytest.approx(loss, abs=1e-6)
+
+
+def _kill_driver_mid_sweep(tmp_path, executor_args: list[str]):
+    """Start a driver, SIGKILL it once one run is done and another is in flight."""
+    spec_path = micro_spec(tmp_path, grid="hidden_size = [16, 24, 32]", budgets="[1.2e9]")
+    db = tmp_path / "s.db"
+    proc = subprocess.Popen(moescale_cmd("sweep", "run", str(spec_path), "--store", str(db),
+                                         "--threads", "1", "--json", *executor_args),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        if db.exists():
+            with SweepStore(db) as s:
+                status = [(r["status"], r["job_id"]) for r in s.rows()]
+            if any(st == "done" for st, _ in status) and any(
+                    st == "running" and job for st, job in status):
+                break
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        raise AssertionError("no run finished while another ran")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with SweepStore(db) as s:
+        before = {r["id"]: r for r in s.rows()}
+    return spec_path, db, before
+
+
+def _check_restart(db, before, out):
+    assert out.counts["done"] == 3 and out.counts["failed"] == 0
+    with SweepStore(db) as s:
+        after = {r["id"]: r for r in s.rows()}
+    for run_id, row in before.items():
+        if row["status"] == "done":  # finished results intact
+            assert after[run_id]["result"] == row["result"]
+            assert after[run_id]["finished"] == row["finished"]
+    for row in after.values():  # every run finished exactly once
+        assert [h["outcome"] for h in row["history"]].count("done") == 1
+
+
+def test_driver_killed_under_slurm_local_reattaches(tmp_path):
+    pytest.importorskip("submitit")
+    spec_path, db, before = _kill_driver_mid_sweep(
+        tmp_path, ["--executor", "slurm", "--cluster", "local"])
+    spec = SweepSpec.load(spec_path)
+    ex = make_executor("slurm", cluster="local", folder=tmp_path / "s_runs", threads=1)
+    out = run_sweep(spec, db, ex)
+    _check_restart(db, before, out)
+    in_flight = [i for i, r in before.items() if r["status"] == "running"]
+    # submitit jobs outlive their driver: the new driver takes them back (or ingests them)
+    with SweepStore(db) as s:
+        attempts = {r["id"]: r["attempts"] for r in s.rows()}
+    assert all(attempts[i] == 1 for i in in_flight)
+
+
+def test_driver_killed_under_ray_resubmits(tmp_path):
+    pytest.importorskip("ray")
+    spec_path, db, before = _kill_driver_mid_sweep(tmp_path, ["--executor", "ray"])
+    spec = SweepSpec.load(spec_path)
+    ex = make_executor("ray", threads=1, local_cpus=2, store_path=db)
+    out = run_sweep(spec, db, ex)
+    _check_restart(db, before, out)
+    # the local Ray instance died with its driver: its runs were lost and run again
+    with SweepStore(db) as s:
+        rows = {r["id"]: r for r in s.rows()}
+    for run_id, row in before.items():
+        if row["status"] == "running":
+            assert rows[run_id]["attempts"] == 2
+            assert rows[run_id]["history"][0]["outcome"] == "lost"
+
+
+def test_a_killed_worker_is_retried(tmp_path):
+    spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[1.2e9]"))
+    ex = LocalExecutor(workers=1, threads=1)
+    killed = []
+    original_poll = ex.poll
+
+    def poll():  # kill the worker of the first attempt once it has started training
+        for run_id, (proc, run_dir, _) in list(ex._procs.items()):
+            if not killed and (run_dir / "log.jsonl").exists():
+                os.kill(proc.pid, signal.SIGKILL)
+                killed.append(run_id)
+        return original_poll()
+
+    ex.poll = poll
+    out = run_sweep(spec, tmp_path / "s.db", ex)
+    assert killed and out.counts["done"] == 1
+    assert "killed by SIGKILL" in out.retried[killed[0]]
+    with SweepStore(tmp_path / "s.db") as s:
+        (row,) = s.rows()
+    assert row["attempts"] == 2
+    assert [h["outcome"] for h in row["history"]] == ["retry", "done"]
+    assert "SIGKILL" in row["history"][0]["error"]
+
+
+def test_missing_engines_name_their_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "submitit", None)
+    with pytest.raises(MoescaleError, match=r"pip install 'moescale\[ray\]'"):
+        make_executor("ray")
+    spec = micro_spec(tmp_path)
+    code, out, err = run_cli(["sweep", "run", str(spec), "--store", str(tmp_path / "s.db"),
+                              "--executor", "slurm"], capsys)
+    assert code == 2 and out == ""
+    assert err.strip() == "Error: --executor slurm needs submitit: pip install 'moescale[slurm]'"
+
+
+def test_bad_slurm_arg(tmp_path, capsys):
+    pytest.importorskip("submitit")
+    code, out, err = run_cli(["sweep", "run", str(micro_spec(tmp_path)), "--store",
+                              str(tmp_path / "s.db"), "--executor", "slurm", "--slurm-arg",
+                              "novalue"], capsys)
+    assert code == 2 and "KEY=VALUE" in err and len(err.strip().splitlines()) == 1
+
+
+def test_status_while_running(tmp_path):
+    """`sweep status` reads the store while a driver writes it (SQLite WAL)."""
+    spec_path = micro_spec(tmp_path, grid="hidden_size = [16, 24]", budgets="[8e8]")
+    db = tmp_path / "s.db"
+    proc = subprocess.Popen(moescale_cmd("sweep", "run", str(spec_path), "--store", str(db),
+                                         "--workers", "1", "--threads", "1", "--json"),
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    seen = set()
+    while proc.poll() is None:
+        if db.exists():
+            res = subprocess.run(moescale_cmd("sweep", "status", "--store", str(db), "--json"),
+                                 capture_output=True, text=True)
+            if res.returncode == 0:
+                seen |= {r["status"] for r in json.loads(res.stdout)["runs"]}
+        time.sleep(0.5)
+    assert proc.returncode == 0 and "running" in seen
