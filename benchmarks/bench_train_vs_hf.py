@@ -9,7 +9,8 @@ machine (``grouped_mm``, ``eager``; ``batched_mm`` gathers one weight matrix per
 token slot and runs out of memory at this batch).
 
 With CUDA it also trains the ``gpu-100m`` preset (about 110 M active parameters) in bf16 and
-reports MFU against the GPU's dense bf16 peak.
+``transformers``' Mixtral of the same shape, and reports both throughputs, their MFU against
+the GPU's dense bf16 peak and the ratio.
 
     python benchmarks/bench_train_vs_hf.py [--steps 10] [--rounds 3] [--threads N] [--no-compile]
 
@@ -139,21 +140,54 @@ def cpu_comparison(steps: int, rounds: int, warmup: int, with_compile: bool) -> 
 
 
 def gpu_mfu(steps: int = 20, batch: int = 16, seq: int = 1024) -> None:
-    """bf16 training throughput and MFU of the ``gpu-100m`` preset on the first GPU."""
+    """bf16 training throughput and MFU of the ``gpu-100m`` preset on the first GPU, against
+    ``transformers``' Mixtral built from the same architecture (same batch, same steps)."""
+    import transformers
+
     from moescale.training.metrics import peak_flops
     from moescale.training.presets import get_preset
 
     arch = get_preset("gpu-100m").replace(seq_len=seq)
     dev = torch.device("cuda")
-    model = MoETransformer(arch).to(dev).train()
+    torch.manual_seed(0)
+    ours = MoETransformer(arch).to(dev).train()
+    hf_cfg = transformers.MixtralConfig(**{k: v for k, v in arch.to_hf_config("mixtral").items()
+                                           if k not in ("model_type", "architectures")})
+    ref = transformers.MixtralForCausalLM(hf_cfg).to(dev).train()
+
+    def ours_loss(x):
+        out = ours(x[:, :-1])
+        return F.cross_entropy(out.logits.float().flatten(0, 1), x[:, 1:].flatten()) \
+            + 0.01 * out.aux_loss()
+
+    def ref_loss(x):
+        return ref(input_ids=x[:, :-1], labels=x[:, :-1].clone()).loss
+
+    c = count(arch, context=seq)
+    peak = peak_flops(dev)
+    results = {}
+    for name, model, loss_fn in (("moescale", ours, ours_loss),
+                                 ("transformers Mixtral", ref, ref_loss)):
+        tps = _gpu_tokens_per_second(model, loss_fn, arch.vocab_size, steps, batch, seq, dev)
+        results[name] = tps
+        mfu = f"{100 * tps * c.training_flops_per_token / peak:.1f} %" if peak else "unknown peak"
+        print(f"GPU {torch.cuda.get_device_name(dev)}: {name} gpu-100m "
+              f"({c.active_params / 1e6:.0f}M active, {c.total_params / 1e6:.0f}M total), "
+              f"{batch}x{seq} tokens/step: {tps:,.0f} tokens/s, MFU {mfu} "
+              "(exact convention, causal halving)")
+    print(f"ratio moescale / transformers on GPU: "
+          f"{results['moescale'] / results['transformers Mixtral']:.2f}x")
+
+
+def _gpu_tokens_per_second(model, loss_fn, vocab: int, steps: int, batch: int, seq: int,
+                           dev) -> float:
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), fused=True)
-    w = torch.randint(0, arch.vocab_size, (steps + 3, batch, seq + 1), device=dev)
+    w = torch.randint(0, vocab, (steps + 3, batch, seq + 1), device=dev)
 
     def step(x):
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            out = model(x[:, :-1])
-        loss = F.cross_entropy(out.logits.float().flatten(0, 1), x[:, 1:].flatten())
-        (loss + 0.01 * out.aux_loss()).backward()
+            loss = loss_fn(x)
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -164,13 +198,7 @@ def gpu_mfu(steps: int = 20, batch: int = 16, seq: int = 1024) -> None:
     for i in range(3, steps + 3):
         step(w[i])
     torch.cuda.synchronize()
-    tps = steps * batch * seq / (time.perf_counter() - t0)
-    c = count(arch, context=seq)
-    peak = peak_flops(dev)
-    mfu = f"{100 * tps * c.training_flops_per_token / peak:.1f} %" if peak else "unknown peak"
-    print(f"GPU {torch.cuda.get_device_name(dev)}: gpu-100m ({c.active_params / 1e6:.0f}M active, "
-          f"{c.total_params / 1e6:.0f}M total), {batch}x{seq} tokens/step: {tps:,.0f} tokens/s, "
-          f"MFU {mfu} (exact convention, causal halving)")
+    return steps * batch * seq / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -99,7 +99,8 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
     evals = [p["eval_loss"] for p in curve if p.get("eval_loss") is not None]
     result |= {"best_eval_loss": min(evals, default=result["eval_loss"]), "resumed": resume,
                "pid": os.getpid()}
-    write_atomic(run_dir / RESULT_FILE, result)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+        write_atomic(run_dir / RESULT_FILE, result)
     return result
 
 

@@ -81,7 +81,8 @@ class LocalExecutor:
         device = "-"
         if self.gpu_slots:
             env["CUDA_VISIBLE_DEVICES"], device = ",".join(self.gpu_slots[slot]), "cuda"
-        proc = start_worker(run, run_dir, self.threads, device, env)
+        proc = start_worker(run, run_dir, self.threads, device, env,
+                            processes=len(self.gpu_slots[slot]) if self.gpu_slots else 1)
         self._procs[run.id] = (proc, run_dir, slot)
         return f"local:{socket.gethostname()}:{proc.pid}"
 
@@ -121,16 +122,20 @@ class LocalExecutor:
 
 
 def start_worker(run: RunSpec, run_dir: Path, threads: int | None, device: str,
-                 env: dict[str, str]) -> subprocess.Popen:
-    """Write the run's spec into its folder and start ``moescale.sweeps.worker`` on it;
-    the worker's output goes to ``worker.log`` there."""
+                 env: dict[str, str], processes: int = 1) -> subprocess.Popen:
+    """Write the run's spec into its folder and start ``moescale.sweeps.worker`` on it (through
+    ``torchrun`` for data-parallel runs over ``processes`` GPUs); the worker's output goes to
+    ``worker.log`` there."""
     run_dir.mkdir(parents=True, exist_ok=True)
     worker.write_atomic(run_dir / worker.SPEC_FILE, run.to_dict())
+    launcher = [sys.executable]
+    if processes > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone",
+                     f"--nproc-per-node={processes}"]
     with open(run_dir / worker.OUTPUT_FILE, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "moescale.sweeps.worker", str(run_dir),
-             str(threads or "-"), device], stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, env=env)
+            [*launcher, "-m", "moescale.sweeps.worker", str(run_dir), str(threads or "-"),
+             device], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
 
 
 def exit_outcome(run_id: str, run_dir: Path, exitcode: int | None) -> Outcome:
