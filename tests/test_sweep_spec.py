@@ -135,6 +135,8 @@ n_shared_experts = 1
 [holistic]
 m_over_na = [8, 11]
 n_over_na = [3, 4]
+align = 4
+tolerance = 0.1
 [train]
 batch_tokens = 2048
 """
@@ -167,6 +169,8 @@ top_k = 2
 m_over_na = [9]
 n_over_na = [4]
 d_points = 3
+align = 4
+tolerance = 0.1
 [train]
 batch_tokens = 2048
 """

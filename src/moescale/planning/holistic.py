@@ -232,19 +232,26 @@ def _enumerate_shape(M: float, X: np.ndarray, Y: np.ndarray, s: HolisticSettings
             "nkv": np.full(n, heads[2], dtype=np.int64)}
 
 
-def median_feasible_d(M: float, N_a: float, N: float, s: HolisticSettings,
-                      heads: tuple[int, int, int]) -> float:
-    """The paper's rank-preserving proxy: the median of every aligned ``d`` whose structure
-    realises ``(M, N_a, N)`` — ``M`` within 5 %, ``N_a`` and ``N`` within ``proxy_tolerance``,
-    at least ``min_dense_layers`` dense layers, ``d_m ≥ align`` (papers.md §1, Table 9)."""
+def feasible_d(M: float, N_a: float, N: float, s: HolisticSettings,
+               heads: tuple[int, int, int]) -> np.ndarray:
+    """Every aligned ``d`` whose structure realises ``(M, N_a, N)``: ``M`` within 5 %, ``N_a``
+    and ``N`` within ``proxy_tolerance``, at least ``min_dense_layers`` dense layers,
+    ``d_m ≥ align`` (papers.md §1, "rank-preserving property of d")."""
     d = s.align * np.arange(1, int(np.sqrt(N_a) / s.align) * 4 + 2, dtype=float)
     L, L_d, L_m, d_m, ok = solve_structure(M, N_a, N, d, s, heads)
     m, na, n = realised_counts(d, L, L_d, L_m, d_m, s, heads)
     ok &= ((np.abs(m / M - 1) <= 0.05) & (np.abs(na / N_a - 1) <= s.proxy_tolerance)
            & (np.abs(n / N - 1) <= s.proxy_tolerance))
-    if not ok.any():
+    return d[ok]
+
+
+def median_feasible_d(M: float, N_a: float, N: float, s: HolisticSettings,
+                      heads: tuple[int, int, int]) -> float:
+    """The paper's rank-preserving proxy: the median of :func:`feasible_d` (Table 9)."""
+    d = feasible_d(M, N_a, N, s, heads)
+    if d.size == 0:
         raise MoescaleError(f"no aligned d realises M = {M:.4g}, N_a = {N_a:.4g}, N = {N:.4g}")
-    return float(np.median(d[ok]))
+    return float(np.median(d))
 
 
 def _hidden_sizes(M: float, N_a: np.ndarray, N: np.ndarray, s: HolisticSettings,

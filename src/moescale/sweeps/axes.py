@@ -14,10 +14,13 @@ MoE ratios (``[grid]`` keys, resolved against the run's other fields):
 
 Holistic grids (Wan et al. 2026, arXiv 2603.21862, §3 phases 1 and 2): a budget ``C`` fixes
 ``M`` (``C/D_opt(C)`` from the ``holistic2026`` law, or ``flops_per_token`` given in the spec);
-each target ``(M/N_a, N/N_a)`` fixes ``(M, N_a, N)`` and the structure is solved with the
-planner's own solver (:func:`moescale.planning.holistic.solve_structure`) for every aligned
-``d``; phase 1 takes ``d`` at the median of its feasible range (the paper's rank-preserving
-proxy), phase 2 (``d_points``) spreads ``d`` over that range.
+each target ``(M/N_a, N/N_a)`` fixes ``(M, N_a, N)`` (realised within ``tolerance``, the
+planner's 2 % by default; micro models with few layers may need more) and the structure is
+solved with the
+planner's own solver (:func:`moescale.planning.holistic.feasible_d`,
+:func:`~moescale.planning.holistic.solve_structure`); phase 1 takes ``d`` at the median of its
+feasible range (the paper's rank-preserving proxy), phase 2 (``d_points``) spreads ``d`` over
+that range.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from moescale.errors import MoescaleError
 
 RATIO_AXES = ("granularity", "activation_ratio", "shared_ratio")
 HOLISTIC_KEYS = {"m_over_na", "n_over_na", "flops_per_token", "d_points", "dense_ffn_ratio",
-                 "align"}
+                 "align", "tolerance"}
 
 
 def resolve_ratios(fields: dict) -> dict:
@@ -100,28 +103,25 @@ def holistic_architectures(base: dict, budget: float, m_over_na: float, n_over_n
             f"must exceed 6 and N/N_a lie in (1, {s.ratio_max:.3g}) for these experts")
     N_a = M / m_over_na
     N = n_over_na * N_a
-    d = s.align * np.arange(1, max(int(np.sqrt(N_a) / s.align) * 4, 2) + 1, dtype=float)
-    L, L_d, L_m, d_m, ok = hs.solve_structure(M, N_a, N, d, s, heads)
-    m_r, _, _ = hs.realised_counts(d, L, L_d, L_m, d_m, s, heads)
-    ok &= (L_d >= 1) & (np.abs(m_r / M - 1) <= 0.05)  # the paper keeps a dense layer
-    feasible = np.flatnonzero(ok)
+    feasible = hs.feasible_d(M, N_a, N, s, heads)
     if feasible.size == 0:
         raise MoescaleError(
             f"no architecture realises M/N_a={m_over_na:g}, N/N_a={n_over_na:g} at budget "
             f"{budget:g} (M = {M:.4g} FLOPs/token) with at least one dense layer; raise the "
             "budget, lower seq_len or heads, or change the targets")
-    picks = _d_picks(d[feasible], settings.get("d_points"))
-    out = []
-    for dv in picks:
-        i = feasible[np.argmin(np.abs(d[feasible] - dv))]
-        fields = {**base, "hidden_size": int(d[i]), "n_layers": int(L[i]),
+    picks = _d_picks(feasible, settings.get("d_points"))
+    d = np.array([feasible[np.argmin(np.abs(feasible - v))] for v in picks])
+    L, L_d, L_m, d_m, _ = np.broadcast_arrays(*hs.solve_structure(M, N_a, N, d, s, heads))
+    out = {}
+    for i, dv in enumerate(d):
+        fields = {**base, "hidden_size": int(dv), "n_layers": int(L[i]),
                   "first_dense_layers": int(L_d[i]), "expert_ffn": int(d_m[i]),
-                  "dense_ffn": s.dense_ffn_ratio * int(d[i]), "moe_layer_step": 1,
+                  "dense_ffn": s.dense_ffn_ratio * int(dv), "moe_layer_step": 1,
                   "n_shared_experts": s.n_shared_experts, "ffn_type": "swiglu"}
         tags = {"m_over_na_target": m_over_na, "n_over_na_target": n_over_na,
-                "M_target": M, "d_feasible": [int(d[feasible].min()), int(d[feasible].max())]}
-        out.append((fields, tags))
-    return list({f["hidden_size"]: (f, t) for f, t in out}.values())
+                "M_target": M, "d_feasible": [int(feasible.min()), int(feasible.max())]}
+        out[int(dv)] = (fields, tags)
+    return list(out.values())
 
 
 def _d_picks(feasible_d: np.ndarray, points) -> list[float]:
@@ -148,5 +148,7 @@ def _holistic_settings(base: dict, settings: dict):
                          n_shared_experts=base.get("n_shared_experts", 1),
                          vocab_size=base.get("vocab_size", 256),
                          dense_ffn_ratio=settings.get("dense_ffn_ratio", 3),
-                         align=settings.get("align", 8), heads=(dq, nq, nkv))
+                         align=settings.get("align", 8), heads=(dq, nq, nkv),
+                         **({"proxy_tolerance": settings["tolerance"]}
+                            if "tolerance" in settings else {}))
     return s, (dq, nq, nkv)
