@@ -19,32 +19,29 @@ BUDGETS = {1e18: (10.9, 19.0), 1e20: (8.34, 22.0), 3e20: (8.22, 22.0)}
 
 
 def loop_enumeration(M: float, x_t: float, y_t: float, s: hs.HolisticSettings, heads):
-    """The same enumeration, one candidate at a time in plain Python (math, no numpy)."""
+    """The same enumeration, one candidate at a time in plain Python (math, no numpy), with the
+    planner's rules: 1 ≤ L ≤ max_layers, L_d ≥ min_dense_layers, heads fit in d, M within 5 %."""
     dq, nq, nkv = heads
     K, ns, a, S, Ne, r = s.top_k, s.n_shared_experts, s.align, s.seq_len, s.n_experts, s.dense_ffn_ratio
     X, Y = hs._ratio_grid(x_t, y_t, s)
-    pairs = list(zip(X.tolist(), Y.tolist(), strict=True))
-    L_guess = [max(round((M - 6 * M / x) / (6 * S * nq * dq)), 1) for x, _ in pairs]
-    d_hi = 1.05 * max((M / x) / (2 * dq * (nq + nkv) * L) for (x, _), L in zip(pairs, L_guess, strict=True))
+    pair_idx, d_all = hs._hidden_sizes(M, M / X, Y * M / X, s, heads)  # the same (pair, d) set
     out, tried = [], 0
-    for x, y in pairs:
-        n_a = M / x
-        n = y * n_a
+    for p, d in zip(pair_idx.tolist(), d_all.tolist(), strict=True):
+        tried += 1
+        n_a = M / X[p]
+        n = Y[p] * n_a
         L = round((M - 6 * n_a) / (6 * S * nq * dq))
-        d = float(a)
-        while d < d_hi + a:
-            tried += 1
-            q = (n - n_a) / (3 * d * (Ne - K))
-            ld_real = (n_a - 2 * d * dq * (nq + nkv) * L - 3 * d * (K + ns) * q) / (3 * d * r * d)
-            L_d = min(max(round(ld_real), 0), max(L - 1, 0))
-            L_m = max(L - L_d, 1)
-            d_m = a * round(q / L_m / a)
-            if L >= 1 and -0.5 < ld_real < L - 0.5 and d_m >= a and q > 0:
-                na_r = (2 * d * dq * (nq + nkv) * L + 3 * d * r * d * L_d + 3 * d * d_m * (K + ns) * L_m)
-                m_r = 6 * na_r + 6 * S * nq * dq * L
-                if abs(m_r / M - 1) <= 0.05:
-                    out.append((d, L, L_d, d_m))
-            d += a
+        q = (n - n_a) / (3 * d * (Ne - K))
+        ld_real = (n_a - 2 * d * dq * (nq + nkv) * L - 3 * d * (K + ns) * q) / (3 * d * r * d)
+        L_d = min(max(round(ld_real), s.min_dense_layers), max(L - 1, 0))
+        L_m = max(L - L_d, 1)
+        d_m = a * round(q / L_m / a)
+        if (1 <= L <= s.max_layers and s.min_dense_layers - 0.5 < ld_real < L - 0.5
+                and d_m >= a and q > 0 and d >= dq * nq):
+            na_r = (2 * d * dq * (nq + nkv) * L + 3 * d * r * d * L_d + 3 * d * d_m * (K + ns) * L_m)
+            m_r = 6 * na_r + 6 * S * nq * dq * L
+            if abs(m_r / M - 1) <= 0.05:
+                out.append((d, L, L_d, d_m))
     return out, tried
 
 
