@@ -316,6 +316,90 @@ def _write_fits(result, folder: str) -> list[str]:
     return paths
 
 
+# ----- suggest ------------------------------------------------------------------------------------
+@sweep.command("suggest")
+@_store_option(True)
+@click.option("--law", "law_name", required=True, help="Loss law to fit to the store's runs.")
+@click.option("--target-compute", required=True, metavar="FLOPS",
+              help="Budget whose optimum the new runs should pin down, e.g. 1e21.")
+@click.option("--n", "n_runs", type=click.IntRange(1, 1000), default=8, show_default=True,
+              help="Runs to propose (at most).")
+@click.option("--budget-flops", default=None, metavar="FLOPS",
+              help="Total training FLOPs for the new runs (default: no limit but --n).")
+@click.option("--max-run-flops", default=None, metavar="FLOPS",
+              help="Largest budget of one new run (default: 4 × the largest in the store).")
+@click.option("--quantity", type=click.Choice(["allocation", "loss"]), default="allocation",
+              show_default=True,
+              help="Pin down N_opt at the target (allocation) or the loss there.")
+@click.option("--bootstrap", type=click.IntRange(10, 10_000), default=100, show_default=True,
+              help="Bootstrap refits that measure the current uncertainty.")
+@click.option("--per-flop", is_flag=True,
+              help="Rank candidates by variance removed per FLOP (cheap runs first).")
+@click.option("--append", "append_to", type=click.Path(dir_okay=False), default=None,
+              help="Append the proposed runs to this spec as [[runs]] tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print the proposal as JSON.")
+def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_run_flops,
+                quantity, bootstrap, per_flop, append_to, as_json):
+    """Propose the next runs that most shrink the uncertainty of the target optimum.
+
+    Fits LAW to the store's runs with bootstrap refits, then chooses among the store's
+    architectures at new budgets (up to --max-run-flops) the runs that remove the most
+    variance of ln N_opt (or of the loss) at --target-compute, a linearised sequential
+    design, within --budget-flops.
+
+    \b
+    Examples:
+      moescale sweep suggest --store sweep.db --law chinchilla --target-compute 1e21 --n 8
+      moescale sweep suggest --store sweep.db --law chinchilla --target-compute 1e15 \\
+        --budget-flops 3e12 --append sweep.toml && moescale sweep run sweep.toml --store sweep.db
+    """
+    import numpy as np
+
+    from moescale.fitting import fit_runs
+    from moescale.laws import get_law
+    from moescale.runs import RunTable
+    from moescale.sweeps import suggest as sg
+    from moescale.units import parse_positive
+
+    law = get_law(law_name)
+    target = parse_positive(target_compute, "--target-compute")
+    budget = parse_positive(budget_flops, "--budget-flops") if budget_flops else None
+    store = _open(store_path)
+    rows = [r for r in store.rows() if r["status"] == "done"]
+    runs = RunTable.from_store(store_path, law=law.name)
+    largest = max(r["spec"]["budget"] for r in rows)
+    top = parse_positive(max_run_flops, "--max-run-flops") if max_run_flops else 4 * largest
+    smallest = min(r["spec"]["budget"] for r in rows)
+    budgets = np.geomspace(smallest, max(top, smallest), 8)
+    candidates = sg.store_candidates(rows, budgets)
+    if not candidates:
+        raise MoescaleError("no candidate run: every architecture of the store is already run "
+                            "at every candidate budget; raise --max-run-flops")
+    variables, costs = sg.candidates_from_runs(candidates, law)
+    fit = fit_runs(law.name, runs, bootstrap=bootstrap)
+    result = sg.suggest(fit, runs, variables, costs, target, quantity, n_runs, budget,
+                        candidates, per_flop=per_flop)
+    appended = 0
+    if append_to and result.suggestions:
+        note = (f"suggested by moescale sweep suggest ({law.name}, {quantity} at "
+                f"{target:.3g} FLOPs)")
+        appended = sg.append_runs(append_to, result.suggestions, note)
+    if as_json:
+        echo_json(result.to_dict() | {"appended": appended})
+        return
+    what = "N_opt" if quantity == "allocation" else "loss"
+    click.echo(f"{law.name}: {what} at {target:.3g} FLOPs = {result.value:.4g}; s.d. of "
+               f"ln {what} {result.sd_now:.3f} now, {result.sd_after:.3f} after "
+               f"{len(result.suggestions)} run(s) of {fmt_num(result.flops, 3)} FLOPs")
+    print_table("suggested runs", ["id", "budget", "d", "L", "N", "tokens", "s.d. after"],
+                [(s.run.id, fmt_num(s.run.budget, 3), s.run.architecture["hidden_size"],
+                  s.run.architecture["n_layers"], s.variables.get("N", s.variables.get(
+                      "N_active")), s.run.tokens, f"{s.sd_after:.3f}")
+                 for s in result.suggestions])
+    if appended:
+        click.echo(f"appended {appended} [[runs]] to {append_to}")
+
+
 # ----- import -------------------------------------------------------------------------------------
 @sweep.command("import")
 @_store_option(False)

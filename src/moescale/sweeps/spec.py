@@ -13,6 +13,8 @@ seeds = [0]
 [train]                    # options of `moescale train`; lr / batch_tokens may name a law
 [holistic]                 # optional: m_over_na, n_over_na (, d_points, flops_per_token)
 [resources]                # optional: cpus_per_run, gpus_per_run
+[[runs]]                   # optional: single extra runs (budget = …, fields), e.g. those
+                           # `moescale sweep suggest --append` proposes
 ```
 
 A run's id is a hash of its full content (budget, architecture, training settings, seed),
@@ -36,7 +38,7 @@ from moescale.errors import MoescaleError
 from moescale.sweeps import axes
 
 TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "points", "grid",
-            "train", "holistic", "resources")
+            "train", "holistic", "resources", "runs")
 # TrainConfig fields a spec may set (the sweep owns tokens, seed, out, resume and threads).
 TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "schedule",
               "warmup_fraction", "decay_fraction", "betas", "weight_decay", "grad_clip",
@@ -117,6 +119,7 @@ class SweepSpec:
     train: dict[str, Any] = field(default_factory=dict)
     holistic: dict[str, Any] | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    runs: tuple[dict[str, Any], ...] = ()
     description: str = ""
     source: str = "<spec>"
 
@@ -148,7 +151,7 @@ class SweepSpec:
                    grid=_grid(data, source),
                    train={**DEFAULT_TRAIN, **_train(data, source)},
                    holistic=_holistic(data, source),
-                   resources=_resources(data, source),
+                   resources=_resources(data, source), runs=_explicit_runs(data, source),
                    description=str(data.get("description", "")), source=source)
         spec.expand()  # every run must validate before anything runs
         return spec
@@ -157,7 +160,7 @@ class SweepSpec:
     def expand(self) -> list[RunSpec]:
         """Every run: budgets × points × grid points × holistic targets × seeds, in that order.
 
-        Runs whose content coincides (same id) appear once.
+        Runs whose content coincides (same id) appear once; ``[[runs]]`` entries come last.
         """
         runs: dict[str, RunSpec] = {}
         keys = list(self.grid)
@@ -169,6 +172,13 @@ class SweepSpec:
                     for seed in self.seeds:
                         run = self._run(budget, fields, train, {**point, **tags}, seed)
                         runs.setdefault(run.id, run)
+        for entry in self.runs:
+            point = {k: v for k, v in entry.items() if k not in ("budget", "seed")}
+            seeds = [entry["seed"]] if "seed" in entry else self.seeds
+            for fields, train, tags in self._variants(entry["budget"], point):
+                for seed in seeds:
+                    run = self._run(entry["budget"], fields, train, {**point, **tags}, seed)
+                    runs.setdefault(run.id, run)
         return list(runs.values())
 
     def _variants(self, budget: float, point: dict):
@@ -310,6 +320,26 @@ def _points(data: dict, source: str) -> tuple[dict, ...]:
             raise MoescaleError(f"{source}: [[points]] #{i} has unknown field(s) "
                                 f"{', '.join(unknown)}")
     return tuple(points)
+
+
+def _explicit_runs(data: dict, source: str) -> tuple[dict, ...]:
+    runs = data.get("runs", [])
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise MoescaleError(f"{source}: 'runs' must be an array of tables ([[runs]] sections)")
+    allowed = _arch_fields() | set(axes.RATIO_AXES) | set(TRAIN_KEYS) | {"budget", "seed"}
+    out = []
+    for i, run in enumerate(runs, 1):
+        unknown = sorted(set(run) - allowed)
+        if unknown:
+            raise MoescaleError(f"{source}: [[runs]] #{i} has unknown field(s) {', '.join(unknown)}")
+        if "budget" not in run:
+            raise MoescaleError(f"{source}: [[runs]] #{i} needs a budget (training FLOPs)")
+        budget = _budgets([run["budget"]], f"{source}: [[runs]] #{i}")[0]
+        seed = run.get("seed", 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise MoescaleError(f"{source}: [[runs]] #{i} seed must be a non-negative integer")
+        out.append({**run, "budget": budget})
+    return tuple(out)
 
 
 def _train(data: dict, source: str) -> dict:

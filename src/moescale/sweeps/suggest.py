@@ -1,0 +1,290 @@
+"""The next runs that matter: sequential design for the quantity a researcher cares about.
+
+Given runs fitted with a loss law, which new runs (size and tokens, within a FLOP budget for
+the new runs) most shrink the uncertainty of
+
+- ``loss``: the predicted loss at the compute-optimal allocation of ``target_compute``, or
+- ``allocation``: ``ln N_opt`` at ``target_compute`` (``N`` and ``D = C/(6N)`` under the law's
+  counting convention; other variables, e.g. ``E``, held at the runs' most common value)?
+
+Method (a c-optimal sequential design, linearised): the bootstrap covariance of the fitted
+parameters (fit space) is the prior ``Σ``; a new run with log-loss Jacobian ``j`` and the fit's
+residual variance ``σ²`` updates ``Σ ← Σ − Σjᵀ jΣ / (σ² + jΣjᵀ)``; the quantity's variance is
+``g Σ gᵀ`` with ``g`` its gradient. Runs are chosen greedily by variance removed per FLOP until
+``n`` runs are chosen or the FLOP budget is spent. Every candidate is scored at once (numpy).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from moescale.errors import MoescaleError
+from moescale.laws import Law, get_law
+
+QUANTITIES = ("loss", "allocation")
+FD_STEP = 1e-5  # central differences in fit space
+N_GRID = 801  # ln N grid for the compute-optimal allocation
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One proposed run: its law variables, FLOPs and the quantity's s.d. once it is added."""
+
+    variables: dict[str, float]
+    flops: float
+    sd_after: float
+    run: Any = None  # a RunSpec when candidates came from a sweep spec
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"variables": self.variables, "flops": self.flops, "sd_after": self.sd_after}
+        if self.run is not None:
+            out |= {"id": self.run.id, "budget": self.run.budget, "tokens": self.run.tokens,
+                    "architecture": self.run.architecture}
+        return out
+
+
+@dataclass(frozen=True)
+class SuggestResult:
+    """The design: current value and s.d. of the quantity, the runs, the s.d. expected after."""
+
+    law: str
+    quantity: str
+    target_compute: float
+    value: float
+    sd_now: float
+    sd_after: float
+    flops: float
+    suggestions: list[Suggestion] = field(default_factory=list)
+    held: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"law": self.law, "quantity": self.quantity, "target_compute": self.target_compute,
+                "value": self.value, "sd_now": self.sd_now, "sd_after": self.sd_after,
+                "flops": self.flops, "held": self.held,
+                "suggestions": [s.to_dict() for s in self.suggestions]}
+
+
+# ----- the quantity and its gradient ---------------------------------------------------------
+def held_variables(law: Law, frame) -> dict[str, float]:
+    """Law variables other than N and D, at their most common value in the runs."""
+    out = {}
+    for var in law.variables:
+        if var in ("N", "N_active", "D"):
+            continue
+        if var not in frame.columns:
+            raise MoescaleError(f"law {law.name!r} needs {var}, which the runs do not have")
+        out[var] = float(Counter(frame[var].round(12)).most_common(1)[0][0])
+    return out
+
+
+def _size_var(law: Law) -> str:
+    for var in ("N_active", "N"):
+        if var in law.variables:
+            return var
+    raise MoescaleError(f"law {law.name!r} has no model-size variable (N or N_active) to allocate")
+
+
+def quantity(law: Law, theta: np.ndarray, target_compute: float, held: Mapping[str, float],
+             which: str) -> np.ndarray:
+    """The quantity for fit-space parameter rows ``theta`` (k, P) → (k,)."""
+    size = _size_var(law)
+    params = law.from_fit_space({p: theta[:, i:i + 1] for i, p in enumerate(law.params)})
+    ln_n = np.linspace(np.log(target_compute) / 2 - 12, np.log(target_compute) / 2 + 8, N_GRID)
+    n = np.exp(ln_n)
+    v = {size: n, "D": target_compute / (6 * n), **{k: np.full(N_GRID, x) for k, x in held.items()}}
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        ll = law.log_loss(params, v)  # (k, grid)
+    i = np.clip(np.argmin(ll, axis=1), 1, N_GRID - 2)
+    rows = np.arange(len(theta))
+    y0, y1, y2 = ll[rows, i - 1], ll[rows, i], ll[rows, i + 1]
+    curv = y0 - 2 * y1 + y2
+    shift = np.where(curv > 0, 0.5 * (y0 - y2) / np.where(curv > 0, curv, 1), 0.0)
+    h = ln_n[1] - ln_n[0]
+    if which == "allocation":
+        return ln_n[i] + shift * h
+    return y1 - 0.25 * (y0 - y2) * shift  # ln L at the parabola's vertex
+
+
+def _gradient(fn, theta: np.ndarray) -> np.ndarray:
+    """Central differences of ``fn`` ((k, P) → (k, m)) at one point ``theta`` (P,) → (m, P)."""
+    P = theta.size
+    steps = FD_STEP * np.maximum(np.abs(theta), 1.0)
+    plus = theta + np.diag(steps)
+    minus = theta - np.diag(steps)
+    values = fn(np.vstack([plus, minus]))
+    return ((values[:P] - values[P:]) / (2 * steps[:, None])).T
+
+
+# ----- the design ----------------------------------------------------------------------------
+def design(law: Law, theta: np.ndarray, boot_theta: np.ndarray, sigma2: float,
+           candidates: Mapping[str, np.ndarray], costs: np.ndarray, target_compute: float,
+           held: Mapping[str, float], which: str = "allocation", n: int = 8,
+           budget_flops: float | None = None,
+           per_flop: bool = False) -> tuple[list[int], list[float], float]:
+    """Greedy c-optimal choice among ``candidates`` (law variables, arrays of equal length).
+
+    Each step takes the candidate that removes the most variance (per FLOP with
+    ``per_flop``) among those that still fit the remaining FLOP budget. Returns (chosen
+    indices, the quantity's s.d. after each choice, its s.d. now).
+    """
+    if which not in QUANTITIES:
+        raise MoescaleError(f"quantity must be one of {', '.join(QUANTITIES)}, got {which!r}")
+    P = theta.size
+    sigma = np.cov(boot_theta, rowvar=False).reshape(P, P) + 1e-10 * np.eye(P)
+    g = _gradient(lambda t: quantity(law, t, target_compute, held, which)[:, None], theta)[0]
+
+    def loglik(t):
+        params = law.from_fit_space({p: t[:, i:i + 1] for i, p in enumerate(law.params)})
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return law.log_loss(params, candidates)
+    J = _gradient(loglik, theta)  # (candidates, P)
+    sd_now = float(np.sqrt(max(g @ sigma @ g, 0.0)))
+    budget = np.inf if budget_flops is None else float(budget_flops)
+    chosen, sds = [], []
+    available = np.isfinite(J).all(axis=1) & (costs <= budget)
+    while len(chosen) < n and available.any():
+        SJ = J @ sigma  # (c, P)
+        denom = sigma2 + np.einsum("cp,cp->c", SJ, J)
+        gain = (SJ @ g) ** 2 / denom  # variance removed by each candidate
+        score = np.where(available, gain / costs if per_flop else gain, -np.inf)
+        j = int(np.argmax(score))
+        if not np.isfinite(score[j]) or gain[j] <= 0:
+            break
+        sigma = sigma - np.outer(SJ[j], SJ[j]) / denom[j]
+        chosen.append(j)
+        sds.append(float(np.sqrt(max(g @ sigma @ g, 0.0))))
+        budget -= costs[j]
+        available &= costs <= budget
+        available[j] = False
+    return chosen, sds, sd_now
+
+
+def suggest(fit_result, runs, candidates: Mapping[str, np.ndarray], costs: np.ndarray,
+            target_compute: float, which: str = "allocation", n: int = 8,
+            budget_flops: float | None = None, candidate_runs: list | None = None,
+            per_flop: bool = False) -> SuggestResult:
+    """Suggestions for a fitted law (:class:`~moescale.fitting.FitResult` with bootstrap refits)
+    and the runs it was fitted on (:class:`~moescale.runs.RunTable`)."""
+    law = get_law(fit_result.law)
+    if len(fit_result.bootstrap_params) < len(law.params) + 2:
+        raise MoescaleError("the fit needs bootstrap refits (at least parameters + 2) to know "
+                            "its uncertainty; fit with --bootstrap 100")
+    theta = to_theta(law, fit_result.params)
+    boot = np.array([to_theta(law, b) for b in fit_result.bootstrap_params])
+    boot = boot[np.isfinite(boot).all(axis=1)]
+    v = runs.arrays(law.variables)
+    resid = np.log(runs.target(law.target)) - law.log_loss(fit_result.params, v)
+    sigma2 = float(np.mean(resid**2))
+    held = held_variables(law, runs.frame)
+    chosen, sds, sd_now = design(law, theta, boot, sigma2, candidates, costs, target_compute,
+                                 held, which, n, budget_flops, per_flop)
+    value = float(quantity(law, theta[None, :], target_compute, held, which)[0])
+    picks = [Suggestion({k: float(a[j]) for k, a in candidates.items()}, float(costs[j]), sd,
+                        candidate_runs[j] if candidate_runs else None)
+             for j, sd in zip(chosen, sds, strict=True)]
+    return SuggestResult(law=law.name, quantity=which, target_compute=target_compute,
+                         value=float(np.exp(value)), sd_now=sd_now,
+                         sd_after=sds[-1] if sds else sd_now,
+                         flops=float(sum(costs[j] for j in chosen)), suggestions=picks, held=held)
+
+
+def to_theta(law: Law, params: Mapping[str, float]) -> np.ndarray:
+    with np.errstate(divide="ignore"):
+        fs = law.to_fit_space({k: max(float(v), 0.0) if k in law.log_params else float(v)
+                               for k, v in params.items()})
+    return np.array([fs[p] for p in law.params], dtype=float)
+
+
+def candidates_from_runs(run_specs: list, law: Law) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Law variables and FLOPs of candidate :class:`~moescale.sweeps.spec.RunSpec` s, counted
+    under the law's convention (as :mod:`moescale.sweeps.export` does)."""
+    from moescale.sweeps.export import law_mapping, run_columns
+
+    rows = [run_columns(r.to_dict()) for r in run_specs]
+    mapping = law_mapping(law.name, rows[0].keys())
+    out = {}
+    for var in law.variables:
+        col = mapping.get(var, {"N_a": "N_active"}.get(var, var))
+        out[var] = np.array([float(r[col]) for r in rows])
+    return out, np.array([r.flops for r in run_specs])
+
+
+# ----- candidates and appending, for sweeps ----------------------------------------------------
+def store_candidates(rows: list[dict], budgets: np.ndarray) -> list:
+    """Every distinct architecture (with its training settings) of the store's done runs, at
+    each of ``budgets``: candidate :class:`~moescale.sweeps.spec.RunSpec` s not yet run."""
+    from moescale.sweeps.spec import SweepSpec
+
+    seen, out, done = set(), [], {r["id"] for r in rows}
+    for row in rows:
+        spec = row["spec"]
+        key = json_key(spec["architecture"], spec["train"], spec["seed"])
+        if key in seen:
+            continue
+        seen.add(key)
+        arch = {k: v for k, v in spec["architecture"].items() if v is not None}
+        train = {k: v for k, v in spec["train"].items() if k != "tokens"}
+        for budget in budgets:
+            try:
+                (run,) = SweepSpec(name=spec["sweep"], budgets=(float(budget),),
+                                   convention=spec["convention"], seeds=(spec["seed"],),
+                                   base=arch, train=train).expand()
+            except MoescaleError:  # below one optimizer step at this budget
+                continue
+            if run.id not in done:
+                out.append(run)
+    return out
+
+
+def json_key(*parts) -> str:
+    import json
+
+    return json.dumps(parts, sort_keys=True)
+
+
+def append_runs(spec_path, suggestions: list[Suggestion], note: str) -> int:
+    """Append the suggested runs to a spec file as ``[[runs]]`` tables (fields that differ
+    from its ``[base]``); the file is validated again and rewritten atomically."""
+    import os
+    from pathlib import Path
+
+    from moescale.sweeps.spec import SweepSpec
+
+    import dataclasses
+
+    from moescale.architecture import Architecture
+
+    path = Path(spec_path)
+    spec = SweepSpec.load(path)
+    defaults = {f.name: f.default for f in dataclasses.fields(Architecture)}
+    blocks = []
+    for s in suggestions:
+        arch = {k: v for k, v in s.run.architecture.items()
+                if k != "name" and not isinstance(v, (list, dict))
+                and v != spec.base.get(k, defaults.get(k))}
+        lines = [f"[[runs]]  # {note}", f"budget = {s.run.budget!r}", f"seed = {s.run.seed}"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in sorted(arch.items())]
+        blocks.append("\n".join(lines))
+    text = path.read_text().rstrip("\n") + "\n\n" + "\n\n".join(blocks) + "\n"
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(text)
+    try:
+        SweepSpec.load(tmp)
+    except MoescaleError:
+        tmp.unlink()
+        raise
+    os.replace(tmp, path)
+    return len(blocks)
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(v)
