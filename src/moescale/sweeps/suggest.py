@@ -250,14 +250,12 @@ def json_key(*parts) -> str:
 def append_runs(spec_path, suggestions: list[Suggestion], note: str) -> int:
     """Append the suggested runs to a spec file as ``[[runs]]`` tables (fields that differ
     from its ``[base]``); the file is validated again and rewritten atomically."""
+    import dataclasses
     import os
     from pathlib import Path
 
-    from moescale.sweeps.spec import SweepSpec
-
-    import dataclasses
-
     from moescale.architecture import Architecture
+    from moescale.sweeps.spec import SweepSpec
 
     path = Path(spec_path)
     spec = SweepSpec.load(path)
