@@ -96,6 +96,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--fast", action="store_true", help="small start grid (quick check)")
+    parser.add_argument("--plot", default=None, metavar="PNG",
+                        help="draw interval width against FLOPs spent (both campaigns)")
     args = parser.parse_args()
     global FAST
     FAST = args.fast
@@ -115,6 +117,27 @@ def main() -> None:
         print(f"mean round {r + 1}: grid {cg:.3g} FLOPs → width {wg:.3f}; suggested "
               f"{ca:.3g} FLOPs → width {wa:.3f}; ratio grid/suggested {wg / wa:.2f}x")
     print(f"({time.perf_counter() - t0:.0f} s)")
+    if args.plot:
+        plot(table, args.plot)
+
+
+def plot(table: np.ndarray, path: str) -> None:
+    """Width of the 95 % interval of ln N_opt(1e21) against FLOPs spent, per seed and mean."""
+    from moescale.reporting import style
+
+    fig, ax = style.figure()
+    for col, (c, w, name) in enumerate(((0, 1, "regular grid"), (2, 3, "suggested"))):
+        colour = style.OKABE_ITO[col]
+        for seed in table:
+            ax.plot(seed[:, c], seed[:, w], color=colour, alpha=0.25, lw=1)
+        mean = table.mean(axis=0)
+        ax.plot(mean[:, c], mean[:, w], "o-", color=colour, lw=2, label=f"{name} (mean)")
+    ax.set_xscale("log")
+    ax.set_xlabel("training FLOPs spent (all runs)")
+    ax.set_ylabel("95 % interval width of ln N_opt at 1e21 FLOPs")
+    ax.legend()
+    fig.savefig(path)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
