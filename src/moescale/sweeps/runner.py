@@ -2,8 +2,11 @@
 record every outcome. The same loop serves every executor.
 
 Two drivers on one store share the work (claims are atomic). A driver that is killed leaves
-its runs ``running`` with a lease that stops being renewed; the next driver to claim puts them
-back to ``pending`` and they resume from their last checkpoint in the sweep's folder.
+its runs ``running`` with a lease that stops being renewed. The next driver reconciles them:
+a run whose worker left ``result.json`` is recorded, one whose job still runs (a Ray actor, a
+SLURM job) is taken back, and the rest go back to ``pending`` and resume from their last
+checkpoint in the sweep's folder. A worker that dies is retried up to ``max_attempts``; a run
+that raises or diverges is ``failed`` at once (it would fail again).
 """
 
 from __future__ import annotations
