@@ -129,3 +129,27 @@ def test_two_drivers_share_one_store(tmp_path):
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in rows)
     drivers = {r["history"][-1]["pid"] for r in rows}
     assert drivers == {p.pid for p in procs}
+
+
+def test_import_train_run_folders(tmp_path, capsys):
+    out_dir = tmp_path / "tiny"
+    code, out, err = run_cli(["train", "--preset", "tiny", "--tokens", "4096", "--batch-tokens",
+                              "1024", "--seq-len", "64", "--threads", "1", "--out",
+                              str(out_dir), "--json"], capsys)
+    assert code == 0, err
+    trained = json.loads(out)
+    db = tmp_path / "s.db"
+    code, out, err = run_cli(["sweep", "import", "--store", str(db), str(out_dir)], capsys)
+    assert code == 0 and "imported 1 run" in out
+    code, out, err = run_cli(["sweep", "import", "--store", str(db), str(out_dir)], capsys)
+    assert "imported 0 run(s)" in out and "1 already there" in out
+    from moescale.runs import RunTable
+
+    table = RunTable.from_store(db)
+    assert len(table) == 1
+    assert table.frame["loss"][0] == pytest.approx(trained["eval_loss"])
+    assert table.frame["D"][0] == trained["tokens"] and table.frame["C"][0] == trained["flops"]
+    (tmp_path / "empty").mkdir()
+    code, out, err = run_cli(["sweep", "import", "--store", str(db), str(tmp_path / "empty")],
+                             capsys)
+    assert code == 2 and "not a moescale train run folder" in err
