@@ -1,0 +1,762 @@
+"""Which law do the runs support? Fit every applicable loss law to the same runs, score them
+the same way, and rank them (issue 15, "Law selection").
+
+Protocol
+--------
+- **Same runs, same split, same objective.** Every law is fitted with :func:`fit_runs` to the
+  same training runs, with the same held-out runs and the same Huber threshold ``δ`` on
+  ``ln L`` residuals (default 1e-3, Hoffmann et al. / Besiroglu et al.), so that the
+  likelihoods behind AIC and BIC are the same model family for every law.
+- **Held-out extrapolation** (the literature's protocol): without a ``holdout``, the runs of
+  the largest model size or compute budget are held out (:func:`default_holdout`) and
+  predicted by laws fitted on the rest. ``cv`` adds leave-one-group-out cross-validation
+  (``cv="budget"``: one fold per compute budget).
+- **Not ranked**: a law whose variables the runs lack is *not applicable*; a law with a
+  variable that takes one value in the training runs (``D`` constant, ``E`` constant), or
+  fewer distinct design points than parameters, is *not identifiable*.
+- **Ranking** (``rank_by="holdout"``, the default; ``"cv"`` with cross-validation): by
+  held-out RMSE with the *one-standard-error rule* (Hastie, Tibshirani & Friedman, §7.10):
+  every law whose held-out RMSE is within one standard error of the best
+  (``SE ≈ RMSE_best / sqrt(2·n_heldout)``, the delta-method error of an RMSE) is tied with
+  it, and tied laws are ordered by BIC, so a law that merely nests the truth with more
+  parameters does not win on noise. ``rank_by="aic"`` or ``"bic"`` ranks by the criterion.
+
+AIC and BIC under the Huber objective
+-------------------------------------
+The summed Huber loss is the negative log-likelihood (up to a scale) of the residual density
+
+.. math::
+
+    f(r) = \\exp(-\\rho_\\delta(r)/s^2) / Z(s, \\delta), \\quad
+    Z = s\\sqrt{2\\pi}\\,\\mathrm{erf}\\big(\\delta/(s\\sqrt2)\\big)
+        + 2\\,(s^2/\\delta)\\,e^{-\\delta^2/(2 s^2)},
+
+Gaussian with standard deviation ``s`` inside ``|r| ≤ δ`` and Laplace outside (Huber's
+least-favourable density), for ``r = ln L_obs − ln L_pred``. For any fixed ``s`` its maximum
+over the law's parameters is exactly the Huber fit, so the fitted parameters are the maximum
+likelihood estimate jointly with the profiled scale ``ŝ = argmin_s S/s² + n·ln Z(s, δ)``
+(``S`` the summed Huber loss of the ``n`` training runs). Then, with ``k`` the fitted
+parameters plus one for ``s``,
+
+``ln L̂ = −S/ŝ² − n·ln Z(ŝ, δ)``, ``AIC = 2k − 2·ln L̂``, ``BIC = k·ln n − 2·ln L̂``.
+
+As ``δ → ∞`` this is the Gaussian AIC/BIC of least squares on ``ln L``; for small ``δ`` (the
+papers' 1e-3 against residuals of ~1e-2) it is the Laplace (least absolute deviations) one.
+The density is of ``ln L``, the same response for every law, so the criteria compare laws.
+
+>>> import numpy as np
+>>> r = np.random.default_rng(0).normal(0, 0.01, 400)
+>>> ll, s = huber_log_likelihood(r, delta=10.0)      # δ → ∞: Gaussian, ŝ = RMS residual
+>>> round(s / np.sqrt(np.mean(r**2)), 6)
+1.0
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from moescale.errors import MoescaleError
+from moescale.laws import LAWS, Law, get_law
+
+__all__ = ["LawScore", "Selection", "default_holdout", "huber_log_likelihood",
+           "information_criteria", "law_status", "loss_laws", "optimum", "optima",
+           "resolve_laws", "select_laws", "size_variable"]
+
+SELECTION_DELTA = 1e-3       # one Huber δ for every law (Hoffmann et al. 2022, Besiroglu 2024)
+GROUP_COLUMNS = ("budget", "N", "N_active", "C")  # "largest size or budget", in this order
+MAX_GROUPS = 20              # more distinct values than this: a continuous column
+MAX_FOLDS = 30
+RANK_BY = ("holdout", "cv", "aic", "bic")
+N_MIN, D_MIN = 1e4, 1e4      # the optimum search: at least this many parameters and tokens
+CHOICE_VARIABLES = ("E", "G", "K")  # discrete architecture variables the optimum chooses
+
+
+# ----- which laws ---------------------------------------------------------------------------
+def loss_laws() -> tuple[str, ...]:
+    """Registered laws that predict the loss (the candidates of ``--law all``)."""
+    return tuple(name for name in LAWS if get_law(name).target == "loss")
+
+
+def resolve_laws(spec: str | Sequence[str]) -> list[str]:
+    """Law names from ``"all"``, a comma-separated list or a sequence of names.
+
+    Raises :class:`MoescaleError` for an unknown law, a law that does not predict the loss
+    (an optimum or hyper-parameter law), a repeated name or an empty list.
+    """
+    if isinstance(spec, str):
+        if spec.strip().lower() == "all":
+            return list(loss_laws())
+        names = [s.strip() for s in spec.split(",")]
+    else:
+        names = [str(s).strip() for s in spec]
+    if not names or any(not n for n in names):
+        raise MoescaleError(f"--law {spec!r}: give law names separated by commas, or all")
+    seen = set()
+    for name in names:
+        law = get_law(name)
+        if law.target != "loss":
+            raise MoescaleError(f"law {name!r} predicts {law.target}, not the loss; law "
+                                f"selection compares loss laws ({', '.join(loss_laws())})")
+        if name in seen:
+            raise MoescaleError(f"--law names {name!r} twice")
+        seen.add(name)
+    return names
+
+
+# ----- the split ----------------------------------------------------------------------------
+def group_column(frame, prefer: Sequence[str] = GROUP_COLUMNS) -> tuple[str, int] | None:
+    """``(column, distinct values)`` of the column that groups runs by size or budget.
+
+    Among ``budget``, ``N``, ``N_active``, ``C`` (those present, numeric and with at least two
+    distinct values) the one with the fewest distinct values — a grid of sizes or budgets —
+    earlier names winning ties; when every one is continuous (more than 20 values), ``C``
+    (budget) before ``N``. ``None`` when no such column exists.
+    """
+    found = []
+    for i, col in enumerate(prefer):
+        if col not in frame.columns:
+            continue
+        try:
+            values = frame[col].to_numpy(dtype=float)
+        except (TypeError, ValueError):
+            continue
+        k = int(np.unique(values[np.isfinite(values)]).size)
+        if k >= 2:
+            found.append((k, i, col))
+    if not found:
+        return None
+    gridded = [f for f in found if f[0] <= MAX_GROUPS]
+    if gridded:
+        k, _, col = min(gridded)
+        return col, k
+    order = {"C": 0, "budget": 1, "N": 2, "N_active": 3}
+    k, _, col = min(found, key=lambda f: (order.get(f[2], 9), f[1]))
+    return col, k
+
+
+def default_holdout(runs) -> str | None:
+    """The literature's extrapolation split: hold out the largest size or budget.
+
+    ``largest-COL:1`` (every run of the largest value of ``COL``) when ``COL`` is a grid of at
+    most 20 values, else ``largest-COL:10%`` (the top tenth of the runs by ``COL``), with
+    ``COL`` from :func:`group_column`. ``None`` when the runs have no size or budget column
+    with two distinct values.
+
+    >>> import pandas as pd
+    >>> from moescale.runs import RunTable
+    >>> runs = RunTable.from_frame(pd.DataFrame({"N": [1e8, 1e8, 2e8, 4e8], "D": [1e9, 2e9, 1e9, 1e9],
+    ...                                          "loss": [3.0, 2.9, 2.8, 2.7]}))
+    >>> default_holdout(runs)
+    'largest-N:1'
+    """
+    found = group_column(runs.frame)
+    if found is None:
+        return None
+    col, k = found
+    return f"largest-{col}:1" if k <= MAX_GROUPS else f"largest-{col}:10%"
+
+
+def _mask(runs, spec: str | None) -> np.ndarray:
+    from moescale.fitting.holdout import holdout_mask
+
+    return holdout_mask(runs.frame, spec) if spec else np.zeros(len(runs), dtype=bool)
+
+
+# ----- applicability ------------------------------------------------------------------------
+def law_status(law: Law | str, runs, train: np.ndarray | None = None) -> tuple[str, str | None]:
+    """``("ok", None)``, ``("not applicable", why)`` or ``("not identifiable", why)``.
+
+    Not applicable: a variable of the law is not a column of the runs. Not identifiable: a
+    variable takes a single value in the training runs (``train`` mask; all runs by default),
+    or the training runs have fewer distinct design points than the law has parameters.
+    Bad values in a column the law uses are errors (:meth:`RunTable.require`), not a status.
+    """
+    from moescale.runs import ALIASES
+
+    law = get_law(law) if isinstance(law, str) else law
+    missing = [v for v in law.variables if ALIASES.get(v, v) not in runs.frame.columns]
+    if missing:
+        return "not applicable", f"the runs have no {', '.join(missing)}"
+    runs.require(law.variables, target=law.target)
+    runs.check_domains(law)
+    rows = np.ones(len(runs), dtype=bool) if train is None else np.asarray(train, bool)
+    values = runs.arrays(law.variables)
+    constant = [v for v in law.variables if np.unique(values[v][rows]).size < 2]
+    if constant:
+        return "not identifiable", ", ".join(
+            f"{v} constant ({float(values[v][rows][0]):.4g})" for v in constant) + \
+            " in the training runs"
+    points = np.unique(np.column_stack([values[v][rows] for v in law.variables]), axis=0)
+    if len(points) < len(law.params):
+        return "not identifiable", (f"{len(points)} distinct training points for "
+                                    f"{len(law.params)} parameters")
+    return "ok", None
+
+
+# ----- likelihood ---------------------------------------------------------------------------
+def _huber_sum(r: np.ndarray, delta: float) -> float:
+    psi = np.clip(r, -delta, delta)
+    return float(np.sum(psi * (r - 0.5 * psi)))
+
+
+def _log_z(s: np.ndarray, delta: float) -> np.ndarray:
+    from scipy.special import erf
+
+    inner = s * math.sqrt(2 * math.pi) * erf(delta / (s * math.sqrt(2)))
+    outer = 2 * s * s / delta * np.exp(-delta * delta / (2 * s * s))
+    return np.log(inner + outer)
+
+
+def huber_log_likelihood(residuals: np.ndarray, delta: float) -> tuple[float, float]:
+    """Maximised log-likelihood and scale ``ŝ`` of residuals under the Huber density.
+
+    Parameters
+    ----------
+    residuals : array
+        ``ln L_obs − ln L_pred`` of the training runs at the fitted parameters.
+    delta : float
+        The Huber threshold the fit used.
+
+    Returns
+    -------
+    (float, float)
+        ``ln L̂ = −S/ŝ² − n·ln Z(ŝ, δ)`` and ``ŝ`` (module docstring). A perfect fit
+        (all residuals 0) is scored at ``ŝ = 1e-9``.
+    """
+    from scipy.optimize import minimize_scalar
+
+    r = np.asarray(residuals, dtype=float)
+    if r.size == 0 or not np.all(np.isfinite(r)):
+        return float("nan"), float("nan")
+    n, s_sum = r.size, _huber_sum(r, delta)
+    scale = max(float(np.sqrt(np.mean(r * r))), 1e-9)
+
+    def nll(t: float) -> float:
+        s = math.exp(t)
+        return s_sum / (s * s) + n * float(_log_z(np.float64(s), delta))
+
+    lo, hi = math.log(max(scale / 1e3, 1e-10)), math.log(scale * 1e3)
+    grid = np.linspace(lo, hi, 121)
+    vals = np.array([nll(t) for t in grid])
+    i = int(np.argmin(vals))
+    res = minimize_scalar(nll, bounds=(grid[max(i - 1, 0)], grid[min(i + 1, 120)]),
+                          method="bounded", options={"xatol": 1e-10})
+    return -float(res.fun), math.exp(float(res.x))
+
+
+def information_criteria(residuals: np.ndarray, delta: float, n_params: int) -> dict[str, float]:
+    """AIC, BIC, log-likelihood and scale of a Huber fit with ``n_params`` fitted parameters
+    (the scale ``s`` counts as one more), under :func:`huber_log_likelihood`."""
+    ll, s = huber_log_likelihood(residuals, delta)
+    n, k = int(np.size(residuals)), int(n_params) + 1
+    return {"log_likelihood": ll, "sigma": s, "aic": 2 * k - 2 * ll,
+            "bic": k * math.log(max(n, 1)) - 2 * ll}
+
+
+# ----- the compute-optimal point --------------------------------------------------------------
+def size_variable(law: Law | str) -> str | None:
+    """The size variable of a law's compute-optimal allocation (``N_active`` or ``N``), or
+    ``None`` when the law has no optimum ``min L s.t. 6·N·D = C`` (no ``D``, or variables
+    other than the size, ``D`` and discrete architecture choices ``E``, ``G``, ``K``)."""
+    law = get_law(law) if isinstance(law, str) else law
+    size = "N_active" if "N_active" in law.variables else "N"
+    if law.target != "loss" or "D" not in law.variables or size not in law.variables:
+        return None
+    if any(v not in (size, "D", *CHOICE_VARIABLES) for v in law.variables):
+        return None
+    return size
+
+
+def choice_values(law: Law | str, runs=None, at: Mapping[str, float] | None = None,
+                  rows: np.ndarray | None = None, limit: int = 24) -> dict[str, np.ndarray]:
+    """Candidate values of the law's discrete choices (``E``, ``G``, ``K``) for the optimum:
+    ``at`` when given there, else the distinct values in the runs (at most ``limit``, spread
+    evenly), i.e. the optimum is searched within the range the runs cover."""
+    law = get_law(law) if isinstance(law, str) else law
+    at = dict(at or {})
+    out = {}
+    for v in law.variables:
+        if v not in CHOICE_VARIABLES:
+            continue
+        if v in at:
+            out[v] = np.atleast_1d(np.asarray(at[v], dtype=float))
+            continue
+        if runs is None:
+            raise MoescaleError(f"the optimum of {law.name!r} needs {v}: give it (at {v}=…)")
+        values = runs.arrays([v])[v]
+        values = np.unique(values if rows is None else values[rows])
+        if values.size > limit:
+            values = values[np.unique(np.round(np.linspace(0, values.size - 1, limit)).astype(int))]
+        out[v] = values
+    return out
+
+
+def optima(law: Law | str, param_sets: Sequence[Mapping[str, float]], compute: float,
+           choices: Mapping[str, Sequence[float]] | None = None) -> dict[str, np.ndarray] | None:
+    """Compute-optimal allocations of many parameter sets at once (vectorised).
+
+    ``min L(N, D, choices) s.t. 6·N·D = C`` over ``N`` (a log grid refined three times) and
+    over every combination of ``choices`` (e.g. ``{"E": [1, 8, 64]}``); ``N`` is the law's
+    :func:`size_variable`.
+
+    Parameters
+    ----------
+    law : Law or str
+    param_sets : sequence of mappings
+        Natural-unit parameters (a fit and its bootstrap refits).
+    compute : float
+        The training budget ``C`` (FLOPs, ``6·N·D``).
+    choices : mapping, optional
+        Candidate values of the law's ``E``/``G``/``K`` (:func:`choice_values`).
+
+    Returns
+    -------
+    dict of arrays or None
+        ``N_opt``, ``D_opt``, ``loss_opt``, one array per choice variable (``E_opt``, …) and
+        ``interior`` (the optimum in ``N`` is not at the search's edge), each of length
+        ``len(param_sets)``; ``None`` when the law has no such optimum.
+    """
+    law = get_law(law) if isinstance(law, str) else law
+    size = size_variable(law)
+    if size is None:
+        return None
+    if not (isinstance(compute, (int, float)) and math.isfinite(compute)) or compute <= 0:
+        raise MoescaleError(f"the target compute must be a positive number, got {compute!r}")
+    lo, hi = math.log(N_MIN), math.log(compute / 6 / D_MIN)
+    if hi <= lo + 1:
+        raise MoescaleError(f"target compute {compute:.3g} FLOPs is too small for an optimum "
+                            f"(at least {6 * N_MIN * D_MIN * math.e:.1g})")
+    choices = {k: np.asarray(v, dtype=float) for k, v in (choices or {}).items()}
+    need = [v for v in law.variables if v in CHOICE_VARIABLES and v not in choices]
+    if need:
+        raise MoescaleError(f"the optimum of {law.name!r} needs values of {', '.join(need)}")
+    names = [v for v in law.variables if v in CHOICE_VARIABLES]
+    product = list(itertools.product(*(choices[v] for v in names)))
+    combos = np.array(product, dtype=float).reshape(len(product), len(names))
+    b, m = len(param_sets), len(combos)
+    if b == 0:
+        return {k: np.array([]) for k in ("N_opt", "D_opt", "loss_opt", "interior",
+                                           *(f"{v}_opt" for v in names))}
+    params = {k: np.array([float(p[k]) for p in param_sets])[:, None] for k in law.params}
+
+    def log_loss(t: np.ndarray) -> np.ndarray:
+        """ln L at ln N = t, shape (b, m, K) → (b, m, K)."""
+        k = t.shape[-1]
+        n = np.exp(t)
+        v = {size: n.reshape(b, -1), "D": (compute / 6 / n).reshape(b, -1)}
+        for j, name in enumerate(names):
+            v[name] = np.broadcast_to(combos[None, :, j, None], (b, m, k)).reshape(b, -1)
+        with np.errstate(all="ignore"):
+            out = np.asarray(law.log_loss(params, v), dtype=float)
+        out = np.broadcast_to(out, (b, m * k)).reshape(b, m, k)
+        return np.where(np.isfinite(out), out, np.inf)
+
+    t = np.broadcast_to(np.linspace(lo, hi, 241), (b, m, 241))
+    f = log_loss(t)
+    i = np.argmin(f, axis=-1)
+    interior = (i > 0) & (i < 240) & np.isfinite(np.min(f, axis=-1))
+    best = np.take_along_axis(t, i[..., None], -1)[..., 0]
+    step = (hi - lo) / 240
+    for _ in range(3):
+        t = np.clip(best[..., None] + np.linspace(-step, step, 41), lo, hi)
+        f = log_loss(t)
+        best = np.take_along_axis(t, np.argmin(f, axis=-1)[..., None], -1)[..., 0]
+        step /= 20
+    loss = np.exp(np.min(f, axis=-1))                     # (b, m)
+    pick = np.argmin(np.where(np.isfinite(loss), loss, np.inf), axis=-1)
+    rows = np.arange(b)
+    n_opt = np.exp(best[rows, pick])
+    out = {"N_opt": n_opt, "D_opt": compute / 6 / n_opt, "loss_opt": loss[rows, pick],
+           "interior": interior[rows, pick] & np.isfinite(loss[rows, pick])}
+    for j, name in enumerate(names):
+        out[f"{name}_opt"] = combos[pick, j]
+    return out
+
+
+def optimum(law: Law | str, params: Mapping[str, float], compute: float,
+            choices: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any] | None:
+    """The compute-optimal point of one parameter set (:func:`optima`) as plain numbers:
+    ``N_opt``, ``D_opt``, ``loss_opt``, ``E_opt`` (…), ``interior``, ``size_variable``,
+    ``target_compute``; ``None`` when the law has none.
+
+    >>> from moescale.laws import get_law
+    >>> p = get_law("chinchilla").presets["hoffmann2022"].values
+    >>> o = optimum("chinchilla", p, 5.76e23)           # Chinchilla's budget: ≈ 40B params
+    >>> 3e10 < o["N_opt"] < 6e10
+    True
+    """
+    out = optima(law, [params], compute, choices)
+    if out is None:
+        return None
+    res: dict[str, Any] = {k: (bool(v[0]) if k == "interior" else float(v[0]))
+                           for k, v in out.items()}
+    res["size_variable"] = size_variable(law)
+    res["target_compute"] = float(compute)
+    return res
+
+
+def stability(law: Law | str, point: Mapping[str, Any], boots: Sequence[Mapping[str, float]],
+              compute: float, choices: Mapping[str, Sequence[float]] | None,
+              level: float = 0.95) -> dict[str, Any] | None:
+    """Bootstrap stability of the optimum: percentile intervals of ``N_opt`` and ``D_opt``
+    over the refits (those with an interior optimum), their widths relative to the point
+    estimate, and the share of refits choosing the same ``E``/``G``/``K``."""
+    if not boots:
+        return None
+    out = optima(law, boots, compute, choices)
+    if out is None:
+        return None
+    ok = out["interior"] & np.isfinite(out["N_opt"])
+    q = (1 - level) / 2
+    res: dict[str, Any] = {"refits": len(boots), "interior": int(ok.sum()), "level": level}
+    for key in ("N_opt", "D_opt"):
+        if ok.sum() >= 2:
+            lo, hi = (float(x) for x in np.quantile(out[key][ok], [q, 1 - q]))
+            res[f"{key}_ci"] = [lo, hi]
+            res[f"{key}_rel_width"] = (hi - lo) / float(point[key])
+        else:
+            res[f"{key}_ci"] = [float("nan")] * 2
+            res[f"{key}_rel_width"] = float("nan")
+    for key in out:
+        if key.endswith("_opt") and key[:-4] in CHOICE_VARIABLES:
+            res[f"{key}_agreement"] = float(np.mean(out[key] == point[key]))
+    return res
+
+
+# ----- warnings -------------------------------------------------------------------------------
+def fit_warnings(law: Law, params: Mapping[str, float], variables: Mapping[str, np.ndarray],
+                 y: np.ndarray, optimizer: Mapping[str, Any] | None = None) -> list[str]:
+    """Parameters at a bound of their fit space, parameters the training runs cannot
+    separate (a near-null direction of the Jacobian of ``ln L``), and optimiser failures."""
+    from moescale.fitting.objective import Problem
+
+    out = []
+    if optimizer and optimizer.get("success") is False:
+        out.append(f"the optimiser did not converge: {optimizer.get('message')}")
+    with np.errstate(divide="ignore"):
+        theta = law.to_fit_space(params)
+    at_bound = []
+    for k, (lo, hi) in law.bounds.items():
+        x = theta.get(k)
+        if x is None or not np.isfinite(x):
+            continue
+        tol = 1e-6 * max(1.0, abs(lo) if np.isfinite(lo) else 1.0, abs(hi) if np.isfinite(hi) else 1.0)
+        if (np.isfinite(lo) and x <= lo + tol) or (np.isfinite(hi) and x >= hi - tol):
+            at_bound.append(k)
+    zero = [k for k in law.log_params if not np.isfinite(theta.get(k, 0.0))]
+    if at_bound:
+        out.append(f"at a bound of its range: {', '.join(at_bound)}")
+    if zero:
+        out.append(f"fitted to zero (its term vanishes): {', '.join(zero)}")
+    vec = np.array([theta[k] for k in law.params], float)
+    if np.all(np.isfinite(vec)):
+        problem = Problem(law, variables, y)
+        with np.errstate(all="ignore"):
+            jac = problem.jacobian(vec[None])[0]            # (params, runs)
+        scale = np.linalg.norm(jac, axis=1)
+        if np.all(scale > 0) and np.all(np.isfinite(jac)):
+            u, s, vt = np.linalg.svd((jac / scale[:, None]).T, full_matrices=False)
+            if s[-1] < 1e-6 * s[0]:
+                loads = np.abs(vt[-1])
+                names = [law.params[j] for j in np.argsort(-loads) if loads[j] > 0.3]
+                out.append(f"not identifiable from these runs: {', '.join(names)} "
+                           f"(condition number {s[0] / max(s[-1], 1e-300):.2g})")
+        elif np.any(scale == 0):
+            flat = [law.params[j] for j in np.flatnonzero(scale == 0)]
+            out.append(f"the runs do not depend on {', '.join(flat)} at the fit")
+    return out
+
+
+# ----- results ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LawScore:
+    """One law on the leaderboard (``status == "ranked"``) or left off it, with why.
+
+    Errors are on the loss (nats/token); ``aic``/``bic`` are under the Huber likelihood of
+    ``ln L`` on the training runs (module docstring); ``optimum`` is the compute-optimal point
+    at the target budget with its bootstrap ``stability`` where the law has one.
+    """
+
+    law: str
+    status: str                       # ranked, not identifiable, not applicable, failed
+    reason: str | None = None
+    rank: int | None = None
+    n_params: int = 0
+    n_train: int = 0
+    n_holdout: int = 0
+    train_rmse: float = float("nan")
+    holdout_rmse: float = float("nan")
+    holdout_max_error: float = float("nan")
+    cv_rmse: float = float("nan")
+    cv_max_error: float = float("nan")
+    cv_folds: int = 0
+    cv_n: int = 0
+    objective: float = float("nan")
+    log_likelihood: float = float("nan")
+    sigma: float = float("nan")
+    aic: float = float("nan")
+    bic: float = float("nan")
+    delta_aic: float = float("nan")
+    delta_bic: float = float("nan")
+    within_one_se: bool = False
+    params: dict[str, float] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    optimum: dict[str, Any] | None = None
+    stability: dict[str, Any] | None = None
+    seconds: float = 0.0
+    fit: Any = field(default=None, repr=False, compare=False)   # the FitResult, for -o
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "fit"}
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A leaderboard: ranked laws best first, then those not ranked, and how they were scored."""
+
+    leaderboard: tuple[LawScore, ...]
+    not_ranked: tuple[LawScore, ...]
+    holdout: str | None
+    cv: str | None
+    rank_by: str
+    delta: float
+    n_runs: int
+    target_compute: float | None
+    source: str = ""
+    seconds: float = 0.0
+
+    @property
+    def best(self) -> LawScore | None:
+        return self.leaderboard[0] if self.leaderboard else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"leaderboard": [s.to_dict() for s in self.leaderboard],
+                "not_ranked": [s.to_dict() for s in self.not_ranked],
+                "best": self.best.law if self.best else None,
+                "holdout": self.holdout, "cv": self.cv, "rank_by": self.rank_by,
+                "delta": self.delta, "n_runs": self.n_runs,
+                "target_compute": self.target_compute, "source": self.source,
+                "seconds": round(self.seconds, 3),
+                "criteria": ("AIC = 2k - 2 ln L, BIC = k ln n - 2 ln L, k = fitted parameters "
+                             "+ 1 (scale); L the Huber density of ln-loss residuals "
+                             "exp(-rho_delta(r)/s^2)/Z(s, delta) at the fit and profiled s")}
+
+
+# ----- the selection --------------------------------------------------------------------------
+def _cv_groups(runs, cv: str) -> tuple[str, np.ndarray]:
+    col = cv
+    if cv == "budget":
+        col = "budget" if "budget" in runs.frame.columns else "C"
+    if col not in runs.frame.columns:
+        raise MoescaleError(f"--cv {cv}: the runs have no column {col!r} "
+                            f"(columns: {', '.join(runs.columns)})")
+    values = runs.frame[col].to_numpy()
+    groups = np.unique(values)
+    if groups.size < 2:
+        raise MoescaleError(f"--cv {cv}: column {col!r} has a single value; nothing to leave out")
+    if groups.size > MAX_FOLDS:
+        raise MoescaleError(f"--cv {cv}: column {col!r} has {groups.size} distinct values; "
+                            f"leave-one-group-out needs a grid of at most {MAX_FOLDS} (a budget "
+                            "or size column)")
+    return col, values
+
+
+def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None = None,
+                cv: str | None = None, rank_by: str | None = None, delta: float | None = None,
+                bootstrap: int = 0, level: float = 0.95, seed: int = 0,
+                target_compute: float | None = None, at: Mapping[str, float] | None = None,
+                grids: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
+                screen: bool = True,
+                progress: Callable[[str, int, int], None] | None = None) -> Selection:
+    """Fit every applicable law to the same runs and rank them.
+
+    Parameters
+    ----------
+    runs : RunTable
+        The runs (``N``/``N_active``, ``D``, ``E``, ``G``, … and ``loss``).
+    laws : str or sequence of str
+        ``"all"`` (every registered loss law), a comma-separated list or names.
+    holdout : str, optional
+        The held-out split shared by every law (``--holdout`` syntax); default
+        :func:`default_holdout` (largest size or budget). ``"none"``: no held-out runs (then
+        laws are ranked by BIC unless ``cv`` is given).
+    cv : str, optional
+        Leave-one-group-out cross-validation over a column: ``"budget"`` (``budget``, else
+        ``C``) or any column with at most 30 distinct values.
+    rank_by : {"holdout", "cv", "aic", "bic"}, optional
+        Default ``"cv"`` with ``cv``, else ``"holdout"`` (one-standard-error rule, ties by
+        BIC), else ``"bic"``.
+    delta : float, optional
+        Huber δ on ``ln L`` residuals for every law (default 1e-3).
+    bootstrap : int
+        Refits per law for the stability of the predicted optimum.
+    target_compute : float, optional
+        Budget of the predicted optimum (default: the largest ``C`` of the runs).
+    at : mapping, optional
+        Fixed values of ``E``/``G``/``K`` at the optimum (default: searched over the values in
+        the runs).
+    grids : mapping, optional
+        Start grids per law name (fit space) replacing the published ones.
+    screen : bool
+        Successive-halving screening of the starts (see :func:`fit_runs`).
+
+    Returns
+    -------
+    Selection
+        ``leaderboard`` (ranked, best first) and ``not_ranked``.
+    """
+    import time
+
+    from moescale.fitting import fit_runs
+    from moescale.fitting.holdout import metrics
+
+    t_start = time.perf_counter()
+    names = resolve_laws(laws)
+    if delta is not None and (isinstance(delta, bool) or not isinstance(delta, (int, float))
+                              or not math.isfinite(delta) or delta <= 0):
+        raise MoescaleError(f"delta (the Huber threshold) must be a positive number, got {delta!r}")
+    delta = float(delta or SELECTION_DELTA)
+    if holdout is not None and holdout.strip().lower() == "none":
+        holdout = None
+    elif holdout is None:
+        holdout = default_holdout(runs)
+    test = _mask(runs, holdout)
+    cv_col, cv_values = _cv_groups(runs, cv) if cv else (None, None)
+    if rank_by is None:
+        rank_by = "cv" if cv else ("holdout" if holdout else "bic")
+    if rank_by not in RANK_BY:
+        raise MoescaleError(f"rank by {rank_by!r}: choose one of {', '.join(RANK_BY)}")
+    if rank_by == "cv" and not cv:
+        raise MoescaleError("ranking by cv needs cross-validation (--cv budget or --cv COLUMN)")
+    if rank_by == "holdout" and not holdout:
+        raise MoescaleError("ranking by held-out error needs held-out runs (--holdout SPEC)")
+    if target_compute is None and "C" in runs.frame.columns:
+        c = runs.frame["C"].to_numpy(dtype=float)
+        target_compute = float(np.max(c[np.isfinite(c)])) if np.isfinite(c).any() else None
+    grids = dict(grids or {})
+    scores: list[LawScore] = []
+    for i, name in enumerate(names):
+        if progress:
+            progress("laws", i, len(names))
+        law = get_law(name)
+        status, reason = law_status(law, runs, ~test)
+        if status != "ok":
+            scores.append(LawScore(name, status, reason, n_params=len(law.params)))
+            continue
+        t0 = time.perf_counter()
+        try:
+            res = fit_runs(law, runs, holdout=holdout, bootstrap=bootstrap, level=level,
+                           seed=seed, delta=delta, grid=grids.get(name), screen=screen)
+        except MoescaleError as exc:
+            scores.append(LawScore(name, "failed", str(exc), n_params=len(law.params)))
+            continue
+        v = runs.arrays(law.variables)
+        y = runs.target(law.target)
+        v_tr = {k: a[~test] for k, a in v.items()}
+        resid = np.log(y[~test]) - np.log(law.predict(res.params, v_tr))
+        crit = information_criteria(resid, delta, len(law.params))
+        warnings = fit_warnings(law, res.params, v_tr, y[~test], res.optimizer)
+        opt = stab = None
+        if target_compute and size_variable(law):
+            choices = choice_values(law, runs, at, ~test)
+            opt = optimum(law, res.params, target_compute, choices)
+            if opt and not opt["interior"]:
+                warnings.append(f"the optimum at C = {target_compute:.3g} lies at the edge of "
+                                "the search (no interior minimum in N)")
+            if opt and res.bootstrap_params:
+                stab = stability(law, opt, res.bootstrap_params, target_compute, choices, level)
+        cv_fields = {}
+        if cv:
+            cv_fields, cv_warn = _cross_validate(law, runs, cv_col, cv_values, delta,
+                                                 grids.get(name), screen, metrics)
+            warnings += cv_warn
+        hold = res.holdout or {}
+        scores.append(LawScore(
+            name, "ranked", None, n_params=len(law.params), n_train=int((~test).sum()),
+            n_holdout=int(test.sum()), train_rmse=float(res.train["rmse"]),
+            holdout_rmse=float(hold.get("rmse", float("nan"))),
+            holdout_max_error=float(hold.get("max_abs_error", float("nan"))),
+            objective=float(res.objective["value"]), log_likelihood=crit["log_likelihood"],
+            sigma=crit["sigma"], aic=crit["aic"], bic=crit["bic"], params=dict(res.params),
+            warnings=tuple(warnings), optimum=opt, stability=stab,
+            seconds=time.perf_counter() - t0, fit=res, **cv_fields))
+    if progress:
+        progress("laws", len(names), len(names))
+    ranked = _rank([s for s in scores if s.status == "ranked"], rank_by)
+    others = tuple(s for s in scores if s.status != "ranked")
+    return Selection(ranked, others, holdout, cv, rank_by, delta, len(runs), target_compute,
+                     runs.source, time.perf_counter() - t_start)
+
+
+def _cross_validate(law, runs, col, values, delta, grid, screen, metrics):
+    """Leave-one-group-out errors of ``law``: pooled RMSE and largest error over the folds
+    whose training runs identify the law."""
+    from moescale.fitting import fit_runs
+
+    errors, skipped = [], []
+    y_all = runs.target(law.target)
+    v_all = runs.arrays(law.variables)
+    for g in np.unique(values):
+        test = values == g
+        status, _ = law_status(law, runs, ~test)
+        if status != "ok" or (~test).sum() < len(law.params):
+            skipped.append(g)
+            continue
+        try:
+            res = fit_runs(law, runs.subset(~test), delta=delta, grid=grid, screen=screen)
+        except MoescaleError:
+            skipped.append(g)
+            continue
+        pred = law.predict(res.params, {k: a[test] for k, a in v_all.items()})
+        errors.append(pred - y_all[test])
+    warn = []
+    if skipped:
+        warn.append(f"cross-validation left out {len(skipped)} fold(s) of {col} whose "
+                    f"training runs do not identify the law: {', '.join(f'{g:.3g}' if isinstance(g, float) else str(g) for g in skipped[:5])}")
+    if not errors:
+        return {"cv_folds": 0}, warn
+    e = np.concatenate(errors)
+    m = metrics(np.zeros_like(e), e)
+    return {"cv_rmse": m["rmse"], "cv_max_error": m["max_abs_error"],
+            "cv_folds": len(errors), "cv_n": int(e.size)}, warn
+
+
+def _rank(scores: list[LawScore], rank_by: str) -> tuple[LawScore, ...]:
+    """Order by the criterion (one-standard-error rule for held-out and CV errors) and write
+    ranks, ΔAIC, ΔBIC and ``within_one_se``."""
+    import dataclasses
+
+    if not scores:
+        return ()
+
+    def metric(s: LawScore) -> float:
+        value = {"holdout": s.holdout_rmse, "cv": s.cv_rmse, "aic": s.aic, "bic": s.bic}[rank_by]
+        return value if math.isfinite(value) else math.inf
+
+    tied: set[str] = set()
+    if rank_by in ("holdout", "cv"):
+        best = min(scores, key=metric)
+        n = best.n_holdout if rank_by == "holdout" else best.cv_n
+        se = metric(best) / math.sqrt(2 * max(n, 1)) if math.isfinite(metric(best)) else 0.0
+        tied = {s.law for s in scores if metric(s) <= metric(best) + se}
+        order = sorted((s for s in scores if s.law in tied), key=lambda s: (_finite(s.bic), metric(s))) \
+            + sorted((s for s in scores if s.law not in tied), key=lambda s: (metric(s), _finite(s.bic)))
+    else:
+        order = sorted(scores, key=lambda s: (metric(s), _finite(s.holdout_rmse)))
+    aic0 = min(_finite(s.aic) for s in scores)
+    bic0 = min(_finite(s.bic) for s in scores)
+    return tuple(dataclasses.replace(s, rank=i + 1, delta_aic=s.aic - aic0, delta_bic=s.bic - bic0,
+                                     within_one_se=s.law in tied)
+                 for i, s in enumerate(order))
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else math.inf
