@@ -48,8 +48,9 @@ def test_chinchilla_replication_on_epoch_data():
     n, d, y = epoch_points()
     assert y.size == 240
     res = fit("chinchilla", {"N": n, "D": d}, y, delta=1e-3)
-    assert res.starts == 4500
-    assert res.objective == pytest.approx(0.00101827, rel=1e-5)
+    assert res.n_starts == 4500
+    assert res.success
+    assert res.fun == pytest.approx(0.00101827, rel=1e-5)
     p = res.params
     assert p["A"] == pytest.approx(477.8, rel=2e-3)
     assert p["B"] == pytest.approx(2143.9, rel=2e-3)
@@ -62,7 +63,7 @@ def test_varpro_starts_reach_the_same_optimum():
     n, d, y = epoch_points()
     grid = {"alpha": np.arange(0.1, 1.01, 0.15), "beta": np.arange(0.1, 1.01, 0.15)}
     res = fit("chinchilla", {"N": n, "D": d}, y, method="varpro", grid=grid)
-    assert res.objective == pytest.approx(0.00101827, rel=1e-5)
+    assert res.fun == pytest.approx(0.00101827, rel=1e-5)
 
 
 def test_a_single_start_at_hoffmann_values_is_not_enough():
@@ -208,7 +209,7 @@ def test_weights_count_like_repeated_runs():
                         weights="w")
     doubled = fit("chinchilla", {k: np.concatenate([a, a[:10]]) for k, a in v.items()},
                   np.concatenate([y, y[:10]]))
-    assert weighted.objective["value"] == pytest.approx(doubled.objective, rel=1e-6)
+    assert weighted.objective["value"] == pytest.approx(doubled.fun, rel=1e-6)
     assert weighted.params["alpha"] == pytest.approx(doubled.params["alpha"], rel=1e-4)
 
 

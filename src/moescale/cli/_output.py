@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
 
+from moescale.jsonio import jsonable
+
 
 def _jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays, dataclasses and tuples into plain JSON values."""
-    if hasattr(obj, "to_dict"):
-        return _jsonable(obj.to_dict())
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if hasattr(obj, "tolist"):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
+    """Kept for old callers; see :func:`moescale.jsonio.jsonable`."""
+    return jsonable(obj)
 
 
 def echo_json(obj: Any) -> None:
     """Print ``obj`` as indented JSON on stdout."""
-    click.echo(json.dumps(_jsonable(obj), indent=2, ensure_ascii=False))
+    click.echo(json.dumps(jsonable(obj), indent=2, ensure_ascii=False))
 
 
 def fmt_num(x: float | int | None, digits: int = 4) -> str:

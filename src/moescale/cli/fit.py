@@ -162,10 +162,30 @@ def _print(result, output: str | None) -> None:
     opt = result.optimizer
     click.echo(f"objective  Huber(δ={result.objective['delta']:g}) on ln {result.target}, summed: "
                f"{result.objective['value']:.8g}   [{opt['starts']} starts, "
-               f"{opt['seconds']:.2f} s, {opt['message']}]")
+               f"{opt['seconds']:.2f} s, {opt.get('nfev', 0):,} evaluations, "
+               f"{'converged' if result.success else 'NOT converged'}: {opt['message']}]")
     rows = [("train", result.train)] + ([("held out", result.holdout)] if result.holdout else [])
     print_table(f"error on {result.target}", ["runs", "n", "RMSE", "max |error|", "mean |rel|"],
                 [(name, str(m["n"]), f"{m['rmse']:.4g}", f"{m['max_abs_error']:.4g}",
                   f"{m['mean_abs_rel_error']:.2%}") for name, m in rows])
+    _print_residuals(result)
+    for w in result.warnings:
+        click.echo(f"warning: {w}")
     if output:
         click.echo(f"saved {output}")
+
+
+RESIDUAL_ROWS = 10  # the runs the residual table shows (largest |z| first)
+
+
+def _print_residuals(result) -> None:
+    """The runs the law fits worst (largest robust z of the ln residual), outliers marked."""
+    if not result.residuals:
+        return
+    worst = sorted(result.residuals, key=lambda r: -abs(r["z"]))[:RESIDUAL_ROWS]
+    names = result.law_object().variables
+    print_table(f"worst-fitted runs ({len(worst)} of {len(result.residuals)}; all in --json)",
+                ["run", "split", *names, "observed", "predicted", "ln resid.", "z", ""],
+                [(str(r["run"]), r["split"], *(fmt_num(r[k], 4) for k in names),
+                  f"{r['observed']:.5g}", f"{r['predicted']:.5g}", f"{r['log_residual']:+.3g}",
+                  f"{r['z']:+.2f}", "outlier" if r["outlier"] else "") for r in worst])

@@ -1,19 +1,25 @@
-"""Fitting scaling laws to runs (issue 3): robust, fast and reproducible.
+"""Fitting scaling laws to runs: robust, fast, reproducible, and honest about the result.
 
 - :func:`fit` — one law on arrays: summed Huber on ``ln(target)``, multi-start from the law's
   published grid (or variable-projection starts), vectorised across starts, best few polished
   by L-BFGS-B.
-- :func:`fit_runs` — the same on a :class:`~moescale.runs.RunTable` with a held-out split and
-  bootstrap confidence intervals (resampled runs, all refits vectorised together), returning a
-  serialisable :class:`FitResult`.
+- :func:`fit_runs` — the same on a :class:`~moescale.runs.RunTable` (or a file or a data
+  frame) with a held-out split and bootstrap confidence intervals (resampled runs, all refits
+  vectorised together).
+- :class:`ScalingLaw` — the same as a scikit-learn style estimator.
+
+Both functions return the one result type, the frozen :class:`FitResult`: ``success``,
+``message``, ``fun``, ``nit``, ``nfev`` at the top (as scipy's ``OptimizeResult``), ``predict``,
+``interval``, per-run ``residuals`` and ``warnings`` (:mod:`moescale.fitting.diagnostics`).
 
 >>> import numpy as np
 >>> from moescale.laws import get_law
 >>> law = get_law("chinchilla")
 >>> N, D = np.meshgrid(np.geomspace(1e8, 1e10, 6), np.geomspace(1e9, 1e11, 6))
 >>> y = law.predict("hoffmann2022", {"N": N.ravel(), "D": D.ravel()})
->>> round(fit(law, {"N": N.ravel(), "D": D.ravel()}, y).params["alpha"], 3)
-0.34
+>>> result = fit(law, {"N": N.ravel(), "D": D.ravel()}, y)
+>>> result.success, round(result.params["alpha"], 3)
+(True, 0.34)
 """
 
 from __future__ import annotations
@@ -26,21 +32,24 @@ from typing import Any
 import numpy as np
 
 from moescale.errors import MoescaleError
+from moescale.fitting import diagnostics as dg
 from moescale.fitting import multistart as ms
 from moescale.fitting.holdout import holdout_mask, metrics
 from moescale.fitting.objective import Problem
-from moescale.fitting.result import FitResult
+from moescale.fitting.result import ExtrapolationWarning, FitResult
 from moescale.laws import Law, get_law
 
-__all__ = ["FitResult", "Fitted", "fit", "fit_runs", "DEFAULT_DELTA"]
+__all__ = ["DEFAULT_DELTA", "ExtrapolationWarning", "FitResult", "ScalingLaw", "fit",
+           "fit_runs"]
 
 # Huber δ (on ln L residuals) each paper used; 1e-3 (Hoffmann / Besiroglu) otherwise.
 DEFAULT_DELTA = {"ludziejewski2025": 0.01, "krajewski2024": 0.1}
 
 
 @dataclass(frozen=True)
-class Fitted:
-    """A point estimate: natural-unit ``params``, fit-space ``theta`` and optimiser report."""
+class _Point:
+    """The optimiser's point estimate (internal): natural-unit ``params``, fit-space ``theta``
+    and its report; :func:`fit` and :func:`fit_runs` turn it into a :class:`FitResult`."""
 
     params: dict[str, float]
     theta: np.ndarray
@@ -52,20 +61,84 @@ class Fitted:
     iterations: int
     method: str
     top_theta: np.ndarray   # fit-space points of the best distinct starts (bootstrap warm starts)
+    problem: Problem
+    nfev: int = 0
+    njev: int = 0
+    converged_starts: int = 0
+
+
+Fitted = _Point  # the old name of the point estimate (fit() now returns a FitResult)
+
+
+def __getattr__(name: str):
+    if name == "ScalingLaw":
+        from moescale.fitting.estimator import ScalingLaw
+
+        return ScalingLaw
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fit(law: Law | str, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
         delta: float | None = None, weights: np.ndarray | None = None,
         fixed: Mapping[str, float] | None = None, grid: Mapping[str, Sequence[float]] | None = None,
         method: str = "grid", polish_top: int = 5, screen: bool = True,
-        progress: Callable[[int, int], None] | None = None) -> Fitted:
+        bootstrap: int = 0, level: float = 0.95, seed: int = 0,
+        progress: Callable[[int, int], None] | None = None) -> FitResult:
     """Fit ``law`` to targets ``y`` at ``variables`` (arrays of equal length).
 
-    ``fixed`` holds natural-unit values of parameters not to fit. ``method`` is ``"grid"``
-    (the law's published initialisation grid, or ``grid``) or ``"varpro"`` (variable
-    projection starts; laws with a linear basis only). Returns the best of the polished starts.
+    Parameters
+    ----------
+    law : Law or str
+        The law object or its registered name (``moescale laws``).
+    variables : mapping of str to array
+        The law's variables, one value per run (or a scalar shared by all).
+    y : array
+        The observed target (loss, or the law's ``target``), positive.
+    delta : float, optional
+        Huber threshold on ``ln`` residuals (default: the law's paper, else 1e-3).
+    weights : array, optional
+        Non-negative per-run weights of the objective.
+    fixed : mapping, optional
+        Natural-unit values of parameters not to fit.
+    grid : mapping, optional
+        Starting values per parameter (fit space) replacing the law's published grid.
+    method : {"grid", "varpro"}
+        Starts from the grid, or by variable projection (laws with a linear basis only).
+    bootstrap : int
+        Refits on resampled runs for intervals (see :func:`fit_runs`).
+
+    Returns
+    -------
+    FitResult
+        The best of the polished starts, with per-run residuals and warnings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> N = np.geomspace(1e8, 1e10, 8)
+    >>> D = 20 * N
+    >>> r = fit("chinchilla", {"N": N, "D": D}, 1.7 + 400 / N**0.34 + 410 / D**0.28,
+    ...         fixed={"beta": 0.28, "B": 410})
+    >>> r.success, round(r.params["alpha"], 3)
+    (True, 0.34)
     """
     law = get_law(law) if isinstance(law, str) else law
+    variables, y = _check_data(law, variables, y, weights)
+    runs = {k: np.broadcast_to(np.asarray(v, float), y.shape) for k, v in variables.items()}
+    return _fit_arrays(law, runs, y, np.zeros(y.size, dtype=bool), weights, bootstrap, level,
+                       seed, None, {"source": "arrays", "n_runs": int(y.size), "holdout": None,
+                                    "weights": None if weights is None else "array"},
+                       dict(delta=delta, fixed=fixed, grid=grid, method=method,
+                            polish_top=polish_top, screen=screen, progress=progress))
+
+
+def _fit_point(law: Law, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
+               delta: float | None = None, weights: np.ndarray | None = None,
+               fixed: Mapping[str, float] | None = None,
+               grid: Mapping[str, Sequence[float]] | None = None, method: str = "grid",
+               polish_top: int = 5, screen: bool = True,
+               progress: Callable[[int, int], None] | None = None) -> _Point:
+    """The multi-start fit itself: the best of the polished starts, its convergence measured."""
     _check_options(law, delta, grid, method)
     variables, y = _check_data(law, variables, y, weights)
     problem = Problem(law, variables, y, delta or DEFAULT_DELTA.get(law.name, 1e-3),
@@ -76,10 +149,8 @@ def fit(law: Law | str, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
         if law.linear is None:
             raise MoescaleError(f"law {law.name!r} has no linear coefficients; use --method grid")
         theta0 = ms.varpro_starts(problem, grid)
-    elif method == "grid":
-        theta0 = ms.grid_starts(problem, grid)
     else:
-        raise MoescaleError(f"unknown fit method {method!r}; use grid or varpro")
+        theta0 = ms.grid_starts(problem, grid)
     multi = ms.refine(problem, theta0, screen=screen, progress=progress)
     top = ms.best_distinct(multi, polish_top)
     if top.size == 0:
@@ -87,8 +158,10 @@ def fit(law: Law | str, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
                             "runs; check the variables' units or give a --grid")
     best = _polish(problem, multi.theta[top])
     params = {k: float(v[0, 0]) for k, v in problem.params(best[0][None]).items()}
-    return Fitted(params, best[0], best[1], best[2], best[3], theta0.shape[0], multi.screened,
-                  multi.iterations, method, multi.theta[top])
+    converged = int(np.sum(multi.converged_mask)) if multi.converged_mask is not None else 0
+    return _Point(params, best[0], best[1], best[2], best[3], theta0.shape[0], multi.screened,
+                  multi.iterations, method, multi.theta[top], problem, problem.nfev,
+                  problem.njev, converged)
 
 
 def _fixed_fit_space(law: Law, fixed: Mapping[str, float] | None) -> dict[str, float]:
@@ -140,69 +213,181 @@ def _check_options(law: Law, delta, grid, method: str) -> None:
 
 
 def _polish(problem: Problem, starts: np.ndarray) -> tuple[np.ndarray, float, bool, str]:
-    """Tighten the best starts (LM without screening, then L-BFGS-B); keep the lowest."""
+    """Tighten the best starts (LM without screening, then L-BFGS-B); keep the lowest.
+
+    ``success`` is measured either way: L-BFGS-B's own flag when its point wins, else whether
+    the Levenberg–Marquardt iteration met its tolerance (a start that ran out of iterations is
+    not converged, even when L-BFGS-B did worse from there)."""
     tight = ms.refine(problem, starts, max_iter=100, tol=1e-15, screen=False)
+    conv = tight.converged_mask
     best = None
-    for theta, f in zip(tight.theta, tight.objective, strict=True):
+    for i, (theta, f) in enumerate(zip(tight.theta, tight.objective, strict=True)):
         res = ms.polish(problem, theta)
-        cand = (res.x, float(res.fun), bool(res.success), str(res.message)) \
-            if res.fun <= f else (theta, float(f), True, "converged (Levenberg–Marquardt)")
+        if res.fun <= f:
+            cand = (res.x, float(res.fun), bool(res.success), f"{res.message} (L-BFGS-B)")
+        elif conv is not None and conv[i]:
+            cand = (theta, float(f), True, "converged (Levenberg–Marquardt)")
+        else:
+            cand = (theta, float(f), False,
+                    "Levenberg–Marquardt stopped at its iteration limit without meeting its "
+                    f"tolerance, and L-BFGS-B did not improve on it ({res.message})")
         if best is None or cand[1] < best[1]:
             best = cand
     return best
 
 
-def fit_runs(law_name: str, runs, *, holdout: str | None = None, bootstrap: int = 0,
+def fit_runs(law: Law | str, runs, *, holdout: str | None = None, bootstrap: int = 0,
              level: float = 0.95, seed: int = 0, weights: str | None = None,
              progress: Callable[[str, int, int], None] | None = None,
              **fit_options: Any) -> FitResult:
-    """Fit ``law_name`` to a :class:`~moescale.runs.RunTable`; hold out, bootstrap, score.
+    """Fit ``law`` to runs; hold out, bootstrap, score and diagnose.
 
-    ``weights`` names a column of positive per-run weights of the objective. ``fit_options``
-    go to :func:`fit` (``delta``, ``fixed``, ``grid``, ``method``, …).
+    Parameters
+    ----------
+    law : Law or str
+        The law object or its registered name.
+    runs : RunTable, pandas.DataFrame, str or Path
+        The runs (a data frame or a file is read with :meth:`RunTable.from_frame` /
+        :meth:`RunTable.from_file`).
+    holdout : str, optional
+        Held-out runs: ``largest-C:5``, ``largest-N:1``, ``lowest-loss:30``,
+        ``tag:COL=VALUE``, ``query:EXPR``.
+    bootstrap : int
+        Refits on resampled training runs for parameter, derived and prediction intervals.
+    level : float
+        Confidence level of the intervals.
+    seed : int
+        Seed of the bootstrap resampling.
+    weights : str, optional
+        Column of positive per-run weights of the objective.
+    **fit_options
+        ``delta``, ``fixed``, ``grid``, ``method``, ``screen``, ``polish_top`` (see :func:`fit`).
+
+    Returns
+    -------
+    FitResult
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> N = np.geomspace(1e8, 1e10, 12)
+    >>> D = np.tile([1e10, 4e10, 1.6e11], 4)
+    >>> frame = pd.DataFrame({"N": N, "D": D, "loss": 1.69 + 406.4 / N**0.34 + 410.7 / D**0.28})
+    >>> r = fit_runs("chinchilla", frame, holdout="largest-N:2")
+    >>> r.data["n_train"], r.holdout["n"], r.holdout["rmse"] < 0.01
+    (10, 2, True)
     """
-    law = get_law(law_name)
+    law = _as_law(law)
+    runs = _as_runs(runs)
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise MoescaleError(f"bootstrap must be a non-negative whole number, got {bootstrap!r}")
-    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise MoescaleError(f"level must be a number in (0, 1), got {level!r}")
     _check_options(law, fit_options.get("delta"), fit_options.get("grid"),
                    fit_options.get("method", "grid"))
     runs.require([*law.variables, *([weights] if weights else [])], target=law.target)
     runs.check_domains(law)
     test = holdout_mask(runs.frame, holdout) if holdout else np.zeros(len(runs), dtype=bool)
     v_all, y_all = runs.arrays(law.variables), runs.target(law.target)
-    v_train = {k: a[~test] for k, a in v_all.items()}
     if (~test).sum() < len(law.params) - len(fit_options.get("fixed") or {}):
         raise MoescaleError(f"{int((~test).sum())} training runs cannot determine the "
                             f"{len(law.params)} parameters of {law.name!r}")
+    w_all = runs.target(weights) if weights else None
+    data = {"source": runs.source, "hash": runs.data_hash(), "n_runs": len(runs),
+            "holdout": holdout, "weights": weights}
+    return _fit_arrays(law, v_all, y_all, test, w_all, bootstrap, level, seed, progress, data,
+                       {**fit_options, "progress": (lambda d, t: progress("fit", d, t))
+                        if progress else None})
+
+
+def _as_law(law: Law | str) -> Law:
+    if isinstance(law, Law):
+        return law
+    if isinstance(law, str):
+        return get_law(law)
+    raise MoescaleError(f"law must be a registered name or a Law, got {type(law).__name__}")
+
+
+def _as_runs(runs):
+    """A RunTable from a RunTable, a data frame or a path."""
+    from pathlib import Path
+
+    from moescale.runs import RunTable
+
+    if isinstance(runs, RunTable):
+        return runs
+    if isinstance(runs, (str, Path)):
+        return RunTable.from_file(runs)
+    if hasattr(runs, "columns") and hasattr(runs, "to_numpy"):
+        return RunTable.from_frame(runs)
+    raise MoescaleError(f"runs must be a RunTable, a data frame or a file path, got "
+                        f"{type(runs).__name__}")
+
+
+def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_all,
+                bootstrap: int, level: float, seed: int, progress, data: dict,
+                fit_options: dict) -> FitResult:
+    """Fit on the training rows, score both splits, bootstrap, diagnose; one FitResult."""
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise MoescaleError(f"level must be a number in (0, 1), got {level!r}")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+        raise MoescaleError(f"bootstrap must be a non-negative whole number, got {bootstrap!r}")
     t0 = time.perf_counter()
-    step = (lambda d, t: progress("fit", d, t)) if progress else None
-    w_train = runs.target(weights)[~test] if weights else None
-    fitted = fit(law, v_train, y_all[~test], weights=w_train, progress=step, **fit_options)
+    v_train = {k: a[~test] for k, a in v_all.items()}
+    w_train = None if w_all is None else np.asarray(w_all, float)[~test]
+    point = _fit_point(law, v_train, y_all[~test], weights=w_train, **fit_options)
     seconds = time.perf_counter() - t0
-    result = FitResult(
-        law=law.name, convention=law.convention, target=law.target, params=fitted.params,
-        objective={"name": "huber_log", "reduction": "sum", "value": fitted.objective,
-                   "delta": fit_options.get("delta") or DEFAULT_DELTA.get(law.name, 1e-3)},
-        optimizer={"method": fitted.method, "starts": fitted.starts, "screened": fitted.screened,
-                   "iterations": fitted.iterations, "success": fitted.success,
-                   "message": fitted.message, "seconds": round(seconds, 3),
-                   "grid": {k: list(map(float, v)) for k, v in
-                            (fit_options.get("grid") or law.init_grid).items()}},
-        data={"source": runs.source, "hash": runs.data_hash(), "n_runs": len(runs),
-              "n_train": int((~test).sum()), "variables": list(law.variables),
-              "holdout": holdout, "seed": seed, "weights": weights},
-        train=_score(law, fitted.params, v_all, y_all, ~test),
-        holdout=_score(law, fitted.params, v_all, y_all, test) if test.any() else None,
-        derived=_derived(law, fitted.params),
-        fixed=dict(fit_options.get("fixed") or {}), ci_level=level,
-    )
+    delta = fit_options.get("delta") or DEFAULT_DELTA.get(law.name, 1e-3)
+    grid = fit_options.get("grid") or law.init_grid
+    optimizer = {"method": point.method, "starts": point.starts, "screened": point.screened,
+                 "iterations": point.iterations, "success": point.success,
+                 "message": point.message, "nfev": point.nfev, "njev": point.njev,
+                 "converged_starts": point.converged_starts, "seconds": round(seconds, 3),
+                 "grid": {k: list(map(float, v)) for k, v in grid.items()}}
+    derived = _derived(law, point.params)
+    boot: dict[str, Any] = {}
     if bootstrap:
-        _bootstrap(result, law, v_train, y_all[~test], w_train, fitted, bootstrap, seed, level,
-                   (lambda d, t: progress("bootstrap", d, t)) if progress else None,
-                   fit_options)
-    return result
+        boot = _bootstrap(law, v_train, y_all[~test], w_train, point, bootstrap, seed, level,
+                          (lambda d, t: progress("bootstrap", d, t)) if progress else None,
+                          fit_options, derived)
+        optimizer["bootstrap_converged"] = boot.pop("converged")
+        optimizer["bootstrap_refits"] = bootstrap
+    pred = law.predict(point.params, v_all)
+    residuals = dg.residual_table(y_all, pred, ~test, v_all)
+    data = {**data, "n_train": int((~test).sum()), "variables": list(law.variables),
+            "seed": seed, "ranges": dg.fitted_ranges(v_train)}
+    return FitResult(
+        law=law.name, convention=law.convention, target=law.target, params=point.params,
+        objective={"name": "huber_log", "reduction": "sum", "value": point.objective,
+                   "delta": delta},
+        optimizer=optimizer, data=data,
+        train=metrics(y_all[~test], pred[~test]),
+        holdout=metrics(y_all[test], pred[test]) if test.any() else None,
+        derived=derived, fixed=dict(fit_options.get("fixed") or {}), ci_level=level,
+        residuals=residuals, warnings=_warnings(law, point, residuals, optimizer, fit_options),
+        **boot)
+
+
+def _warnings(law: Law, point: _Point, residuals: list[dict], optimizer: dict,
+              fit_options: Mapping[str, Any]) -> list[str]:
+    """Everything :mod:`~moescale.fitting.diagnostics` finds, and the optimiser's failures."""
+    out = []
+    if not point.success:
+        out.append(f"the optimiser did not converge: {point.message}")
+    fixed = list(fit_options.get("fixed") or {})
+    theta = dict(zip(point.problem.free, point.theta, strict=True))
+    theta.update(point.problem.fixed)
+    out += dg.parameter_warnings(law, theta, point.params, fixed)
+    out += dg.identifiability_warnings(point.problem, point.theta)
+    n_boot, conv = optimizer.get("bootstrap_refits"), optimizer.get("bootstrap_converged")
+    if n_boot and conv is not None and conv < n_boot:
+        out.append(f"{n_boot - conv} of {n_boot} bootstrap refits did not converge within "
+                   "their iteration limit (their parameters are included in the intervals)")
+    outliers = [r for r in residuals if r["outlier"]]
+    if outliers:
+        shown = ", ".join(f"run {r['run']} ({r['split']}, z = {r['z']:+.1f})"
+                          for r in sorted(outliers, key=lambda r: -abs(r["z"]))[:5])
+        out.append(f"{len(outliers)} run(s) lie more than {dg.OUTLIER_Z:g} robust standard "
+                   f"deviations from the law: {shown}")
+    return out
 
 
 def _score(law: Law, params: Mapping[str, float], v: dict, y: np.ndarray,
@@ -224,32 +409,35 @@ def _derived(law: Law, params: Mapping[str, float],
         return dict.fromkeys(keys, float("nan"))
 
 
-def _bootstrap(result: FitResult, law: Law, v: dict, y: np.ndarray, w: np.ndarray | None,
-               fitted: Fitted, n: int, seed: int, level: float, progress,
-               fit_options: Mapping[str, Any]) -> None:
+def _bootstrap(law: Law, v: dict, y: np.ndarray, w: np.ndarray | None, point: _Point,
+               n: int, seed: int, level: float, progress, fit_options: Mapping[str, Any],
+               derived: Mapping[str, float]) -> dict[str, Any]:
     """Refit on ``n`` resamples of the runs (multinomial counts as weights), every refit
-    warm-started from each of the best distinct full-data optima, all vectorised together."""
+    warm-started from each of the best distinct full-data optima, all vectorised together.
+    Returns the FitResult fields ``bootstrap_params``, ``ci``, ``se`` and the number of refits
+    whose best start ``converged``."""
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(y.size, np.full(y.size, 1.0 / y.size), size=n).astype(float)
     if w is not None:
         counts *= w
-    starts = fitted.top_theta[:3]
-    problem = Problem(law, v, y, result.objective["delta"], np.repeat(counts, len(starts), 0),
+    starts = point.top_theta[:3]
+    problem = Problem(law, v, y, point.problem.delta, np.repeat(counts, len(starts), 0),
                       _fixed_fit_space(law, fit_options.get("fixed")))
     multi = ms.refine(problem, np.tile(starts, (n, 1)), max_iter=100, tol=1e-14,
                       screen=False, progress=progress)
     f = multi.objective.reshape(n, len(starts))
-    theta = multi.theta.reshape(n, len(starts), -1)[np.arange(n), np.argmin(f, axis=1)]
+    pick = np.argmin(f, axis=1)
+    theta = multi.theta.reshape(n, len(starts), -1)[np.arange(n), pick]
+    converged = int(np.sum(multi.converged_mask.reshape(n, len(starts))[np.arange(n), pick]))
     boots = [{k: float(a[i, 0]) for k, a in problem.params(theta).items()} for i in range(n)]
-    result.bootstrap_params = boots
     q = (1 - level) / 2
-    rows = [{**b, **_derived(law, b, list(result.derived))} for b in boots]
-    table = {k: np.array([r.get(k, np.nan) for r in rows])
-             for k in (*law.params, *result.derived)}
+    rows = [{**b, **_derived(law, b, list(derived))} for b in boots]
+    table = {k: np.array([r.get(k, np.nan) for r in rows]) for k in (*law.params, *derived)}
     finite = {k: a[np.isfinite(a)] for k, a in table.items()}  # undefined refits left out
-    result.ci = {k: [float(np.quantile(a, q)), float(np.quantile(a, 1 - q))]
-                 if a.size else [float("nan")] * 2 for k, a in finite.items()}
+    ci = {k: [float(np.quantile(a, q)), float(np.quantile(a, 1 - q))]
+          if a.size else [float("nan")] * 2 for k, a in finite.items()}
     # one refit has no spread: its standard error is unknown (NaN, saved as null)
     with np.errstate(over="ignore"):  # a spread beyond the float range is inf (saved as null)
-        result.se = {k: float(np.std(a, ddof=1)) if a.size > 1 else float("nan")
-                     for k, a in finite.items()}
+        se = {k: float(np.std(a, ddof=1)) if a.size > 1 else float("nan")
+              for k, a in finite.items()}
+    return {"bootstrap_params": boots, "ci": ci, "se": se, "converged": converged}

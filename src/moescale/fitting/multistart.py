@@ -82,6 +82,10 @@ class MultiStart:
     iterations: int
     converged: int           # starts that met the tolerance or merged into a better one
     screened: int            # starts stopped early by successive halving
+    converged_mask: np.ndarray | None = None  # (starts,) per start: met the tolerance (or
+    # found no descent step: a stationary point at machine precision)
+    nfev: int = 0            # parameter vectors evaluated (objective), all starts together
+    njev: int = 0            # parameter vectors at which the Jacobian was evaluated
 
 
 def refine(problem: Problem, theta0: np.ndarray, max_iter: int = 200, tol: float = 1e-12,
@@ -103,6 +107,8 @@ def refine(problem: Problem, theta0: np.ndarray, max_iter: int = 200, tol: float
     w_all = np.broadcast_to(problem.w, (n, problem.log_y.size))
     f, lam = np.full(n, np.inf), np.full(n, 1e-3)
     done, screened = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    conv = np.zeros(n, dtype=bool)
+    nfev0, njev0 = problem.nfev, problem.njev
     chunk = int(np.clip(CHUNK_FLOATS / (problem.log_y.size * (len(problem.free) + 4)), 16, CHUNK))
     edges = [0, *(s for s in SCREEN_AT if s < max_iter), max_iter] if screen else [0, max_iter]
     iterations = 0
@@ -110,25 +116,31 @@ def refine(problem: Problem, theta0: np.ndarray, max_iter: int = 200, tol: float
         todo = np.flatnonzero(~done)
         for c in range(0, todo.size, chunk):
             rows = todo[c:c + chunk]
-            th, ff, la, dn = theta[rows], f[rows], lam[rows], done[rows]
-            used = _iterate(problem, th, np.array(w_all[rows]), ff, la, dn, b - a, tol, merge)
-            theta[rows], f[rows], lam[rows], done[rows] = th, ff, la, dn
+            th, ff, la, dn, cv = theta[rows], f[rows], lam[rows], done[rows], conv[rows]
+            used = _iterate(problem, th, np.array(w_all[rows]), ff, la, dn, b - a, tol, merge,
+                            cv)
+            theta[rows], f[rows], lam[rows], done[rows], conv[rows] = th, ff, la, dn, cv
             iterations = max(iterations, a + used)
         if screen and b < max_iter:
             screened |= ~done & ~_best_share(f, ~done)  # these stop where they are
             done |= screened
         if progress:
             progress(stage + 1, len(edges) - 1)
-    return MultiStart(theta, f, iterations, int(np.sum(done & ~screened)), int(np.sum(screened)))
+    return MultiStart(theta, f, iterations, int(np.sum(done & ~screened)), int(np.sum(screened)),
+                      conv, problem.nfev - nfev0, problem.njev - njev0)
 
 
 def _iterate(problem: Problem, theta: np.ndarray, w: np.ndarray, f: np.ndarray,
-             lam: np.ndarray, done: np.ndarray, iters: int, tol: float, merge: bool) -> int:
+             lam: np.ndarray, done: np.ndarray, iters: int, tol: float, merge: bool,
+             conv: np.ndarray | None = None) -> int:
     """Advance one chunk of starts by up to ``iters`` LM steps, updating the arrays in place.
 
     A start is done when its objective stops improving (``tol``), its damping explodes, or (with
-    ``merge``) it sits on the same point as a better start. Returns the iterations used.
+    ``merge``) it sits on the same point as a better start; ``conv`` marks the first two (a
+    measured convergence, not a start that merely ran out of iterations or merged). Returns the
+    iterations used.
     """
+    conv = np.zeros_like(done) if conv is None else conv
     lo, hi = problem.bounds()
     r = problem.log_pred(theta) - problem.log_y          # residuals at the current points
     f[:] = _objective(r, w, problem.delta)
@@ -146,7 +158,8 @@ def _iterate(problem: Problem, theta: np.ndarray, w: np.ndarray, f: np.ndarray,
         acc = idx[better]
         theta[acc], r[acc], f[acc] = trial[better], r_new[better], f_new[better]
         lam[idx] = np.where(better, np.maximum(lam[idx] / 3, 1e-12), lam[idx] * 4)
-        done[idx[(better & (gain <= tol * (1.0 + f[idx]))) | (lam[idx] > 1e10)]] = True
+        met = idx[(better & (gain <= tol * (1.0 + f[idx]))) | (lam[idx] > 1e10)]
+        done[met] = conv[met] = True
         if merge:
             done |= ~done & ~_distinct(theta, f, ~done)
     return iters

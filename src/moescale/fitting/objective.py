@@ -44,6 +44,8 @@ class Problem:
         self.w = np.ones_like(self.log_y) if weights is None else np.asarray(weights, float)
         self.fixed = dict(fixed or {})
         self.free = tuple(k for k in law.params if k not in self.fixed)
+        self.nfev = 0  # parameter vectors at which the law was evaluated (all starts counted)
+        self.njev = 0  # parameter vectors at which the Jacobian was evaluated
 
     def with_weights(self, weights: np.ndarray) -> Problem:
         """The same problem with other run weights (bootstrap resamples)."""
@@ -58,6 +60,7 @@ class Problem:
 
     def log_pred(self, theta: np.ndarray) -> np.ndarray:
         """``ln L`` predicted for every start and run, shape ``(starts, runs)``."""
+        self.nfev += np.atleast_2d(theta).shape[0]
         with np.errstate(all="ignore"):
             out = self.law.log_loss(self.params(theta), self.v)
         return np.broadcast_to(out, (np.atleast_2d(theta).shape[0], self.log_y.size))
@@ -74,6 +77,7 @@ class Problem:
         Non-finite entries (an undefined law) are zero, so a step simply does not move there.
         """
         theta = np.atleast_2d(theta)
+        self.njev += theta.shape[0]
         out = np.empty((theta.shape[0], len(self.free), self.log_y.size))
         if self.law.grad_log_loss is not None:
             with np.errstate(all="ignore"):

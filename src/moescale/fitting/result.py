@@ -1,10 +1,16 @@
-"""The serialisable outcome of a fit: :class:`FitResult` (JSON round trip, predict, intervals)."""
+"""The one result type of a fit: :class:`FitResult` (frozen; JSON round trip, predict,
+intervals, diagnostics).
+
+Like scipy's ``OptimizeResult`` the outcome of the optimisation is at the top —
+``success``, ``message``, ``fun`` (the summed Huber objective), ``nit``, ``nfev``, ``njev`` —
+and failure to converge is data (``success=False`` with a reason), not an exception.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
+import warnings as _warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -17,14 +23,49 @@ from moescale.errors import MoescaleError
 FORMAT = "moescale-fit/1"
 
 
-@dataclass
-class FitResult:
-    """A fitted law: parameters, uncertainty and scores, with everything needed to reproduce it.
+class ExtrapolationWarning(UserWarning):
+    """A prediction far outside the range of the runs a law was fitted on."""
 
-    ``params`` are in natural units (the law's own names). ``ci`` maps each parameter and
-    derived quantity to ``[low, high]`` at ``ci_level``; ``bootstrap_params`` holds every
-    bootstrap refit (list of dicts) so predictions get intervals too. ``train`` and
-    ``holdout`` hold ``{"rmse", "max_abs_error", "n"}`` on the target (not its log).
+
+@dataclass(frozen=True, repr=False)
+class FitResult:
+    """A fitted law: parameters, uncertainty, scores and diagnostics, with everything needed to
+    reproduce it.
+
+    Attributes
+    ----------
+    law, convention, target : str
+        The law's registered name, its counting convention and what it predicts.
+    params : dict
+        Natural-unit parameters (the law's own names).
+    ci, se : dict
+        ``[low, high]`` at ``ci_level`` and standard errors over the bootstrap refits, for
+        each parameter and derived quantity (empty without ``bootstrap``).
+    bootstrap_params : list of dict
+        Every bootstrap refit, so predictions get intervals too.
+    train, holdout : dict
+        ``{"rmse", "max_abs_error", "mean_abs_rel_error", "n"}`` on the target (not its log).
+    residuals : list of dict
+        One row per run (see :func:`moescale.fitting.diagnostics.residual_table`).
+    warnings : list of str
+        What to distrust: parameters at bounds or collapsed, unidentifiable parameters,
+        outlier runs, an optimiser that did not converge.
+    optimizer, objective, data : dict
+        The bookkeeping (method, starts, counts, seconds; Huber δ and value; source, hash,
+        runs, fitted ranges of the variables).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from moescale.fitting import fit
+    >>> N, D = np.meshgrid(np.geomspace(1e8, 1e10, 5), np.geomspace(1e9, 1e11, 5))
+    >>> v = {"N": N.ravel(), "D": D.ravel()}
+    >>> from moescale.laws import get_law
+    >>> r = fit("chinchilla", v, get_law("chinchilla").predict("hoffmann2022", v))
+    >>> r.success, round(r.params["alpha"], 2)
+    (True, 0.34)
+    >>> float(r.predict(N=1e9, D=2e10)) > 1.69
+    True
     """
 
     law: str
@@ -32,8 +73,8 @@ class FitResult:
     target: str
     params: dict[str, float]
     objective: dict[str, Any]          # {"name": "huber_log", "delta": …, "value": …, "reduction": "sum"}
-    optimizer: dict[str, Any]          # method, starts, screened, iterations, success, message
-    data: dict[str, Any]               # source, hash, n_runs, variables, holdout spec
+    optimizer: dict[str, Any]          # method, starts, screened, iterations, success, message, nfev, …
+    data: dict[str, Any]               # source, hash, n_runs, variables, holdout spec, ranges
     train: dict[str, float]
     holdout: dict[str, float] | None = None
     derived: dict[str, float] = field(default_factory=dict)
@@ -43,25 +84,74 @@ class FitResult:
     bootstrap_params: list[dict[str, float]] = field(default_factory=list)
     fixed: dict[str, float] = field(default_factory=dict)
     format: str = FORMAT
+    residuals: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    # ----- the optimiser's report at the top (scipy.optimize.OptimizeResult's names) -----------
+    @property
+    def success(self) -> bool:
+        """Whether the optimiser met its convergence criterion at the reported point."""
+        return bool(self.optimizer.get("success", False))
+
+    @property
+    def message(self) -> str:
+        return str(self.optimizer.get("message", ""))
+
+    @property
+    def fun(self) -> float:
+        """The objective at the optimum (summed Huber on ``ln`` residuals)."""
+        return float(self.objective.get("value", float("nan")))
+
+    @property
+    def nit(self) -> int:
+        """Levenberg–Marquardt iterations of the multi-start stage."""
+        return int(self.optimizer.get("iterations", 0))
+
+    @property
+    def nfev(self) -> int:
+        """Parameter vectors at which the objective was evaluated (all starts, all stages)."""
+        return int(self.optimizer.get("nfev", 0))
+
+    @property
+    def njev(self) -> int:
+        return int(self.optimizer.get("njev", 0))
+
+    @property
+    def n_starts(self) -> int:
+        return int(self.optimizer.get("starts", 0))
+
+    @property
+    def bootstrap_converged(self) -> int | None:
+        """Bootstrap refits that converged (``None`` without bootstrap)."""
+        value = self.optimizer.get("bootstrap_converged")
+        return None if value is None else int(value)
+
+    @property
+    def outliers(self) -> list[dict[str, Any]]:
+        """The rows of :attr:`residuals` flagged as outliers."""
+        return [r for r in self.residuals if r.get("outlier")]
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v:.4g}" for k, v in self.params.items())
+        boots = f", bootstrap={len(self.bootstrap_params)}" if self.bootstrap_params else ""
+        held = f", holdout_rmse={self.holdout['rmse']:.3g}" if self.holdout else ""
+        warn = f", warnings={len(self.warnings)}" if self.warnings else ""
+        return (f"FitResult(law={self.law!r}, success={self.success}, fun={self.fun:.6g}, "
+                f"params={{{params}}}, n_runs={self.data.get('n_runs')}, "
+                f"train_rmse={self.train.get('rmse', float('nan')):.3g}{held}{boots}{warn})")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The JSON form (:meth:`from_dict` reads it back); the optimiser's outcome is also at
+        the top (``success``, ``message``, ``fun``, ``nit``, ``nfev``) for readers of the file."""
+        top = {"success": self.success, "message": self.message, "fun": self.fun,
+               "nit": self.nit, "nfev": self.nfev}
+        return {**top, **asdict(self)}
 
     def save(self, path: str | Path) -> None:
         """Write the result as JSON (atomically: a crash never leaves half a file)."""
-        from moescale.cli._output import _jsonable
+        from moescale.jsonio import write_json_atomic
 
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(_jsonable(self.to_dict()), indent=2))
-            tmp.replace(path)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise MoescaleError(f"cannot write the fit to {path}: "
-                                f"{exc.strerror or exc}") from None
+        write_json_atomic(path, self.to_dict(), "the fit")
 
     @classmethod
     def load(cls, path: str | Path) -> FitResult:
@@ -98,24 +188,48 @@ class FitResult:
         return cls(**_validated(raw, source))
 
     def law_object(self):
+        """The registered :class:`~moescale.laws.Law` this result fitted."""
         from moescale.laws import get_law
 
         return get_law(self.law)
 
-    def predict(self, variables: Mapping[str, Any] | None = None, **kw) -> np.ndarray:
-        """The law's prediction with the fitted parameters at ``variables``."""
-        return self.law_object().predict(self.params, {**(variables or {}), **kw})
+    def extrapolation(self, variables: Mapping[str, Any] | None = None, **kw) -> list[str]:
+        """Messages for the variables of a prediction far outside the fitted range (empty when
+        inside, or when the result does not record its range)."""
+        from moescale.fitting.diagnostics import extrapolation_warnings
 
-    def predict_interval(self, variables: Mapping[str, Any] | None = None,
-                         level: float | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
+        return extrapolation_warnings(self.data.get("ranges") or {}, {**(variables or {}), **kw})
+
+    def predict(self, variables: Mapping[str, Any] | None = None, *, warn: bool = True,
+                **kw) -> np.ndarray:
+        """The law's prediction with the fitted parameters at ``variables``.
+
+        With ``warn`` an :class:`ExtrapolationWarning` names every variable more than a factor
+        2 outside the range of the training runs.
+        """
+        v = {**(variables or {}), **kw}
+        messages = self.extrapolation(v) if warn else []
+        if messages:
+            _warnings.warn(f"{self.law} fit: " + "; ".join(messages), ExtrapolationWarning,
+                           stacklevel=2)
+        return self.law_object().predict(self.params, v)
+
+    def interval(self, variables: Mapping[str, Any] | None = None,
+                 level: float | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
         """Percentile interval of the prediction over the bootstrap refits."""
         if not self.bootstrap_params:
-            raise MoescaleError("this fit has no bootstrap refits; fit again with --bootstrap N")
+            raise MoescaleError("this fit has no bootstrap refits; fit again with --bootstrap N "
+                                "(bootstrap=N in fit_runs)")
+        if level is not None and not 0 < level < 1:
+            raise MoescaleError(f"level must be in (0, 1), got {level!r}")
         law, v = self.law_object(), {**(variables or {}), **kw}
         v = {k: v[k] for k in law.variables if k in v}
         preds = np.array([law.predict(p, v) for p in self.bootstrap_params])
         q = (1 - (level or self.ci_level)) / 2
-        return np.quantile(preds, q, axis=0), np.quantile(preds, 1 - q, axis=0)
+        with np.errstate(invalid="ignore"):
+            return np.nanquantile(preds, q, axis=0), np.nanquantile(preds, 1 - q, axis=0)
+
+    predict_interval = interval  # the older name
 
 
 # ----- validation of a fit read from disk ----------------------------------------------------
@@ -175,6 +289,11 @@ def _validated(raw: Any, source: str) -> dict[str, Any]:
     out["derived"] = _numbers(_mapping(raw, "derived", fail), "derived", fail)
     out["se"] = _numbers(_mapping(raw, "se", fail), "se", fail)
     out["ci"] = _intervals(_mapping(raw, "ci", fail), fail)
+    out["warnings"] = _strings(raw.get("warnings", []), "warnings", fail)
+    residuals = raw.get("residuals", [])
+    if not isinstance(residuals, list) or not all(isinstance(r, dict) for r in residuals):
+        raise fail("field residuals must be a list of objects (one per run)")
+    out["residuals"] = residuals
     level = raw.get("ci_level", 0.95)
     if not _is_number(level) or not 0.0 < float(level) < 1.0:
         raise fail(f"field ci_level must be a number in (0, 1), got {_short(level)}")
@@ -190,6 +309,14 @@ def _is_number(value: Any) -> bool:
         return math.isfinite(float(value))
     except OverflowError:  # an integer beyond the float range
         return False
+
+
+def _strings(value: Any, key: str, fail) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        raise fail(f"field {key} must be a list of strings")
+    return list(value)
 
 
 def _short(value: Any) -> str:

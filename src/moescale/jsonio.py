@@ -1,0 +1,50 @@
+"""Plain-JSON conversion and atomic file writes shared by the library and the CLI.
+
+>>> import numpy as np
+>>> jsonable({"a": np.float64(1.5), "b": (1, 2), "c": float("nan")})
+{'a': 1.5, 'b': [1, 2], 'c': None}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from moescale.errors import MoescaleError
+
+__all__ = ["jsonable", "write_json_atomic"]
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy scalars and arrays become numbers and lists,
+    objects with ``to_dict`` their dict, tuples lists, non-finite floats ``None``."""
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json_atomic(path: str | Path, obj: Any, what: str = "the result") -> Path:
+    """Write ``obj`` as indented JSON to ``path`` through a temporary file and a rename, so a
+    crash never leaves half a file. An unwritable path is a :class:`MoescaleError`."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(jsonable(obj), indent=2))
+        tmp.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise MoescaleError(f"cannot write {what} to {path}: {exc.strerror or exc}") from None
+    return path
