@@ -50,9 +50,20 @@ def _floats(text: str, what: str) -> list[float]:
               help="Hold a parameter at a value instead of fitting it. Repeatable.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the fit as JSON.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fit as JSON.")
+@click.option("--cv", default=None, metavar="budget|COLUMN",
+              help="With several laws: leave-one-group-out cross-validation (one fold per budget).")
+@click.option("--rank-by", type=click.Choice(["holdout", "cv", "aic", "bic"]), default=None,
+              help="With several laws: the ranking (default: cv with --cv, else held-out RMSE).")
+@click.option("--sensitivity", is_flag=True,
+              help="How far the fitted optimum moves under δ, residuals, start grid and dropped runs.")
+@click.option("--target-compute", default=None, metavar="FLOPS",
+              help="Budget of the predicted optimum (--sensitivity; leaderboard default: largest C).")
+@click.option("--at", "at_items", multiple=True, metavar="VAR=VALUE",
+              help="Hold E, G or K fixed at the optimum (default: best of the runs' values).")
 def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, level, seed, weight_column,
         delta, method, exhaustive,
-        grid_items, fix_items, output, as_json):
+        grid_items, fix_items, output, as_json, cv=None, rank_by=None, sensitivity=False,
+        target_compute=None, at_items=()):
     """Fit a scaling law to the runs in DATA (CSV, Parquet, JSONL or JSON).
 
     The objective is the papers': Huber on ln(loss) residuals, summed, from every point of the
@@ -67,7 +78,14 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
       moescale fit --store sweep.db --law chinchilla --bootstrap 100
       moescale fit curves.csv --law clark2022 --where "step == 249000 and k == 1" \\
           --map dense_parameter_count=N --map num_experts=E --map loss_validation=loss
+      moescale fit runs.csv --law all --bootstrap 50 -o best.json     # a leaderboard of laws
+      moescale fit runs.csv --law chinchilla,wang2024 --cv budget --json
+      moescale fit runs.csv --law chinchilla --sensitivity --target-compute 1e21
     """
+    from moescale.cli import _fit_selection
+
+    if _fit_selection.wants_selection(law_name, sensitivity, cv, rank_by, target_compute, at_items):
+        return _fit_selection.run(**{k: v for k, v in locals().items() if k != "_fit_selection"})
     from moescale.fitting import fit_runs
     from moescale.laws import get_law
     from moescale.runs import RunTable, parse_derive, parse_mapping, parse_pairs
