@@ -195,22 +195,23 @@ def print_sensitivity(result) -> None:
     """One table: each variant's optimum and its ratio to the baseline's."""
     keys = [k for k in ("E_opt", "G_opt", "K_opt") if result.baseline.optimum
             and k in result.baseline.optimum]
-    cols = ["variant", "what changed", "runs", "train RMSE", f"{result.size_variable}_opt",
+    cols = ["variant", "runs", "train RMSE", f"{result.size_variable}_opt",
             "×", "D_opt", "×", *keys, "loss"]
     rows = []
     for v in (result.baseline, *result.variants):
         o, r = v.optimum or {}, v.ratios
         if v.error:
-            rows.append([v.name, v.description, str(v.n_runs), "-", f"failed: {v.error}"[:60],
+            rows.append([v.name, str(v.n_runs), "-", f"failed: {v.error}"[:60],
                          "", "", "", *["" for _ in keys], ""])
             continue
-        rows.append([v.name, v.description, str(v.n_runs), _num(v.train_rmse),
+        rows.append([v.name, str(v.n_runs), _num(v.train_rmse, 3),
                      fmt_num(o.get("N_opt"), 4), _num(r.get("N_opt", 1.0), 3),
                      fmt_num(o.get("D_opt"), 4), _num(r.get("D_opt", 1.0), 3),
                      *(f"{o[k]:g}" if k in o else "-" for k in keys),
                      _num(o.get("loss_opt"), 5)])
     print_table(f"{result.law}: optimum at C = {result.target_compute:.3g} FLOPs under each "
                 "choice (× = ratio to the baseline)", cols, rows)
+    click.echo(f"baseline: {result.baseline.description}")
     for q, s in result.summary.items():
         if q == "loss_opt":
             continue

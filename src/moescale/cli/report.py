@@ -27,6 +27,10 @@ FORMATS = ("png", "svg")
               help="A plan from `moescale plan -o` (or --json).")
 @click.option("--compare", "compare_file", type=click.Path(dir_okay=False),
               metavar="COMPARE.json", help="A comparison from `moescale compare --json`.")
+@click.option("--selection", "selection_file", type=click.Path(dir_okay=False),
+              metavar="LEADERBOARD.json", help="A leaderboard from `moescale fit --law all --json`.")
+@click.option("--sensitivity", "sensitivity_file", type=click.Path(dir_okay=False),
+              metavar="SENS.json", help="A study from `moescale fit --sensitivity --json`.")
 @click.option("--target", default=None, metavar="FLOPS",
               help="Compute of the extrapolated point on the frontier (default: the plan's "
                    "compute, else 10× the largest budget).")
@@ -42,7 +46,8 @@ FORMATS = ("png", "svg")
 @click.option("--list-figures", is_flag=True, help="List every figure name and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
 def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compare_file, target,
-           figures, formats, bootstrap, title, output, list_figures, as_json):
+           figures, formats, bootstrap, title, output, list_figures, as_json,
+           selection_file=None, sensitivity_file=None):
     """Draw the figures of a sweep, a fit and a plan, and write one HTML page.
 
     Writes DIR/index.html (opens from disk, no network) and DIR/figures/NAME.png and .svg.
@@ -75,8 +80,10 @@ def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compa
         raise MoescaleError(f"--format {formats!r}: choose from {', '.join(FORMATS)}")
     if (mapping or derive or where) and not runs_file:
         raise MoescaleError("--map, --derive and --where apply to --runs; give --runs FILE")
-    if not any((store, runs_file, fit_files, plan_file, compare_file)):
-        raise MoescaleError("nothing to report: give --store, --runs, --fit, --plan or --compare")
+    if not any((store, runs_file, fit_files, plan_file, compare_file, selection_file,
+                sensitivity_file)):
+        raise MoescaleError("nothing to report: give --store, --runs, --fit, --plan, --compare, "
+                            "--selection or --sensitivity")
     inp = build.ReportInputs(bootstrap=bootstrap)
     if target is not None:
         from moescale.units import parse_positive
@@ -94,6 +101,15 @@ def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compa
         build.load_plan(plan_file, inp)
     if compare_file:
         build.load_compare(compare_file, inp)
+    if selection_file or sensitivity_file:
+        from moescale.reporting import selection as selfig
+
+        if selection_file:
+            inp.selection = selfig.load_selection(selection_file)
+            inp.sources["selection"] = str(selection_file)
+        if sensitivity_file:
+            inp.sensitivity = selfig.load_sensitivity(sensitivity_file)
+            inp.sources["sensitivity"] = str(sensitivity_file)
     result = build.build_report(inp, output, figures=figures or None, formats=fmts, title=title)
     if as_json:
         from moescale.cli._output import echo_json

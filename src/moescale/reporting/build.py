@@ -51,6 +51,8 @@ class ReportInputs:
     bootstrap: int = 200
     seed: int = 0
     joint_law: str | None = None
+    selection: dict | None = None     # moescale fit --law all --json (reporting.selection)
+    sensitivity: dict | None = None   # moescale fit --sensitivity --json
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ----- derived inputs (library calls, cached) --------------------------------------------
@@ -321,7 +323,31 @@ def figure_specs(inp: ReportInputs) -> list[FigureSpec]:
                    "by component (exact count of the planned architecture).",
                    lambda i: planfig.architecture(i.plan), _plan_missing()),
     ]
+    specs += _selection_specs()
     return specs
+
+
+def _selection_specs() -> list[FigureSpec]:
+    """The leaderboard of laws and the sensitivity of the optimum (issue 15)."""
+    from moescale.reporting import selection as selfig
+
+    return [
+        FigureSpec("leaderboard", "selection", "laws ranked",
+                   "Held-out (or cross-validated) RMSE of every law fitted to the same runs "
+                   "with the same split, best at the top; blue: within one standard error of "
+                   "the best (ordered by BIC); laws not ranked listed with the reason.",
+                   lambda i: selfig.leaderboard_figure(i.selection),
+                   lambda i: None if i.selection else
+                   "needs a leaderboard (--selection, from moescale fit --law all --json)"),
+        FigureSpec("sensitivity", "selection", "sensitivity of the optimum",
+                   "The compute-optimal point at the target budget refitted under other Huber "
+                   "δ, residuals on L, other start grids and without the smallest or largest "
+                   "runs, as a ratio to the baseline's.",
+                   lambda i: selfig.sensitivity_figure(i.sensitivity),
+                   lambda i: None if i.sensitivity else
+                   "needs a sensitivity study (--sensitivity, from moescale fit --sensitivity "
+                   "--json)"),
+    ]
 
 
 def available_figures(inp: ReportInputs) -> list[str]:
@@ -334,7 +360,7 @@ def figure_names() -> list[str]:
     return ["isoflop", "isoflop_M_over_Na", "isoflop_N_over_Na", "frontier", "optima",
             "learning_curves", "experts", "fit_parity", "fit_residuals", "fit_params",
             "landscape", "d_sweep", "band_width", "experts_memory", "flop_savings",
-            "architecture"]
+            "architecture", "leaderboard", "sensitivity"]
 
 
 # ----- building --------------------------------------------------------------------------------
