@@ -64,7 +64,7 @@ def test_arch_json_and_plan_json(run, tmp_path):
     (["--arch", "missing.json", "--tokens", "1e5"], "not found"),
     (["--tokens", "1e5"], "exactly one of"),
     (["--preset", "tiny", "--arch", "a.json", "--tokens", "1e5"], "exactly one of"),
-    (["--preset", "huge", "--tokens", "1e5"], "unknown training preset"),
+    (["--preset", "huge", "--tokens", "1e5"], "unknown preset"),
     (["--preset", "tiny", "--tokens", "1e5", "--resume"], "--resume needs --out"),
     (["--preset", "tiny", "--tokens", "1e5", "--data", "nowhere.txt"], "data not found"),
     (["--preset", "tiny", "--tokens", "10"], "less than one batch"),

@@ -1,5 +1,10 @@
-"""Named example architectures: published open models (from their Hugging Face ``config.json``)
-and a small ``example`` MoE.
+"""Named architectures, one namespace for every command and the Python API: published open
+models (from their Hugging Face ``config.json``), a small ``example`` MoE, and the tiny
+torchtitan-style debug presets the trainer's tests use (``tiny``, ``small``, ``small-shared``,
+``gpu-100m``).
+
+:func:`resolve_architecture` is the one resolver behind ``count``, ``train`` and the API: a
+preset, an architecture/plan JSON, a Hugging Face ``config.json`` or size overrides.
 
 ``get_preset(name)`` returns the :class:`~moescale.architecture.Architecture`; ``PRESETS`` maps
 each name to a zero-argument callable building it; ``HF_CONFIGS`` holds the config dicts the
@@ -10,7 +15,9 @@ takes the family's ``transformers`` default, as in :func:`moescale.hf.from_hf_co
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from moescale.architecture import Architecture
@@ -128,14 +135,84 @@ def _from_hf(name: str) -> Callable[[], Architecture]:
     return build
 
 
-PRESETS: dict[str, Callable[[], Architecture]] = {"example": example}
+def tiny() -> Architecture:
+    """2 layers, d=64, 8 experts top-2 (0.26 M parameters, 0.11 M active): seconds on a CPU."""
+    return Architecture(hidden_size=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=256,
+                        n_experts=8, top_k=2, expert_ffn=64, seq_len=256, name="tiny")
+
+
+def small() -> Architecture:
+    """4 layers, d=128, 8 experts top-2 (the CPU benchmark's Mixtral shape)."""
+    return Architecture(hidden_size=128, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=256,
+                        n_experts=8, top_k=2, expert_ffn=256, seq_len=256, name="small")
+
+
+def small_shared() -> Architecture:
+    """DeepSeek-style: a leading dense layer, 16 fine-grained experts top-4, one shared expert."""
+    return Architecture(hidden_size=128, n_layers=4, n_heads=4, n_kv_heads=2, vocab_size=256,
+                        dense_ffn=384, first_dense_layers=1, n_experts=16, top_k=4,
+                        expert_ffn=96, n_shared_experts=1, seq_len=256, name="small-shared")
+
+
+def gpu_100m() -> Architecture:
+    """About 100 M active parameters (GPU MFU measurements): 12 layers, d=768, 8 experts top-2."""
+    return Architecture(hidden_size=768, n_layers=12, n_heads=12, n_kv_heads=4, vocab_size=4096,
+                        n_experts=8, top_k=2, expert_ffn=1536, seq_len=1024, name="gpu-100m")
+
+
+DEBUG_PRESETS: dict[str, Callable[[], Architecture]] = {
+    "tiny": tiny, "small": small, "small-shared": small_shared, "gpu-100m": gpu_100m}
+PRESETS: dict[str, Callable[[], Architecture]] = {"example": example, **DEBUG_PRESETS}
 PRESETS.update({name: _from_hf(name) for name in HF_CONFIGS})
 
 
 def get_preset(name: str) -> Architecture:
-    """The named architecture; an unknown name is a :class:`MoescaleError` listing the choices."""
+    """The named architecture; an unknown name is a :class:`MoescaleError` listing the choices.
+
+    >>> get_preset("tiny").n_experts, get_preset("mixtral-8x7b").n_experts
+    (8, 8)
+    """
     try:
         build = PRESETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise MoescaleError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}") from None
     return build()
+
+
+def resolve_architecture(*, preset: str | None = None, arch: str | Path | None = None,
+                         hf_config: str | Path | None = None, plan: str | Path | None = None,
+                         overrides: dict[str, Any] | None = None,
+                         ) -> tuple[Architecture, dict[str, Any] | None]:
+    """The architecture from exactly one source, with ``overrides`` (Architecture fields)
+    applied; and the Hugging Face config dict when the source has one (an HF file or an HF
+    preset: the trainer reads RoPE θ, norm ε and router options from it).
+
+    With no source, ``overrides`` alone must describe the model.
+
+    >>> a, hf = resolve_architecture(preset="mixtral-8x7b", overrides={"n_layers": 2})
+    >>> a.n_layers, hf["model_type"]
+    (2, 'mixtral')
+    """
+    given = [n for n, v in (("--preset", preset), ("--arch", arch), ("--hf-config", hf_config),
+                            ("--plan", plan)) if v]
+    if len(given) > 1:
+        raise MoescaleError(f"give only one of --preset, --arch, --hf-config and --plan "
+                            f"(got {', '.join(given)})")
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    hf: dict[str, Any] | None = None
+    if preset:
+        base = get_preset(preset)
+        hf = dict(HF_CONFIGS[preset]) if preset in HF_CONFIGS else None
+    elif hf_config:
+        path = Path(hf_config)
+        base = Architecture.from_hf_config(path)  # a missing or bad file is a MoescaleError
+        hf = json.loads(path.read_text(encoding="utf-8"))
+    elif arch or plan:
+        base = Architecture.from_json(arch or plan)
+    else:
+        if not overrides:
+            raise MoescaleError(
+                "no architecture given; use --hf-config FILE, --arch FILE.json, --plan "
+                "plan.json, --preset NAME or size flags (--hidden-size, --layers, --heads, ...)")
+        return Architecture.from_dict(overrides), None
+    return (base.replace(**overrides) if overrides else base), hf

@@ -21,29 +21,13 @@ _FLAGS = {
 def load_architecture(hf_config: str | None, arch: str | None, preset: str | None,
                       flags: dict[str, object]) -> object:
     """The architecture a command was given: exactly one of a HF config, a JSON file, a preset
-    or size flags (flags given together with a file override its fields)."""
-    from moescale.architecture import Architecture
+    or size flags (flags given together with a file override its fields); see
+    :func:`moescale.presets.resolve_architecture`."""
+    from moescale.presets import resolve_architecture
 
-    sources = [s for s in (hf_config, arch, preset) if s]
-    if len(sources) > 1:
-        raise MoescaleError("give only one of --hf-config, --arch and --preset")
     given = {_FLAGS[k]: v for k, v in flags.items() if v is not None}
-    if hf_config:
-        base = Architecture.from_hf_config(hf_config)
-    elif arch:
-        base = Architecture.from_json(arch)
-    elif preset:
-        from moescale.presets import get_preset
-
-        base = get_preset(preset)
-    else:
-        if not given:
-            raise MoescaleError(
-                "no architecture given; use --hf-config FILE, --arch FILE.json, --preset NAME "
-                "or size flags (--hidden-size, --layers, --heads, ...)"
-            )
-        return Architecture.from_dict(given)
-    return base.replace(**given) if given else base
+    return resolve_architecture(preset=preset, arch=arch, hf_config=hf_config,
+                                overrides=given)[0]
 
 
 def architecture_options(func):
@@ -52,7 +36,7 @@ def architecture_options(func):
         click.option("--hf-config", type=click.Path(dir_okay=False), help="Hugging Face config.json."),
         click.option("--arch", "arch_file", type=click.Path(dir_okay=False),
                      help="Architecture JSON (from `count --json`, `plan --json` or Architecture.to_json)."),
-        click.option("--preset", help="Built-in architecture, e.g. mixtral-8x7b, deepseek-v3, example."),
+        click.option("--preset", help="Built-in architecture, e.g. mixtral-8x7b, deepseek-v3, example, tiny."),
         click.option("--hidden-size", type=int, help="d, the model width."),
         click.option("--layers", type=int, help="L, number of layers."),
         click.option("--heads", type=int, help="N_q, query heads."),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
-from pathlib import Path
 
 import click
 
@@ -19,22 +17,16 @@ from moescale.units import FiniteFloat, PositiveNumber
 
 def _architecture(arch: str | None, hf_config: str | None, plan: str | None,
                   preset: str | None) -> tuple[Architecture, dict | None]:
-    """The one architecture source given, and the HF config dict when there is one."""
+    """The one architecture source given, and the HF config dict when there is one (an HF file
+    or an HF preset such as mixtral-8x7b)."""
+    from moescale.presets import resolve_architecture
+
     given = [n for n, v in (("--arch", arch), ("--hf-config", hf_config), ("--plan", plan),
                             ("--preset", preset)) if v]
     if len(given) != 1:
         raise MoescaleError("give exactly one of --arch, --hf-config, --plan or --preset "
                             f"(got {', '.join(given) or 'none'})")
-    if preset:
-        from moescale.training.presets import get_preset
-
-        return get_preset(preset), None
-    if hf_config:
-        path = Path(hf_config)
-        if not path.is_file():
-            raise MoescaleError(f"file not found: {path}")
-        return Architecture.from_hf_config(path), json.loads(path.read_text())
-    return Architecture.from_json(arch or plan), None
+    return resolve_architecture(preset=preset, arch=arch, hf_config=hf_config, plan=plan)
 
 
 def _model_options(hf: dict | None, capacity_factor: float | None, router: str | None):

@@ -109,7 +109,7 @@ def identifiability_warnings(problem, theta: np.ndarray) -> list[str]:
         names = [free[i] for i in np.argsort(-np.abs(vec))[:3] if abs(vec[i]) > 0.2]
         flat.extend(names)
         out.append(f"{' and '.join(names) or 'a combination of parameters'} are not identifiable "
-                   f"from these runs (flat direction of the loss: curvature {lam / top:.1e} of "
+                   f"from these runs (flat direction of the loss: curvature {max(lam / top, 0.0):.1e} of "
                    "the largest); fix one or add runs that vary what they describe")
     out.extend(_few_values(problem, jac, free))
     return out

@@ -172,7 +172,24 @@ class FitResult:
             raise MoescaleError(f"{path} is not a text (UTF-8 JSON) file") from None
         except RecursionError:
             raise MoescaleError(f"{path} is nested too deeply to be a fit result") from None
-        return cls.from_dict(raw, source=str(path))
+        result = cls.from_dict(raw, source=str(path))
+        result.data["saved_as"] = str(path)
+        return result
+
+    @classmethod
+    def coerce(cls, fit: FitResult | str | Path) -> FitResult:
+        """``fit`` itself, or the result saved at the path ``fit`` (planners accept either)."""
+        if isinstance(fit, cls):
+            return fit
+        if isinstance(fit, (str, Path)):
+            return cls.load(fit)
+        raise MoescaleError(f"a fit must be a FitResult or the path of a saved one, got "
+                            f"{type(fit).__name__}")
+
+    def describe(self) -> str:
+        """A short name for messages: the file it came from, else the law and its runs."""
+        source = self.data.get("saved_as") or self.data.get("source")
+        return f"fit of {self.law} ({source}, {self.data.get('n_train', '?')} runs)"
 
     @classmethod
     def from_dict(cls, raw: Any, source: str = "fit result") -> FitResult:

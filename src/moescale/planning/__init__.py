@@ -27,20 +27,23 @@ def plan_with_law(*args, **kwargs) -> Plan:
     return impl(*args, **kwargs)
 
 
-def _fit_law(path: str) -> str:
+def _fit_law(fit) -> str:
     from moescale.fitting import FitResult
 
-    return FitResult.load(path).law
+    return FitResult.coerce(fit).law
 
 
 def make_plan(budget: Budget, method: str | None = None, law: str | None = None,
-              preset: str | None = None, fit: str | None = None,
+              preset: str | None = None, fit=None,
               experts: Sequence[int] | None = None, align: int | None = None,
-              seq_len: int | None = None, top: int = 5, m_ratio_fit: str | None = None,
-              n_ratio_fit: str | None = None, vocab: int | None = None,
+              seq_len: int | None = None, top: int = 5, m_ratio_fit=None,
+              n_ratio_fit=None, vocab: int | None = None,
               top_k: int | None = None, heads: int | None = None, kv_heads: int | None = None,
               head_dim: int | None = None) -> Plan:
-    """``method`` defaults to ``"law"`` when a loss law or a fit of one is given, else
+    """A plan for ``budget``; fits (``fit``, ``m_ratio_fit``, ``n_ratio_fit``) are
+    :class:`~moescale.fitting.FitResult` objects or paths of saved ones.
+
+    ``method`` defaults to ``"law"`` when a loss law or a fit of one is given, else
     ``"holistic"`` (also for a fit of ``holistic2026``, the C → D_opt law, and ratio fits).
 
     Shape options (``None`` keeps each method's default): ``vocab`` (holistic 152064, law
@@ -53,6 +56,10 @@ def make_plan(budget: Budget, method: str | None = None, law: str | None = None,
     if fit and law:
         raise MoescaleError("give either --law (with --preset) or --fit, not both: a fit "
                             "already names its law")
+    if fit is not None:
+        from moescale.fitting import FitResult
+
+        fit = FitResult.coerce(fit)  # read once, used by every step below
     if method is None:
         holistic_fit = fit is not None and _fit_law(fit) == "holistic2026"
         method = "law" if (law or fit) and not holistic_fit else "holistic"

@@ -63,11 +63,12 @@ class Targets:
         """Targets with the given fit files (``None`` keeps the paper's law)."""
         from moescale.fitting import FitResult
 
-        def load(path, law, what):
-            res = FitResult.load(path)
+        def load(path, law, what):  # a FitResult or the path of a saved one
+            res = FitResult.coerce(path)
             if res.law != law:
-                raise MoescaleError(f"{path} fits {res.law!r}; {what} needs a fit of {law!r}")
-            return lambda c: res.predict(C=c)
+                raise MoescaleError(f"{res.data.get('saved_as', 'the fit')} fits {res.law!r}; "
+                                    f"{what} needs a fit of {law!r}")
+            return lambda c: res.predict(C=c, warn=False)  # the plan reports its range
 
         t: dict[str, Any] = {}
         if tokens_fit:
@@ -77,7 +78,8 @@ class Targets:
             t["m_over_na"] = load(m_ratio_fit, "power_law_C", "--m-ratio-fit")
         if n_ratio_fit:
             t["n_over_na"] = load(n_ratio_fit, "power_law_C", "--n-ratio-fit")
-        used = tuple(f for f in (tokens_fit, m_ratio_fit, n_ratio_fit) if f)
+        used = tuple(f if isinstance(f, str) else FitResult.coerce(f).describe()
+                     for f in (tokens_fit, m_ratio_fit, n_ratio_fit) if f)
         return cls(**t, sources=used, fitted_ratios=bool(m_ratio_fit or n_ratio_fit))
 
     def ratios(self, compute: float, s: hs.HolisticSettings, notes: list[str]) -> tuple[float, float]:

@@ -35,8 +35,9 @@ JOINT_RANGE = {"N_act": (7.87e7, 2.72e9), "D": (5e8, 8e10), "E": (1, 32)}
 JOINT_BATCH_TOKENS, JOINT_BATCH_COMPUTE = 262_144, 1e19  # final batch of their ramp; mid grid
 
 
-def loss_function(law: str | None, preset: str | None = None, fit: str | None = None):
-    """``(loss(N_act, D, E), law name, convention, fit result or None)`` for a preset or a fit."""
+def loss_function(law: str | None, preset: str | None = None, fit=None):
+    """``(loss(N_act, D, E), law name, convention, fit result or None)`` for a preset or a fit
+    (a :class:`~moescale.fitting.FitResult` or the path of a saved one)."""
     from moescale import laws
 
     if fit and law:
@@ -47,7 +48,7 @@ def loss_function(law: str | None, preset: str | None = None, fit: str | None = 
     if fit:
         from moescale.fitting import FitResult
 
-        result = FitResult.load(fit)
+        result = FitResult.coerce(fit)
         law_obj, params, law = laws.get_law(result.law), result.params, result.law
     else:
         law = law or "ludziejewski2025"
@@ -71,7 +72,7 @@ def loss_function(law: str | None, preset: str | None = None, fit: str | None = 
 
 
 def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = None,
-                  fit: str | None = None, experts: Sequence[int] = (1, 2, 4, 8, 16, 32),
+                  fit=None, experts: Sequence[int] = (1, 2, 4, 8, 16, 32),
                   top: int = 5, family: fam.FamilySettings | None = None) -> Plan:
     """Best realisable member over ``experts`` under every budget, as a complete plan."""
     s = family or fam.FamilySettings()
@@ -91,7 +92,7 @@ def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = N
     notes: list[str] = list(best.pop("notes"))
     arch, counts = best.pop("architecture"), best.pop("counts")
     n_act, tokens, e = best["active_params"], best["tokens"], best["experts"]
-    extrap = _extrapolations(n_act, tokens, e, law_name, fit)
+    extrap = _extrapolations(n_act, tokens, e, law_name, fit_result)
     predicted = tv.cap_loss(best["loss"], s.vocab_size, notes)
     non_emb = n_act - 2.0 * s.vocab_size * arch.hidden_size
     lr = tv.clip_lr(float(_joint_lr(non_emb, e)), notes, "the joint-MoE LR law (Eq. 8)")
@@ -110,7 +111,7 @@ def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = N
         alternatives=[_public(o, s.vocab_size) for o in sorted(options, key=lambda o: o["loss"])
                       if o["experts"] != e][:top],
         binding_constraint=best["binding_constraint"],
-        assumptions=_assumptions(law_name, fit, preset, convention, s, extrap) + notes,
+        assumptions=_assumptions(law_name, fit_result, preset, convention, s, extrap) + notes,
         realised=realised_numbers(budget, counts, 6 * n_act, tokens, 2 * n_act, convention),
         extrapolation=extrap, skipped=skipped,
     )
@@ -213,8 +214,17 @@ def _loss_ci(fit_result, n: float, d: float, e: int) -> tuple[float, float] | No
     return float(lo), float(hi)
 
 
-def _extrapolations(n: float, d: float, e: int, law: str, fit: str | None) -> list[dict]:
-    if law != "ludziejewski2025" or fit:
+def _extrapolations(n: float, d: float, e: int, law: str, fit_result) -> list[dict]:
+    """Where the plan lies outside the runs its law was fitted on: the joint-MoE paper's run
+    grid for its preset, the fitted range recorded in a fit (N_act, D, E and C = 6·N·D)."""
+    if fit_result is not None:
+        ranges = fit_result.data.get("ranges") or {}
+        values = {"N": n, "N_active": n, "N_a": n, "D": d, "E": e, "C": 6.0 * n * d}
+        name = fit_result.describe()
+        out = [tv.extrapolation(k, values[k], lo, hi, law=name)
+               for k, (lo, hi) in ranges.items() if k in values and lo and hi]
+        return [x for x in out if x]
+    if law != "ludziejewski2025":
         return []
     name = law + " (Appendix E run grid)"
     out = [tv.extrapolation("N_act", n, *JOINT_RANGE["N_act"], law=name),
@@ -223,10 +233,12 @@ def _extrapolations(n: float, d: float, e: int, law: str, fit: str | None) -> li
     return [x for x in out if x]
 
 
-def _assumptions(law: str, fit: str | None, preset: str | None, convention: str,
+def _assumptions(law: str, fit, preset: str | None, convention: str,
                  s: fam.FamilySettings, extrap: list[dict]) -> list[str]:
+    fit_name = (fit.data.get("saved_as") and "fit " + fit.data["saved_as"]) or fit.describe() \
+        if fit is not None else None
     lines = [
-        f"Law {law} ({'fit ' + fit if fit else 'preset ' + (preset or 'default')}), training "
+        f"Law {law} ({fit_name or 'preset ' + (preset or 'default')}), training "
         f"compute 6·N_act·D ({convention} convention, embeddings included); the realised "
         "compute lies within 0.1 % below the budget, memory is the exact weights (+ KV cache).",
         f"Architecture: the joint-MoE paper's family (d multiple of {s.align}, round(d/64) "

@@ -1,0 +1,131 @@
+"""The functions of the top-level API (``import moescale``): each takes objects or names or
+paths and makes one library call. The CLI commands call the same library functions.
+
+>>> import moescale
+>>> c = moescale.count("mixtral-8x7b")
+>>> round(c.total_params / 1e9, 1), round(c.active_params / 1e9, 1)
+(46.7, 12.9)
+>>> p = moescale.plan(1e20)
+>>> p.method, p.architecture.n_experts > 0
+('holistic', True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from moescale.architecture import Architecture
+from moescale.errors import MoescaleError
+
+
+def architecture(arch: Architecture | str | Path | None = None, **overrides: Any) -> Architecture:
+    """An :class:`Architecture` from an object, a preset name (``moescale.presets.PRESETS``),
+    an architecture / plan JSON or a Hugging Face ``config.json`` path, with field
+    ``overrides``.
+
+    >>> architecture("tiny", n_layers=4).n_layers
+    4
+    """
+    from moescale.presets import PRESETS, resolve_architecture
+
+    if isinstance(arch, Architecture):
+        return arch.replace(**overrides) if overrides else arch
+    if arch is None:
+        return resolve_architecture(overrides=overrides)[0]
+    if isinstance(arch, str) and arch in PRESETS:
+        return resolve_architecture(preset=arch, overrides=overrides)[0]
+    path = Path(arch)
+    if not path.is_file():
+        raise MoescaleError(f"{arch!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+    import json
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MoescaleError(f"{path} is not a JSON file") from None
+    hf = isinstance(raw, dict) and ("model_type" in raw or "num_hidden_layers" in raw)
+    return resolve_architecture(hf_config=path if hf else None, arch=None if hf else path,
+                                overrides=overrides)[0]
+
+
+def count(arch: Architecture | str | Path, convention: str = "exact", **kwargs: Any):
+    """Exact parameters, FLOPs and memory of ``arch`` (object, preset name or file) under a
+    counting ``convention`` (``exact``, ``megatron``, ``holistic``, ``chinchilla``,
+    ``kaplan``); see :func:`moescale.counting.count`.
+
+    >>> count("tiny").total_params
+    255296
+    """
+    from moescale.counting import count as _count
+
+    return _count(architecture(arch), convention, **kwargs)
+
+
+def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 0,
+         dtype: str = "bf16", inference_tokens: float = 0.0, method: str | None = None,
+         law: str | None = None, preset: str | None = None, fit=None,
+         experts: Sequence[int] | None = None, **options: Any):
+    """The architecture to train with ``compute`` FLOPs (and, optionally, a memory budget,
+    a KV cache of ``kv_tokens`` tokens and ``inference_tokens`` served).
+
+    ``fit`` is a :class:`~moescale.fitting.FitResult` or the path of a saved one; ``options``
+    go to :func:`moescale.planning.make_plan` (``align``, ``seq_len``, ``vocab``, ``top_k``,
+    ``m_ratio_fit``, ``n_ratio_fit``, ``top``, …). Returns a :class:`~moescale.planning.Plan`.
+    """
+    from moescale.planning import Budget, make_plan
+
+    budget = Budget(compute=compute, memory_bytes=memory_bytes, kv_tokens=kv_tokens,
+                    dtype=dtype, inference_tokens=inference_tokens)
+    return make_plan(budget, method=method, law=law, preset=preset, fit=fit, experts=experts,
+                     **options)
+
+
+def compare(compute: float, *, law: str | None = None, preset: str | None = None, fit=None,
+            experts: Sequence[int] = (1, 2, 4, 8, 16, 32),
+            memories_bytes: Sequence[float] = (8e9, 24e9, 80e9), dtype: str = "bf16",
+            kv_tokens: int = 0, sizes: Sequence[float] = (1e9, 1e10, 1e11),
+            tolerance: float = 0.01) -> dict[str, Any]:
+    """The comparisons next to a plan (the ``moescale compare --json`` object): dense vs MoE
+    FLOP savings, the best number of experts per memory budget (joint-MoE law) and the
+    comprehensive law's optimal ``G``, ``S`` and ``N_a/N`` per model size."""
+    from moescale.laws import zhao2025
+    from moescale.planning import compare as cmp
+    from moescale.planning.law_plan import loss_function
+    from moescale.units import dtype_bytes
+
+    loss, law_name, _, _ = loss_function(law, preset, fit)
+    if not loss.has_experts:
+        raise MoescaleError(f"compare needs a law with a number of experts E (e.g. "
+                            f"ludziejewski2025); {law_name} has none")
+    return {
+        "compute": compute, "law": law_name,
+        "dense_vs_moe": cmp.flop_savings(loss, compute, list(experts)),
+        "experts_by_memory": cmp.experts_by_memory(loss, compute, list(memories_bytes),
+                                                   list(experts), dtype_bytes(dtype), kv_tokens),
+        "comprehensive": [{"N": n, **zhao2025.efficiency_aware_optimum(n, tolerance)}
+                          for n in sizes],
+    }
+
+
+def fit(law, runs, **options: Any):
+    """Fit ``law`` (name or :class:`~moescale.laws.Law`) to ``runs`` (a
+    :class:`~moescale.runs.RunTable`, a data frame or a file); see
+    :func:`moescale.fitting.fit_runs` for ``holdout``, ``bootstrap``, ``delta``, …"""
+    from moescale.fitting import fit_runs
+
+    return fit_runs(law, runs, **options)
+
+
+def train(arch: Architecture | str | Path, config=None, options=None, **config_fields: Any):
+    """Train ``arch`` (object, preset name or file) and return the
+    :class:`~moescale.training.trainer.TrainResult`; ``config`` is a
+    :class:`~moescale.training.config.TrainConfig` or its fields as keywords (needs the
+    ``train`` extra: torch)."""
+    from moescale.training.config import TrainConfig
+    from moescale.training.trainer import train as _train
+
+    if config is not None and config_fields:
+        config = config.replace(**config_fields)
+    return _train(architecture(arch), config or TrainConfig(**config_fields), options)
