@@ -95,6 +95,11 @@ def compute_optimal(loss: LossFn, compute: float, experts: int) -> Allocation:
     return _allocation(loss, n, compute / (6 * n), experts, "compute")
 
 
+class DoesNotFit(MoescaleError):
+    """Even the smallest model of the family exceeds the memory budget (a result for
+    comparisons over budgets, an error for a single plan)."""
+
+
 def memory_constrained(loss: LossFn, compute: float, experts: int, memory_bytes: float,
                        bytes_per_value: float, kv_tokens: int = 0) -> Allocation:
     """Compute-optimal, unless the family member that large would not fit in ``memory_bytes``;
@@ -111,7 +116,7 @@ def memory_constrained(loss: LossFn, compute: float, experts: int, memory_bytes:
         return best
     smallest = 2 * 64 * GPT2_VOCAB + 13 * 64**3 / 64
     if used(smallest) > memory_bytes:
-        raise MoescaleError(
+        raise DoesNotFit(
             f"memory budget {memory_bytes / 1e9:.3g} GB cannot hold even the smallest model "
             f"with E={experts} ({used(smallest) / 1e9:.3g} GB, mostly embeddings); raise --memory"
         )

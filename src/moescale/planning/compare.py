@@ -42,15 +42,14 @@ def experts_by_memory(loss: al.LossFn, compute: float, memories_bytes: Sequence[
     """For each memory budget, the number of experts with the lowest loss (memory-constrained
     optimum truncated at the compute-optimal point) and its allocation. A budget no number of
     experts fits is reported as a row with ``experts = None`` and the ``reason``."""
-    from moescale.errors import MoescaleError
-
     rows = []
     for mem in memories_bytes:
         allocs, reasons = [], []
         for e in experts:
             try:
                 allocs.append(al.memory_constrained(loss, compute, e, mem, bytes_per_value, kv_tokens))
-            except MoescaleError as exc:  # even the smallest model with E experts does not fit
+            except al.DoesNotFit as exc:  # the smallest model with E experts does not fit;
+                # every other error (a bad law, a bad budget) is the caller's and propagates
                 reasons.append(f"E={e}: {exc}")
         if not allocs:
             rows.append({"memory_bytes": mem, "experts": None, "loss": None,
