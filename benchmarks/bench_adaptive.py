@@ -132,7 +132,7 @@ def plot(table: np.ndarray, path: str) -> None:
             ax.plot(seed[:, c], seed[:, w], color=colour, alpha=0.25, lw=1)
         mean = table.mean(axis=0)
         ax.plot(mean[:, c], mean[:, w], "o-", color=colour, lw=2, label=f"{name} (mean)")
-    ax.set_xscale("log")
+    style.logscale(ax, "x")
     ax.set_xlabel("training FLOPs spent (all runs)")
     ax.set_ylabel("95 % interval width of ln N_opt at 1e21 FLOPs")
     ax.legend()
