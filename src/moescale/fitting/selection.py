@@ -241,7 +241,8 @@ def huber_log_likelihood(residuals: np.ndarray, delta: float) -> tuple[float, fl
         s = math.exp(t)
         return s_sum / (s * s) + n * float(_log_z(np.float64(s), delta))
 
-    lo, hi = math.log(max(scale / 1e3, 1e-10)), math.log(scale * 1e3)
+    laplace = math.sqrt(delta * max(float(np.mean(np.abs(r))), 1e-12))  # s where b = s²/δ
+    lo, hi = math.log(max(min(scale, laplace) / 1e3, 1e-12)), math.log(scale * 1e3)
     grid = np.linspace(lo, hi, 121)
     vals = np.array([nll(t) for t in grid])
     i = int(np.argmin(vals))
@@ -574,7 +575,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
                 bootstrap: int = 0, level: float = 0.95, seed: int = 0,
                 target_compute: float | None = None, at: Mapping[str, float] | None = None,
                 grids: Mapping[str, Mapping[str, Sequence[float]]] | None = None,
-                screen: bool = True,
+                screen: bool = True, fit_options: Mapping[str, Any] | None = None,
                 progress: Callable[[str, int, int], None] | None = None) -> Selection:
     """Fit every applicable law to the same runs and rank them.
 
@@ -607,6 +608,8 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
         Start grids per law name (fit space) replacing the published ones.
     screen : bool
         Successive-halving screening of the starts (see :func:`fit_runs`).
+    fit_options : mapping, optional
+        More options of :func:`fit_runs` for every fit (e.g. ``polish_top``).
 
     Returns
     -------
@@ -616,7 +619,6 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
     import time
 
     from moescale.fitting import fit_runs
-    from moescale.fitting.holdout import metrics
 
     t_start = time.perf_counter()
     names = resolve_laws(laws)
@@ -654,7 +656,8 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
         t0 = time.perf_counter()
         try:
             res = fit_runs(law, runs, holdout=holdout, bootstrap=bootstrap, level=level,
-                           seed=seed, delta=delta, grid=grids.get(name), screen=screen)
+                           seed=seed, delta=delta, grid=grids.get(name), screen=screen,
+                           **dict(fit_options or {}))
         except MoescaleError as exc:
             scores.append(LawScore(name, "failed", str(exc), n_params=len(law.params)))
             continue
@@ -676,7 +679,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
         cv_fields = {}
         if cv:
             cv_fields, cv_warn = _cross_validate(law, runs, cv_col, cv_values, delta,
-                                                 grids.get(name), screen, metrics)
+                                                 grids.get(name), screen, fit_options)
             warnings += cv_warn
         hold = res.holdout or {}
         scores.append(LawScore(
@@ -696,7 +699,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
                      runs.source, time.perf_counter() - t_start)
 
 
-def _cross_validate(law, runs, col, values, delta, grid, screen, metrics):
+def _cross_validate(law, runs, col, values, delta, grid, screen, fit_options=None):
     """Leave-one-group-out errors of ``law``: pooled RMSE and largest error over the folds
     whose training runs identify the law."""
     from moescale.fitting import fit_runs
@@ -711,7 +714,8 @@ def _cross_validate(law, runs, col, values, delta, grid, screen, metrics):
             skipped.append(g)
             continue
         try:
-            res = fit_runs(law, runs.subset(~test), delta=delta, grid=grid, screen=screen)
+            res = fit_runs(law, runs.subset(~test), delta=delta, grid=grid, screen=screen,
+                           **dict(fit_options or {}))
         except MoescaleError:
             skipped.append(g)
             continue
@@ -724,8 +728,7 @@ def _cross_validate(law, runs, col, values, delta, grid, screen, metrics):
     if not errors:
         return {"cv_folds": 0}, warn
     e = np.concatenate(errors)
-    m = metrics(np.zeros_like(e), e)
-    return {"cv_rmse": m["rmse"], "cv_max_error": m["max_abs_error"],
+    return {"cv_rmse": float(np.sqrt(np.mean(e * e))), "cv_max_error": float(np.max(np.abs(e))),
             "cv_folds": len(errors), "cv_n": int(e.size)}, warn
 
 

@@ -154,6 +154,7 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
                 drop: Sequence[str] = ("smallest", "largest"),
                 grid: Mapping[str, Sequence[float]] | None = None,
                 at: Mapping[str, float] | None = None, screen: bool = True,
+                fit_options: Mapping[str, Any] | None = None,
                 progress: Callable[[str, int, int], None] | None = None) -> Sensitivity:
     """Refit ``law`` under each variation and compare the optimum at ``target_compute``.
 
@@ -184,6 +185,8 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
         Fixed ``E``/``G``/``K`` at the optimum (default: searched over the runs' values).
     screen : bool
         Successive-halving screening of the starts.
+    fit_options : mapping, optional
+        More options of :func:`~moescale.fitting.fit_runs` for every refit (``polish_top``).
 
     Returns
     -------
@@ -263,10 +266,10 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
                 raise MoescaleError(f"{status}: {reason}")
             g = change.get("grid", base_grid)
             if "linear" in change:
-                params = _fit_linear(law, sub, change["linear"], g, screen)
+                params = _fit_linear(law, sub, change["linear"], g, screen, fit_options)
             else:
                 res = fit_runs(law, sub, delta=change.get("delta", base_delta), grid=g,
-                               screen=screen)
+                               screen=screen, **dict(fit_options or {}))
                 params = dict(res.params)
             pred = law.predict(params, {k: a[keep] for k, a in v_all.items()})
             rmse = float(np.sqrt(np.mean((pred - y[keep]) ** 2)))
@@ -289,7 +292,8 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
                        time.perf_counter() - t_start)
 
 
-def _fit_linear(law: Law, runs, delta: float, grid, screen: bool) -> dict[str, float]:
+def _fit_linear(law: Law, runs, delta: float, grid, screen: bool,
+                fit_options: Mapping[str, Any] | None = None) -> dict[str, float]:
     """Parameters of ``law`` fitted with Huber on ``L`` residuals (:func:`linear_residual_law`)."""
     import pandas as pd
 
@@ -299,7 +303,7 @@ def _fit_linear(law: Law, runs, delta: float, grid, screen: bool) -> dict[str, f
     frame = pd.DataFrame({k: a for k, a in runs.arrays(law.variables).items()})
     frame[law.target] = np.exp(runs.target(law.target))
     res = fit_runs(linear_residual_law(law), RunTable.from_frame(frame, source=runs.source),
-                   delta=delta, grid=grid, screen=screen)
+                   delta=delta, grid=grid, screen=screen, **dict(fit_options or {}))
     return dict(res.params)
 
 
