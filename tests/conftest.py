@@ -1,4 +1,5 @@
-"""Shared fixtures: where the reference data lives, and skipping when it is absent."""
+"""Shared fixtures: where the reference data lives, and skipping when it is absent (failing
+under CI, where ``CI`` is set: a skipped replication there would be a silent pass)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,19 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MOESCALE_REFERENCE_DATA", ROOT / "../shared/data"))
 
 
+def _missing(reason: str) -> None:
+    """Skip locally; fail under CI (``CI`` set), where the reference data must be present."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason}; CI must provide it", pytrace=False)
+    pytest.skip(reason)
+
+
 def reference_file(relative: str) -> Path:
     """Path of a reference data file; skips the test with a clear reason when it is absent."""
     path = SHARED_DATA / relative
     if not path.exists():
-        pytest.skip(f"reference data {relative} not found under {SHARED_DATA} "
-                    "(set MOESCALE_REFERENCE_DATA to the shared/data folder)")
+        _missing(f"reference data {relative} not found under {SHARED_DATA} "
+                 "(set MOESCALE_REFERENCE_DATA to the shared/data folder)")
     return path
 
 
@@ -37,8 +45,8 @@ def run_cli(argv, capsys):
 def shared_data() -> Path:
     """The shared reference-data folder (skips when absent)."""
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"reference data folder {SHARED_DATA} not found "
-                    "(set MOESCALE_REFERENCE_DATA to the shared/data folder)")
+        _missing(f"reference data folder {SHARED_DATA} not found "
+                 "(set MOESCALE_REFERENCE_DATA to the shared/data folder)")
     return SHARED_DATA
 
 

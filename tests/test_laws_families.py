@@ -48,10 +48,14 @@ def test_describe_and_broadcasting(name):
     p, v = example_params(law), example_variables(law)
     single = law.predict(p, v)
     assert single.shape == (40,) and np.all(np.isfinite(single)) and np.all(single > 0)
-    stacked = {k: np.array([[x], [x]]) for k, x in p.items()}
-    both = np.exp(law.log_loss(stacked, law.check_variables(v)))
-    assert np.broadcast_to(both, (2, 40)).shape == (2, 40)
-    assert np.allclose(both[1], single, rtol=1e-12)
+    # two parameter sets stacked as (starts, 1): row i must be the prediction of set i
+    other = {k: x * 1.01 if x else 0.01 for k, x in p.items()}
+    stacked = {k: np.array([[p[k]], [other[k]]]) for k in p}
+    both = np.broadcast_to(np.exp(law.log_loss(stacked, law.check_variables(v))), (2, 40))
+    assert np.allclose(both[0], single, rtol=1e-12)
+    with np.errstate(all="ignore"):
+        second = np.exp(law.log_loss(other, law.check_variables(v)))
+    assert np.allclose(both[1], np.broadcast_to(second, (40,)), rtol=1e-12, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", LAWS)

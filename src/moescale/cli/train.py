@@ -88,6 +88,12 @@ def _print_result(r) -> None:
               help="Drop tokens beyond this expert capacity.")
 @click.option("--router", type=click.Choice(["softmax", "sigmoid"]),
               help="Router scoring (sigmoid = DeepSeek-V3 with aux-loss-free bias).")
+@click.option("--aux-loss-coef", type=FiniteFloat(min=0), default=None,
+              help="Load-balance loss weight per MoE layer (default: 0.01 softmax, 0 sigmoid).")
+@click.option("--z-loss-coef", type=FiniteFloat(min=0), default=None,
+              help="Router z-loss weight per MoE layer (default: 1e-3 softmax, 0 sigmoid).")
+@click.option("--router-loss-reduction", type=click.Choice(["sum", "mean"]), default="sum",
+              show_default=True, help="Combine the router losses of the MoE layers.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
@@ -96,8 +102,8 @@ def _print_result(r) -> None:
               help="CPU threads for this run (default: torch's; 1 per run on a busy machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
-          data, tokenizer, vocab_size, out, eval_every, capacity_factor, router, resume,
-          compile_, seed, device, threads, as_json):
+          data, tokenizer, vocab_size, out, eval_every, capacity_factor, router, aux_loss_coef,
+          z_loss_coef, router_loss_reduction, resume, compile_, seed, device, threads, as_json):
     """Train an MoE language model on real text; print loss, tokens, FLOPs and speed.
 
     Writes OUT/log.jsonl (one flushed line per log step), OUT/run.json and
@@ -133,6 +139,8 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
     name = (architecture.name or "run").replace("/", "_")
     out = out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     config = TrainConfig(
+        aux_loss_coef=aux_loss_coef, z_loss_coef=z_loss_coef,
+        router_loss_reduction=router_loss_reduction,
         tokens=int(tokens), batch_tokens=batch_tokens, seq_len=seq_len, grad_accum=grad_accum,
         lr=lr, schedule=schedule, data=data, tokenizer=tokenizer, vocab_size=vocab_size, out=out,
         eval_every=eval_every, resume=resume, compile=compile_, seed=seed, device=device, threads=threads,

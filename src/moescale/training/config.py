@@ -36,8 +36,13 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1  # on matrices only (not norms, biases, embeddings' rows alike)
     grad_clip: float = 1.0  # global L2 norm; 0 disables
-    aux_loss_coef: float = 0.01  # Switch load-balance loss weight
-    z_loss_coef: float = 1e-3  # ST-MoE router z-loss weight
+    # Balancing policy. None → the router's paper default: softmax routers get the Switch
+    # load-balance loss (0.01, arXiv:2101.03961 §2.2) and the ST-MoE z-loss (1e-3,
+    # arXiv:2202.08906 §3.2); sigmoid routers are auxiliary-loss-free (DeepSeek-V3 §2.1.2:
+    # bias updates only) and have no z-loss. A number overrides the default for either router.
+    aux_loss_coef: float | None = None  # Switch load-balance loss weight, per MoE layer
+    z_loss_coef: float | None = None  # ST-MoE router z-loss weight, per MoE layer
+    router_loss_reduction: str = "sum"  # "sum" over MoE layers (papers) or "mean" (÷ L_m)
     bias_update_rate: float = 1e-3  # DeepSeek-V3 aux-loss-free bias step (sigmoid routing)
     eval_every: int | None = None  # steps; None → about 10 evaluations per run
     eval_tokens: int = 65_536  # held-out tokens per evaluation
@@ -67,6 +72,9 @@ class TrainConfig:
             raise MoescaleError(f"seq_len must be at least 2, got {self.seq_len}")
         if self.schedule not in SCHEDULES:
             raise MoescaleError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.router_loss_reduction not in ("sum", "mean"):
+            raise MoescaleError(f"router_loss_reduction must be 'sum' or 'mean', got "
+                                f"{self.router_loss_reduction!r}")
         if self.tokenizer not in ("bytes", "bpe"):
             raise MoescaleError(f"tokenizer must be 'bytes' or 'bpe', got {self.tokenizer!r}")
         if self.vocab_size is not None:
@@ -85,6 +93,13 @@ class TrainConfig:
                 raise MoescaleError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if self.resume and not self.out:
             raise MoescaleError("--resume needs --out (the run folder holding checkpoint.pt)")
+    def router_loss_coefs(self, score: str) -> tuple[float, float]:
+        """``(aux, z)`` weights for a ``"softmax"`` or ``"sigmoid"`` router (see the fields)."""
+        softmax = score == "softmax"
+        aux = self.aux_loss_coef if self.aux_loss_coef is not None else (0.01 if softmax else 0.0)
+        z = self.z_loss_coef if self.z_loss_coef is not None else (1e-3 if softmax else 0.0)
+        return float(aux), float(z)
+
     def replace(self, **changes: Any) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
@@ -109,6 +124,9 @@ _FLOATS = {"lr": (0.0, math.inf, True, False), "min_lr_ratio": (0.0, 1.0, False,
            "val_fraction": (0.0, 1.0, True, True)}
 
 
+_OPTIONAL_FLOATS = ("aux_loss_coef", "z_loss_coef")  # None → the router's default
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -130,6 +148,8 @@ def _check_ints(c: TrainConfig) -> None:
 def _check_floats(c: TrainConfig) -> None:
     for name, (lo, hi, lo_open, hi_open) in _FLOATS.items():
         value = getattr(c, name)
+        if value is None and name in _OPTIONAL_FLOATS:
+            continue
         ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
               and math.isfinite(value)
               and (value > lo if lo_open else value >= lo)

@@ -174,7 +174,7 @@ class Attention(nn.Module):
         q_dim, kv_dim = self.n_heads * self.head_dim, self.n_kv * self.head_dim
         qkv = self.qkv(x_BSD)
         q, k, v = qkv.split((q_dim, kv_dim, kv_dim), dim=-1)
-        if self.qk_norm is None:  # q and k heads are adjacent: rotate them in one call
+        if self.qk_norm == "none":  # q and k heads are adjacent: rotate them in one call
             qk = qkv[..., :q_dim + kv_dim].view(B, S, self.n_heads + self.n_kv, self.head_dim)
             qk = rope(qk.transpose(1, 2), cos, sin)
             q, k = qk[:, :self.n_heads], qk[:, self.n_heads:]
@@ -226,16 +226,21 @@ class ModelOutput:
     logits: torch.Tensor  # (B, S, V)
     routing: list[RouterOutput]
 
-    def aux_loss(self) -> torch.Tensor:
-        """Mean Switch load-balance loss over MoE layers (0 for a dense model)."""
-        return _mean([r.aux_loss for r in self.routing], self.logits)
+    def aux_loss(self, reduction: str = "mean") -> torch.Tensor:
+        """Switch load-balance loss over MoE layers, ``"sum"`` (each layer weighted by the
+        coefficient, as Switch/ST-MoE) or ``"mean"`` (0 for a dense model)."""
+        return _reduce([r.aux_loss for r in self.routing], self.logits, reduction)
 
-    def z_loss(self) -> torch.Tensor:
-        return _mean([r.z_loss for r in self.routing], self.logits)
+    def z_loss(self, reduction: str = "mean") -> torch.Tensor:
+        """ST-MoE router z-loss over MoE layers (see :meth:`aux_loss`)."""
+        return _reduce([r.z_loss for r in self.routing], self.logits, reduction)
 
 
-def _mean(values: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
-    return torch.stack(values).mean() if values else like.new_zeros((), dtype=torch.float32)
+def _reduce(values: list[torch.Tensor], like: torch.Tensor, reduction: str) -> torch.Tensor:
+    if not values:
+        return like.new_zeros((), dtype=torch.float32)
+    stacked = torch.stack(values)
+    return stacked.sum() if reduction == "sum" else stacked.mean()
 
 
 class MoETransformer(nn.Module):

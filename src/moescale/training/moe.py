@@ -16,12 +16,16 @@ Routing (``Router``): logits ``x_TD @ W_router`` then either
   toward balanced loads (auxiliary-loss-free balancing); the gate weights are the unbiased
   scores, renormalised if ``norm_topk_prob``, times ``routed_scaling_factor``.
 
-Auxiliary losses (returned per layer, weighted by the trainer):
+Auxiliary losses (returned per layer; the trainer sums them over MoE layers and weights them,
+see :class:`~moescale.training.config.TrainConfig`):
 
 - load balance (Switch Transformer, arXiv:2101.03961 eq. 4): ``E · Σ_e f_e · P_e`` with
   ``f_e`` the fraction of the ``S`` slots sent to expert ``e`` and ``P_e`` its mean router
   probability; 1.0 when perfectly balanced.
-- router z-loss (ST-MoE, arXiv:2202.08906 eq. 5): mean over tokens of ``logsumexp(logits)²``.
+- router z-loss (ST-MoE, arXiv:2202.08906 eq. 5): mean over tokens of ``logsumexp(logits)²``
+  (softmax routers only; 0 for sigmoid scores).
+
+Router logits are computed in fp32, also under bf16 autocast.
 
 Experts (``GroupedExperts``): slots are sorted by expert (a stable sort, so tokens keep their
 order inside an expert), gathered into one contiguous ``x_SD``, and each expert runs its whole
@@ -270,7 +274,10 @@ class Router(nn.Module):
 
     def forward(self, x_TD: torch.Tensor):
         """Returns ``(weights_TK, idx_TK, probs_TE, logits_TE)`` (probabilities in fp32)."""
-        logits_TE = self.gate(x_TD).float()
+        # fp32 routing (also under bf16 autocast): small logit differences pick the experts
+        with torch.autocast(x_TD.device.type, enabled=False):
+            bias = None if self.gate.bias is None else self.gate.bias.float()
+            logits_TE = F.linear(x_TD.float(), self.gate.weight.float(), bias)
         if self.score == "softmax":
             probs_TE = torch.softmax(logits_TE, dim=-1)
             weights_TK, idx_TK = torch.topk(probs_TE, self.top_k, dim=-1)
@@ -291,14 +298,18 @@ class Router(nn.Module):
 
 
 def balance_losses(probs_TE: torch.Tensor, logits_TE: torch.Tensor, load_E: torch.Tensor,
-                   n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Switch load-balance loss (1.0 when balanced) and ST-MoE z-loss for one layer."""
+                   n_slots: int, score: str = "softmax") -> tuple[torch.Tensor, torch.Tensor]:
+    """Switch load-balance loss (1.0 when balanced) and ST-MoE z-loss for one layer.
+
+    The z-loss ``mean_T(logsumexp(logits)²)`` keeps softmax logits small (ST-MoE eq. 5); it has
+    no meaning for sigmoid scores, which are not normalised over experts, and is 0 there."""
     n_experts = probs_TE.shape[-1]
     # per-token normalisation is a no-op for softmax and turns sigmoid scores into a distribution
     p_E = (probs_TE / probs_TE.sum(-1, keepdim=True).clamp_min(1e-20)).mean(dim=0)
     f_E = load_E.to(p_E.dtype) / max(n_slots, 1)
     aux = n_experts * torch.sum(f_E * p_E)
-    z = torch.logsumexp(logits_TE, dim=-1).square().mean()
+    z = torch.logsumexp(logits_TE, dim=-1).square().mean() if score == "softmax" \
+        else logits_TE.new_zeros(())
     return aux, z
 
 
@@ -432,7 +443,7 @@ class MoEFeedForward(nn.Module):
             idx_TK, self.n_experts, self.capacity(x_TD.shape[0]))
         out_TD = self.experts(x_TD, weights_TK, order_S, counts)
         out_TD = out_TD + self._shared(x_TD)
-        aux, z = balance_losses(probs_TE, logits_TE, load_E, idx_TK.numel())
+        aux, z = balance_losses(probs_TE, logits_TE, load_E, idx_TK.numel(), self.options.score)
         dropped = idx_TK.new_tensor(0) if keep_S is None else (~keep_S).sum()
         return out_TD.view_as(x_BSD), RouterOutput(aux, z, load_E.detach(), dropped)
 

@@ -8,7 +8,8 @@ True
 
 One optimizer step = ``grad_accum`` micro-batches on each of ``world_size`` ranks, together
 ``batch_tokens`` tokens. Loss = cross-entropy + ``aux_loss_coef`` × load-balance loss +
-``z_loss_coef`` × z-loss (router losses averaged over MoE layers). bf16 autocast on GPU, fp32
+``z_loss_coef`` × z-loss (router losses summed over MoE layers by default; the coefficients
+default to the router's paper: see :class:`TrainConfig`). bf16 autocast on GPU, fp32
 on CPU. The model's vocabulary is the tokenizer's and its ``seq_len`` the training context.
 """
 
@@ -178,6 +179,8 @@ class Trainer:
         self.flops_per_token = self.counts.training_flops_per_token
         self._check_memory()
         self.model = MoETransformer(self.arch, options).to(self.device)
+        score = (options or ModelOptions()).moe.score
+        self.aux_coef, self.z_coef = config.router_loss_coefs(score)
         self.optimizer = self._make_optimizer()
         self.forward_model = self._wrap_model()
         self.step, self.tokens, self.train_seconds = 0, 0, 0.0
@@ -263,8 +266,9 @@ class Trainer:
         with self._autocast():
             out = self.forward_model(x)
         ce = F.cross_entropy(out.logits.float().flatten(0, 1), y.flatten())
-        aux, z = out.aux_loss(), out.z_loss()
-        loss = ce + self.config.aux_loss_coef * aux + self.config.z_loss_coef * z
+        reduction = self.config.router_loss_reduction
+        aux, z = out.aux_loss(reduction), out.z_loss(reduction)
+        loss = ce + self.aux_coef * aux + self.z_coef * z
         loads = [r.load_E for r in out.routing]
         dropped = sum((r.dropped for r in out.routing), torch.zeros((), device=self.device))
         return loss, torch.stack([ce.detach(), aux.detach(), z.detach(), dropped.float()]), loads
