@@ -118,19 +118,39 @@ def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "l
 
 
 # ----- the compute frontier --------------------------------------------------------------------
-def frontier_curve(fit, compute: np.ndarray, params=None, n_grid: int = 240) -> np.ndarray:
-    """The fitted law's compute-optimal loss at each ``compute`` (``C = 6·N·D``): the law
-    evaluated on a grid of sizes per budget and minimised over it (vectorised)."""
+def frontier_curve(fit, compute: np.ndarray, params=None, n_grid: int = 240,
+                   flops_per_nd: float = 6.0, held: Mapping[str, float] | None = None) -> np.ndarray:
+    """The fitted law's compute-optimal loss at each ``compute``, with ``C = k·N·D``
+    (``k = flops_per_nd``, 6 by default): the law evaluated on a grid of sizes per budget and
+    minimised over it (vectorised). ``held`` fixes the law's other variables (e.g. ``E``)."""
     law = fit.law_object()
     size = next(v for v in law.variables if v in ("N", "N_active"))
     compute = np.asarray(compute, dtype=float)
-    n = np.geomspace(1e5, 1e14, n_grid)[None, :]
-    d = compute[:, None] / (6.0 * n)
+    n = np.geomspace(1e3, 1e14, n_grid)[None, :]
+    d = compute[:, None] / (flops_per_nd * n)
     values = {size: np.broadcast_to(n, d.shape).ravel(), "D": d.ravel()}
-    if "E" in law.variables:
-        values["E"] = np.ones(d.size)
+    for var in law.variables:
+        if var not in values:
+            values[var] = np.full(d.size, (held or {}).get(var, 1.0))
     loss = law.predict(params or fit.params, values).reshape(d.shape)
     return np.nanmin(np.where(np.isfinite(loss), loss, np.nan), axis=1)
+
+
+def compute_relation(runs: pd.DataFrame, fit) -> tuple[float, dict[str, float]]:
+    """``k`` in ``C = k·N·D`` as the runs realise it (the median over runs, in the law's size
+    variable; 6 when the runs do not say), and the law's other variables at their most common
+    value. For an MoE fitted in total ``N``, ``k`` is about ``6·N_active/N``, not 6."""
+    law = fit.law_object()
+    size = next(v for v in law.variables if v in ("N", "N_active"))
+    k = 6.0
+    if {"C", "D", size} <= set(runs.columns):
+        ratio = runs["C"].to_numpy(float) / (runs[size].to_numpy(float) * runs["D"].to_numpy(float))
+        ratio = ratio[np.isfinite(ratio) & (ratio > 0)]
+        if ratio.size:
+            k = float(np.median(ratio))
+    held = {v: float(runs[v].mode().iloc[0]) for v in law.variables
+            if v not in (size, "D") and v in runs.columns}
+    return k, held
 
 
 def frontier_supported(fit) -> bool:
@@ -172,13 +192,15 @@ def frontier(runs: pd.DataFrame, analysis=None, fit=None, target_compute: float 
         hi_c = max(hi_c, float(target_compute))
     if fit is not None and frontier_supported(fit):
         grid = np.geomspace(lo_c / 1.5, hi_c * 1.5, 60)
-        curve = frontier_curve(fit, grid)
+        k, held = compute_relation(runs, fit)
+        curve = frontier_curve(fit, grid, flops_per_nd=k, held=held)
         ax.plot(grid, curve, color=style.FIT, lw=1.8, zorder=5,
                 label=f"{style.text(fit.law)} fit, compute-optimal")
         boots = list(fit.bootstrap_params or [])[:200]
         band = None
         if boots:
-            curves = np.array([frontier_curve(fit, grid, p) for p in boots])
+            curves = np.array([frontier_curve(fit, grid, p, flops_per_nd=k, held=held)
+                               for p in boots])
             q = (1 - float(fit.ci_level)) / 2
             curves = np.where(np.isfinite(curves), curves, np.nan)
             with np.errstate(invalid="ignore"):
@@ -187,7 +209,7 @@ def frontier(runs: pd.DataFrame, analysis=None, fit=None, target_compute: float 
                             label=f"{fit.ci_level:.0%} bootstrap band")
         if target_compute:
             t = float(target_compute)
-            y_t = float(frontier_curve(fit, np.array([t]))[0])
+            y_t = float(frontier_curve(fit, np.array([t]), flops_per_nd=k, held=held)[0])
             yerr = None
             if band is not None:
                 lo, hi = (float(np.interp(np.log(t), np.log(grid), b)) for b in band)
