@@ -47,7 +47,7 @@ The density is of ``ln L``, the same response for every law, so the criteria com
 >>> import numpy as np
 >>> r = np.random.default_rng(0).normal(0, 0.01, 400)
 >>> ll, s = huber_log_likelihood(r, delta=10.0)      # δ → ∞: Gaussian, ŝ = RMS residual
->>> round(s / np.sqrt(np.mean(r**2)), 6)
+>>> round(float(s / np.sqrt(np.mean(r**2))), 6)
 1.0
 """
 
