@@ -118,11 +118,7 @@ def _write_exports(p, hf_out, hf_family, megatron_out, output) -> None:
 
     files: list[tuple[str, str]] = []
     if hf_out:
-        from moescale.hf import to_hf_config
-
-        family = hf_family or ("glm4_moe" if p.method == "holistic" else
-                               "mixtral" if p.architecture.is_moe else "llama")
-        files.append((hf_out, json.dumps(to_hf_config(p.architecture, family), indent=2) + "\n"))
+        files.append((hf_out, json.dumps(p.to_hf_config(hf_family), indent=2) + "\n"))
     elif hf_family:
         raise MoescaleError("--hf-family chooses the family of --hf-config; give --hf-config too")
     if megatron_out:

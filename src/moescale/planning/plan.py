@@ -86,6 +86,26 @@ class Plan:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     batch_size_sequences: int | None = None
 
+    @property
+    def hf_family(self) -> str:
+        """The Hugging Face family that can hold the planned model: ``glm4_moe`` for holistic
+        plans (leading dense layers, an ungated shared expert, GQA), ``mixtral`` for law plans
+        with experts, ``llama`` for dense ones."""
+        if self.method == "holistic":
+            return "glm4_moe"
+        return "mixtral" if self.architecture.is_moe else "llama"
+
+    def to_hf_config(self, family: str | None = None) -> dict[str, Any]:
+        """The planned model's ``config.json`` (``family`` defaults to :attr:`hf_family`).
+
+        >>> from moescale.planning import plan_holistic
+        >>> plan_holistic(Budget(compute=1e20)).to_hf_config()["model_type"]
+        'glm4_moe'
+        """
+        from moescale.hf import to_hf_config
+
+        return to_hf_config(self.architecture, family or self.hf_family)
+
     def to_dict(self) -> dict[str, Any]:
         """The ``moescale plan --json`` object."""
         b = self.budget
