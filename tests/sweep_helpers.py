@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 MICRO_BASE = """
 [base]
 n_layers = 1
@@ -41,3 +43,11 @@ def run_moescale(*args: str, cwd: Path | None = None, timeout: float = 300):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     return subprocess.run(moescale_cmd(*args), capture_output=True, text=True, cwd=cwd,
                           timeout=timeout, env=env)
+
+
+@pytest.fixture(autouse=True)
+def shared_token_cache(tmp_path_factory, monkeypatch):
+    """One token cache per test session, and one thread per training process (import this
+    fixture into a test module to apply it to every test there)."""
+    monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path_factory.getbasetemp() / "token-cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from conftest import run_cli
-from sweep_helpers import micro_spec, moescale_cmd
+from sweep_helpers import micro_spec, moescale_cmd, shared_token_cache  # noqa: F401
 
 pytest.importorskip("torch")
 
@@ -22,12 +22,6 @@ from moescale.sweeps.spec import SweepSpec  # noqa: E402
 from moescale.sweeps.store import SweepStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path_factory.getbasetemp() / "token-cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 FAILING = """
