@@ -216,3 +216,14 @@ def test_experts_by_memory_reports_only_budgets_that_do_not_fit():
     broken.has_experts = True
     with pytest.raises(MoescaleError, match="a bug in the law"):
         cmp.experts_by_memory(broken, 1e21, [80e9], [8])
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"law": "ludziejewski2025", "experts": [8]}])
+def test_every_plan_has_the_same_typed_summary(kwargs):
+    p = moescale.plan(1e20, **kwargs)
+    s = p.summary
+    assert s.active_params_in_convention == p.allocation["active_params"]
+    assert s.active_params > s.active_params_non_embedding  # names state the convention
+    assert s.total_params == p.counts.total_params
+    assert s.training_compute == pytest.approx(s.flops_per_token * s.training_tokens)
+    assert p.to_dict()["summary"]["convention"] == p.convention

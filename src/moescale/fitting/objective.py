@@ -1,8 +1,8 @@
 """The fitting objective: Huber loss on ``ln(target)`` residuals, **summed** over runs.
 
 This is the objective of the papers' fits (Hoffmann et al. 2022; Besiroglu et al. 2024 with
-δ = 1e-3; Ludziejewski et al. 2025 with δ = 0.01; papers.md §3 and §5). A sum rather than a
-mean matters: with a mean, L-BFGS-B's default tolerances stop early.
+δ = 1e-3, arXiv:2404.10102; Ludziejewski et al. 2025 with δ = 0.01, arXiv:2502.05172).
+A sum rather than a mean matters: with a mean, L-BFGS-B's default tolerances stop early.
 
 :class:`Problem` evaluates the objective, its gradient and the Jacobian of ``ln L`` for many
 parameter vectors at once: ``theta`` has shape ``(starts, free params)`` in the law's fit space.

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from moescale.errors import MoescaleError
 from moescale.planning.holistic import HolisticSettings
 from moescale.planning.holistic_plan import Targets, plan_holistic
-from moescale.planning.plan import Budget, Plan
+from moescale.planning.plan import Budget, Plan, PlanSummary
 
-__all__ = ["Budget", "HolisticSettings", "Plan", "Targets", "make_plan", "plan_holistic",
-           "plan_with_law"]
+__all__ = ["Budget", "HolisticSettings", "Plan", "PlanSummary", "Targets", "make_plan",
+           "plan_holistic", "plan_with_law"]
 
 LAW_EXPERTS = (1, 2, 4, 8, 16, 32)
 

@@ -3,7 +3,8 @@
 experts, then the best over experts.
 
 Per ``E`` the law's continuous optimum (compute-optimal, or inference-aware
-``6·N·D + 2·N·D_inf = C``; papers.md §3) locates the window; every aligned member in it is
+``6·N·D + 2·N·D_inf = C``; Ludziejewski et al. 2025, arXiv:2502.05172) locates the window;
+every aligned member in it is
 counted exactly, trained on the tokens its budget leaves, ``D = (C − 2·N_act·D_inf)/(6·N_act)``,
 and filtered by memory (weights + KV cache, exact, strictly). The member with the lowest loss
 wins — memory-bound optima are thereby truncated at the compute-optimal point, and when the
@@ -29,7 +30,7 @@ from moescale.planning.plan import Budget, Plan, check_realised, realised_number
 from moescale.units import dtype_bytes
 
 ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
-# The joint-MoE paper's runs (shared/data/joint_moe_appendixE_run_grid_NO_LOSS.csv, Appendix E):
+# The joint-MoE paper's runs (Ludziejewski et al. 2025, arXiv:2502.05172, Appendix E):
 # N_act 7.87e7–2.72e9 (embeddings included), D 5e8–8e10 tokens, E 1–32.
 JOINT_RANGE = {"N_act": (7.87e7, 2.72e9), "D": (5e8, 8e10), "E": (1, 32)}
 JOINT_BATCH_TOKENS, JOINT_BATCH_COMPUTE = 262_144, 1e19  # final batch of their ramp; mid grid

@@ -8,6 +8,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ class Budget:
 
     ``memory_bytes`` bounds the weights (``N_total × bytes(dtype)``) plus, with ``kv_tokens``,
     the KV cache of that many tokens. ``inference_tokens`` tokens served at ``2·N_act`` FLOPs
-    each (papers.md §3) come out of ``compute``.
+    each (Ludziejewski et al. 2025, arXiv:2502.05172) come out of ``compute``.
     """
 
     compute: float
@@ -54,6 +55,27 @@ class Budget:
     def fits(self, c: Counts) -> bool:
         """Whether ``c``'s weights and KV cache fit the memory budget (strictly, exact counts)."""
         return self.memory_bytes is None or self.memory_used(c) <= self.memory_bytes
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """The numbers every plan has, whatever its method, each name stating its convention.
+
+    Parameters are exact counts of the planned architecture (:func:`~moescale.counting.count`);
+    compute is in the plan's own ``convention`` (holistic: ``M·D``; law: ``6·N_act·D``).
+    """
+
+    total_params: int                      # every parameter (embeddings included)
+    total_params_non_embedding: int
+    active_params: int                     # per token, embeddings included
+    active_params_non_embedding: int       # embeddings excluded (router and norms included)
+    active_params_in_convention: float     # as ``convention`` counts them: the law's N_act,
+    # the holistic paper's N_a (what the plan's law was evaluated at)
+    training_tokens: int                   # D
+    training_compute: float                # FLOPs, in ``convention``
+    flops_per_token: float                 # training FLOPs per token, in ``convention``
+    convention: str
+    predicted_loss: float | None
 
 
 @dataclass(frozen=True)
@@ -85,6 +107,28 @@ class Plan:
     extrapolation: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     batch_size_sequences: int | None = None
+
+    @property
+    def summary(self) -> PlanSummary:
+        """The typed numbers of the plan (see :class:`PlanSummary`); ``allocation`` keeps the
+        method's own details.
+
+        >>> from moescale.planning import plan_holistic
+        >>> s = plan_holistic(Budget(compute=1e20)).summary
+        >>> s.active_params > s.active_params_non_embedding, s.convention
+        (True, 'holistic')
+        """
+        c, r = self.counts, self.realised
+        tokens = int(self.allocation["tokens"])
+        return PlanSummary(
+            total_params=int(c.total_params),
+            total_params_non_embedding=int(c.total_params_non_embedding),
+            active_params=int(c.active_params),
+            active_params_non_embedding=int(c.active_params_non_embedding),
+            active_params_in_convention=float(c.params_active),
+            training_tokens=tokens, training_compute=float(r["training_compute"]),
+            flops_per_token=float(r["training_compute"]) / tokens,
+            convention=self.convention, predicted_loss=self.predicted_loss)
 
     @property
     def hf_family(self) -> str:
@@ -131,6 +175,7 @@ class Plan:
             "skipped": self.skipped,
             "extrapolation": self.extrapolation,
             "assumptions": self.assumptions,
+            "summary": dataclasses.asdict(self.summary),
         }
 
 
