@@ -37,7 +37,7 @@ def test_reduced_example_end_to_end(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["sweep", "plan", str(spec), "--json", "--no-estimate"], capsys)
     assert code == 0, err
     plan = json.loads(out)
-    assert plan["n_runs"] == 6 and [r["d"] for r in plan["runs"][:3]] == [16, 24, 32]
+    assert plan["n_runs"] == 6 and [r["d"] for r in plan["runs"][:3]] == [12, 16, 24]
     code, out, err = run_cli(["sweep", "run", str(spec), "--store", str(db), "--workers", "2",
                               "--threads", "1", "--json"], capsys)
     assert code == 0, err

@@ -96,13 +96,19 @@ def test_claims_from_two_processes_never_overlap(tmp_path):
                                      budgets="[2e8, 4e8, 8e8, 1.6e9]"))
     with SweepStore(tmp_path / "s.db") as s:
         total = s.add_runs(spec.expand())
+    # each claimer holds its claims (stays alive) until every claimer has reported: a
+    # claimer that exited would leave dead claims, which the next claim rightly takes back
     script = ("import sys, json; from moescale.sweeps.store import SweepStore\n"
               "s = SweepStore(sys.argv[1]); got = []\n"
               "while (c := s.claim()) is not None: got.append(c.run.id)\n"
-              "print(json.dumps(got))")
+              "print(json.dumps(got), flush=True); sys.stdin.read()")
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "s.db")],
-                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
-    claimed = [json.loads(p.communicate(timeout=120)[0]) for p in procs]
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    claimed = [json.loads(p.stdout.readline()) for p in procs]
+    for p in procs:
+        p.stdin.close()
+        p.wait(timeout=60)
     flat = [i for c in claimed for i in c]
     assert len(flat) == len(set(flat)) == total
 
