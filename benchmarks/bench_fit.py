@@ -76,9 +76,9 @@ def bench_chinchilla(skip_reference: bool) -> None:
     t0 = time.perf_counter()
     ours = fit(law, {"N": n, "D": d}, y, delta=DELTA)
     t_ours = time.perf_counter() - t0
-    print(f"chinchilla, Epoch data ({y.size} points), {ours.starts} starts")
-    print(f"  moescale : {t_ours:7.2f} s   objective {ours.objective:.10f}   "
-          f"({ours.screened} screened)  params " +
+    print(f"chinchilla, Epoch data ({y.size} points), {ours.n_starts} starts")
+    print(f"  moescale : {t_ours:7.2f} s   objective {ours.fun:.10f}   "
+          f"({ours.optimizer['screened']} screened)  params " +
           ", ".join(f"{k}={v:.5g}" for k, v in ours.params.items()))
     if skip_reference:
         return
@@ -87,7 +87,7 @@ def bench_chinchilla(skip_reference: bool) -> None:
     t_ref = time.perf_counter() - t0
     print(f"  scipy loop: {t_ref:7.2f} s   objective {ref:.10f}   ({starts} L-BFGS-B calls, "
           f"{1e3 * t_ref / starts:.1f} ms per start)")
-    print(f"  speed-up {t_ref / t_ours:.1f}x; objective moescale − scipy = {ours.objective - ref:+.3e}")
+    print(f"  speed-up {t_ref / t_ours:.1f}x; objective moescale − scipy = {ours.fun - ref:+.3e}")
 
 
 def bench_joint_moe() -> None:
@@ -99,9 +99,9 @@ def bench_joint_moe() -> None:
     t0 = time.perf_counter()
     res = fit(law, v, y)
     seconds = time.perf_counter() - t0
-    print(f"joint-MoE law, Clark final-step runs ({y.size} runs), paper grid {res.starts} starts")
-    print(f"  moescale : {seconds:7.2f} s (target < 30 s)   objective {res.objective:.6g}   "
-          f"({res.screened} screened)")
+    print(f"joint-MoE law, Clark final-step runs ({y.size} runs), paper grid {res.n_starts} starts")
+    print(f"  moescale : {seconds:7.2f} s (target < 30 s)   objective {res.fun:.6g}   "
+          f"({res.optimizer['screened']} screened)")
 
 
 def main() -> None:
