@@ -1,6 +1,6 @@
 """An immutable, validated description of a decoder-only Mixture-of-Experts transformer.
 
-It covers every dimension of the holistic paper (Wan et al. 2026, papers.md §1) — layers
+It covers every dimension of the holistic paper (Wan et al. 2026, arXiv 2603.21862) — layers
 ``L = L_d + L_m``, hidden size ``d``, query/KV heads ``N_q, N_kv``, head dim ``d_qkv``, dense FFN
 width ``d_d``, expert width ``d_m``, routed experts ``N_e``, top-k ``K``, shared experts,
 FFN type, sequence length ``S`` — plus vocabulary, tying, biases, norms, general dense/MoE
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from moescale.errors import MoescaleError
+from moescale.jsonio import read_json_object
 
 FFN_TYPES = {"swiglu": 3, "geglu": 3, "gelu": 2, "relu": 2}  # matrices per FFN
 
@@ -224,7 +225,7 @@ class Architecture:
     @classmethod
     def from_json(cls, path: str | Path) -> Architecture:
         """Read an architecture JSON file (the output of ``to_dict``, or a plan's ``architecture``)."""
-        data = _read_json(path)
+        data = read_json_object(path, what="an architecture")
         if "architecture" in data and isinstance(data["architecture"], dict):
             data = data["architecture"]
         return cls.from_dict(data)
@@ -244,25 +245,6 @@ class Architecture:
         from moescale.hf import to_hf_config
 
         return to_hf_config(self, family)
-
-
-def _read_json(path: str | Path) -> dict[str, Any]:
-    p = Path(path)
-    if not p.exists():
-        raise MoescaleError(f"file not found: {p}")
-    if not p.is_file():
-        raise MoescaleError(f"{p} is not a file")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise MoescaleError(f"{p} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
-    except UnicodeDecodeError:
-        raise MoescaleError(f"{p} is not a text (UTF-8 JSON) file") from None
-    except RecursionError:
-        raise MoescaleError(f"{p} is nested too deeply to be an architecture") from None
-    if not isinstance(data, dict):
-        raise MoescaleError(f"{p} must hold a JSON object")
-    return data
 
 
 def _is_int(value: Any) -> bool:

@@ -1,6 +1,7 @@
 """Named counting conventions: which parameters count as ``N`` and how FLOPs per token are counted.
 
-Calculators disagree by up to ~30 % on the same MoE (shared/reference/accounting.md) because
+Calculators disagree by up to ~30 % on the same MoE (e.g. embeddings, router and
+attention-score FLOPs in or out) because
 each makes different choices. Every choice is an explicit field here, and every scaling law
 declares the convention it was fitted under.
 
@@ -72,7 +73,7 @@ MEGATRON = Convention(
 )
 HOLISTIC = Convention(
     "holistic",
-    "Wan et al. 2026 (papers.md §1, Appendix A): N and N_a exclude embeddings, router and "
+    "Wan et al. 2026 (arXiv 2603.21862, Appendix A): N and N_a exclude embeddings, router and "
     "norms; M = 6·N_a + 6·S·N_q·d_qkv·L (attention over the full sequence S with coefficient "
     "6, i.e. the causally halved score term); no logits.",
     param_components=MATMUL_WEIGHTS,

@@ -3,7 +3,7 @@
 Parameters are counted analytically from the architecture and equal ``sum(p.numel())`` of the
 Hugging Face model built from the same config (tests check this for every supported family).
 FLOPs are counted per token, per component, under a named :mod:`~moescale.conventions`
-convention: 2 FLOPs per multiply-add, training = forward × 3 (shared/reference/accounting.md).
+convention: 2 FLOPs per multiply-add, training = forward × 3 (Kaplan et al. 2020, arXiv 2001.08361, §2.1).
 
 >>> from moescale.architecture import Architecture
 >>> arch = Architecture(hidden_size=4096, n_layers=32, n_heads=32, n_kv_heads=8,
@@ -298,7 +298,7 @@ def clark2022_counts(a: Architecture) -> tuple[int, int]:
     :class:`Architecture` does not describe — two LayerNorms (gain and bias) per layer and no
     final norm, router weights ``d·E`` per MoE layer, and no embeddings. ``dense`` is the same
     model with one expert in every MoE layer. For ``a`` with ``ffn_type="gelu"``,
-    ``norm_type="layernorm"`` and no biases this is accounting.md's
+    ``norm_type="layernorm"`` and no biases this is Clark et al.'s (arXiv 2202.01169, App. A)
     ``dense = L·(4·d·H·q + d·H·q + 8·d² + 4·d)``, ``total = dense + L_m·((E−1)·8·d² + d·E)``.
     """
     raw = raw_components(a)

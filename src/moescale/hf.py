@@ -31,8 +31,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from moescale.architecture import MLA, Architecture, _read_json
+from moescale.architecture import MLA, Architecture
 from moescale.errors import MoescaleError
+from moescale.jsonio import read_json_object
 
 MOE_FAMILIES = ("mixtral", "qwen2_moe", "qwen3_moe", "olmoe", "deepseek_v2", "deepseek_v3",
                 "gpt_oss", "glm4_moe")
@@ -150,7 +151,7 @@ def from_hf_config(config: str | Path | dict[str, Any]) -> Architecture:
     >>> a.n_experts, a.top_k, a.expert_ffn, a.n_kv_heads
     (8, 2, 14336, 8)
     """
-    data = _read_json(config) if isinstance(config, (str, Path)) else config
+    data = read_json_object(config, "a Hugging Face config") if isinstance(config, (str, Path)) else config
     if not isinstance(data, dict):
         raise MoescaleError(f"a Hugging Face config must be a JSON object, got "
                             f"{type(data).__name__}")

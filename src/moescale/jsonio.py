@@ -48,3 +48,23 @@ def write_json_atomic(path: str | Path, obj: Any, what: str = "the result") -> P
             tmp.unlink(missing_ok=True)
         raise MoescaleError(f"cannot write {what} to {path}: {exc.strerror or exc}") from None
     return path
+
+
+def read_json_object(path: str | Path, what: str = "a JSON object") -> dict[str, Any]:
+    """The JSON object in a file; a missing, unreadable or non-object file is one clear error."""
+    p = Path(path)
+    if not p.exists():
+        raise MoescaleError(f"file not found: {p}")
+    if not p.is_file():
+        raise MoescaleError(f"{p} is not a file")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MoescaleError(f"{p} is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise MoescaleError(f"{p} is not a text (UTF-8 JSON) file") from None
+    except RecursionError:
+        raise MoescaleError(f"{p} is nested too deeply to be {what}") from None
+    if not isinstance(data, dict):
+        raise MoescaleError(f"{p} must hold a JSON object")
+    return data

@@ -13,7 +13,7 @@ from pathlib import Path
 from moescale.errors import MoescaleError
 
 # Clark et al. 2022 trained every model for 250k steps of 256 sequences × 2048 tokens
-# (≈ 130B tokens at step 249,000, papers.md §5).
+# (≈ 130B tokens at step 249,000; Clark et al. 2022, arXiv 2202.01169, §2).
 CLARK_TOKENS_PER_STEP = 256 * 2048
 CLARK_FINAL_STEP = 249_000
 

@@ -1,4 +1,4 @@
-"""A validated table of scaling-law runs with explicit units (issue 3, "Run tables").
+"""A validated table of scaling-law runs with explicit units.
 
 Canonical numeric columns and their units (:data:`UNITS`); aliases accepted in files after
 the semicolon:

@@ -133,9 +133,9 @@ def _grid(grid_items, law_name: str) -> dict:
 
 def _progress_factory(as_json: bool):
     """A context manager yielding a progress callback (a terminal only) or None."""
-    from moescale.cli.fit import _progress
+    from moescale.cli._output import StageProgress
 
-    return lambda: _progress(not as_json and sys.stderr.isatty())
+    return lambda: StageProgress(not as_json and sys.stderr.isatty())
 
 
 # ----- people -------------------------------------------------------------------------------

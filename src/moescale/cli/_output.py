@@ -46,3 +46,32 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     for row in rows:
         table.add_row(*[c if isinstance(c, str) else fmt_num(c) for c in row])
     Console().print(table)
+
+
+class StageProgress:
+    """A rich progress bar on stderr for the multi-start and bootstrap stages (people at a
+    terminal only: never in --json output, pipes or logs)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.tasks = enabled, None, {}
+
+    def __enter__(self):
+        if not self.enabled:
+            return None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        return self.update
+
+    def update(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.tasks:
+            label = "multi-start" if stage == "fit" else stage
+            self.tasks[stage] = self.bar.add_task(label, total=total)
+        self.bar.update(self.tasks[stage], completed=done)
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.stop()
+        return False

@@ -55,7 +55,7 @@ def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens,
       moescale compare --compute 1e22 --memory 24GB,80GB --kv-tokens 16384 --json
       moescale compare --compute 1e21 --fit fit.json --experts 1,8,32
     """
-    from moescale.cli.plan import _experts, _int
+    from moescale.cli._options import parse_int, parse_int_list
     from moescale.laws import zhao2025
     from moescale.planning import compare as cmp
     from moescale.planning.law_plan import loss_function
@@ -64,10 +64,10 @@ def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens,
 
     budget = parse_positive(compute, "--compute")
     check_compute(budget)
-    grid = _experts(experts)
+    grid = parse_int_list(experts)
     memory_list = _list(memories, parse_bytes, "--memory")
     size_list = _list(sizes, parse_positive, "--sizes")
-    kv = _int(kv_tokens, "--kv-tokens", 0)
+    kv = parse_int(kv_tokens, "--kv-tokens", 0)
     tol = _number(tolerance, "--tolerance", 0.0, 0.5)
     per_value = dtype_bytes(dtype)
     loss, law_name, _, _ = loss_function(law, preset, fit_file)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from moescale.cli._output import echo_json, fmt_num, print_table
+from moescale.cli._output import StageProgress, echo_json, fmt_num, print_table
 from moescale.errors import MoescaleError
 from moescale.units import FiniteFloat
 
@@ -125,7 +125,7 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
         grid = {**law.init_grid, **grid}
     import sys
 
-    with _progress(not as_json and sys.stderr.isatty()) as progress:
+    with StageProgress(not as_json and sys.stderr.isatty()) as progress:
         result = fit_runs(law.name, runs, holdout=holdout, bootstrap=bootstrap, level=level,
                           seed=seed, weights=weight_column, delta=delta, method=method, grid=grid or None,
                           fixed=fixed or None, screen=not exhaustive, progress=progress)
@@ -138,34 +138,6 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
     else:
         _print(result, output)
 
-
-class _progress:
-    """A rich progress bar on stderr for the multi-start and bootstrap stages (people at a
-    terminal only: never in --json output, pipes or logs)."""
-
-    def __init__(self, enabled: bool):
-        self.enabled, self.bar, self.tasks = enabled, None, {}
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.console import Console
-        from rich.progress import Progress
-
-        self.bar = Progress(console=Console(stderr=True), transient=True)
-        self.bar.start()
-        return self.update
-
-    def update(self, stage: str, done: int, total: int) -> None:
-        if stage not in self.tasks:
-            label = "multi-start" if stage == "fit" else stage
-            self.tasks[stage] = self.bar.add_task(label, total=total)
-        self.bar.update(self.tasks[stage], completed=done)
-
-    def __exit__(self, *exc):
-        if self.bar:
-            self.bar.stop()
-        return False
 
 
 def _print(result, output: str | None) -> None:

@@ -6,31 +6,9 @@ import json
 
 import click
 
+from moescale.cli._options import parse_int, parse_int_list
 from moescale.cli._output import echo_json, fmt_num, print_table
 from moescale.errors import MoescaleError
-
-
-def _experts(text: str, what: str = "--experts") -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise MoescaleError(f"{what} must be a comma-separated list of integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise MoescaleError(f"{what} must list positive integers, got {text!r}")
-    return values
-
-
-def _int(text: str | None, what: str, minimum: int = 1) -> int | None:
-    """An integer option given as text (one clear line when it is not one)."""
-    if text is None:
-        return None
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise MoescaleError(f"{what} must be an integer, got {text!r}") from None
-    if not value.is_integer() or value < minimum:
-        raise MoescaleError(f"{what} must be an integer ≥ {minimum}, got {text!r}")
-    return int(value)
 
 
 @click.command()
@@ -94,17 +72,17 @@ def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memor
     budget = Budget(
         compute=parse_positive(compute, "--compute"),
         memory_bytes=parse_bytes(memory, "--memory") if memory is not None else None,
-        kv_tokens=_int(kv_tokens, "--kv-tokens", 0), dtype=dtype,
+        kv_tokens=parse_int(kv_tokens, "--kv-tokens", 0), dtype=dtype,
         inference_tokens=(parse_positive(inference_tokens, "--inference-tokens")
                           if inference_tokens is not None else 0.0),
     )
     p = make_plan(budget, method=method, law=law, preset=preset, fit=fit_file,
-                  experts=_experts(experts) if experts is not None else None,
-                  align=_int(align, "--align"), seq_len=_int(seq_len, "--seq-len", 2),
-                  top=_int(top, "--top", 0), m_ratio_fit=m_ratio_fit, n_ratio_fit=n_ratio_fit,
-                  vocab=_int(vocab, "--vocab", 2), top_k=_int(top_k, "--top-k"),
-                  heads=_int(heads, "--heads"), kv_heads=_int(kv_heads, "--kv-heads"),
-                  head_dim=_int(head_dim, "--head-dim"))
+                  experts=parse_int_list(experts) if experts is not None else None,
+                  align=parse_int(align, "--align"), seq_len=parse_int(seq_len, "--seq-len", 2),
+                  top=parse_int(top, "--top", 0), m_ratio_fit=m_ratio_fit, n_ratio_fit=n_ratio_fit,
+                  vocab=parse_int(vocab, "--vocab", 2), top_k=parse_int(top_k, "--top-k"),
+                  heads=parse_int(heads, "--heads"), kv_heads=parse_int(kv_heads, "--kv-heads"),
+                  head_dim=parse_int(head_dim, "--head-dim"))
     _write_exports(p, hf_out, hf_family, megatron_out, output)
     if as_json:
         echo_json(p.to_dict())
@@ -126,9 +104,9 @@ def _write_exports(p, hf_out, hf_family, megatron_out, output) -> None:
 
         files.append((megatron_out, _megatron_lines(to_megatron_args(p.architecture))))
     if output:
-        from moescale.cli._output import _jsonable
+        from moescale.jsonio import jsonable
 
-        files.append((output, json.dumps(_jsonable(p.to_dict()), indent=2) + "\n"))
+        files.append((output, json.dumps(jsonable(p.to_dict()), indent=2) + "\n"))
     if files:
         write_all(files)
 

@@ -1,5 +1,5 @@
 """Which law do the runs support? Fit every applicable loss law to the same runs, score them
-the same way, and rank them (issue 15, "Law selection").
+the same way, and rank them.
 
 Protocol
 --------

@@ -1,5 +1,4 @@
-"""How much does the fitted optimum move under the choices the literature shows matter?
-(issue 15, "Sensitivity").
+"""How much does the fitted optimum move under the choices the literature shows matter?.
 
 One law is refitted to the same runs under variations of one choice at a time, and the
 compute-optimal point at a target budget (``N_opt``, ``D_opt``, and ``E_opt``/``G_opt`` where

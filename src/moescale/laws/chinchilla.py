@@ -1,4 +1,4 @@
-"""Chinchilla law ``L = E + A/N^α + B/D^β`` (Hoffmann et al. 2022; papers.md §5)."""
+"""Chinchilla law ``L = E + A/N^α + B/D^β`` (Hoffmann et al. 2022, arXiv 2203.15556)."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ LAW = Law(
     formula="E + A/N^alpha + B/D^beta",
     params=("A", "B", "E", "alpha", "beta"), variables=("N", "D"), convention="chinchilla",
     log_loss=_log_loss,
-    # Fit space (ln A, ln B, ln E, α, β) and the replication's 4,500-point grid (papers.md §5).
+    # Fit space (ln A, ln B, ln E, α, β) and the replication's 4,500-point grid (Besiroglu et al. 2024, arXiv 2404.10102).
     log_params=("A", "B", "E"),
     init_grid={"A": (0, 5, 10, 15, 20, 25), "B": (0, 5, 10, 15, 20, 25),
                "E": (-1, -0.5, 0, 0.5, 1), "alpha": (0, 0.5, 1, 1.5, 2),

@@ -1,5 +1,5 @@
-"""Unified scaling law for routed language models (Clark et al. 2022, arXiv 2202.01169;
-papers.md §5), at fixed training tokens:
+"""Unified scaling law for routed language models (Clark et al. 2022, arXiv 2202.01169),
+at fixed training tokens:
 
     ln L = a·ln N + b·ln Ê + c·ln N·ln Ê + d
 

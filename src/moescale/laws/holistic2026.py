@@ -1,4 +1,4 @@
-"""Holistic MoE laws (Wan et al. 2026, arXiv 2603.21862; papers.md §1): the per-budget targets
+"""Holistic MoE laws (Wan et al. 2026, arXiv 2603.21862): the per-budget targets
 the holistic planner starts from.
 
 - ``C → (M_opt, D_opt)``: the paper's classical law, ``D_opt = 22.8929·C^0.4563``,

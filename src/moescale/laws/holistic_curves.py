@@ -1,4 +1,4 @@
-"""The holistic paper's per-budget curve laws (Wan et al. 2026; papers.md §1), fit-only.
+"""The holistic paper's per-budget curve laws (Wan et al. 2026, arXiv 2603.21862), fit-only.
 
 - ``holistic2026_m_ratio``: ``L(x) = a/(x − 6) + b·x + c`` with ``x = M/N_a`` (> 6 always).
 - ``holistic2026_n_ratio``: ``L(x) = a/(x − 1) + b/(x_max − x) + c`` with ``x = N/N_a`` and
@@ -47,7 +47,7 @@ def _n_grad(p, v):
     return {"a": wa, "b": wb, "c": wc}
 
 
-PAPER_X_MAX = 289.0 / 9.0  # (N_e + 1)/(K + 1) with N_e = 288, K = 8 (papers.md §1)
+PAPER_X_MAX = 289.0 / 9.0  # (N_e + 1)/(K + 1) with N_e = 288, K = 8 (arXiv 2603.21862)
 
 
 def optimal_N_over_Na(p, x_max: float = PAPER_X_MAX) -> float:

@@ -1,4 +1,4 @@
-"""Fine-grained MoE law (Krajewski et al. 2024, arXiv 2402.07871; papers.md §5):
+"""Fine-grained MoE law (Krajewski et al. 2024, arXiv 2402.07871):
 
     L(N, D, G) = c + (g/G^γ + a)/N^α + b/D^β
 

@@ -1,4 +1,4 @@
-"""Joint MoE scaling law (Ludziejewski et al. 2025, arXiv 2502.05172; papers.md §3).
+"""Joint MoE scaling law (Ludziejewski et al. 2025, arXiv 2502.05172).
 
     L(N_act, D, Ê) = a·Ê^δ·N_act^(α + γ·ln Ê) + b·Ê^ω·D^(β + ζ·ln Ê) + c
     1/Ê = 1/(E − 1 + (1/E_start − 1/E_max)^−1) + 1/E_max
@@ -45,7 +45,7 @@ def reduce_to_chinchilla(E: float, p: dict[str, float] = TABLE3) -> tuple[float,
 
 
 def compute_optimal(compute: float, E: float, p: dict[str, float] = TABLE3) -> tuple[float, float]:
-    """Closed-form ``(N_opt, D_opt)`` for ``6·N·D = F`` at fixed ``E`` (papers.md §3):
+    """Closed-form ``(N_opt, D_opt)`` for ``6·N·D = F`` at fixed ``E`` (arXiv 2502.05172):
     ``N = G·(F/6)^{ν/(μ+ν)}``, ``D = (F/6)/N``, ``G = (μ·m/(ν·n))^{1/(μ+ν)}`` (magnitudes)."""
     m, mu, n, nu = reduce_to_chinchilla(E, p)
     mu, nu = abs(mu), abs(nu)
@@ -98,7 +98,7 @@ LAW = Law(
     params=PARAMS, variables=("N_active", "D", "E"), convention="chinchilla",
     log_loss=_log_loss,
     presets={"ludziejewski2025": Preset(dict(TABLE3), "Table 3 of arXiv 2502.05172")},
-    # The paper's grid (papers.md §3): |α|, |β| ∈ {0.05, 0.25, 0.5} (signed negative here),
+    # The paper's grid (arXiv 2502.05172): |α|, |β| ∈ {0.05, 0.25, 0.5} (signed negative here),
     # a, b ∈ {30, 100, 300}, c ∈ {0.5, 1, 2}, δ, γ, ω, ζ ∈ {−0.5, 0, 0.5}: 3^9 = 19,683 starts.
     # E_start and E_max start at 2 and 300 (off-grid) and stay in 1 < E_start < 20 < 25 < E_max.
     log_params=("a", "b", "c", "E_start", "E_max"),
@@ -124,7 +124,7 @@ LR_LAW = Law(
     log_loss=lambda p, v: p["c0"] + p["c_N"] * np.log(v["N_active"]) + p["c_E"] * np.log(v["E"]),
     presets={"ludziejewski2025": Preset(
         dict(c0=8.391640956234012, c_N=-0.8121798244457074, c_E=-0.25),
-        "constants in the paper's code (papers.md §3)")},
+        "constants in the paper's code (arXiv 2502.05172)")},
     init_grid={"c0": (0.0, 8.0), "c_N": (-1.0, 0.0), "c_E": (-0.5, 0.0)},
     grad_log_loss=lambda p, v: {"c0": np.ones_like(np.log(v["N_active"]) + 0 * p["c0"]),
                                 "c_N": np.log(v["N_active"]) + 0 * p["c0"],

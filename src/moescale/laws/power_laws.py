@@ -4,9 +4,9 @@ batch-size and learning-rate laws in the loss (Wang et al. 2024).
 - ``power_law_C`` — ``y = k·C^p``, fit-only: optimal ``M/N_a``, ``N/N_a``, ``d_opt``, band edges
   … as functions of the budget (holistic paper, phase 1 and 2). Map the fitted column to ``y``.
 - ``holistic2026_lr`` / ``holistic2026_batch`` — peak LR and global batch (tokens) in ``C``;
-  presets are the least-squares fits to Table 4 of Wan et al. 2026 (papers.md §1).
+  presets are the least-squares fits to Table 4 of Wan et al. 2026 (arXiv 2603.21862).
 - ``wang2024_batch`` / ``wang2024_lr`` — ``B_opt = λ_B·L^(−α_B)``, ``η_opt = λ_η·L^(−α_η)``
-  (Wang et al. 2024, papers.md §4), fit-only; ``p`` is the exponent ``α``.
+  (Wang et al. 2024, arXiv 2410.05661), fit-only; ``p`` is the exponent ``α``.
 """
 
 from __future__ import annotations

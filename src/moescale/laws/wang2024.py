@@ -1,4 +1,4 @@
-"""Dense-vs-MoE law (Wang et al. 2024, arXiv 2410.05661; papers.md §4), fit-only:
+"""Dense-vs-MoE law (Wang et al. 2024, arXiv 2410.05661), fit-only:
 
     L(N, D, E) = A/(N^α·E^γ) + B/D^β + σ        with C = 6·N·D
 

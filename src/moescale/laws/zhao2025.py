@@ -1,4 +1,4 @@
-"""Comprehensive MoE law (Zhao et al. 2025, arXiv 2509.23678; papers.md §2).
+"""Comprehensive MoE law (Zhao et al. 2025, arXiv 2509.23678).
 
     L = (e·G + f/G + m·S² + n·S)·(N^−α + k·N_a^−α + h·N_a/N) + a·N^−α + b·D^−β + c·N_a^−α + ε
 
@@ -45,7 +45,7 @@ def efficiency_aware_optimum(N: float, tolerance: float = 0.005,
                              p: dict[str, float] = TABLE2) -> dict[str, float]:
     """The cheapest configuration whose predicted loss is within ``tolerance`` (relative) of
     the loss-optimal one at total size ``N`` (moescale's documented criterion; the paper's exact
-    definition is not public, papers.md §2).
+    definition is not public, arXiv 2509.23678).
 
     Cheaper means fewer activated experts ``G`` (routing and communication per token) and a
     smaller activation ratio ``N_a/N`` (FLOPs per token). Each is lowered, the other factors

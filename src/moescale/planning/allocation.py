@@ -1,7 +1,7 @@
 """Continuous allocation with a loss law: compute-, memory- and inference-constrained optima.
 
 The law is any callable ``loss(N_act, D, E)`` (numpy-vectorised), with training compute
-``6·N_act·D`` (the chinchilla / joint-MoE convention, papers.md §3). Problems (Ludziejewski
+``6·N_act·D`` (the chinchilla / joint-MoE convention, arXiv 2502.05172). Problems (Ludziejewski
 et al. 2025, §"Optimisation problems"):
 
 - compute-optimal: ``min L  s.t.  6·N_act·D = C``;
@@ -45,7 +45,7 @@ class Allocation:
         return dict(self.__dict__)
 
 
-# ----- the joint-MoE paper's model family (papers.md §3, Eq. 9/10) -----------------------------
+# ----- the joint-MoE paper's model family (arXiv 2502.05172, Eq. 9/10) -----------------------------
 def family_hidden(active_params: float, vocab: int = GPT2_VOCAB) -> float:
     """``d`` with ``N_act = 2·d·V + 13·N_blocks·d²`` and ``N_blocks = d/64`` (continuous)."""
     from scipy.optimize import brentq

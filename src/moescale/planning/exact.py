@@ -19,7 +19,7 @@ import numpy as np
 def total_params(d, L, L_d, d_d, n_experts, d_m, n_shared, heads, vocab):
     """Every parameter (``count(arch).total_params``), vectorised over the array arguments.
 
-    ``heads = (d_qkv, N_q, N_kv)``. Components (accounting.md): embedding and unembedding
+    ``heads = (d_qkv, N_q, N_kv)``. Components (as :func:`moescale.counting.raw_components`): embedding and unembedding
     ``2·V·d``; attention ``L·(2·d·N_q·d_qkv + 2·d·N_kv·d_qkv)``; dense FFNs ``L_d·3·d·d_d``;
     routed and shared experts ``L_m·(N_e + n_s)·3·d·d_m``; router ``L_m·d·N_e``; RMSNorm gains
     ``2·d·L + d``.

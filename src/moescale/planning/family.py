@@ -1,4 +1,4 @@
-"""The joint-MoE paper's model family, realised exactly (Ludziejewski et al. 2025, papers.md §3).
+"""The joint-MoE paper's model family, realised exactly (Ludziejewski et al. 2025, arXiv 2502.05172).
 
 Members: hidden size ``d`` a multiple of ``align`` (64 in the paper), ``N_blocks = max(1,
 round(d/64))`` layers, heads of ``head_dim`` (64) so that ``N_heads·head_dim = d`` (one head of
@@ -25,7 +25,7 @@ from moescale.planning import exact
 
 @dataclass(frozen=True)
 class FamilySettings:
-    """Shape rules of the family (defaults: the joint-MoE paper's setup, papers.md §3)."""
+    """Shape rules of the family (defaults: the joint-MoE paper's setup, arXiv 2502.05172)."""
 
     vocab_size: int = 50257  # GPT-2 tokenizer
     seq_len: int = 512

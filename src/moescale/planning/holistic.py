@@ -1,8 +1,8 @@
-"""The holistic paper's two-phase architecture search (Wan et al. 2026, papers.md §1), vectorised.
+"""The holistic paper's two-phase architecture search (Wan et al. 2026, arXiv 2603.21862), vectorised.
 
 Pipeline: ``C → (M_opt, D_opt)`` → targets ``M/N_a`` and ``N/N_a`` → ``N_a = M/(M/N_a)``,
 ``N = (N/N_a)·N_a`` → for every aligned hidden size ``d`` solve the structure ``(L, L_d, L_m, d_m)``
-from the accounting equations (papers.md §1, Appendix A)::
+from the accounting equations (arXiv 2603.21862, Appendix A)::
 
     M   = 6·N_a + 6·S·N_q·d_qkv·L                       → L   (integer)
     N   = N_a + 3·d·d_m·(N_e − K)·L_m                   → d_m·L_m
@@ -57,7 +57,7 @@ CALIBRATION_BUDGET = 1e18  # where the surrogate's curvatures are calibrated (Ta
 
 @dataclass(frozen=True)
 class HolisticSettings:
-    """Engineering constants fixed by the paper (papers.md §1 "Reduction") and search options."""
+    """Engineering constants fixed by the paper (arXiv 2603.21862, "Reduction") and search options."""
 
     seq_len: int = 8192  # S
     top_k: int = 8  # K
@@ -236,7 +236,7 @@ def feasible_d(M: float, N_a: float, N: float, s: HolisticSettings,
                heads: tuple[int, int, int]) -> np.ndarray:
     """Every aligned ``d`` whose structure realises ``(M, N_a, N)``: ``M`` within 5 %, ``N_a``
     and ``N`` within ``proxy_tolerance``, at least ``min_dense_layers`` dense layers,
-    ``d_m ≥ align`` (papers.md §1, "rank-preserving property of d")."""
+    ``d_m ≥ align`` (arXiv 2603.21862, "rank-preserving property of d")."""
     d = s.align * np.arange(1, int(np.sqrt(N_a) / s.align) * 4 + 2, dtype=float)
     L, L_d, L_m, d_m, ok = solve_structure(M, N_a, N, d, s, heads)
     m, na, n = realised_counts(d, L, L_d, L_m, d_m, s, heads)

@@ -1,4 +1,4 @@
-"""The holistic planner (Wan et al. 2026, papers.md §1): from a budget to a ranked architecture.
+"""The holistic planner (Wan et al. 2026, arXiv 2603.21862): from a budget to a ranked architecture.
 
 ``C → (M_opt, D_opt)`` from the paper's classical law; target ratios ``M/N_a(C)`` and
 ``N/N_a(C)`` from the values the paper used (or the user's fits); every aligned candidate near
@@ -37,7 +37,7 @@ from moescale.units import dtype_bytes
 PAPER_BUDGETS = (1e18, 3e20)  # the holistic paper's fitted range of C
 PAPER_SEQ_LEN = 8192  # S of every run in the paper
 WIDE_SEARCH_EXCESS = 0.01  # search every realisable ratio when the best near the targets is worse
-# Zhao et al. 2025 fitted range (papers.md §2): N 133M–3.4B, N_a 30M–2.2B, D 10–50B.
+# Zhao et al. 2025 fitted range (arXiv 2509.23678): N 133M–3.4B, N_a 30M–2.2B, D 10–50B.
 ZHAO_RANGE = {"N": (1.33e8, 3.4e9), "N_a": (3.0e7, 2.2e9), "D": (1e10, 5e10)}
 _U = h26.M_OVER_NA - 6.0
 _P_U = float(np.polyfit(np.log(h26.BUDGETS), np.log(_U), 1)[0])  # ≈ −0.140
@@ -46,7 +46,7 @@ _P_U = float(np.polyfit(np.log(h26.BUDGETS), np.log(_U), 1)[0])  # ≈ −0.140
 @dataclass(frozen=True)
 class Targets:
     """Per-budget targets of the holistic pipeline: ``C → (M_opt, D_opt)``, optimal ``M/N_a``
-    and ``N/N_a``. Defaults are the paper's laws (papers.md §1); :meth:`from_fits` replaces any
+    and ``N/N_a``. Defaults are the paper's laws (arXiv 2603.21862); :meth:`from_fits` replaces any
     of them with the user's own fits (``moescale fit --law holistic2026`` for ``D_opt(C)``,
     ``--law power_law_C`` for each ratio)."""
 

@@ -1,4 +1,4 @@
-"""Reports (issue 12): the figures scaling-law researchers read, and one self-contained page.
+"""Reports: the figures scaling-law researchers read, and one self-contained page.
 
 One function per figure, each returning a matplotlib ``Figure`` (Agg backend, imported only
 when a figure is drawn) from library objects — for notebooks as much as for the page:

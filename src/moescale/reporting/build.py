@@ -328,7 +328,7 @@ def figure_specs(inp: ReportInputs) -> list[FigureSpec]:
 
 
 def _selection_specs() -> list[FigureSpec]:
-    """The leaderboard of laws and the sensitivity of the optimum (issue 15)."""
+    """The leaderboard of laws and the sensitivity of the optimum."""
     from moescale.reporting import selection as selfig
 
     return [

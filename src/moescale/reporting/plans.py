@@ -27,9 +27,9 @@ def as_dict(plan: Any) -> dict:
     if plan is None:
         return {}
     if hasattr(plan, "to_dict"):
-        from moescale.cli._output import _jsonable
+        from moescale.jsonio import jsonable
 
-        return _jsonable(plan.to_dict())
+        return jsonable(plan.to_dict())
     return dict(plan)
 
 

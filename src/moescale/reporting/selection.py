@@ -1,4 +1,4 @@
-"""Figures of law selection and sensitivity (issue 15): the leaderboard of laws and how far the
+"""Figures of law selection and sensitivity: the leaderboard of laws and how far the
 fitted optimum moves under the fitting choices.
 
 Both take the library objects (:class:`~moescale.fitting.selection.Selection`,

@@ -86,7 +86,7 @@ def this_host() -> str:
     return socket.gethostname()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -182,7 +182,7 @@ class SweepStore:
         """Running runs whose driver is gone: lease expired, or its process on this host dead."""
         now, host = time.time(), this_host()
         return [r for r in self.db.execute("SELECT * FROM runs WHERE status = 'running'")
-                if r["lease_until"] < now or (r["host"] == host and not _pid_alive(r["pid"]))]
+                if r["lease_until"] < now or (r["host"] == host and not pid_alive(r["pid"]))]
 
     def _release_dead(self) -> int:
         """Orphaned runs that never reached an executor (no job id) → pending. Orphans with a

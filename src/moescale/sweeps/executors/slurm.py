@@ -22,7 +22,7 @@ from moescale.errors import MoescaleError
 from moescale.sweeps import worker
 from moescale.sweeps.executors import Outcome, folder_outcome
 from moescale.sweeps.spec import RunSpec
-from moescale.sweeps.store import _pid_alive
+from moescale.sweeps.store import pid_alive
 
 SUBMITIT_FOLDER = "_submitit"
 
@@ -114,7 +114,7 @@ class SlurmExecutor:
         kind, _, rest = job_id.partition(":")
         if kind == "slurm-local":
             host, _, pid = rest.partition(":")
-            if host != socket.gethostname() or not _pid_alive(int(pid)):
+            if host != socket.gethostname() or not pid_alive(int(pid)):
                 return False
             self._jobs[run.id] = (_LocalJobProcess(int(pid)), run_dir)
             return True
@@ -171,7 +171,7 @@ class _LocalJobProcess:
         self.pid = pid
 
     def done(self) -> bool:
-        return not _pid_alive(self.pid) or _is_zombie(self.pid)
+        return not pid_alive(self.pid) or _is_zombie(self.pid)
 
     def cancel(self, check: bool = False) -> None:
         try:

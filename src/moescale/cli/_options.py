@@ -1,0 +1,29 @@
+"""Parsers of option values shared by several commands (one clear error line each)."""
+
+from __future__ import annotations
+
+from moescale.errors import MoescaleError
+
+
+def parse_int_list(text: str, what: str = "--experts") -> tuple[int, ...]:
+    """Positive integers from ``1,4,8,32`` (one clear line when they are not)."""
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise MoescaleError(f"{what} must be a comma-separated list of integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise MoescaleError(f"{what} must list positive integers, got {text!r}")
+    return values
+
+
+def parse_int(text: str | None, what: str, minimum: int = 1) -> int | None:
+    """An integer option given as text (one clear line when it is not one)."""
+    if text is None:
+        return None
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        raise MoescaleError(f"{what} must be an integer, got {text!r}") from None
+    if not value.is_integer() or value < minimum:
+        raise MoescaleError(f"{what} must be an integer ≥ {minimum}, got {text!r}")
+    return int(value)
