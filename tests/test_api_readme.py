@@ -10,11 +10,6 @@ import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
-# The README's first example exported a holistic plan as deepseek_v3, which needs MLA
-# attention (the plan has GQA): no HF family but glm4_moe holds such a plan. Until the README
-# says so (Plan.to_hf_config() picks it), that one block is an expected failure; once the
-# README's text changes, the block runs like the others.
-OLD_EXPORT = 'to_hf_config("deepseek_v3")'
 
 
 def _files(folder: Path) -> None:
@@ -36,8 +31,6 @@ def test_readme_has_python_examples():
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_example_runs(index, tmp_path, monkeypatch):
     block = BLOCKS[index]
-    if OLD_EXPORT in block:
-        pytest.xfail("README exports a holistic plan as deepseek_v3 (see module docstring)")
     _files(tmp_path)
     monkeypatch.chdir(tmp_path)
     exec(compile(block, f"README.md python block {index}", "exec"), {})
