@@ -1,4 +1,5 @@
-"""Routing and grouped expert computation against naive references."""
+"""Routing and grouped expert computation (fused and reference paths) against naive
+references."""
 
 from __future__ import annotations
 
@@ -6,20 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from moescale.training.moe import (  # noqa: E402
-    GroupedMatmul,
-    MoEFeedForward,
-    MoEOptions,
-    RoutedExperts,
-    activation,
-    dispatch,
-)
-
-
-def test_grouped_matmul_gradients():
-    x = torch.randn(9, 5, dtype=torch.double, requires_grad=True)
-    w = torch.randn(4, 5, 3, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: GroupedMatmul.apply(a, b, [2, 0, 4, 3]), (x, w))
+from moescale.training.fused import RoutedExperts, dispatch  # noqa: E402
+from moescale.training.model import MoEFeedForward, MoEOptions, activation  # noqa: E402
 
 
 def _naive_moe(layer: MoEFeedForward, x_TD: torch.Tensor) -> torch.Tensor:
@@ -34,11 +23,12 @@ def _naive_moe(layer: MoEFeedForward, x_TD: torch.Tensor) -> torch.Tensor:
     return out
 
 
+@pytest.mark.parametrize("fused", [True, False])
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])
-def test_grouped_experts_match_per_token_loop(score):
+def test_grouped_experts_match_per_token_loop(score, fused):
     torch.manual_seed(0)
     layer = MoEFeedForward(16, 6, 2, 8, "swiglu", bias=False, router_bias=False,
-                           options=MoEOptions(score=score))
+                           options=MoEOptions(score=score), fused=fused)
     for p in layer.parameters():
         torch.nn.init.normal_(p, std=0.3)
     x = torch.randn(2, 7, 16)
@@ -50,10 +40,11 @@ def test_grouped_experts_match_per_token_loop(score):
     assert 0 < routing.aux_loss.item() < 6  # E · Σ f·P lies in (0, E]
 
 
-def test_capacity_factor_drops_overflow():
+@pytest.mark.parametrize("fused", [True, False])
+def test_capacity_factor_drops_overflow(fused):
     torch.manual_seed(0)
     layer = MoEFeedForward(8, 4, 1, 8, "swiglu", bias=False, router_bias=False,
-                           options=MoEOptions(capacity_factor=1.0))
+                           options=MoEOptions(capacity_factor=1.0), fused=fused)
     for p in layer.experts.parameters():  # a bare layer's experts are uninitialised memory
         torch.nn.init.normal_(p, std=0.3)
     with torch.no_grad():  # send every token to expert 0
@@ -73,23 +64,12 @@ def test_sigmoid_bias_moves_toward_balance():
     assert layer.router.balance_bias_E.tolist() == pytest.approx([-0.1, 0.1, 0.1, 0.1])
 
 
-def _autograd_reference(layer: MoEFeedForward, x_BSD: torch.Tensor) -> torch.Tensor:
-    """The routed layer in plain autograd: gather, two grouped matmuls, scatter-add."""
-    x_TD = x_BSD.reshape(-1, x_BSD.shape[-1])
-    weights_TK, idx_TK, _, _ = layer.router(x_TD)
-    order_S, token_S, expert_S, counts, _, _ = dispatch(
-        idx_TK, layer.n_experts, layer.capacity(x_TD.shape[0]))
-    y_SD = layer.experts.forward_unfused(x_TD[token_S], expert_S, counts)
-    w_S = weights_TK.reshape(-1)[order_S].to(y_SD.dtype)
-    out = torch.zeros_like(x_TD).index_add(0, token_S, y_SD * w_S[:, None])
-    return (out + layer._shared(x_TD)).view_as(x_BSD)
-
-
 @pytest.mark.parametrize("ffn_type", ["swiglu", "geglu", "gelu", "relu"])
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("capacity_factor", [None, 0.8])
 def test_fused_routed_experts_match_autograd_and_gradcheck(ffn_type, bias, capacity_factor):
-    """The hand-written backward of :class:`RoutedExperts` (dropless and with drops)."""
+    """The hand-written backward of :class:`RoutedExperts` (dropless and with drops) against
+    the reference layer (a loop over experts in plain autograd) with the same weights."""
     torch.manual_seed(0)
     layer = MoEFeedForward(6, 5, 2, 4, ffn_type, bias=bias, router_bias=False,
                            options=MoEOptions(capacity_factor=capacity_factor)).double()
@@ -99,7 +79,10 @@ def test_fused_routed_experts_match_autograd_and_gradcheck(ffn_type, bias, capac
     params = [x, *layer.parameters()]
     got, routing = layer(x)
     grad = torch.randn_like(got)
-    want = _autograd_reference(layer, x)
+    layer.experts.fused = False
+    want, want_routing = layer(x)
+    assert torch.equal(routing.load_E, want_routing.load_E)
+    assert torch.equal(routing.dropped, want_routing.dropped)
     torch.testing.assert_close(got, want)
     for a, b in zip(torch.autograd.grad(got, params, grad), torch.autograd.grad(want, params, grad),
                     strict=True):
@@ -108,7 +91,7 @@ def test_fused_routed_experts_match_autograd_and_gradcheck(ffn_type, bias, capac
 
     x_TD = x.detach().view(-1, 6).requires_grad_()
     weights_TK, idx_TK, _, _ = layer.router(x_TD)
-    order_S, _, _, counts, _, _ = dispatch(idx_TK, 5, layer.capacity(18))
+    order_S, counts = dispatch(idx_TK, 5, layer.capacity(18))
     ex = layer.experts
     inputs = (x_TD, weights_TK.detach().double().requires_grad_(), ex.w_in_EDH, ex.w_out_EFD,
               ex.b_in_EH, ex.b_out_ED)

@@ -7,7 +7,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from moescale.training.model import RMSNorm, _RMSNormFP32  # noqa: E402
+from moescale.training.fused import RMSNormFP32, Rope, rope  # noqa: E402
+from moescale.training.model import RMSNorm, apply_rope, rope_tables  # noqa: E402
 
 
 def test_rmsnorm_fp32_matches_autograd_reference():
@@ -27,12 +28,10 @@ def test_rmsnorm_fp32_matches_autograd_reference():
 def test_rmsnorm_fp32_gradcheck():
     x = torch.randn(3, 5, 7, dtype=torch.double, requires_grad=True)
     w = torch.randn(7, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: _RMSNormFP32.apply(a, b, 1e-5), (x, w))
+    assert torch.autograd.gradcheck(lambda a, b: RMSNormFP32.apply(a, b, 1e-5), (x, w))
 
 
 def test_rope_matches_rotate_half_formula_and_gradcheck():
-    from moescale.training.model import _Rope, apply_rope, rope, rope_tables
-
     cos, sin = rope_tables(8, 6, 10000.0)
     x = torch.randn(2, 6, 3, 8).transpose(1, 2).requires_grad_()  # (B, H, S, hd) view
     got, want = rope(x, cos, sin), apply_rope(x, cos, sin)
@@ -41,4 +40,23 @@ def test_rope_matches_rotate_half_formula_and_gradcheck():
     torch.testing.assert_close(torch.autograd.grad(got, x, grad)[0],
                                torch.autograd.grad(want, x, grad)[0])
     xd = torch.randn(2, 3, 6, 8, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a: _Rope.apply(a, cos.double(), sin.double()), (xd,))
+    assert torch.autograd.gradcheck(lambda a: Rope.apply(a, cos.double(), sin.double()), (xd,))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_rope_kernel_in_other_dtypes_matches_the_formula(dtype):
+    """The fused RoPE computes in the promoted dtype of the input and the fp32 tables, as the
+    formula does, and returns the input's gradient in the input's dtype, as autograd does."""
+    cos, sin = rope_tables(8, 6, 10000.0)
+    x = torch.randn(2, 3, 6, 8).to(dtype).requires_grad_()
+    got, want = rope(x, cos, sin), apply_rope(x, cos, sin)
+    assert got.dtype == want.dtype == torch.promote_types(dtype, torch.float32)
+    torch.testing.assert_close(got, want)
+    grad = torch.randn_like(got)
+    got_grad, want_grad = (torch.autograd.grad(y, x, grad)[0] for y in (got, want))
+    assert got_grad.dtype == dtype
+    xd = x.detach().double().requires_grad_()
+    exact = torch.autograd.grad(apply_rope(xd, cos.double(), sin.double()), xd, grad.double())[0]
+    tol = {torch.bfloat16: 1e-2, torch.float16: 1e-3, torch.float64: 1e-12}[dtype]
+    torch.testing.assert_close(got_grad.double(), exact, atol=tol, rtol=tol)
+    torch.testing.assert_close(want_grad.double(), exact, atol=tol, rtol=tol)
