@@ -18,7 +18,9 @@ width against FLOPs spent for each, per seed and averaged.
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -98,6 +100,8 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="small start grid (quick check)")
     parser.add_argument("--plot", default=None, metavar="PNG",
                         help="draw interval width against FLOPs spent (both campaigns)")
+    parser.add_argument("--json", default=None, metavar="FILE",
+                        help="write the comparison for `moescale report --adaptive FILE`")
     args = parser.parse_args()
     global FAST
     FAST = args.fast
@@ -119,24 +123,20 @@ def main() -> None:
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.plot:
         plot(table, args.plot)
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "rounds": table.tolist(), "target_compute": TARGET, "truth_N_opt": n_true,
+            "quantity": "95 % interval width of ln N_opt at 1e21 FLOPs",
+            "columns": ["grid FLOPs", "grid width", "suggested FLOPs", "suggested width"]},
+            indent=1))
+        print(f"wrote {args.json}")
 
 
 def plot(table: np.ndarray, path: str) -> None:
-    """Width of the 95 % interval of ln N_opt(1e21) against FLOPs spent, per seed and mean."""
-    from moescale.reporting import style
+    """The report's adaptive figure (interval width against FLOPs spent), saved to ``path``."""
+    from moescale.reporting.adaptive import adaptive_figure
 
-    fig, ax = style.figure()
-    for col, (c, w, name) in enumerate(((0, 1, "regular grid"), (2, 3, "suggested"))):
-        colour = style.OKABE_ITO[col]
-        for seed in table:
-            ax.plot(seed[:, c], seed[:, w], color=colour, alpha=0.25, lw=1)
-        mean = table.mean(axis=0)
-        ax.plot(mean[:, c], mean[:, w], "o-", color=colour, lw=2, label=f"{name} (mean)")
-    style.logscale(ax, "x")
-    ax.set_xlabel("training FLOPs spent (all runs)")
-    ax.set_ylabel("95 % interval width of ln N_opt at 1e21 FLOPs")
-    ax.legend()
-    fig.savefig(path)
+    adaptive_figure({"rounds": table.tolist()}).savefig(path)
     print(f"wrote {path}")
 
 

@@ -104,3 +104,26 @@ def test_cli_errors(tmp_path, capsys):
     code, out, err = run_cli(["sweep", "suggest", "--store", str(tmp_path / "none.db"),
                               "--law", "chinchilla", "--target-compute", "1e21"], capsys)
     assert code == 2 and "not found" in err
+
+
+def test_report_draws_the_adaptive_benchmark(tmp_path, capsys):
+    """The recorded benchmark (benchmarks/adaptive.json) is a figure of the report."""
+    from conftest import ROOT
+
+    data = ROOT / "benchmarks" / "adaptive.json"
+    rounds = np.asarray(json.loads(data.read_text())["rounds"])
+    assert rounds.shape[1:] == (3, 4)
+    # the recorded result: suggested runs end narrower than the grid, on fewer FLOPs
+    mean = rounds.mean(axis=0)
+    assert mean[-1, 3] < mean[-1, 1] and mean[-1, 2] < mean[-1, 0]
+    code, out, err = run_cli(["report", "--adaptive", str(data), "-o", str(tmp_path / "r"),
+                              "--json"], capsys)
+    assert code == 0, err
+    png = tmp_path / "r" / "figures" / "adaptive.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert "figures/adaptive.png" in (tmp_path / "r" / "index.html").read_text()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"rounds": [1, 2]}')
+    code, out, err = run_cli(["report", "--adaptive", str(bad), "-o", str(tmp_path / "s")],
+                             capsys)
+    assert code == 2 and "needs 'rounds'" in err

@@ -31,6 +31,9 @@ FORMATS = ("png", "svg")
               metavar="LEADERBOARD.json", help="A leaderboard from `moescale fit --law all --json`.")
 @click.option("--sensitivity", "sensitivity_file", type=click.Path(dir_okay=False),
               metavar="SENS.json", help="A study from `moescale fit --sensitivity --json`.")
+@click.option("--adaptive", "adaptive_file", type=click.Path(dir_okay=False),
+              metavar="ADAPTIVE.json",
+              help="Suggested vs grid runs from `benchmarks/bench_adaptive.py --json`.")
 @click.option("--target", default=None, metavar="FLOPS",
               help="Compute of the extrapolated point on the frontier (default: the plan's "
                    "compute, else 10× the largest budget).")
@@ -47,7 +50,7 @@ FORMATS = ("png", "svg")
 @click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
 def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compare_file, target,
            figures, formats, bootstrap, title, output, list_figures, as_json,
-           selection_file=None, sensitivity_file=None):
+           selection_file=None, sensitivity_file=None, adaptive_file=None):
     """Draw the figures of a sweep, a fit and a plan, and write one HTML page.
 
     Writes DIR/index.html (opens from disk, no network) and DIR/figures/NAME.png and .svg.
@@ -81,9 +84,9 @@ def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compa
     if (mapping or derive or where) and not runs_file:
         raise MoescaleError("--map, --derive and --where apply to --runs; give --runs FILE")
     if not any((store, runs_file, fit_files, plan_file, compare_file, selection_file,
-                sensitivity_file)):
+                sensitivity_file, adaptive_file)):
         raise MoescaleError("nothing to report: give --store, --runs, --fit, --plan, --compare, "
-                            "--selection or --sensitivity")
+                            "--selection, --sensitivity or --adaptive")
     inp = build.ReportInputs(bootstrap=bootstrap)
     if target is not None:
         from moescale.units import parse_positive
@@ -110,6 +113,11 @@ def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compa
         if sensitivity_file:
             inp.sensitivity = selfig.load_sensitivity(sensitivity_file)
             inp.sources["sensitivity"] = str(sensitivity_file)
+    if adaptive_file:
+        from moescale.reporting.adaptive import load_adaptive
+
+        inp.adaptive = load_adaptive(adaptive_file)
+        inp.sources["adaptive"] = str(adaptive_file)
     result = build.build_report(inp, output, figures=figures or None, formats=fmts, title=title)
     if as_json:
         from moescale.cli._output import echo_json

@@ -53,6 +53,7 @@ class ReportInputs:
     joint_law: str | None = None
     selection: dict | None = None     # moescale fit --law all --json (reporting.selection)
     sensitivity: dict | None = None   # moescale fit --sensitivity --json
+    adaptive: dict | None = None      # benchmarks/bench_adaptive.py --json (reporting.adaptive)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ----- derived inputs (library calls, cached) --------------------------------------------
@@ -347,7 +348,22 @@ def _selection_specs() -> list[FigureSpec]:
                    lambda i: None if i.sensitivity else
                    "needs a sensitivity study (--sensitivity, from moescale fit --sensitivity "
                    "--json)"),
+        FigureSpec("adaptive", "selection", "adaptive sweep against a regular grid",
+                   "Width of the target optimum's interval against the FLOPs spent, for runs "
+                   "proposed by `moescale sweep suggest` and for the next rungs of a regular "
+                   "isoFLOP grid, on a synthetic campaign with a known truth (thin: seeds; "
+                   "thick: mean).",
+                   lambda i: _adaptive_figure(i.adaptive),
+                   lambda i: None if i.adaptive else
+                   "needs an adaptive comparison (--adaptive, from benchmarks/bench_adaptive.py "
+                   "--json)"),
     ]
+
+
+def _adaptive_figure(data):
+    from moescale.reporting.adaptive import adaptive_figure
+
+    return adaptive_figure(data)
 
 
 def available_figures(inp: ReportInputs) -> list[str]:
@@ -360,7 +376,7 @@ def figure_names() -> list[str]:
     return ["isoflop", "isoflop_M_over_Na", "isoflop_N_over_Na", "frontier", "optima",
             "learning_curves", "experts", "fit_parity", "fit_residuals", "fit_params",
             "landscape", "d_sweep", "band_width", "experts_memory", "flop_savings",
-            "architecture", "leaderboard", "sensitivity"]
+            "architecture", "leaderboard", "sensitivity", "adaptive"]
 
 
 # ----- building --------------------------------------------------------------------------------

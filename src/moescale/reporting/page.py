@@ -46,7 +46,8 @@ code { font-size: 0.9em; background: #f0f2f5; padding: 0 3px; border-radius: 3px
 a { color: var(--accent); }
 """
 
-SECTIONS = {"sweep": "Runs and sweep", "plan": "Laws and the plan"}
+SECTIONS = {"sweep": "Runs and sweep", "plan": "Laws and the plan",
+            "selection": "Which law, how robust, which runs next"}
 
 
 def e(value: Any) -> str:
@@ -87,7 +88,7 @@ def render_page(inp, drawn: Sequence, skipped: Sequence[tuple[str, str]],
     by_section: dict[str, list] = {}
     for d in drawn:
         by_section.setdefault(d.section, []).append(d)
-    order = ["sweep"] + [f"fit{i}" for i in range(len(inp.fits))] + ["plan"]
+    order = ["sweep"] + [f"fit{i}" for i in range(len(inp.fits))] + ["plan", "selection"]
     for section in order:
         items = by_section.get(section, [])
         tables = _section_tables(inp, section)
