@@ -29,7 +29,8 @@ def _architecture(arch: str | None, hf_config: str | None, plan: str | None,
     return resolve_architecture(preset=preset, arch=arch, hf_config=hf_config, plan=plan)
 
 
-def _model_options(hf: dict | None, capacity_factor: float | None, router: str | None):
+def _model_options(hf: dict | None, capacity_factor: float | None, router: str | None,
+                   fused: bool = True):
     from moescale.training.hf_weights import options_from_hf_config
     from moescale.training.model import ModelOptions
 
@@ -41,7 +42,8 @@ def _model_options(hf: dict | None, capacity_factor: float | None, router: str |
         changes["capacity_factor"] = capacity_factor
     if router is not None:
         changes["score"] = router
-    return dataclasses.replace(options, moe=dataclasses.replace(options.moe, **changes))
+    return dataclasses.replace(options, moe=dataclasses.replace(options.moe, **changes),
+                               fused=fused)
 
 
 def _print_result(r) -> None:
@@ -96,6 +98,9 @@ def _print_result(r) -> None:
               show_default=True, help="Combine the router losses of the MoE layers.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --out.")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile the model.")
+@click.option("--fused/--no-fused", default=True, show_default=True,
+              help="Hand-written kernels for RMSNorm, RoPE and the routed experts "
+                   "(moescale.training.fused); --no-fused runs the plain-PyTorch reference model.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True)
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).")
 @click.option("--threads", type=click.IntRange(1, 4096),
@@ -103,7 +108,7 @@ def _print_result(r) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
           data, tokenizer, vocab_size, out, eval_every, capacity_factor, router, aux_loss_coef,
-          z_loss_coef, router_loss_reduction, resume, compile_, seed, device, threads, as_json):
+          z_loss_coef, router_loss_reduction, resume, compile_, fused, seed, device, threads, as_json):
     """Train an MoE language model on real text; print loss, tokens, FLOPs and speed.
 
     Writes OUT/log.jsonl (one flushed line per log step), OUT/run.json and
@@ -133,7 +138,7 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train as run_training
 
-    options = _model_options(hf, capacity_factor, router)
+    options = _model_options(hf, capacity_factor, router, fused)
     if out is None and resume:
         raise MoescaleError("--resume needs --out (the run folder holding checkpoint.pt)")
     name = (architecture.name or "run").replace("/", "_")
