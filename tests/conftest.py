@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# Ray (sweep executor tests) on the loopback interface only, in this process and in every
+# process it starts (read by Ray when it is imported).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MOESCALE_REFERENCE_DATA", ROOT / "../shared/data"))
 

@@ -25,6 +25,9 @@ from moescale.sweeps.executors.local import available_cpus, exit_reason, start_w
 from moescale.sweeps.spec import RunSpec
 
 NAMESPACE = "moescale"
+# Ray reads this when it is imported: "0" makes it use 127.0.0.1 as the node address (as on
+# Windows/macOS) instead of the machine's network address.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
 
 class RunSupervisor:
@@ -74,6 +77,8 @@ class RayExecutor:
                  gpus_per_run: int | None = None, threads: int | None = None,
                  workers: int | None = None, store_path: str | Path | None = None,
                  local_cpus: int | None = None) -> None:
+        if not address:  # a local instance: keep all of Ray's traffic on the loopback
+            os.environ.setdefault(LOOPBACK_ENV, "0")
         import ray
 
         self.ray = ray
