@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_cli
+from sweep_helpers import shared_token_cache  # noqa: F401
 
 pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -18,9 +19,9 @@ EXAMPLE = ROOT / "examples" / "isoflop-mini" / "sweep.toml"
 
 
 def reduced_spec(tmp_path: Path) -> Path:
-    """The example with budgets 50× smaller, three sizes and a shorter context."""
+    """The example with budgets 200× smaller, three sizes and a shorter context."""
     text = EXAMPLE.read_text()
-    text = re.sub(r"budgets = \[[^\]]*\]", "budgets = [2e9, 4e9]", text)
+    text = re.sub(r"budgets = \[[^\]]*\]", "budgets = [1e9, 2e9]", text)
     text = text.replace("seq_len = 128", "seq_len = 32").replace("batch_tokens = 2048",
                                                                   "batch_tokens = 512")
     text = text.replace("eval_tokens = 16384", "eval_tokens = 2048")
@@ -31,8 +32,7 @@ def reduced_spec(tmp_path: Path) -> Path:
     return path
 
 
-def test_reduced_example_end_to_end(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path / "cache"))
+def test_reduced_example_end_to_end(tmp_path, capsys):
     spec, db = reduced_spec(tmp_path), tmp_path / "sweep.db"
     code, out, err = run_cli(["sweep", "plan", str(spec), "--json", "--no-estimate"], capsys)
     assert code == 0, err
