@@ -109,8 +109,7 @@ def test_every_figure_from_a_synthetic_store_fit_and_plan(store, plan_file, tmp_
     report = build.build_report(inp, tmp_path / "report")
     html = check_report(report, SWEEP_FIGURES | FIT_FIGURES | PLAN_FIGURES)
     # every figure these inputs support is drawn; only those of other inputs are left out
-    assert {name for name, _ in report.skipped} <= {
-        "leaderboard", "sensitivity"}
+    assert {name for name, _ in report.skipped} <= {"leaderboard", "sensitivity", "adaptive"}
     # the summary: the runs, the failed one, the headline optimum, the fit and the plan
     assert "72 runs" in html and "1 failed" in html and "synthetic failure" in html
     assert "Optimal <b>N</b>" in html and "Fit <b>chinchilla</b>" in html
