@@ -142,6 +142,12 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
     from moescale.sweeps.spec import SweepSpec
 
     spec = SweepSpec.load(spec_path)
+    if executor == "local":
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            raise MoescaleError("sweep run trains models and needs torch: "
+                                "pip install 'moescale[train]'")
     folder = Path(runs_dir) if runs_dir else default_runs_dir(store_path)
     options = {"workers": workers, "threads": threads,
                **{k: spec.resources[k] for k in ("cpus_per_run", "gpus_per_run")
