@@ -27,3 +27,14 @@ def test_top_level_help_lists_commands():
     result = CliRunner().invoke(cli, ["--help"])
     assert result.exit_code == 0
     assert "count" in result.output
+
+
+@pytest.mark.parametrize("sub", ["plan", "run", "status", "export", "analyze", "suggest",
+                                 "import"])
+def test_every_sweep_subcommand_has_help_with_example(sub):
+    from moescale.cli.sweep import sweep
+
+    assert sub in sweep.commands
+    result = CliRunner().invoke(cli, ["sweep", sub, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Example" in result.output and f"moescale sweep {sub}" in result.output
