@@ -50,13 +50,15 @@ def write_json_atomic(path: str | Path, obj: Any, what: str = "the result") -> P
     return path
 
 
-def read_json_object(path: str | Path, what: str = "a JSON object") -> dict[str, Any]:
-    """The JSON object in a file; a missing, unreadable or non-object file is one clear error."""
+def read_json_object(path: str | Path, what: str = "a JSON object",
+                     kind: str = "file") -> dict[str, Any]:
+    """The JSON object in a file; a missing, unreadable or non-object file is one clear error
+    (``kind`` names the file in those messages: "fit file not found: …")."""
     p = Path(path)
     if not p.exists():
-        raise MoescaleError(f"file not found: {p}")
+        raise MoescaleError(f"{kind} not found: {p}")
     if not p.is_file():
-        raise MoescaleError(f"{p} is not a file")
+        raise MoescaleError(f"{kind} {p} is not a file" if kind != "file" else f"{p} is not a file")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
@@ -66,5 +68,5 @@ def read_json_object(path: str | Path, what: str = "a JSON object") -> dict[str,
     except RecursionError:
         raise MoescaleError(f"{p} is nested too deeply to be {what}") from None
     if not isinstance(data, dict):
-        raise MoescaleError(f"{p} must hold a JSON object")
+        raise MoescaleError(f"{p} is not {what}: it must hold a JSON object")
     return data

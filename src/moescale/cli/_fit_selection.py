@@ -41,7 +41,7 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
         if k not in ("E", "G", "K"):
             raise MoescaleError(f"--at {k}={v}: the optimum can fix E, G or K")
         at[k] = parse_positive(v, f"--at {k}")
-    runs = _load(data, store_path, mapping, derive, where)
+    runs = load_runs(data, store_path, mapping, derive, where)
     grid = _grid(grid_items, law_name)
     progress = _progress_factory(as_json)
     if sensitivity:
@@ -89,13 +89,15 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
         print_selection(result, output)
 
 
-def _load(data, store_path, mapping, derive, where):
+def load_runs(data, store_path, mapping, derive, where, law: str | None = None):
+    """The runs of ``moescale fit``: DATA or ``--store`` (columns under ``law``'s convention
+    when given), renamed and derived, then filtered by ``--where``."""
     from moescale.runs import RunTable, parse_derive, parse_mapping
 
     if (data is None) == (store_path is None):
         raise MoescaleError("give a runs file (DATA) or --store sweep.db, not both or neither")
     if store_path:
-        runs = RunTable.from_store(store_path)
+        runs = RunTable.from_store(store_path, law=law)
         if mapping or derive:
             runs = RunTable.from_frame(runs.frame, parse_mapping(mapping) or None,
                                        parse_derive(derive) or None, source=runs.source)

@@ -88,23 +88,10 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
         return _fit_selection.run(**{k: v for k, v in locals().items() if k != "_fit_selection"})
     from moescale.fitting import fit_runs
     from moescale.laws import get_law
-    from moescale.runs import RunTable, parse_derive, parse_mapping, parse_pairs
+    from moescale.runs import parse_pairs
 
     law = get_law(law_name)
-    if (data is None) == (store_path is None):
-        raise MoescaleError("give a runs file (DATA) or --store sweep.db, not both or neither")
-    if store_path:
-        runs = RunTable.from_store(store_path, law=law.name)
-        if mapping or derive:
-            runs = RunTable.from_frame(runs.frame, parse_mapping(mapping) or None,
-                                       parse_derive(derive) or None, source=runs.source)
-    else:
-        runs = RunTable.from_file(data, mapping=parse_mapping(mapping) or None,
-                                  derive=parse_derive(derive) or None)
-    if where:
-        from moescale.fitting.holdout import query_mask
-
-        runs = runs.subset(query_mask(runs.frame, where, "--where"))
+    runs = _fit_selection.load_runs(data, store_path, mapping, derive, where, law=law.name)
     grid = {k: _floats(v, "--grid") for k, v in parse_pairs(grid_items, "--grid", "PARAM=V1,V2").items()}
     fixed = {}
     for k, v in parse_pairs(fix_items, "--fix", "PARAM=VALUE").items():

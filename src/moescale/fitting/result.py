@@ -8,7 +8,6 @@ and failure to converge is data (``success=False`` with a reason), not an except
 
 from __future__ import annotations
 
-import json
 import math
 import warnings as _warnings
 from collections.abc import Mapping
@@ -159,19 +158,10 @@ class FitResult:
 
         Every mistake in the file is a :class:`MoescaleError` naming the file and the field
         (see :meth:`from_dict`)."""
+        from moescale.jsonio import read_json_object
+
         path = Path(path)
-        if not path.exists():
-            raise MoescaleError(f"fit file not found: {path}")
-        if not path.is_file():
-            raise MoescaleError(f"fit file {path} is not a file")
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise MoescaleError(f"{path} is not valid JSON ({exc.msg}, line {exc.lineno})") from None
-        except UnicodeDecodeError:
-            raise MoescaleError(f"{path} is not a text (UTF-8 JSON) file") from None
-        except RecursionError:
-            raise MoescaleError(f"{path} is nested too deeply to be a fit result") from None
+        raw = read_json_object(path, "a moescale fit result", kind="fit file")
         result = cls.from_dict(raw, source=str(path))
         result.data["saved_as"] = str(path)
         return result

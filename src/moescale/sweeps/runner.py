@@ -11,6 +11,7 @@ that raises or diverges is ``failed`` at once (it would fail again).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
     display = _Display(store, runs, ids, executor.description) if progress else None
     t0 = time.perf_counter()
     try:
-        with display or _nothing():
+        with display or contextlib.nullcontext():
             loop.run(display)
         executor.close()
     except BaseException:
@@ -195,14 +196,6 @@ class _Loop:
                 out.failed[run_id] = outcome.error
         if not ok:
             out.lost_claims.append(run_id)
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 class _Display:

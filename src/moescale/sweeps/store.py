@@ -265,11 +265,7 @@ class SweepStore:
                 "history = ? WHERE id = ?",
                 (status, json.dumps(result) if result is not None else None, error, status, now,
                  json.dumps(history), run_id))
-            if curve:
-                self.db.executemany(
-                    "INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?, ?, ?)",
-                    [(run_id, c["step"], c.get("tokens"), c.get("flops"), c.get("train_loss"),
-                      c.get("eval_loss")) for c in curve])
+            self._insert_curve(run_id, curve)
             return True
         return self._write(settle)
 
@@ -302,12 +298,15 @@ class SweepStore:
                 (run.id, run.sweep, start, json.dumps(run.to_dict()), now, now, run_dir,
                  json.dumps(result), json.dumps([{"attempt": 1, "outcome": "imported",
                                                   "time": now}])))
-            self.db.executemany(
-                "INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?, ?, ?)",
-                [(run.id, c["step"], c.get("tokens"), c.get("flops"), c.get("train_loss"),
-                  c.get("eval_loss")) for c in curve])
+            self._insert_curve(run.id, curve)
             return True
         return self._write(add)
+
+    def _insert_curve(self, run_id: str, curve) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?, ?, ?)",
+            [(run_id, c["step"], c.get("tokens"), c.get("flops"), c.get("train_loss"),
+              c.get("eval_loss")) for c in curve])
 
     def meta(self, key: str, value: str | None = None) -> str | None:
         """Read (``value=None``) or write a small setting kept with the sweep."""
