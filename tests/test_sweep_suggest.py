@@ -127,3 +127,11 @@ def test_report_draws_the_adaptive_benchmark(tmp_path, capsys):
     code, out, err = run_cli(["report", "--adaptive", str(bad), "-o", str(tmp_path / "s")],
                              capsys)
     assert code == 2 and "needs 'rounds'" in err
+
+
+def test_laws_without_an_allocation_are_refused(tmp_path, capsys):
+    store = synthetic_store(tmp_path, [512, 1024])
+    for law in ("clark2022", "holistic2026"):
+        code, out, err = run_cli(["sweep", "suggest", "--store", str(store.path), "--law", law,
+                                  "--target-compute", "1e21"], capsys)
+        assert code == 2 and "allocation" in err and len(err.strip().splitlines()) == 1

@@ -368,6 +368,7 @@ def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_
     from moescale.units import parse_positive
 
     law = get_law(law_name)
+    sg.size_variable(law)  # a law with an allocation to pin down, before any fitting
     target = parse_positive(target_compute, "--target-compute")
     budget = parse_positive(budget_flops, "--budget-flops") if budget_flops else None
     store = _open(store_path)

@@ -82,7 +82,11 @@ def held_variables(law: Law, frame) -> dict[str, float]:
     return out
 
 
-def _size_var(law: Law) -> str:
+def size_variable(law: Law) -> str:
+    """The law's model-size variable; a law without size and tokens has no allocation."""
+    if law.target != "loss" or "D" not in law.variables:
+        raise MoescaleError(f"law {law.name!r} is not a loss law of model size and tokens (D); "
+                            "a compute-optimal allocation needs one (e.g. chinchilla)")
     for var in ("N_active", "N"):
         if var in law.variables:
             return var
@@ -92,7 +96,7 @@ def _size_var(law: Law) -> str:
 def quantity(law: Law, theta: np.ndarray, target_compute: float, held: Mapping[str, float],
              which: str) -> np.ndarray:
     """The quantity for fit-space parameter rows ``theta`` (k, P) → (k,)."""
-    size = _size_var(law)
+    size = size_variable(law)
     params = law.from_fit_space({p: theta[:, i:i + 1] for i, p in enumerate(law.params)})
     ln_n = np.linspace(np.log(target_compute) / 2 - 12, np.log(target_compute) / 2 + 8, N_GRID)
     n = np.exp(ln_n)
