@@ -30,7 +30,7 @@ def _architecture(arch: str | None, hf_config: str | None, plan: str | None,
 
 
 def _model_options(hf: dict | None, capacity_factor: float | None, router: str | None,
-                   fused: bool = True):
+                   fused: bool = True, norm_topk_prob: bool | None = None):
     from moescale.training.hf_weights import options_from_hf_config
     from moescale.training.model import ModelOptions
 
@@ -42,6 +42,8 @@ def _model_options(hf: dict | None, capacity_factor: float | None, router: str |
         changes["capacity_factor"] = capacity_factor
     if router is not None:
         changes["score"] = router
+    if norm_topk_prob is not None:
+        changes["norm_topk_prob"] = norm_topk_prob
     return dataclasses.replace(options, moe=dataclasses.replace(options.moe, **changes),
                                fused=fused)
 
@@ -90,6 +92,10 @@ def _print_result(r) -> None:
               help="Drop tokens beyond this expert capacity.")
 @click.option("--router", type=click.Choice(["softmax", "sigmoid"]),
               help="Router scoring (sigmoid = DeepSeek-V3 with aux-loss-free bias).")
+@click.option("--norm-topk-prob/--no-norm-topk-prob", default=None,
+              help="Renormalise the chosen experts' weights to sum to 1 [default: yes for "
+                   "top-k > 1 (Mixtral), no for top-1 (Switch: the gate is the expert's "
+                   "probability; renormalised, a top-1 router gets no gradient and is refused)].")
 @click.option("--aux-loss-coef", type=FiniteFloat(min=0), default=None,
               help="Load-balance loss weight per MoE layer (default: 0.01 softmax, 0 sigmoid).")
 @click.option("--z-loss-coef", type=FiniteFloat(min=0), default=None,
@@ -107,8 +113,8 @@ def _print_result(r) -> None:
               help="CPU threads for this run (default: torch's; 1 per run on a busy machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
-          data, tokenizer, vocab_size, out, eval_every, capacity_factor, router, aux_loss_coef,
-          z_loss_coef, router_loss_reduction, resume, compile_, fused, seed, device, threads, as_json):
+          data, tokenizer, vocab_size, out, eval_every, capacity_factor, router, norm_topk_prob,
+          aux_loss_coef, z_loss_coef, router_loss_reduction, resume, compile_, fused, seed, device, threads, as_json):
     """Train an MoE language model on real text; print loss, tokens, FLOPs and speed.
 
     Writes OUT/log.jsonl (one flushed line per log step), OUT/run.json and
@@ -138,7 +144,7 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train as run_training
 
-    options = _model_options(hf, capacity_factor, router, fused)
+    options = _model_options(hf, capacity_factor, router, fused, norm_topk_prob)
     if out is None and resume:
         raise MoescaleError("--resume needs --out (the run folder holding checkpoint.pt)")
     name = (architecture.name or "run").replace("/", "_")

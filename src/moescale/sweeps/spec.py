@@ -44,7 +44,10 @@ TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "sc
               "warmup_fraction", "decay_fraction", "betas", "weight_decay", "grad_clip",
               "aux_loss_coef", "z_loss_coef", "bias_update_rate", "eval_every", "eval_tokens",
               "checkpoint_every", "log_every", "data", "tokenizer", "vocab_size", "val_fraction",
-              "compile", "device")
+              "compile", "device") + ("router", "norm_topk_prob", "capacity_factor")
+# Routing options of the model (moescale.training.model.MoEOptions), set in [train] like the
+# trainer's own: score function, top-k renormalisation and expert capacity.
+ROUTING_KEYS = ("router", "norm_topk_prob", "capacity_factor")
 RESOURCE_KEYS = ("cpus_per_run", "gpus_per_run")
 DEFAULT_TRAIN = {"batch_tokens": 2048, "lr": 3e-3, "data": "kjv", "tokenizer": "bytes"}
 BPE_DEFAULT_VOCAB = 4096  # TrainConfig's BPE default
@@ -223,7 +226,7 @@ class SweepSpec:
                     f"{fpt:.4g} FLOPs/token); raise the budget or lower batch_tokens")
         except MoescaleError as exc:
             raise MoescaleError(f"{self.source}: run {where}: {exc}") from None
-        train = {**train, "tokens": steps * train["batch_tokens"]}
+        train = {**_routing(train, arch, where), "tokens": steps * train["batch_tokens"]}
         a = arch.to_dict()
         return RunSpec(id=run_id(budget, a, train, seed), sweep=self.name, budget=budget,
                        seed=seed, architecture=a, train=train, convention=self.convention,
@@ -377,6 +380,30 @@ def _resources(data: dict, source: str) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise MoescaleError(f"{source}: [resources] {key} must be a non-negative integer")
     return res
+
+
+def _routing(train: dict, arch: Architecture, where: str) -> dict:
+    """``train`` with its routing options checked; dense runs drop them (they have no router)
+    and top-1 MoE runs record their renormalisation, which decides whether the router learns.
+    """
+    from moescale.training.routing import frozen_router_gate, resolve_norm_topk_prob
+
+    if not arch.is_moe:
+        return {k: v for k, v in train.items() if k not in ROUTING_KEYS}
+    router, norm, cap = (train.get(k) for k in ROUTING_KEYS)
+    if router is not None and router not in ("softmax", "sigmoid"):
+        raise MoescaleError(f"run {where}: router must be 'softmax' or 'sigmoid', got {router!r}")
+    if norm is not None and not isinstance(norm, bool):
+        raise MoescaleError(f"run {where}: norm_topk_prob must be true or false, got {norm!r}")
+    if cap is not None and not (_number(cap) and math.isfinite(cap) and cap > 0):
+        raise MoescaleError(f"run {where}: capacity_factor must be a positive number, got {cap!r}")
+    if frozen_router_gate(arch.top_k, norm):
+        raise MoescaleError(f"run {where}: top-1 routing with norm_topk_prob = true gives every "
+                            "token the weight 1, so the router learns nothing from the loss; "
+                            "set norm_topk_prob = false (the default for top-1)")
+    if arch.top_k == 1:
+        return {**train, "norm_topk_prob": resolve_norm_topk_prob(norm, 1)}
+    return train
 
 
 def _vocab(fields: dict, train: dict) -> int:

@@ -80,18 +80,19 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
             device: str | None = None) -> dict[str, Any]:
     """Train ``run`` (a :meth:`RunSpec.to_dict`) in ``run_dir``; return and write the result."""
     pin_threads(threads)
-    from moescale.sweeps.spec import RunSpec
+    from moescale.sweeps.spec import ROUTING_KEYS, RunSpec
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train
 
     spec = RunSpec.from_dict(run)
     run_dir = Path(run_dir)
     resume = prepare_run_dir(run_dir)
-    train_options = {k: v for k, v in spec.train.items() if k != "device"}
+    train_options = {k: v for k, v in spec.train.items()
+                     if k != "device" and k not in ROUTING_KEYS}
     config = TrainConfig(**train_options, seed=spec.seed, out=str(run_dir), resume=resume,
                          convention=spec.convention, threads=threads,
                          device=device or spec.train.get("device"))
-    result = train(spec.arch(), config).to_dict()
+    result = train(spec.arch(), config, model_options(spec.train)).to_dict()
     for key in ("train_loss", "eval_loss"):
         if result[key] is None or not math.isfinite(result[key]):
             raise FloatingPointError(f"the run diverged: {key} is {result[key]}")
@@ -102,6 +103,16 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
     if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
         write_atomic(run_dir / RESULT_FILE, result)
     return result
+
+
+def model_options(train: dict[str, Any]):
+    """The model's routing options from a run's ``[train]`` settings (defaults elsewhere)."""
+    from moescale.training.model import ModelOptions, MoEOptions
+
+    names = {"router": "score", "norm_topk_prob": "norm_topk_prob",
+             "capacity_factor": "capacity_factor"}
+    return ModelOptions(moe=MoEOptions(**{field: train[key] for key, field in names.items()
+                                          if train.get(key) is not None}))
 
 
 def main(argv: list[str] | None = None) -> None:

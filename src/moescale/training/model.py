@@ -50,6 +50,7 @@ from torch import nn
 from moescale.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.training import fused as _fused
+from moescale.training.routing import resolve_norm_topk_prob
 
 # ----- options ------------------------------------------------------------------------------
 
@@ -59,7 +60,11 @@ class MoEOptions:
     """Routing choices that an :class:`~moescale.architecture.Architecture` does not fix."""
 
     score: str = "softmax"  # "softmax" (Mixtral/Qwen) or "sigmoid" (DeepSeek-V3)
-    norm_topk_prob: bool = True  # renormalise the top-k weights (Mixtral: yes; Qwen2-MoE: no)
+    # Renormalise the top-k weights to sum to 1. None → the papers' default for the layer's
+    # top_k: yes for top-k > 1 (Mixtral), no for top-1 (Switch, arXiv:2101.03961 §2.1: the gate
+    # is the chosen expert's probability — renormalised it is always 1 and the router gets no
+    # gradient from the language-model loss).
+    norm_topk_prob: bool | None = None
     routed_scaling_factor: float = 1.0  # DeepSeek-V3 multiplies routed outputs (2.5 for V3)
     capacity_factor: float | None = None  # None = dropless
 
@@ -239,11 +244,13 @@ class Router(nn.Module):
       scores, renormalised if ``norm_topk_prob``, times ``routed_scaling_factor``."""
 
     def __init__(self, dim: int, n_experts: int, top_k: int, *, score: str = "softmax",
-                 norm_topk_prob: bool = True, scaling: float = 1.0, bias: bool = False) -> None:
+                 norm_topk_prob: bool | None = None, scaling: float = 1.0,
+                 bias: bool = False) -> None:
         super().__init__()
         self.gate = nn.Linear(dim, n_experts, bias=bias)
         self.n_experts, self.top_k, self.score = n_experts, top_k, score
-        self.norm_topk_prob, self.scaling = norm_topk_prob, scaling
+        self.norm_topk_prob = resolve_norm_topk_prob(norm_topk_prob, top_k)
+        self.scaling = scaling
         self.register_buffer("balance_bias_E", torch.zeros(n_experts), persistent=True)
 
     def forward(self, x_TD: torch.Tensor):

@@ -44,6 +44,7 @@ from moescale.training.data import (
 from moescale.training.distributed import DistInfo, all_reduce_sum, barrier, init_from_env
 from moescale.training.metrics import JsonlLog, load_balance, peak_flops
 from moescale.training.model import ModelOptions, MoETransformer
+from moescale.training.routing import frozen_router_gate
 from moescale.training.schedules import lr_at
 from moescale.training.tokenization import make_tokenizer
 
@@ -159,6 +160,17 @@ def training_memory(counts, arch: Architecture, micro_tokens: int) -> float:
     return 16.0 * counts.total_params + float(micro_tokens) * per_token
 
 
+def check_router_trains(arch: Architecture, options: ModelOptions) -> None:
+    """Refuse top-1 routing with renormalised weights: every gate is then exactly 1, so the
+    language-model loss sends the router no gradient and only the balance losses move it
+    (routing stays near random; measured: worse than dense at equal active size)."""
+    if arch.is_moe and frozen_router_gate(arch.top_k, options.moe.norm_topk_prob):
+        raise MoescaleError(
+            "top-1 routing with norm_topk_prob=True gives every token the weight 1, so the "
+            "router learns nothing from the language-model loss; use norm_topk_prob=False "
+            "(Switch Transformer's gate, the default for top-1) or top_k >= 2")
+
+
 class Trainer:
     """Holds the model, optimizer, data position and log of one run; ``run()`` trains."""
 
@@ -178,6 +190,7 @@ class Trainer:
         self.counts = count(self.arch, config.convention, context=self.seq_len)
         self.flops_per_token = self.counts.training_flops_per_token
         self._check_memory()
+        check_router_trains(self.arch, options or ModelOptions())
         self.model = MoETransformer(self.arch, options).to(self.device)
         score = (options or ModelOptions()).moe.score
         self.aux_coef, self.z_coef = config.router_loss_coefs(score)
