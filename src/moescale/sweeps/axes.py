@@ -12,6 +12,13 @@ MoE ratios (``[grid]`` keys, resolved against the run's other fields):
   a share of the activated experts ``G_act = top_k + n_shared``; ``G_act`` is the base's
   ``top_k + n_shared_experts`` and stays fixed, ``n_shared = round(S · G_act)``.
 
+Dense as one value of the experts axis: ``n_experts = 0`` or ``1`` is the dense model (the
+papers' convention is dense = one expert, Clark et al. 2022, Ludziejewski et al. 2025). Its FFN
+is as wide as the MoE layer's active experts, ``top_k · expert_ffn`` plus any shared experts,
+so active parameters match the MoE runs of the same grid point (for top-1: the expert width);
+every layer is dense and the routing fields are cleared. A base without ``expert_ffn`` keeps its
+``dense_ffn``.
+
 Holistic grids (Wan et al. 2026, arXiv 2603.21862, §3 phases 1 and 2): a budget ``C`` fixes
 ``M`` (``C/D_opt(C)`` from the ``holistic2026`` law, or ``flops_per_token`` given in the spec);
 each target ``(M/N_a, N/N_a)`` fixes ``(M, N_a, N)`` (realised within ``tolerance``, the
@@ -64,6 +71,24 @@ def resolve_ratios(fields: dict) -> dict:
         if activated - shared < 1:
             raise MoescaleError(f"shared_ratio {s} leaves no routed expert of {activated}")
         out.update(n_shared_experts=shared, top_k=activated - shared)
+    return out
+
+
+def resolve_dense(fields: dict) -> dict:
+    """``fields`` unchanged for an MoE; for ``n_experts`` 0 or 1 the dense model of equal
+    active FFN width (see the module docstring)."""
+    if fields.get("n_experts", 0) not in (0, 1):
+        return fields
+    out = dict(fields)
+    width = out.get("expert_ffn") or 0
+    if width:
+        shared = out.get("n_shared_experts", 0) * (out.get("shared_expert_ffn") or width)
+        out["dense_ffn"] = max(out.get("top_k") or 1, 1) * width + shared
+    for key in ("n_experts", "top_k", "expert_ffn", "n_shared_experts", "first_dense_layers"):
+        out[key] = 0
+    for key in ("shared_expert_ffn", "moe_layers", "moe_layer_step", "router_bias",
+                "shared_expert_gate"):
+        out.pop(key, None)
     return out
 
 

@@ -9,7 +9,7 @@ Columns (units: parameters, tokens, FLOPs, nats per token, seconds):
   ``N_active_ne`` without embeddings; ``N_<conv>``, ``N_active_<conv>``, ``C_<conv>`` under
   each of the ``chinchilla``, ``holistic`` and ``kaplan`` conventions; ``M`` holistic FLOPs per
   token, ``M_over_Na``, ``N_over_Na`` (holistic ratios, Wan et al. 2026).
-- ``E`` routed experts, ``top_k``, ``n_shared``, ``G`` granularity (Krajewski et al. 2024),
+- ``E`` routed experts (1 for a dense model, the papers' convention), ``top_k``, ``n_shared``, ``G`` granularity (Krajewski et al. 2024),
   ``G_act`` activated experts and ``S`` shared ratio (Zhao et al. 2025), ``d``, ``L``.
 - ``loss`` final eval loss, ``best_loss``, ``train_loss``, ``initial_loss``, ``lr``,
   ``batch_tokens``, ``seed``, ``wall_seconds``, ``tokens_per_second``, ``mfu``,
@@ -45,7 +45,7 @@ def run_columns(spec: dict[str, Any]) -> dict[str, Any]:
            "N": float(exact.total_params), "N_active": float(exact.active_params),
            "N_ne": float(exact.total_params_non_embedding),
            "N_active_ne": float(exact.active_params_non_embedding),
-           "E": float(arch.n_experts), "top_k": float(arch.top_k),
+           "E": float(max(arch.n_experts, 1)), "top_k": float(arch.top_k),
            "n_shared": float(arch.n_shared_experts), "G": arch.granularity,
            "G_act": float(arch.activated_experts), "S": arch.shared_ratio,
            "d": float(arch.hidden_size), "L": float(arch.n_layers),

@@ -191,7 +191,7 @@ class SweepSpec:
         fields = {**self.base, **arch_point}
         where = _where(budget, point)
         try:
-            fields = axes.resolve_ratios(fields)
+            fields = axes.resolve_dense(axes.resolve_ratios(fields))
             if self.holistic is None:
                 return [(fields, train, {})]
             h = self.holistic
