@@ -23,7 +23,9 @@ def test_micro_plans_are_trainable(compute, method, capsys):
     p = json.loads(out)
     a = p["architecture"]
     assert a["vocab_size"] == 256 and a["seq_len"] == 128
-    assert a["n_heads"] * a["head_dim"] <= a["hidden_size"]
+    # attention may be wider than d, as in the holistic paper (3e20: 2048-wide at d = 1248,
+    # Table 4 and its phase-2 configurations); moescale allows up to 2·d
+    assert a["n_heads"] * a["head_dim"] <= 2 * a["hidden_size"]
     assert isinstance(p["batch_size_sequences"], int) and p["batch_size_sequences"] >= 1
     assert p["batch_size_tokens"] == p["batch_size_sequences"] * 128
     assert 1e-5 <= p["learning_rate"] <= 1e-2

@@ -10,8 +10,10 @@ from the accounting equations (arXiv 2603.21862, Appendix A)::
 
 Every structure keeps at least one leading dense layer (``L_d ≥ 1``, as every configuration
 the paper prints), at most :attr:`HolisticSettings.max_layers` layers, an expert width of at
-least the alignment, attention heads whose total width ``N_q·d_qkv`` fits in ``d``, and a
-realised ``M`` within 5 % of ``M_opt`` (the paper's tolerance).
+least the alignment, and a realised ``M`` within 5 % of ``M_opt`` (the paper's tolerance).
+Attention heads follow Table 4 (:func:`table4_heads`) and may be wider than ``d``, as in the
+paper's own configurations (3e20: ``N_q·d_qkv = 2048`` with ``d`` from 1248), up to
+:data:`MAX_ATTENTION_OVER_D` times ``d``.
 
 All aligned candidates on a grid of ratios around the targets are enumerated at once with numpy
 and ranked by a relative-loss surrogate built from the paper's own curve forms; the
@@ -45,13 +47,55 @@ import numpy as np
 from moescale.architecture import Architecture
 from moescale.errors import MoescaleError
 
-# Holistic Table 4: per-scale attention shapes (d_qkv, N_q, N_kv), chosen by nearest log10(C).
+# Holistic Table 4 (arXiv 2603.21862): per-scale attention shapes (d_qkv, N_q, N_kv).
 HEADS_BY_SCALE = {1e18: (64, 4, 2), 3e18: (64, 8, 4), 1e19: (64, 8, 4), 3e19: (128, 8, 4),
                   1e20: (128, 8, 4), 3e20: (128, 16, 8)}
-# Narrower shapes tried, in order, when the paper's shape does not fit a budget's hidden size
-# (micro budgets); N_q/N_kv = 2 as in the paper, d_qkv a power of two.
+TABLE4_RANGE = (1e18, 3e20)
+# Attention width W = N_q·d_qkv of Table 4 as a power law in C (least squares of log W on log C
+# through the six rows: W ∝ C^0.37, one doubling per ≈ 0.82 decades). Used only outside the
+# table's budgets, rounded to a power of two (see :func:`table4_heads`).
+_W_EXPONENT = float(np.polyfit(np.log(list(HEADS_BY_SCALE)),
+                               np.log([h[0] * h[1] for h in HEADS_BY_SCALE.values()]), 1)[0])
+# Narrower shapes tried, in order, when the rule's shape admits no structure at a budget
+# (micro budgets, short sequences); N_q/N_kv = 2 as in the paper, d_qkv a power of two.
 HEAD_LADDER = ((128, 16, 8), (128, 8, 4), (64, 8, 4), (64, 4, 2), (32, 4, 2), (16, 4, 2),
                (8, 4, 2), (8, 2, 1), (4, 2, 1))
+
+
+def table4_heads(compute: float) -> tuple[int, int, int]:
+    """The attention shape ``(d_qkv, N_q, N_kv)`` the holistic paper would use at ``compute``.
+
+    Stated rule (the paper gives shapes only at its six budgets, Table 4):
+
+    - inside 1e18–3e20: the Table 4 row of the nearest budget in ``log C`` (the boundary between
+      two rows is their geometric mean), i.e. the table interpolated as the step function it is;
+    - beyond 3e20: the width ``W = N_q·d_qkv`` continues Table 4's power law in ``C``
+      (``W ∝ C^0.37``) from 2048 at 3e20, rounded to a power of two; ``d_qkv`` stays 128 (the
+      paper's widest head) and ``N_q = W/128``, ``N_kv = N_q/2``;
+    - below 1e18: the same power law from 256 at 1e18, rounded to a power of two, with the
+      paper's smallest head count ``N_q = 4, N_kv = 2`` and ``d_qkv = W/4`` (at least 4).
+
+    Attention may be wider than ``d`` (the paper's 3e20 configurations use ``N_q·d_qkv = 2048``
+    with ``d`` down to 1248).
+    """
+    lo, hi = TABLE4_RANGE
+    c = float(compute)
+    if lo * (1 - 1e-9) <= c <= hi * (1 + 1e-9):
+        scale = min(HEADS_BY_SCALE, key=lambda b: abs(np.log(b) - np.log(c)))
+        return HEADS_BY_SCALE[scale]
+    edge = hi if c > hi else lo
+    dq0, nq0, _ = HEADS_BY_SCALE[edge]
+    doublings = int(np.rint(_W_EXPONENT * np.log2(c / edge)))
+    width = dq0 * nq0 * 2.0 ** doublings
+    if c > hi:
+        nq = max(int(width // 128), 16)
+        return 128, nq, nq // 2
+    return max(int(width // 4), 4), 4, 2
+
+
+# Attention at most this many times wider than d: the paper's configurations reach 1.64
+# (3e20: N_q·d_qkv = 2048 at d = 1248); beyond 2 a narrower head shape is used instead.
+MAX_ATTENTION_OVER_D = 2
 CALIBRATION_BUDGET = 1e18  # where the surrogate's curvatures are calibrated (Table 9 scale)
 
 
@@ -80,14 +124,14 @@ class HolisticSettings:
     #                           when the feasible range is wider)
 
     def heads_for(self, compute: float) -> tuple[int, int, int]:
-        """The paper's Table 4 shape for the nearest budget (or the fixed ``heads``)."""
+        """The fixed ``heads`` or the paper's shape at ``compute`` (:func:`table4_heads`)."""
         if self.heads is not None:
             return self.heads
-        scale = min(HEADS_BY_SCALE, key=lambda c: abs(np.log10(c) - np.log10(compute)))
-        return HEADS_BY_SCALE[scale]
+        return table4_heads(compute)
 
     def head_ladder(self, compute: float) -> list[tuple[int, int, int]]:
-        """Shapes to try in order: the paper's (or the user's), then narrower ones."""
+        """Shapes to try in order: the paper's (or the user's), then narrower ones (used only
+        when a wider shape admits no structure at all)."""
         first = self.heads_for(compute)
         if self.heads is not None:
             return [first]
@@ -180,9 +224,10 @@ def enumerate_candidates(M: float, x_target: float, y_target: float, s: Holistic
                          heads, scale: float = 1.0, wide: bool = False) -> Candidates:
     """All feasible aligned candidates on a ratio grid × every aligned ``d`` (vectorised).
 
-    ``heads`` is one shape ``(d_qkv, N_q, N_kv)`` or a ladder of them, widest first: a
-    candidate uses the first shape whose width ``N_q·d_qkv`` fits its ``d`` (the paper's shape
-    wherever it fits, narrower ones only for smaller ``d``). ``scale`` is the landscape scale of
+    ``heads`` is one shape ``(d_qkv, N_q, N_kv)`` or a ladder of them, widest first: the first
+    shape that admits any structure is used for every candidate (the paper's shape wherever it
+    admits one; narrower ones only at budgets where it admits none). Attention may be wider
+    than ``d``, as in the paper's configurations. ``scale`` is the landscape scale of
     the module docstring; ``wide`` spans the whole realisable range of ratios instead of a
     window around the targets (used when the targets cannot be realised) and accepts a
     realised ``M`` within 50 % of ``M`` (the compute term of the surrogate ranks it). Raises
@@ -191,10 +236,12 @@ def enumerate_candidates(M: float, x_target: float, y_target: float, s: Holistic
     shapes = [tuple(heads)] if np.isscalar(heads[0]) else [tuple(h) for h in heads]
     X, Y = _ratio_grid(x_target, y_target, s, scale, wide)
     m_tol = 0.5 if wide else 0.05  # the paper: realised M within 5 % (wide: p_C decides)
-    parts = [_enumerate_shape(M, X, Y, s, h, shapes[k - 1][0] * shapes[k - 1][1] if k else None,
-                              m_tol) for k, h in enumerate(shapes)]
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    if cat["d"].size == 0:
+    cat = None
+    for h in shapes:
+        cat = _enumerate_shape(M, X, Y, s, h, m_tol)
+        if cat["d"].size:
+            break
+    if cat is None or cat["d"].size == 0:
         raise MoescaleError(
             f"no feasible architecture for M = {M:.4g} FLOPs/token with these constants; "
             "the compute budget is too small for one layer at this sequence length and head "
@@ -212,16 +259,13 @@ def enumerate_candidates(M: float, x_target: float, y_target: float, s: Holistic
 
 
 def _enumerate_shape(M: float, X: np.ndarray, Y: np.ndarray, s: HolisticSettings, heads,
-                     below: int | None, m_tol: float = 0.05) -> dict[str, np.ndarray]:
-    """Feasible candidates of one head shape, ``N_q·d_qkv ≤ d`` (and ``d < below``)."""
+                     m_tol: float = 0.05) -> dict[str, np.ndarray]:
+    """Feasible candidates of one head shape (attention up to twice as wide as ``d``)."""
     N_a = M / X
     pair, d = _hidden_sizes(M, N_a, Y * N_a, s, heads)
-    if below is not None:
-        keep = d < below
-        pair, d = pair[keep], d[keep]
     L, L_d, L_m, d_m, ok = solve_structure(M, N_a[pair], Y[pair] * N_a[pair], d, s, heads)
     m_r, na_r, n_r = realised_counts(d, L, L_d, L_m, d_m, s, heads)
-    ok &= (np.abs(m_r / M - 1.0) <= m_tol) & (d >= heads[0] * heads[1])
+    ok &= (np.abs(m_r / M - 1.0) <= m_tol) & (MAX_ATTENTION_OVER_D * d >= heads[0] * heads[1])
     tight = ((np.abs(na_r / N_a[pair] - 1) <= s.proxy_tolerance)
              & (np.abs(n_r / (Y[pair] * N_a[pair]) - 1) <= s.proxy_tolerance))
     sel = np.flatnonzero(ok)
@@ -274,7 +318,7 @@ def _hidden_sizes(M: float, N_a: np.ndarray, N: np.ndarray, s: HolisticSettings,
     if r_half:
         d_hi = np.minimum(d_hi, (-P * L + np.sqrt((P * L) ** 2 + 4 * r_half * np.maximum(R, 0)))
                           / (2 * r_half) + a)
-    lo = np.maximum(np.floor(d_lo / a), max(1, (dq * nq) // a)).astype(np.int64)
+    lo = np.maximum(np.floor(d_lo / a), max(1, dq * nq // (MAX_ATTENTION_OVER_D * a))).astype(np.int64)
     hi = np.floor(d_hi / a).astype(np.int64) + 1
     # at most ``max_d_per_pair`` values per pair: wide ranges step by a multiple of ``align``
     step = np.maximum(1, -(-(hi - lo + 1) // s.max_d_per_pair))

@@ -85,6 +85,11 @@ class Targets:
     def ratios(self, compute: float, s: hs.HolisticSettings, notes: list[str]) -> tuple[float, float]:
         """Target ``(M/N_a, N/N_a)`` at ``compute``, extrapolated to the realisable region."""
         x, y = float(self.m_over_na(compute)), float(self.n_over_na(compute))
+        inside = PAPER_BUDGETS[0] * (1 - 1e-9) <= compute <= PAPER_BUDGETS[1] * (1 + 1e-9)
+        if inside and self.m_over_na is h26.optimal_M_over_Na:
+            x = paper_value(compute, h26.M_OVER_NA)
+        if inside and self.n_over_na is h26.optimal_N_over_Na:
+            y = paper_value(compute, h26.N_OVER_NA)
         if self.fitted_ratios:
             if not (x > 6 and 1 < y < s.ratio_max):
                 raise MoescaleError(
@@ -110,6 +115,13 @@ class Targets:
                          f"planned at the edge, {y_edge:.4g} (90 % of the way).")
             y = y_edge
         return x, y
+
+
+def paper_value(compute: float, values: np.ndarray) -> float:
+    """The paper's per-budget value at ``compute`` inside its budgets: the values themselves at
+    1e18 … 3e20, straight lines in ``(log C, log value)`` between them (so a plan at one of the
+    paper's budgets uses exactly the paper's ratio there, not the power law's smoothed one)."""
+    return float(np.exp(np.interp(np.log(compute), np.log(h26.BUDGETS), np.log(values))))
 
 
 def landscape_scale(compute: float, x: float, y: float, t: Targets, s: hs.HolisticSettings) -> float:
@@ -140,7 +152,7 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
     scale = landscape_scale(c_train, x_t, y_t, t, s)
     cands = _search(m_opt, x_t, y_t, s, c_train, scale, notes)
     cands, binding, fits = _apply_memory(cands, budget, s, binding)
-    order = np.argsort(cands.excess, kind="stable")
+    order = _paper_depth_first(cands, fits, m_opt, x_t, s, notes)
     arch, counts, best = None, None, -1
     for i in order[fits[order]]:  # exact re-check with count(); the first one holds
         arch = hs.to_architecture(cands, int(i), s, name=f"moescale-holistic-C{c_train:.0e}")
@@ -168,9 +180,10 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
         if not lo <= r[key] <= hi and binding != "memory":
             notes.append(f"The planned {name} = {r[key]:.4g} lies outside its near-optimal band "
                          f"{lo:.4g}–{hi:.4g}: no structure nearer the target is realisable "
-                         f"(L ≤ {s.max_layers}, heads within d), the edge of the realisable region.")
-    alts = [_alternative(cands, int(i), s, budget, base_loss)
-            for i in _distinct_triads(cands, order[fits[order]])[1:top + 1]]
+                         f"(L ≤ {s.max_layers}), the edge of the realisable region.")
+    by_excess = np.argsort(cands.excess, kind="stable")
+    ranked = [int(i) for i in _distinct_triads(cands, by_excess[fits[by_excess]]) if i != best]
+    alts = [_alternative(cands, i, s, budget, base_loss) for i in ranked[:top]]
     plan = Plan(
         budget=budget, method="holistic", law="holistic2026", convention="holistic",
         allocation={
@@ -229,6 +242,33 @@ def _search(m_opt: float, x_t: float, y_t: float, s: hs.HolisticSettings, c_trai
                  f"nearest realisable ratios ({cands.M_over_Na[best]:.4g}, "
                  f"{cands.N_over_Na[best]:.4g}), the edge of the realisable region.")
     return cands
+
+
+def paper_depth(m_opt: float, x_t: float, s: hs.HolisticSettings, heads) -> int:
+    """``L`` of the paper's closed-form pipeline: ``M = 6·N_a + 6·S·N_q·d_qkv·L`` at the
+    targets ``M_opt`` and ``N_a = M_opt/(M/N_a)`` (arXiv 2603.21862, Appendix A), rounded."""
+    dq, nq, _ = heads
+    return max(1, int(np.rint((m_opt - 6.0 * m_opt / x_t) / (6.0 * s.seq_len * nq * dq))))
+
+
+def _paper_depth_first(c: hs.Candidates, fits: np.ndarray, m_opt: float, x_t: float,
+                       s: hs.HolisticSettings, notes: list[str]) -> np.ndarray:
+    """Candidates ranked by the surrogate, except that those with the paper's depth
+    (:func:`paper_depth`) come first when one of them is near-optimal (within ``tolerance`` of
+    the best that fits): the paper's pipeline fixes ``L`` from the targets, and the surrogate
+    cannot tell near-optimal depths apart (their excesses differ by a few 0.001 %)."""
+    order = np.argsort(c.excess, kind="stable")
+    order = order[fits[order]]
+    if order.size == 0:
+        return order
+    depth = paper_depth(m_opt, x_t, s, c.heads(int(order[0])))
+    near = c.excess[order] <= c.excess[order[0]] + s.tolerance
+    paper = (c.n_layers[order] == depth) & near
+    if paper.any() and not paper[0]:
+        notes.append(f"Depth: the paper's pipeline gives L = {depth} at the targets "
+                     f"(M = 6·N_a + 6·S·N_q·d_qkv·L); the best structure of that depth is "
+                     f"within {100 * s.tolerance:g} % of the surrogate's best and is planned.")
+    return np.concatenate([order[paper], order[~paper]])
 
 
 def _training_compute(budget: Budget, t: Targets) -> tuple[float, str]:
@@ -342,7 +382,8 @@ def _assumptions(s: hs.HolisticSettings, loss_law: str, fits: tuple[str, ...], h
     lines = [
         "C → (M_opt, D_opt): D_opt = 22.8929·C^0.4563, M_opt = 0.04368·C^0.5437 (Wan et al. 2026)"
         + (f", except where replaced by the fits {', '.join(fits)}." if fits else "."),
-        "Target M/N_a and N/N_a: power laws through the values the paper used per budget (derived).",
+        "Target M/N_a and N/N_a: the values the paper used per budget (derived), log-linear "
+        "between its budgets; beyond them, power laws through those values.",
         f"Fixed engineering constants: S={s.seq_len}, K={s.top_k}, N_e={s.n_experts}, "
         f"{s.n_shared_experts} shared expert(s) of width d_m, d_d={s.dense_ffn_ratio}·d, "
         f"vocabulary {s.vocab_size}, alignment {s.align}, heads {nq} (KV {nkv}) × {dq}, "
