@@ -45,7 +45,9 @@ def _check(p, budget: Budget, convention: str, serve_params: str) -> None:
     assert p.realised["memory_bytes"] == pytest.approx(memory, rel=1e-12)
     assert p.realised["total_compute"] == pytest.approx(used, rel=1e-9)
     h = p.architecture
-    assert h.n_heads * h.d_head <= h.hidden_size
+    # attention may be wider than d, as in the holistic paper's configurations (3e20: 2048-wide
+    # attention at d = 1248, Table 4 / phase 2); moescale allows up to 2·d
+    assert h.n_heads * h.d_head <= 2 * h.hidden_size
     assert isinstance(p.batch_size_sequences, int) and p.batch_size_sequences >= 1
 
 
@@ -82,7 +84,9 @@ def test_readme_memory_example_fits():
 
 
 def test_infeasible_experts_are_skipped_and_reported():
-    p = plan_with_law(Budget(compute=1e20, memory_bytes=20e6), experts=(1, 8, 256))
+    # d shrinks to 8 at micro scale (issue 20): 1.7 MB holds the d = 8 model with E = 1 or 8
+    # (embeddings 2·8·50257 ≈ 0.80M parameters) but not E = 256 (0.95M parameters, 1.9 MB)
+    p = plan_with_law(Budget(compute=1e20, memory_bytes=1.7e6), experts=(1, 8, 256))
     assert p.skipped and all("reason" in s for s in p.skipped)
     assert p.allocation["experts"] not in {s["experts"] for s in p.skipped}
 

@@ -1,6 +1,8 @@
 """The joint-MoE paper's model family, realised exactly (Ludziejewski et al. 2025, arXiv 2502.05172).
 
-Members: hidden size ``d`` a multiple of ``align`` (64 in the paper), ``N_blocks = max(1,
+Members: hidden size ``d`` on a grid whose step shrinks with the model — the largest power of
+two at most ``d/8`` (at least 2), capped at ``align`` (64, the paper's multiple) — so small
+models keep a choice of widths (:func:`hidden_grid`), ``N_blocks = max(1,
 round(d/64))`` layers, heads of ``head_dim`` (64) so that ``N_heads·head_dim = d`` (one head of
 width ``d`` below that), SwiGLU of width ``3·d``, top-1 routing over ``E`` experts each the size
 of the dense FFN (``E = 1`` is the dense model), untied embeddings of ``V`` tokens. In the
@@ -29,7 +31,7 @@ class FamilySettings:
 
     vocab_size: int = 50257  # GPT-2 tokenizer
     seq_len: int = 512
-    align: int = 64  # d multiple of this
+    align: int = 64  # coarsest step of d (the paper's multiple); finer below d = 8·align
     head_dim: int = 64
     n_heads: int | None = None  # fixed number of query heads (head_dim = d / n_heads)
     n_kv_heads: int | None = None  # None → n_heads (multi-head attention, as in the paper)
@@ -64,7 +66,7 @@ class Members:
 
 def members(s: FamilySettings, experts: int, d_max: float) -> Members:
     """Every member with ``align ≤ d ≤ d_max`` whose heads tile ``d`` exactly."""
-    d = s.align * np.arange(1, max(int(d_max // s.align), 1) + 1, dtype=np.int64)
+    d = hidden_grid(s.align, d_max)
     if s.n_heads:
         heads = np.full(d.shape, s.n_heads, dtype=np.int64)
     else:
@@ -83,6 +85,29 @@ def members(s: FamilySettings, experts: int, d_max: float) -> Members:
     kv_tok = exact.kv_cache_values(layers, (hd, heads, kv), 1)
     return Members(hidden=d, layers=layers, heads=heads, head_dim=hd, kv_heads=kv,
                    active=active, total=total, kv_per_token=kv_tok)
+
+
+ALIGN_FRACTION = 8  # the step of d is at most d/8 (and at most ``align``)
+
+
+def hidden_grid(align: int, d_max: float) -> np.ndarray:
+    """Even hidden sizes from 8 (or ``align`` if smaller) up to ``d_max`` (at least one):
+    step ``min(align, max(2, 2^⌊log2(d/8)⌋))``.
+
+    The step is a power of two that grows with ``d`` up to ``align``, so every ``d`` is a
+    multiple of its step and no step is coarser than ``d/8`` from ``d = 16`` on (``d/4`` at
+    the smallest model, d = 8; widths stay even for rotary embeddings): at micro budgets the
+    planner still chooses among widths, where a fixed step of 64 leaves d = 64 as the only
+    model below 128.
+    """
+    out, d = [], min(8, align)
+    top = max(float(d_max), float(d))
+    while d <= top:
+        out.append(d)
+        step = 1 << max(0, int(np.floor(np.log2(d / ALIGN_FRACTION))))
+        step = min(align, max(2, step))
+        d = (d // step + 1) * step
+    return np.asarray(out, dtype=np.int64)
 
 
 def architecture(m: Members, i: int, experts: int, s: FamilySettings) -> Architecture:
