@@ -20,7 +20,8 @@ from moescale import reporting  # noqa: E402
 from moescale.reporting import build  # noqa: E402
 from moescale.reporting.synthetic import synthetic_store  # noqa: E402
 
-SWEEP_FIGURES = {"isoflop", "frontier", "optima", "learning_curves", "experts"}
+SWEEP_FIGURES = {"isoflop", "frontier", "optima", "learning_curves", "experts",
+                 "compute_multiplier"}
 FIT_FIGURES = {"fit_parity", "fit_residuals", "fit_params"}
 PLAN_FIGURES = {"landscape", "d_sweep", "band_width", "experts_memory", "flop_savings",
                 "architecture"}
@@ -112,7 +113,9 @@ def test_every_figure_from_a_synthetic_store_fit_and_plan(store, plan_file, tmp_
     assert {name for name, _ in report.skipped} <= {"leaderboard", "sensitivity", "adaptive"}
     # the summary: the runs, the failed one, the headline optimum, the fit and the plan
     assert "72 runs" in html and "1 failed" in html and "synthetic failure" in html
-    assert "Optimal <b>N</b>" in html and "Fit <b>chinchilla</b>" in html
+    # dense and experts are not pooled: one optimum of active size per E, dense included
+    assert "Optimal <b>N_active</b> for dense (E = 1)" in html and "Fit <b>chinchilla</b>" in html
+    assert "Compute multiplier over dense" in html and "Seed noise unknown" in html  # 1 seed
     assert "Plan for C = <b>1e20</b>" in html
     assert html.index("Summary") < html.index("<figure")
 
@@ -121,16 +124,18 @@ def test_library_functions_return_figures(store):
     from matplotlib.figure import Figure
 
     inp = build.load_store(store)
-    runs, analysis = inp.done(), inp.analysis("N")
+    runs, analysis = inp.done(), inp.analysis("N_active")
     assert {b.status for b in analysis.budgets} <= {"ok", "edge-low", "edge-high", "too-few"}
     for fig in (reporting.isoflop(runs, analysis), reporting.frontier(runs, analysis),
-                reporting.optima({"N": analysis}), reporting.learning_curves(inp.curves, runs),
-                reporting.experts(runs)):
+                reporting.optima({"N_active": analysis}),
+                reporting.learning_curves(inp.curves, runs),
+                reporting.experts(inp.experts_comparison()), reporting.experts_at_size(runs),
+                reporting.compute_multiplier(inp.experts_comparison())):
         assert isinstance(fig, Figure)
         assert fig.get_axes()[0].get_xlabel()  # labelled axes
     # plain DataFrames work too (a sweep analysed as the library's to_dict JSON)
     as_json = json.loads(json.dumps(analysis.to_dict()))
-    assert isinstance(reporting.isoflop(runs, as_json, "N"), Figure)
+    assert isinstance(reporting.isoflop(runs, as_json, "N_active"), Figure)
 
 
 def test_synthetic_runs_without_curves_or_failures_use_the_loss_column(store, tmp_path):

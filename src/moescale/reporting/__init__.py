@@ -4,7 +4,8 @@ One function per figure, each returning a matplotlib ``Figure`` (Agg backend, im
 when a figure is drawn) from library objects — for notebooks as much as for the page:
 
 - runs and sweeps (:mod:`~moescale.reporting.sweeps`): :func:`isoflop`, :func:`frontier`,
-  :func:`optima`, :func:`learning_curves`, :func:`experts`;
+  :func:`optima`, :func:`learning_curves`, :func:`experts`, :func:`experts_at_size`,
+  :func:`compute_multiplier`;
 - a fit (:mod:`~moescale.reporting.fits`): :func:`fit_parity`, :func:`fit_residuals`,
   :func:`fit_params` (and :func:`fit_warnings`);
 - the laws and a plan (:mod:`~moescale.reporting.plans`): :func:`landscape`, :func:`d_sweep`,
@@ -41,12 +42,20 @@ from moescale.reporting.plans import (
     landscape,
 )
 from moescale.reporting.style import save
-from moescale.reporting.sweeps import experts, frontier, isoflop, learning_curves, optima
+from moescale.reporting.sweeps import (
+    compute_multiplier,
+    experts,
+    experts_at_size,
+    frontier,
+    isoflop,
+    learning_curves,
+    optima,
+)
 
 __all__ = [
     "FigureSpec", "Report", "ReportInputs", "add_fit", "architecture", "assign_budgets",
-    "available_figures", "band_series", "band_width", "build_report", "d_sweep", "experts",
-    "experts_memory", "figure_names", "figure_specs", "fit_params", "fit_parity",
+    "available_figures", "band_series", "band_width", "build_report", "compute_multiplier",
+    "d_sweep", "experts", "experts_at_size", "experts_memory", "figure_names", "figure_specs", "fit_params", "fit_parity",
     "fit_residuals", "fit_warnings", "flop_savings", "frontier", "isoflop", "landscape",
     "learning_curves", "load_compare", "load_plan", "load_runs", "load_store", "optima", "save",
 ]

@@ -75,22 +75,48 @@ class ReportInputs:
         runs = self.done()
         if runs is None or x not in runs.columns or "budget" not in runs.columns:
             return None
-        distinct = runs.groupby("budget")[x].nunique()
+        by = "E" if self.experts_vary() else None
+        distinct = runs.groupby(["budget", by] if by else ["budget"])[x].nunique()
         if distinct.max() < 3:
             return None
         from moescale.sweeps.analyze import analyze
 
         with np.errstate(invalid="ignore"):  # bootstrap vertices at ±inf (no interior minimum)
-            return analyze(runs, x=x, bootstrap=self.bootstrap, seed=self.seed)
+            return analyze(runs, x=x, by=by, bootstrap=self.bootstrap, seed=self.seed)
+
+    def experts_vary(self) -> bool:
+        """Whether the finished runs have two or more numbers of experts (dense = 1)."""
+        runs = self.done()
+        return runs is not None and "E" in runs.columns and runs["E"].nunique() >= 2
+
+    def experts_comparison(self):
+        """Seed noise, best loss per (budget, E) and the compute multiplier over dense
+        (:func:`moescale.sweeps.experts.compare_experts` on active size), or None."""
+        if "experts" not in self._cache:
+            runs = self.done()
+            ok = (self.experts_vary() and "budget" in runs.columns
+                  and "N_active" in runs.columns)
+            if ok:
+                from moescale.sweeps.experts import compare_experts
+
+                self._cache["experts"] = compare_experts(runs, x="N_active",
+                                                         bootstrap=self.bootstrap,
+                                                         seed=self.seed)
+            else:
+                self._cache["experts"] = None
+        return self._cache["experts"]
 
     def isoflop_axes(self) -> list[str]:
-        """``N`` and, for holistic sweeps, ``M_over_Na`` and ``N_over_Na``."""
+        """``N`` (``N_active``, per number of experts, when E varies: sizes of different E
+        are not comparable in total parameters) and, for holistic sweeps, ``M_over_Na`` and
+        ``N_over_Na``."""
         runs = self.done()
         if runs is None:
             return []
         holistic = any(c.startswith("tag_m_over_na") or c.startswith("tag_n_over_na")
                        for c in runs.columns)
-        names = ["N"] + (["M_over_Na", "N_over_Na"] if holistic else [])
+        size = "N_active" if self.experts_vary() and "N_active" in runs.columns else "N"
+        names = [size] + (["M_over_Na", "N_over_Na"] if holistic else [])
         return [x for x in names if self.analysis(x) is not None]
 
     def frontier_fit(self):
@@ -183,7 +209,7 @@ def _need_runs(*cols: str):
 
 
 def _isoflop_spec(x: str) -> FigureSpec:
-    name = "isoflop" if x == "N" else f"isoflop_{x}"
+    name = "isoflop" if x in ("N", "N_active") else f"isoflop_{x}"
 
     def missing(inp):
         reason = _need_runs("budget", x)(inp)
@@ -193,9 +219,10 @@ def _isoflop_spec(x: str) -> FigureSpec:
             f"no budget has three distinct values of {x}"
 
     return FigureSpec(name, "sweep", f"isoFLOP curves ({x})",
-                      "Loss of every finished run against " + x + " at each compute budget; "
-                      "lines are the sweep analysis' per-budget parabolas in log x, diamonds "
-                      "their minima with the bootstrap interval of the optimum.",
+                      "Loss of every finished run against " + x + " at each compute budget "
+                      "(one panel per number of experts when E varies); lines are the sweep "
+                      "analysis' per-budget parabolas in log x, diamonds their minima with "
+                      "the bootstrap interval of the optimum.",
                       lambda inp: sweepfig.isoflop(inp.done(), inp.analysis(x), x), missing,
                       family="isoflop")
 
@@ -268,8 +295,19 @@ def figure_specs(inp: ReportInputs) -> list[FigureSpec]:
         reason = _need_runs("E", "loss")(i)
         if reason:
             return reason
-        runs = i.done()
-        return None if runs["E"].nunique() >= 2 else "the runs have a single number of experts"
+        return None if i.experts_vary() else "the runs have a single number of experts"
+
+    def multiplier_missing(i):
+        reason = experts_missing(i) or _need_runs("budget", "N_active")(i)
+        if reason:
+            return reason
+        comparison = i.experts_comparison()
+        return None if comparison.multipliers else "; ".join(comparison.messages)
+
+    def draw_experts(i):
+        comparison = i.experts_comparison()
+        return sweepfig.experts(comparison) if comparison is not None \
+            else sweepfig.experts_at_size(i.done())
 
     specs += [
         FigureSpec("frontier", "sweep", "compute frontier",
@@ -287,8 +325,16 @@ def figure_specs(inp: ReportInputs) -> list[FigureSpec]:
                    "Eval loss of every run along training, coloured by compute budget.",
                    lambda i: sweepfig.learning_curves(i.curves, i.runs), curves_missing),
         FigureSpec("experts", "sweep", "loss against experts",
-                   "Final loss against the number of routed experts at fixed active size.",
-                   lambda i: sweepfig.experts(i.done()), experts_missing),
+                   "Best loss of each number of experts at each budget (the isoFLOP parabola's "
+                   "minimum over active size, else the best run), dense as E = 1 (squares), "
+                   "error bars the seed noise; runs without budgets: final loss against E at "
+                   "fixed active size.", draw_experts, experts_missing),
+        FigureSpec("compute_multiplier", "sweep", "compute multiplier over dense",
+                   "Dense compute that reaches each MoE's best loss, divided by the MoE's "
+                   "compute (Ludziejewski et al. 2025), per budget and as a geometric mean, "
+                   "with case-bootstrap intervals; above 1 the experts save compute.",
+                   lambda i: sweepfig.compute_multiplier(i.experts_comparison()),
+                   multiplier_missing),
     ]
     for k in range(len(inp.fits)):
         specs += _fit_specs(k, len(inp.fits))
@@ -374,7 +420,7 @@ def available_figures(inp: ReportInputs) -> list[str]:
 def figure_names() -> list[str]:
     """Every figure family name ``--figure`` accepts."""
     return ["isoflop", "isoflop_M_over_Na", "isoflop_N_over_Na", "frontier", "optima",
-            "learning_curves", "experts", "fit_parity", "fit_residuals", "fit_params",
+            "learning_curves", "experts", "compute_multiplier", "fit_parity", "fit_residuals", "fit_params",
             "landscape", "d_sweep", "band_width", "experts_memory", "flop_savings",
             "architecture", "leaderboard", "sensitivity", "adaptive"]
 

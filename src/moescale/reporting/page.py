@@ -197,26 +197,65 @@ def _sweep_items(inp) -> list[str]:
     items = []
     for x in inp.isoflop_axes():
         a = inp.analysis(x)
-        ok = [b for b in a.budgets if b.status == "ok" and b.x_opt is not None]
-        if ok:
-            top = max(ok, key=lambda b: b.budget)
-            ci = (f" (interval {_num(top.x_opt_ci[0], 3)} – {_num(top.x_opt_ci[1], 3)})"
-                  if top.x_opt_ci else "")
-            text = (f"Optimal <b>{e(x)}</b> at the largest budget with an interior optimum "
-                    f"(C = {e(sci(top.budget))}): <b>{_num(top.x_opt, 3)}</b>{ci}, loss "
-                    f"{_num(top.loss_opt)}")
-            law = a.power_laws.get(f"{x}_opt")
-            if law is not None:
-                p, ci_p = law.params["p"], (law.ci or {}).get("p")
-                text += (f"; {e(x)}<sub>opt</sub> ∝ C<sup>{p:.3f}</sup>"
-                         + (f" [{ci_p[0]:.3f}, {ci_p[1]:.3f}]" if ci_p else ""))
-            d_law = a.power_laws.get("D_opt")
-            if d_law is not None and x == "N":
-                text += f", D<sub>opt</sub> ∝ C<sup>{d_law.params['p']:.3f}</sup>"
-            items.append(text + ".")
+        groups = sorted({tuple(b.group.items()) for b in a.budgets})
+        for group in groups:
+            members = [b for b in a.budgets if tuple(b.group.items()) == group]
+            text = _optimum_sentence(x, members, a.power_laws, group)
+            if text:
+                items.append(text)
         bad = [b for b in a.budgets if b.status in ("edge-low", "edge-high")]
         for b in bad:
-            items.append(f'<span class="warn">{e(b.message)}</span>')
+            where = "".join(f" ({k} = {v:g})" for k, v in b.group.items())
+            items.append(f'<span class="warn">{e(b.message + where)}</span>')
+    return items + _experts_items(inp)
+
+
+def _optimum_sentence(x: str, budgets: list, power_laws: dict, group: tuple) -> str | None:
+    """The optimum at the largest budget with an interior optimum, and its power law in C."""
+    ok = [b for b in budgets if b.status == "ok" and b.x_opt is not None]
+    if not ok:
+        return None
+    top = max(ok, key=lambda b: b.budget)
+    suffix = "".join(f"[{k}={v:g}]" for k, v in group)
+    who = "".join(" for dense (E = 1)" if (k, v) == ("E", 1) else f" for {k} = {v:g}"
+                  for k, v in group)
+    ci = (f" (interval {_num(top.x_opt_ci[0], 3)} – {_num(top.x_opt_ci[1], 3)})"
+          if top.x_opt_ci else "")
+    text = (f"Optimal <b>{e(x)}</b>{e(who)} at the largest budget with an interior optimum "
+            f"(C = {e(sci(top.budget))}): <b>{_num(top.x_opt, 3)}</b>{ci}, loss "
+            f"{_num(top.loss_opt)}")
+    law = power_laws.get(f"{x}_opt{suffix}")
+    if law is not None:
+        p, ci_p = law.params["p"], (law.ci or {}).get("p")
+        text += (f"; {e(x)}<sub>opt</sub> ∝ C<sup>{p:.3f}</sup>"
+                 + (f" [{ci_p[0]:.3f}, {ci_p[1]:.3f}]" if ci_p else ""))
+    d_law = power_laws.get(f"D_opt{suffix}")
+    if d_law is not None and x in ("N", "N_active"):
+        text += f", D<sub>opt</sub> ∝ C<sup>{d_law.params['p']:.3f}</sup>"
+    return text + "."
+
+
+def _experts_items(inp) -> list[str]:
+    """The dense-vs-experts answer: compute multipliers with intervals, and the seed noise."""
+    comparison = inp.experts_comparison()
+    if comparison is None:
+        return []
+    items = [e(comparison.noise.describe()[0].upper() + comparison.noise.describe()[1:]) + "."]
+    summary = [m for m in comparison.multipliers if m.budget is None]
+    if summary:
+        parts = []
+        for m in summary:
+            ci = f" ({m.ci[0]:.3g}–{m.ci[1]:.3g}×)" if m.ci else " (no interval)"
+            parts.append(f"E = {m.E:g}: <b>{m.multiplier:.3g}×</b>{ci}"
+                         + (" <i>extrapolated</i>" if m.extrapolated else ""))
+        items.append("Compute multiplier over dense at equal loss (geometric mean over "
+                     "budgets, " f"{int(100 * comparison.level)} % bootstrap interval): "
+                     + "; ".join(parts) + ".")
+    within = [m for m in comparison.multipliers if m.within_noise]
+    if within:
+        cells = ", ".join(f"E = {m.E:g} at C = {sci(m.budget)}" for m in within)
+        items.append(f'<span class="warn">Within the seed noise of dense: {e(cells)}</span>')
+    items += [f'<span class="warn">{e(msg)}</span>' for msg in comparison.messages]
     return items
 
 

@@ -61,20 +61,52 @@ def _members(runs: pd.DataFrame, opt) -> pd.DataFrame:
 
 def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "loss"):
     """Loss against ``x`` (model size, or ``M_over_Na``, ``N_over_Na``, ``d``) per budget, with
-    each budget's fitted parabola, its minimum and the minimum's interval from ``analysis``."""
+    each budget's fitted parabola, its minimum and the minimum's interval from ``analysis``.
+    When the runs have several numbers of experts ``E``, one panel per ``E`` (dense = 1
+    first), each with the parabolas of its own group: sizes of different E are not pooled."""
     x = x or attr(analysis, "x") or "N"
     runs = done_runs(runs)
     _require(runs, [x, y, "budget"], "isoflop")
-    fig, ax = style.figure()
+    experts = sorted(runs["E"].unique()) if "E" in runs.columns else []
+    panels = [(e, runs[runs["E"] == e]) for e in experts] if len(experts) > 1 else [(None, runs)]
+    width = style.WIDTH if len(panels) == 1 else min(4.2 * len(panels), 13.0)
+    fig, axes = style.figure(ncols=len(panels), width=width, sharey=True)
+    axes = np.atleast_1d(axes)
     budgets = sorted(runs["budget"].unique())
     norm = style.budget_norm(budgets)
+    optima = _budgets(analysis) if analysis is not None else []
+    edge_seen = False
+    for ax, (e, members) in zip(axes, panels, strict=True):
+        mine = [o for o in optima if e is None or (attr(o, "group") or {}).get("E", e) == e]
+        edge_seen |= _isoflop_panel(ax, members, mine, x, y, norm)
+        ax.set_xlabel(label(x))
+        if e is not None:
+            ax.set_title("dense (E = 1)" if e == 1 else f"E = {e:g} experts")
+    axes[0].set_ylabel(label(y))
+    _budget_colorbar(fig, axes[-1] if len(axes) == 1 else list(axes), norm)
+    what = {"N": "model size", "N_active": "active size"}.get(x, style.label(x).split(" (")[0])
+    title = f"isoFLOP curves: loss against {what} at fixed compute"
+    if len(panels) == 1:
+        axes[0].set_title(title)
+    else:
+        fig.suptitle(title + ", per number of experts")
+    if analysis is not None:
+        msg = "◆ parabola minimum with its interval"
+        if edge_seen:
+            msg += "\nminimum at the grid's edge: curve only, no optimum"
+        style.note(axes[-1], msg, "upper right")
+    return fig
+
+
+def _isoflop_panel(ax, runs: pd.DataFrame, optima: list, x: str, y: str, norm) -> bool:
+    """One isoFLOP panel; returns whether a budget had its minimum at the grid's edge."""
     cmap = style.pyplot().get_cmap(style.SEQUENTIAL)
     points = ax.scatter(runs[x], runs[y], s=16, c=cmap(norm(runs["budget"].to_numpy(float))),
                         alpha=0.8, linewidths=0, zorder=2, rasterized=len(runs) > 3000)
     points.set_in_layout(False)
     log_x = True
     edge_seen = False
-    for opt in _budgets(analysis) if analysis is not None else []:
+    for opt in optima:
         colour = cmap(norm(float(attr(opt, "budget"))))
         status, coeffs = attr(opt, "status", "ok"), attr(opt, "coeffs")
         log_x = bool(attr(opt, "log_x", True))
@@ -104,17 +136,7 @@ def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "l
                    facecolors=colour, linewidths=1.1)
     if log_x:
         style.logscale(ax, "x")
-    ax.set_xlabel(label(x))
-    ax.set_ylabel(label(y))
-    _budget_colorbar(fig, ax, norm)
-    what = {"N": "model size", "N_active": "active size"}.get(x, style.label(x).split(" (")[0])
-    ax.set_title(f"isoFLOP curves: loss against {what} at fixed compute")
-    if analysis is not None:
-        msg = "◆ parabola minimum with its interval"
-        if edge_seen:
-            msg += "\nbudgets with the minimum at the grid's edge: curve only, no optimum"
-        style.note(ax, msg, "upper right")
-    return fig
+    return edge_seen
 
 
 # ----- the compute frontier --------------------------------------------------------------------
@@ -176,9 +198,18 @@ def frontier(runs: pd.DataFrame, analysis=None, fit=None, target_compute: float 
                        rasterized=len(runs) > 5000)
     every.set_in_layout(False)
     group = "budget" if "budget" in runs.columns else "C"
-    best = runs.loc[runs.groupby(group)["loss"].idxmin()].sort_values("C")
-    ax.plot(best["C"], best["loss"], "o-", color=style.OKABE_ITO[1], ms=5, lw=1.1,
-            label="best run per budget", zorder=3)
+    experts = sorted(runs["E"].unique()) if "E" in runs.columns else []
+    if len(experts) > 1:  # one best-per-budget line per number of experts, dense marked
+        for i, e in enumerate(experts):
+            sub = runs[runs["E"] == e]
+            best = sub.loc[sub.groupby(group)["loss"].idxmin()].sort_values("C")
+            ax.plot(best["C"], best["loss"], "s--" if e == 1 else "o-", ms=5, lw=1.1,
+                    color=style.OKABE_ITO[(i + 1) % len(style.OKABE_ITO)], zorder=3,
+                    label="best dense run per budget" if e == 1 else f"best E = {e:g} run")
+    else:
+        best = runs.loc[runs.groupby(group)["loss"].idxmin()].sort_values("C")
+        ax.plot(best["C"], best["loss"], "o-", color=style.OKABE_ITO[1], ms=5, lw=1.1,
+                label="best run per budget", zorder=3)
     if analysis is not None:
         opts = [b for b in _budgets(analysis) if attr(b, "loss_opt") is not None
                 and attr(b, "status", "ok") != "too-few"]
@@ -400,7 +431,42 @@ def size_groups(values: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
     return out
 
 
-def experts(runs: pd.DataFrame, size: str | None = None):
+def experts(comparison):
+    """Best loss ``L*_E(C)`` against the number of experts ``E``, one line per budget (log E
+    axis; dense, ``E = 1``, drawn as a square), with the seed noise as error bars: a
+    :class:`~moescale.sweeps.experts.ExpertsComparison`."""
+    best = list(attr(comparison, "best") or [])
+    if len({float(attr(b, "E")) for b in best}) < 2:
+        raise ValueError("experts needs runs at two or more numbers of experts")
+    noise = attr(comparison, "noise")
+    sd = attr(noise, "sd") if noise is not None else None
+    fig, ax = style.figure()
+    budgets = sorted({float(attr(b, "budget")) for b in best})
+    norm = style.budget_norm(budgets)
+    cmap = style.pyplot().get_cmap(style.SEQUENTIAL)
+    for budget in budgets:
+        rows = sorted((b for b in best if float(attr(b, "budget")) == budget),
+                      key=lambda b: float(attr(b, "E")))
+        E = np.array([float(attr(b, "E")) for b in rows])
+        L = np.array([float(attr(b, "loss")) for b in rows])
+        colour = cmap(norm(budget))
+        ax.errorbar(E, L, yerr=None if sd is None else sd, fmt="o-", color=colour, ms=5,
+                    capsize=3, lw=1.2, label=f"C = {style.sci(budget)}")
+        dense = E == 1
+        if dense.any():
+            ax.scatter(E[dense], L[dense], marker="s", s=70, facecolors="white",
+                       edgecolors=colour, linewidths=1.6, zorder=5)
+    style.logscale(ax, "x", base=2)
+    ax.set_xlabel(label("E") + " (1 = dense, □)")
+    ax.set_ylabel("best loss at the budget (nats/token)")
+    ax.set_title("best loss against the number of experts, per compute budget")
+    ax.legend(loc="upper right")
+    style.note(ax, "error bars: seed noise σ" if sd is not None
+               else "no repeated seeds: seed noise unknown", "lower left")
+    return fig
+
+
+def experts_at_size(runs: pd.DataFrame, size: str | None = None):
     """Loss against the number of routed experts ``E`` at fixed active size (one line per
     size, and per budget when runs span several)."""
     runs = done_runs(runs)
@@ -429,6 +495,47 @@ def experts(runs: pd.DataFrame, size: str | None = None):
     ax.set_ylabel(label("loss"))
     ax.set_title("loss against the number of experts at fixed active size")
     ax.legend(loc="upper right", ncols=2 if len(groups) > 6 else 1)
+    return fig
+
+
+def compute_multiplier(comparison):
+    """The compute multiplier of each ``E`` over dense at equal loss (Ludziejewski et al. 2025,
+    arXiv 2502.05172), per budget and as the geometric mean, with bootstrap intervals; 1 is
+    dense (no saving)."""
+    mults = [m for m in attr(comparison, "multipliers") or []
+             if attr(m, "multiplier") is not None]
+    if not mults:
+        raise ValueError("compute_multiplier needs dense runs at two or more budgets and MoE "
+                         "runs")
+    fig, ax = style.figure()
+    budgets = sorted({float(attr(m, "budget")) for m in mults if attr(m, "budget") is not None})
+    norm = style.budget_norm(budgets or [1.0])
+    cmap = style.pyplot().get_cmap(style.SEQUENTIAL)
+    series = [(b, cmap(norm(b)), f"C = {style.sci(b)}", 0.93 + 0.14 * i / max(len(budgets), 1))
+              for i, b in enumerate(budgets)] + [(None, "0.1", "all budgets (geometric mean)", 1.0)]
+    for budget, colour, name, shift in series:
+        rows = sorted((m for m in mults if attr(m, "budget") == budget),
+                      key=lambda m: float(attr(m, "E")))
+        if not rows:
+            continue
+        E = np.array([float(attr(m, "E")) for m in rows]) * shift
+        v = np.array([float(attr(m, "multiplier")) for m in rows])
+        ci = [attr(m, "ci") for m in rows]
+        err = None
+        if all(c is not None for c in ci):
+            err = [np.maximum(v - [c[0] for c in ci], 0), np.maximum([c[1] for c in ci] - v, 0)]
+        ax.errorbar(E, v, yerr=err, fmt="D" if budget is None else "o", color=colour, ms=6
+                    if budget is None else 4, capsize=3, lw=1.1, label=name,
+                    zorder=5 if budget is None else 3)
+    ax.axhline(1.0, color="0.4", ls="--", lw=1, label="dense (no saving)")
+    style.logscale(ax, "x", base=2)
+    ax.set_xlabel(label("E"))
+    ax.set_ylabel("compute multiplier over dense at equal loss")
+    ax.set_title("compute an MoE saves over dense")
+    ax.legend(loc="upper left")
+    ok, n = attr(comparison, "bootstrap_ok"), attr(comparison, "bootstrap")
+    style.note(ax, f"{int(100 * attr(comparison, 'level', 0.95))} % intervals from {ok} of {n} "
+               "bootstrap replicates" if ok else "no intervals", "upper right")
     return fig
 
 
