@@ -55,7 +55,8 @@ def compute_optimal(compute: float, E: float, p: dict[str, float] = TABLE3) -> t
 
 
 def learning_rate(active_params, E):
-    """Learning rate used by the paper: ``exp(8.39 − 0.81·ln N_act − 0.25·ln E)`` (their code)."""
+    """Learning rate used by the paper: ``exp(8.39 − 0.81·ln N_act − 0.25·ln E)`` (constants of
+    their code), ``active_params`` without embeddings (Eq. 8's text; :data:`LR_CONVENTION`)."""
     return np.exp(8.391640956234012 - 0.8121798244457074 * np.log(active_params)
                   - 0.25 * np.log(E))
 
@@ -116,11 +117,17 @@ LAW = Law(
     grad_log_loss=_grad_log_loss, derived=_derived,
 )
 
+# Counting convention of the LR law (a stated choice: the paper is ambiguous). Eq. 8's text
+# defines N_act without embeddings; the released code feeds it N_act with embeddings, which at
+# 1e20 changes the LR by about 17 %. moescale follows the text, as the law planner does
+# (non-embedding active parameters): the "kaplan" convention counts exactly those.
+LR_CONVENTION = "kaplan"
+
 LR_LAW = Law(
     name="ludziejewski2025_lr",
-    citation="Ludziejewski et al. 2025 (arXiv 2502.05172), learning rate of their code",
-    formula="LR = exp(c0 + c_N·ln N_act + c_E·ln E)",
-    params=("c0", "c_N", "c_E"), variables=("N_active", "E"), convention="chinchilla",
+    citation="Ludziejewski et al. 2025 (arXiv 2502.05172), Eq. 8 with the constants of their code",
+    formula="LR = exp(c0 + c_N·ln N_act + c_E·ln E), N_act without embeddings (Eq. 8's text)",
+    params=("c0", "c_N", "c_E"), variables=("N_active", "E"), convention=LR_CONVENTION,
     log_loss=lambda p, v: p["c0"] + p["c_N"] * np.log(v["N_active"]) + p["c_E"] * np.log(v["E"]),
     presets={"ludziejewski2025": Preset(
         dict(c0=8.391640956234012, c_N=-0.8121798244457074, c_E=-0.25),

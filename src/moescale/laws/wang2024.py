@@ -5,6 +5,13 @@
 At fixed ``E`` it is Chinchilla-shaped with ``A' = A·E^−γ``, so the compute optimum is
 ``N_opt = G·(C/6)^(β/(α+β))``, ``D_opt = (C/6)/N_opt``, ``G = (α·A'/(β·B))^(1/(α+β))``.
 The paper's optimal batch-size and learning-rate laws are ``wang2024_batch`` and ``wang2024_lr``.
+
+Counting convention (a stated choice). The paper defines its ``N`` as ``C/D`` — compute per
+token, "instead of the model size" (its Figure 1) — and publishes no constants. moescale's
+``N`` is the parameter count with ``C = 6·N·D`` (``chinchilla`` convention), i.e. the paper's
+``N`` divided by 6. A constant factor only rescales ``A`` (``A_paper = A·6^α``): fitted
+exponents, ``γ``, ``B``, ``β``, ``σ`` and the compute-optimal allocation are identical under the
+two readings, and a parameter count is what a plan needs.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import numpy as np
 from moescale.laws._forms import lse
 from moescale.laws.base import Law
 
+N_FACTOR = 6.0  # the paper's N = C/D = 6·(moescale's N) under C = 6·N·D
 _CITE = "Wang et al. 2024, Dense vs MoE scaling laws (arXiv 2410.05661)"
 
 

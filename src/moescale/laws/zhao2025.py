@@ -3,6 +3,12 @@
     L = (e·G + f/G + m·S² + n·S)·(N^−α + k·N_a^−α + h·N_a/N) + a·N^−α + b·D^−β + c·N_a^−α + ε
 
 ``G`` activated experts per token (shared + routed), ``S`` shared fraction of them.
+
+Counting convention (a stated choice: the paper states none). ``N`` and ``N_a`` are counted
+without embeddings, router and norms (the ``holistic`` convention): the holistic planner, the
+law's main user here, counts that way, and the paper's reported optima (``N_a/N`` ≈ 40 % at
+N = 30B, ≈ 22 % at 671B) are ratios of MoE models whose embeddings are a small share at
+those sizes. ``D`` is tokens; the law has no FLOP term.
 """
 
 from __future__ import annotations
