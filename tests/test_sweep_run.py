@@ -37,7 +37,7 @@ data = "missing.txt"
 def test_failures_are_recorded_and_the_others_finish(tmp_path, capsys):
     spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16]", extra=FAILING))
     out = run_sweep(spec, tmp_path / "s.db", LocalExecutor(workers=2, threads=1))
-    assert out.counts == {"pending": 0, "running": 0, "done": 1, "failed": 2}
+    assert out.counts == {"pending": 0, "running": 0, "done": 1, "failed": 2, "retired": 0}
     reasons = sorted(out.failed.values())
     assert "data not found: missing.txt" in reasons[0]
     assert "diverged" in reasons[1] and "nan" in reasons[1].lower()

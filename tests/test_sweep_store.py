@@ -29,7 +29,8 @@ def test_claim_takes_runs_in_order_and_once(store):
     first, second, third = (store.claim() for _ in range(3))
     assert len({first.run.id, second.run.id, third.run.id}) == 3
     assert store.claim() is None
-    assert store.counts() == {"pending": 0, "running": 3, "done": 0, "failed": 0}
+    assert store.counts() == {"pending": 0, "running": 3, "done": 0, "failed": 0,
+                              "retired": 0}
     assert first.attempt == 1
 
 

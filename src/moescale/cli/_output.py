@@ -35,9 +35,20 @@ def fmt_num(x: float | int | None, digits: int = 4) -> str:
     return f"{x:.{digits}g}"
 
 
+PIPE_WIDTH = 10_000  # a table piped to a file or another program is never cut or wrapped
+
+
+def stdout_console():
+    """A rich console on stdout: the terminal's width at a terminal, else wide enough that
+    no table is cut at 80 columns when the output is piped."""
+    from rich.console import Console
+
+    console = Console()
+    return console if console.is_terminal else Console(width=PIPE_WIDTH)
+
+
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Print a rich table; numbers right-aligned."""
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=title, title_justify="left")
@@ -45,7 +56,7 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
         table.add_column(col, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*[c if isinstance(c, str) else fmt_num(c) for c in row])
-    Console().print(table)
+    stdout_console().print(table)
 
 
 class StageProgress:

@@ -42,36 +42,50 @@ def sweep() -> None:
 # ----- plan ---------------------------------------------------------------------------------------
 @sweep.command("plan")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@click.option("--store", "store_path", type=click.Path(dir_okay=False), default="sweep.db",
+              show_default=True,
+              help="The sweep's store, when it exists: runs already done there are not estimated.")
 @click.option("--workers", type=click.IntRange(min=1), help="Workers assumed for the time estimate.")
 @click.option("--no-estimate", is_flag=True,
-              help="Skip the wall-time estimate (it times a few training steps).")
+              help="Skip the wall-time estimate (it times short real runs, a few seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(spec_path, workers, no_estimate, as_json):
-    """List the runs of SPEC (id, architecture, tokens, FLOPs), the total compute, repeated
-    data and an estimated wall time on this machine — before anything runs.
+def plan_cmd(spec_path, store_path, workers, no_estimate, as_json):
+    """List the runs of SPEC (id, architecture, tokens, FLOPs, done or left in the store), the
+    total compute, repeated data and an estimated wall time on this machine of the runs left.
 
     \b
     Examples:
       moescale sweep plan examples/isoflop-mini/sweep.toml
-      moescale sweep plan sweep.toml --workers 4 --json
+      moescale sweep plan sweep.toml --store sweep.db --workers 4 --json
       moescale sweep plan sweep.toml --no-estimate
     """
     from moescale.sweeps.estimate import sweep_plan
     from moescale.sweeps.spec import SweepSpec
 
-    plan = sweep_plan(SweepSpec.load(spec_path), workers, measure=not no_estimate)
+    spec = SweepSpec.load(spec_path)
+    states = _open(store_path).states() if Path(store_path).is_file() else {}
+    plan = sweep_plan(spec, workers, measure=not no_estimate,
+                      done={i for i, s in states.items() if s == "done"},
+                      failed={i for i, s in states.items() if s == "failed"})
     if as_json:
         echo_json(plan)
         return
     rows = [(r["id"], fmt_num(r["budget"], 3), r["d"], r["L"], f"{r['E']}/{r['top_k']}",
              r["N"], r["N_active"], r["tokens"], r["steps"], r["flops"],
-             "-" if r["epochs"] is None else f"{r['epochs']:.2f}") for r in plan["runs"]]
+             "-" if r["epochs"] is None else f"{r['epochs']:.2f}", r["state"])
+            for r in plan["runs"]]
     print_table(f"sweep {plan['name']}: {len(rows)} runs",
                 ["id", "budget", "d", "L", "E/K", "N", "N active", "tokens", "steps", "FLOPs",
-                 "epochs"], rows)
+                 "epochs", "state"], rows)
+    if states:
+        failed = f", {plan['n_failed']} failed (run again with --retry-failed)" \
+            if plan["n_failed"] else ""
+        click.echo(f"store {store_path}: {plan['n_done']} done{failed}, {plan['n_left']} left "
+                   f"({fmt_num(plan['left_flops'], 3)} FLOPs)")
     estimate = ("" if plan["estimated_seconds"] is None else
-                f"; estimated wall time {_duration(plan['estimated_seconds'])} with "
-                f"{plan['workers']} worker(s) ({plan['estimate_basis']})")
+                f"; estimated wall time of the {plan['n_left']} run(s) left "
+                f"{_duration(plan['estimated_seconds'])} with {plan['workers']} worker(s) "
+                f"({plan['estimate_basis']})")
     click.echo(f"total compute {fmt_num(plan['total_flops'], 3)} FLOPs{estimate}")
     for warning in plan["warnings"]:
         click.echo(f"warning: {warning}", err=True)
@@ -125,6 +139,11 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
     Ray or SLURM only this driver writes the store; a restarted driver takes back the jobs
     that still run.
 
+    Shows each running run (architecture, steps, train loss, time left) at a terminal, one
+    line per finished run otherwise. Runs of this sweep that SPEC no longer produces (an
+    earlier version of it) are retired: never run, shown as retired by `sweep status`, the
+    results of finished ones kept. Exits 1 when runs failed, 130 on Ctrl-C.
+
     \b
     Examples:
       moescale sweep run sweep.toml --store sweep.db
@@ -137,7 +156,7 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
     import sys
 
     from moescale.sweeps.executors import make_executor
-    from moescale.sweeps.runner import run_sweep
+    from moescale.sweeps.runner import LineReport, LiveDisplay, SweepInterrupted, run_sweep
     from moescale.sweeps.runner import runs_dir as default_runs_dir
     from moescale.sweeps.spec import SweepSpec
 
@@ -163,19 +182,42 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
                     "gpus_per_node": slurm_gpus_per_node,
                     "slurm_args": parse_slurm_args(slurm_args)}
     ex = make_executor(executor, **options)
+    if as_json:
+        display = None
+    elif sys.stderr.isatty():
+        display = LiveDisplay(spec.expand(), ex.description)
+    else:
+        display = LineReport()
     if not as_json:
         click.echo(f"sweep {spec.name}: {ex.description}", err=True)
-    out = run_sweep(spec, store_path, ex, retry_failed=retry_failed, folder=folder,
-                    max_attempts=max_attempts, progress=not as_json and sys.stderr.isatty())
+    try:
+        out = run_sweep(spec, store_path, ex, retry_failed=retry_failed, folder=folder,
+                        max_attempts=max_attempts, progress=display)
+    except SweepInterrupted as stop:
+        out = stop.run
+        if as_json:
+            echo_json(out.to_dict() | {"interrupted": True})
+        click.echo(f"interrupted: {len(out.finished)} run(s) finished; {len(out.stopped)} "
+                   "running run(s) stopped, they resume from their last checkpoint at the next "
+                   f"`moescale sweep run` ({out.counts['pending']} pending)", err=True)
+        sys.exit(130)
+    failed = out.counts["failed"]
     if as_json:
         echo_json(out)
-        return
-    c = out.counts
-    click.echo(f"{c['done']} done, {c['failed']} failed, {c['pending']} pending, "
-               f"{c['running']} running elsewhere; this run finished {len(out.finished)} in "
-               f"{_duration(out.seconds)} ({fmt_num(out.flops, 3)} FLOPs). Store: {out.store}")
-    for run_id, reason in out.failed.items():
-        click.echo(f"failed {run_id}: {reason}")
+    else:
+        c = out.counts
+        if out.retired:
+            click.echo(f"retired {len(out.retired)} run(s) of this sweep that the spec no longer "
+                       "produces (kept in the store, never run; see `sweep status`)")
+        click.echo(f"{c['done']} done, {c['failed']} failed, {c['pending']} pending, "
+                   f"{c['running']} running elsewhere; this run finished {len(out.finished)} in "
+                   f"{_duration(out.seconds)} ({fmt_num(out.flops, 3)} FLOPs). Store: {out.store}")
+        for run_id, reason in out.failed.items():
+            click.echo(f"failed {run_id}: {reason}")
+    if failed:
+        click.echo(f"Error: {failed} of {out.runs} run(s) failed (reasons: `moescale sweep "
+                   "status`); run them again with --retry-failed", err=True)
+        sys.exit(1)
 
 
 # ----- status -------------------------------------------------------------------------------------
@@ -183,37 +225,90 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
 @_store_option(True)
 @click.option("--json", "as_json", is_flag=True, help="Print counts and runs as JSON.")
 def status_cmd(store_path, as_json):
-    """Counts by status and one row per run (works while the sweep runs).
+    """Counts by state and one row per run: architecture, state, progress and time left of
+    running runs (works while the sweep runs). Runs retired from the spec are listed as
+    retired; a retired run that had finished keeps its result.
 
     \b
     Examples:
       moescale sweep status --store sweep.db
       moescale sweep status --store sweep.db --json
     """
+    from moescale.sweeps.runner import fmt_seconds
+
     store = _open(store_path)
-    runs = []
-    for r in store.rows():
-        res = r["result"] or {}
-        spec = r["spec"]
-        runs.append({"id": r["id"], "status": r["status"], "attempts": r["attempts"],
-                     "budget": spec["budget"], "eval_loss": res.get("eval_loss"),
-                     "tokens": spec["train"]["tokens"],
-                     "flops": spec["train"]["tokens"] * spec["flops_per_token"],
-                     "host": r["host"], "pid": r["pid"], "error": r["error"],
-                     "run_dir": r["run_dir"]})
+    runs = [_status_row(r) for r in store.rows()]
     counts = store.counts()
     if as_json:
         echo_json({"store": str(store.path), "counts": counts, "runs": runs})
         return
-    print_table(f"sweep store {store.path}", ["id", "status", "attempts", "budget", "eval loss",
-                                              "tokens", "FLOPs"],
-                [(r["id"], r["status"], r["attempts"], fmt_num(r["budget"], 3),
-                  "-" if r["eval_loss"] is None else f"{r['eval_loss']:.4f}", r["tokens"],
-                  r["flops"]) for r in runs])
+    print_table(f"sweep store {store.path}",
+                ["id", "d", "L", "E", "top_k", "N active", "budget", "tokens", "state",
+                 "progress", "time left", "eval loss"],
+                [(r["id"], r["d"], r["L"], r["E"], r["top_k"], r["N_active"],
+                  fmt_num(r["budget"], 3), r["tokens"],
+                  r["state"] + (" (retired)" if r["retired"] and r["state"] != "retired" else ""),
+                  "-" if r["step"] is None else f"{r['step']:,}/{r['total_steps']:,}",
+                  fmt_seconds(r["seconds_left"]),
+                  "-" if r["eval_loss"] is None else f"{r['eval_loss']:.4f}") for r in runs])
     click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
     for r in runs:
-        if r["status"] == "failed":
+        if r["state"] == "failed":
             click.echo(f"failed {r['id']}: {r['error']}")
+
+
+def _status_row(r: dict) -> dict:
+    """One run of ``sweep status``: architecture, state, progress (steps from the run's log
+    for running and interrupted runs, time left for running ones) and result."""
+    from moescale.sweeps.export import run_columns
+    from moescale.sweeps.runner import read_progress
+    from moescale.sweeps.store import state
+
+    res, spec = r["result"] or {}, r["spec"]
+    cols = run_columns(spec)
+    total = spec["train"]["tokens"] // spec["train"]["batch_tokens"]
+    step, left = None, None
+    if r["status"] == "done":
+        step = res.get("steps", total)
+    elif r["run_dir"] and r["status"] in ("running", "pending"):
+        progress = read_progress(r["run_dir"], total)
+        step = progress.step if progress.step else None
+        left = progress.seconds_left if r["status"] == "running" else None
+    return {"id": r["id"], "state": state(r["status"], r["retired"]), "status": r["status"],
+            "retired": r["retired"] is not None, "attempts": r["attempts"],
+            "d": cols["d"], "L": cols["L"], "E": cols["E"], "top_k": cols["top_k"],
+            "N_active": cols["N_active"], "budget": spec["budget"],
+            "tokens": spec["train"]["tokens"],
+            "flops": spec["train"]["tokens"] * spec["flops_per_token"],
+            "step": step, "total_steps": total, "seconds_left": left,
+            "eval_loss": res.get("eval_loss"), "host": r["host"], "pid": r["pid"],
+            "error": r["error"], "run_dir": r["run_dir"]}
+
+
+# ----- retire -------------------------------------------------------------------------------------
+@sweep.command("retire")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False))
+@_store_option(True)
+def retire_cmd(spec_path, store_path):
+    """Retire the runs of SPEC's sweep that SPEC no longer produces (an earlier version of
+    it): they are never run and no longer count as pending; finished ones keep their result.
+    `sweep run` does this too; a spec that produces a retired run again brings it back.
+
+    \b
+    Examples:
+      moescale sweep retire sweep.toml --store sweep.db
+    """
+    from moescale.sweeps.spec import SweepSpec
+
+    spec = SweepSpec.load(spec_path)
+    ids = {r.id for r in spec.expand()}
+    store = _open(store_path)
+    back = store.unretire(ids)
+    stale = store.stale(spec.name, ids)
+    n = store.retire(stale)
+    click.echo(f"retired {n} run(s) of sweep {spec.name} that {spec_path} no longer produces"
+               + (f"; {back} retired run(s) it produces again are back" if back else "")
+               + ". " + ", ".join(f"{v} {k}" for k, v in store.counts().items()))
 
 
 # ----- export -------------------------------------------------------------------------------------
@@ -282,14 +377,21 @@ def analyze_cmd(store_path, axis, by, bootstrap, seed, output, as_json):
         moescale plan --compute 1e21 --m-ratio-fit fits/M_over_Na_opt_fit.json
     """
     from moescale.sweeps.analyze import analyze
+    from moescale.sweeps.experts import compare_experts, seed_noise
 
     frame = _open(store_path).runs_frame()
     if frame.empty:
         raise MoescaleError(f"{store_path} has no finished run to analyse")
     result = analyze(frame, x=axis, by=by, bootstrap=bootstrap, seed=seed)
     written = _write_fits(result, output) if output else []
+    done = frame[frame["loss"].notna()] if "loss" in frame.columns else frame
+    experts = compare_experts(done, x=result.x, bootstrap=bootstrap, seed=seed) \
+        if by == "E" else None
+    noise = experts.noise if experts else seed_noise(done)
     if as_json:
-        echo_json(result.to_dict() | {"written": written})
+        echo_json(result.to_dict() | {"written": written, "seed_noise": {
+            "sd": noise.sd, "n_configs": noise.n_configs, "dof": noise.dof,
+            "text": noise.describe()}} | ({"experts": experts.to_dict()} if experts else {}))
         return
     rows = []
     for b in result.budgets:
@@ -308,6 +410,39 @@ def analyze_cmd(store_path, axis, by, bootstrap, seed, output, as_json):
         click.echo(f"{name} = {fit.params['k']:.4g} · C^{fit.params['p']:.4f}")
     for path in written:
         click.echo(f"wrote {path}")
+    click.echo(noise.describe())
+    if experts:
+        print_experts(experts)
+
+
+def print_experts(comparison) -> None:
+    """The per-E best losses and compute multipliers over dense, as tables."""
+    dense = {b.budget: b.loss for b in comparison.best if b.E == 1}
+    rows = [(fmt_num(b.budget, 3), "dense" if b.E == 1 else f"{b.E:g}", b.n_runs,
+             fmt_num(b.x_opt, 4), f"{b.loss:.4f}", b.status,
+             "-" if b.E == 1 or b.budget not in dense else f"{b.loss - dense[b.budget]:+.4f}",
+             "-" if b.E == 1 or b.budget not in dense
+             else _noise_word(comparison.noise.within(b.loss - dense[b.budget])))
+            for b in comparison.best]
+    print_table(f"best loss per budget and number of experts (over {comparison.x})",
+                ["budget", "E", "runs", f"{comparison.x} at best", "best loss", "from",
+                 "vs dense", "seed noise"], rows)
+    if comparison.multipliers:
+        pct = int(comparison.level * 100)
+        rows = [("all (geometric mean)" if m.budget is None else fmt_num(m.budget, 3),
+                 f"{m.E:g}", f"{m.multiplier:.3g}×",
+                 "-" if m.ci is None else f"{m.ci[0]:.3g}× – {m.ci[1]:.3g}×",
+                 "yes" if m.extrapolated else "no")
+                for m in comparison.multipliers]
+        print_table(f"compute multiplier over dense at equal loss ({pct} % bootstrap intervals, "
+                    f"{comparison.bootstrap_ok} of {comparison.bootstrap} replicates)",
+                    ["budget", "E", "multiplier", "interval", "extrapolated"], rows)
+    for line in comparison.messages:
+        click.echo(line)
+
+
+def _noise_word(within: bool | None) -> str:
+    return {None: "unknown", True: "within", False: "beyond"}[within]
 
 
 def _write_fits(result, folder: str) -> list[str]:
@@ -365,6 +500,7 @@ def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_
     from moescale.laws import get_law
     from moescale.runs import RunTable
     from moescale.sweeps import suggest as sg
+    from moescale.sweeps.export import run_columns
     from moescale.units import parse_positive
 
     law = get_law(law_name)
@@ -391,20 +527,29 @@ def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_
         note = (f"suggested by moescale sweep suggest ({law.name}, {quantity} at "
                 f"{target:.3g} FLOPs)")
         appended = sg.append_runs(append_to, result.suggestions, note)
+    epochs, warnings = sg.corpus_repeats(result.suggestions, rows)
+    experts = [run_columns(s.run.to_dict())["E"] for s in result.suggestions]
     if as_json:
-        echo_json(result.to_dict() | {"appended": appended})
+        out = result.to_dict() | {"appended": appended, "warnings": warnings}
+        for s, e, n_experts in zip(out["suggestions"], epochs, experts, strict=True):
+            s |= {"E": n_experts, "epochs": e}
+        echo_json(out)
         return
     what = "N_opt" if quantity == "allocation" else "loss"
     click.echo(f"{law.name}: {what} at {target:.3g} FLOPs = {result.value:.4g}; s.d. of "
                f"ln {what} {result.sd_now:.3f} now, {result.sd_after:.3f} after "
                f"{len(result.suggestions)} run(s) of {fmt_num(result.flops, 3)} FLOPs")
-    print_table("suggested runs", ["id", "budget", "d", "L", "N", "tokens", "s.d. after"],
+    print_table("suggested runs",
+                ["id", "budget", "d", "L", "E", "N", "tokens", "epochs", "s.d. after"],
                 [(s.run.id, fmt_num(s.run.budget, 3), s.run.architecture["hidden_size"],
-                  s.run.architecture["n_layers"], s.variables.get("N", s.variables.get(
-                      "N_active")), s.run.tokens, f"{s.sd_after:.3f}")
-                 for s in result.suggestions])
+                  s.run.architecture["n_layers"], n_experts,
+                  s.variables.get("N", s.variables.get("N_active")), s.run.tokens,
+                  "-" if e is None else f"{e:.2f}", f"{s.sd_after:.3f}")
+                 for s, e, n_experts in zip(result.suggestions, epochs, experts, strict=True)])
     if appended:
         click.echo(f"appended {appended} [[runs]] to {append_to}")
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
 
 
 # ----- import -------------------------------------------------------------------------------------

@@ -1,47 +1,90 @@
 """What a sweep will cost before it runs: its runs, total compute, repeated data and an
-estimated wall time on this machine (``moescale sweep plan``)."""
+estimated wall time on this machine (``moescale sweep plan``).
+
+The time estimate runs short timing runs through the very worker process a sweep starts
+(``python -m moescale.sweeps.worker``), as many at once as the sweep has workers (they compete
+for the cores as the sweep's runs will), each with a real run's evaluations and checkpoints
+but only a few optimizer steps. A run then takes its fixed cost (process start, torch import,
+data, model, about 11 evaluations and 10 checkpoints) plus its steps at the steady step time,
+both interpolated in log(FLOPs per token) between the smallest and the largest model; the runs
+are dealt to the workers in the order the sweep claims them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from moescale.errors import MoescaleError
+from moescale.sweeps import worker
 from moescale.sweeps.spec import RunSpec, SweepSpec
 
-# Fixed cost of one run beyond its training steps: process start, torch import, data, the
-# first evaluation (measured on a 2-core machine: about 4 s; benchmarks/RESULTS.md).
-SECONDS_PER_RUN = 5.0
-EVALUATIONS_PER_RUN = 11  # the trainer's default: initial + 10 during training
 BPE_BYTES_PER_TOKEN = 3.5  # rough size of a BPE token of English text, for the repeat warning
-TIMED_STEPS = 4
+PROBE_STEPS = 10  # optimizer steps of a timing run; eval and checkpoint every step → about
+#                   the 11 evaluations and 10 checkpoints of a real run
+MAX_PROBES = 8  # timing runs at once, at most
+DRIVER_SECONDS = 0.5  # per run: the driver notices an ended run within its 0.5 s poll, then
+#                       claims and starts the next
 
 
-def measure_flops_per_second(run: RunSpec, threads: int = 1) -> float:
-    """Training FLOP/s of ``run``'s model on this machine: a few real optimizer steps of the
-    trainer with ``threads`` CPU threads (their first step included, so a slight underestimate)."""
-    import torch
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    """One timing run: its model's FLOPs per token, its fixed cost and its steady step time."""
 
-    from moescale.training.config import TrainConfig
-    from moescale.training.trainer import train
-
-    before = torch.get_num_threads()
-    options = {k: v for k, v in run.train.items()
-               if k not in ("tokens", "eval_every", "checkpoint_every", "eval_tokens")}
-    try:
-        result = train(run.arch(), TrainConfig(
-            **options, tokens=run.train["batch_tokens"] * TIMED_STEPS, threads=threads,
-            eval_tokens=run.arch().seq_len, convention=run.convention, seed=run.seed))
-    finally:
-        torch.set_num_threads(before)
-    return result.tokens_per_second * run.flops_per_token
+    flops_per_token: float
+    fixed_seconds: float
+    step_seconds: float
 
 
-def _run_seconds(run: RunSpec, rate: float) -> float:
-    evals = EVALUATIONS_PER_RUN * run.train.get("eval_tokens", 65536) * run.flops_per_token / 3
-    return (run.flops + evals) / rate + SECONDS_PER_RUN
+def probe_runs(runs: list[RunSpec], threads: int, concurrent: int) -> list[Probe]:
+    """Time a short real run of each of ``runs`` through the sweep's worker process,
+    ``concurrent`` of them at once."""
+    from moescale.sweeps.executors.local import start_worker
+
+    env = os.environ | dict.fromkeys(worker.THREAD_VARS, str(threads))
+    out: list[Probe] = []
+    with tempfile.TemporaryDirectory(prefix="moescale-plan-") as tmp:
+        for start in range(0, len(runs), concurrent):
+            started = []
+            for i, run in enumerate(runs[start:start + concurrent], start):
+                short = dataclasses.replace(run, id=f"probe-{i}", train=run.train | {
+                    "tokens": int(run.train["batch_tokens"]) * PROBE_STEPS, "eval_every": 1,
+                    "checkpoint_every": 1, "log_every": 1})
+                run_dir = Path(tmp) / short.id
+                started.append((run, run_dir, time.perf_counter(),
+                                start_worker(short, run_dir, threads, "-", env)))
+            for run, run_dir, t0, proc in started:
+                proc.wait()
+                out.append(_probe_result(run, run_dir, time.perf_counter() - t0, proc.returncode))
+    return out
+
+
+def _probe_result(run: RunSpec, run_dir: Path, wall: float, code: int) -> Probe:
+    if code != 0:
+        try:
+            reason = json.loads((run_dir / worker.ERROR_FILE).read_text())["error"]
+        except (OSError, ValueError, KeyError):
+            reason = f"exit status {code}"
+        raise MoescaleError(f"the timing run for the estimate failed ({reason}); "
+                            "skip it with --no-estimate")
+    batch = int(run.train["batch_tokens"])
+    steps = [batch / p["tokens_per_second"] for p in _log_records(run_dir)
+             if p.get("tokens_per_second")]
+    step = float(np.median(steps[1:] or steps))  # steady state: the first step warms up
+    return Probe(run.flops_per_token, max(wall - PROBE_STEPS * step, 0.0), step)
+
+
+def _log_records(run_dir: Path) -> list[dict[str, Any]]:
+    lines = (run_dir / worker.LOG_FILE).read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "event" not in r]
 
 
 def corpus_train_tokens(train: dict[str, Any]) -> tuple[int | None, str]:
@@ -59,13 +102,14 @@ def corpus_train_tokens(train: dict[str, Any]) -> tuple[int | None, str]:
     return int(n_bytes / BPE_BYTES_PER_TOKEN * share), "estimated (BPE)"
 
 
-def sweep_plan(spec: SweepSpec, workers: int | None = None,
-               measure: bool = True) -> dict[str, Any]:
+def sweep_plan(spec: SweepSpec, workers: int | None = None, measure: bool = True,
+               done: set[str] | frozenset[str] = frozenset(),
+               failed: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
     """The ``sweep plan`` object: runs, total FLOPs, time estimate and warnings.
 
-    The time estimate times a few real training steps of the smallest and the largest model
-    (one thread each, as the local executor runs them) and interpolates the FLOP rate in
-    log(FLOPs per token) for the others; ``measure=False`` skips it.
+    ``done`` and ``failed`` are ids already done or failed in the sweep's store: the estimate
+    covers only the runs left (failed runs run again only with ``--retry-failed``).
+    ``measure=False`` skips the estimate (see the module's description).
     """
     from moescale.sweeps.executors.local import available_cpus
 
@@ -85,30 +129,54 @@ def sweep_plan(spec: SweepSpec, workers: int | None = None,
         if epochs is not None and epochs > 1:
             warnings.append(f"run {run.id} ({run.label()}) repeats its corpus: {run.tokens:,} "
                             f"tokens over {corpus:,} training tokens ({how}) = {epochs:.2f} epochs")
-        rows.append(_row(run, epochs))
+        state = "done" if run.id in done else "failed" if run.id in failed else "left"
+        rows.append(_row(run, epochs) | {"state": state})
+    left = [r for r in runs if r.id not in done and r.id not in failed]
     out = {"name": spec.name, "runs": rows, "n_runs": len(runs),
-           "total_flops": sum(r.flops for r in runs), "workers": workers,
+           "n_done": sum(r.id in done for r in runs), "n_failed": sum(r.id in failed for r in runs),
+           "n_left": len(left), "total_flops": sum(r.flops for r in runs),
+           "left_flops": sum(r.flops for r in left), "workers": workers,
            "threads_per_run": threads, "estimated_seconds": None,
            "estimate_basis": "not measured", "warnings": warnings}
-    if measure and runs:
-        out |= _estimate(runs, workers, threads)
+    if measure and left:
+        out |= _estimate(left, workers, threads)
+    elif measure:
+        out |= {"estimated_seconds": 0, "estimate_basis": "nothing left to run"}
     return out
 
 
 def _estimate(runs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]:
     ends = [min(runs, key=lambda r: r.flops_per_token), max(runs, key=lambda r: r.flops_per_token)]
-    rates = {r.flops_per_token: measure_flops_per_second(r, threads) for r in ends}
-    x = np.log(sorted(rates))
-    y = np.log([rates[k] for k in sorted(rates)])
+    concurrent = min(workers, MAX_PROBES)
+    # as many timing runs at once as the sweep runs (at least the two ends)
+    probes = probe_runs([ends[i % 2] for i in range(max(concurrent, 2))], threads, concurrent)
+    by_size: dict[float, list[Probe]] = {}
+    for p in probes:
+        by_size.setdefault(p.flops_per_token, []).append(p)
+    x = np.log(sorted(by_size))
+    fixed = [np.mean([p.fixed_seconds for p in by_size[k]]) for k in sorted(by_size)]
+    step = [np.mean([p.step_seconds for p in by_size[k]]) for k in sorted(by_size)]
 
-    def rate(run: RunSpec) -> float:
-        return float(np.exp(np.interp(np.log(run.flops_per_token), x, y)))
+    def seconds(run: RunSpec) -> float:
+        at = np.log(run.flops_per_token)
+        per_step = np.exp(np.interp(at, x, np.log(step)))
+        return float(np.interp(at, x, fixed) + run.steps * per_step) + DRIVER_SECONDS
 
-    seconds = sum(_run_seconds(r, rate(r)) for r in runs) / min(workers, len(runs))
-    return {"estimated_seconds": math.ceil(seconds),
-            "estimate_basis": "measured " + ", ".join(
-                f"{v / 1e9:.2f} GFLOP/s at {k:.3g} FLOPs/token" for k, v in sorted(rates.items()))
-            + f" ({threads} thread(s) per run), + {SECONDS_PER_RUN:g} s per run"}
+    return {"estimated_seconds": math.ceil(makespan([seconds(r) for r in runs], workers)),
+            "estimate_basis": "timed " + ", ".join(
+                f"{np.mean([p.step_seconds for p in by_size[k]]) * 1e3:.3g} ms/step + "
+                f"{np.mean([p.fixed_seconds for p in by_size[k]]):.2g} s per run at "
+                f"{k:.3g} FLOPs/token" for k in sorted(by_size))
+            + f" ({len(probes)} timing runs, {concurrent} at once, {threads} thread(s) each)"}
+
+
+def makespan(durations: list[float], workers: int) -> float:
+    """Wall time of runs taken in order by ``workers`` slots (each starts the next when free)."""
+    slots = [0.0] * max(workers, 1)
+    for d in durations:
+        i = int(np.argmin(slots))
+        slots[i] += d
+    return max(slots)
 
 
 def _row(run: RunSpec, epochs: float | None) -> dict[str, Any]:

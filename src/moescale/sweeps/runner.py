@@ -12,6 +12,9 @@ that raises or diverges is ``failed`` at once (it would fail again).
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -47,11 +50,22 @@ class SweepRun:
     retried: dict[str, str] = field(default_factory=dict)
     reattached: list[str] = field(default_factory=list)
     lost_claims: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     flops: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_sweep`: the running runs were stopped and given back (they
+    resume from their last checkpoint at the next run); ``run`` says what was done."""
+
+    def __init__(self, run: SweepRun) -> None:
+        super().__init__(f"{len(run.finished)} run(s) finished, {len(run.stopped)} stopped")
+        self.run = run
 
 
 class _Heartbeat(threading.Thread):
@@ -75,30 +89,42 @@ class _Heartbeat(threading.Thread):
 def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
               retry_failed: bool = False, lease_s: float = LEASE_SECONDS,
               max_attempts: int = MAX_ATTEMPTS, folder: str | Path | None = None,
-              progress: bool = False) -> SweepRun:
-    """Run every run of ``spec`` not yet done in the store; return what happened."""
+              progress: Any = None, retire_stale: bool = True) -> SweepRun:
+    """Run every run of ``spec`` not yet done in the store; return what happened.
+
+    Runs of this sweep (same name) that the spec no longer produces are retired first
+    (``retire_stale``): never run, counted as ``retired``, results of finished ones kept.
+    ``progress`` is a display (:class:`LiveDisplay`, :class:`LineReport`) or ``None``.
+    Ctrl-C raises :class:`SweepInterrupted` once the running runs are given back.
+    """
     runs = spec.expand()
     ids = {r.id for r in runs}
     store = SweepStore(store_path)
     store.add_runs(runs)
+    store.unretire(ids)
+    retired = store.stale(spec.name, ids) if retire_stale else []
+    store.retire(retired)
     if retry_failed:
         store.retry_failed(ids)
     loop = _Loop(store, executor, ids, Path(folder) if folder else runs_dir(store_path),
-                 lease_s, max_attempts)
-    loop.out.runs = len(runs)
+                 lease_s, max_attempts, progress)
+    loop.out.runs, loop.out.retired = len(runs), retired
     beat = _Heartbeat(store.path, loop.claims, loop.lock, lease_s)
     beat.start()
-    display = _Display(store, runs, ids, executor.description) if progress else None
     t0 = time.perf_counter()
     try:
-        with display or contextlib.nullcontext():
-            loop.run(display)
+        with progress or contextlib.nullcontext():
+            loop.run()
         executor.close()
-    except BaseException:
+    except BaseException as exc:
         executor.shutdown()
         with loop.lock:
             for claim in loop.claims.values():
                 store.release(claim.run.id, claim.token, "interrupted")
+            loop.out.stopped = list(loop.claims)
+        if isinstance(exc, KeyboardInterrupt):
+            loop.out.counts, loop.out.seconds = store.counts(ids), time.perf_counter() - t0
+            raise SweepInterrupted(loop.out) from None
         raise
     finally:
         beat.stopped.set()
@@ -111,15 +137,16 @@ class _Loop:
     """One driver's loop: reconcile orphans, claim and submit, record outcomes."""
 
     def __init__(self, store: SweepStore, executor: Executor, ids: set[str], folder: Path,
-                 lease_s: float, max_attempts: int) -> None:
+                 lease_s: float, max_attempts: int, display=None) -> None:
         self.store, self.executor, self.ids, self.folder = store, executor, ids, folder
-        self.lease_s, self.max_attempts = lease_s, max_attempts
+        self.lease_s, self.max_attempts, self.display = lease_s, max_attempts, display
         self.claims: dict[str, Claim] = {}
+        self.dirs: dict[str, Path] = {}  # run folder of each claimed run
         self.lock = threading.Lock()
         self.out = SweepRun(store=str(store.path), executor=executor.description, runs=0,
                             counts={})
 
-    def run(self, display) -> None:
+    def run(self) -> None:
         last_reconcile = -float("inf")
         while True:
             if time.monotonic() - last_reconcile > self.lease_s / 2:
@@ -132,8 +159,10 @@ class _Loop:
             self.fill()
             if not self.claims:
                 return
-            if display:
-                display.update()
+            if self.display:
+                with self.lock:
+                    running = [(c.run, self.dirs[i]) for i, c in self.claims.items()]
+                self.display.update(running, self.store.states(self.ids))
             time.sleep(POLL_SECONDS)
 
     def fill(self) -> None:
@@ -148,6 +177,7 @@ class _Loop:
             self.store.set_run_dir(claim.run.id, claim.token, str(run_dir))
             with self.lock:
                 self.claims[claim.run.id] = claim
+                self.dirs[claim.run.id] = run_dir
             batch.append((claim, run_dir))
         if not batch:
             return
@@ -170,6 +200,7 @@ class _Loop:
             if outcome is None and self.executor.reattach(claim.run, run_dir, row["job_id"]):
                 with self.lock:
                     self.claims[claim.run.id] = claim
+                    self.dirs[claim.run.id] = run_dir
                 self.out.reattached.append(row["id"])
             elif outcome is not None:
                 self.record(claim, outcome)
@@ -179,64 +210,206 @@ class _Loop:
 
     def record(self, claim: Claim, outcome: Outcome) -> None:
         run_id, out = claim.run.id, self.out
+        with self.lock:
+            self.dirs.pop(run_id, None)
         if outcome.status == "done":
+            kind = "done"
             curve = outcome.curve if outcome.curve is not None else worker.read_curve(
                 self.folder / run_id)
             ok = self.store.finish(run_id, claim.token, outcome.result, curve)
             if ok:
                 out.finished.append(run_id)
                 out.flops += claim.run.flops
-        elif outcome.retryable and claim.attempt < self.max_attempts:
+        elif ((outcome.retryable or outcome.error == "KeyboardInterrupt")  # Ctrl-C reached it
+              and claim.attempt < self.max_attempts):
+            kind = "retry"
             ok = self.store.release(run_id, claim.token, "retry", outcome.error)
             if ok:
                 out.retried[run_id] = outcome.error
         else:
+            kind = "failed"
             ok = self.store.fail(run_id, claim.token, outcome.error or "unknown failure")
             if ok:
                 out.failed[run_id] = outcome.error
         if not ok:
             out.lost_claims.append(run_id)
+        elif self.display:
+            self.display.ended(claim.run, kind, outcome.result if kind == "done" else outcome.error,
+                               self.store.states(self.ids))
 
 
-class _Display:
-    """A live progress line on stderr: runs done/failed/running, FLOPs spent, time left
-    (measured FLOP rate × remaining FLOPs)."""
+# ----- following the runs ---------------------------------------------------------------------
+def describe(architecture: dict[str, Any], budget: float) -> str:
+    """A run's architecture in a few characters: ``d=16 L=2 E=4 k=1 @ 1e+11``."""
+    experts = architecture.get("n_experts") or 0
+    moe = f"E={experts} k={architecture.get('top_k')}" if experts > 1 else "dense"
+    return f"d={architecture['hidden_size']} L={architecture['n_layers']} {moe} @ {budget:.3g}"
 
-    def __init__(self, store: SweepStore, runs: list[RunSpec], ids: set[str],
-                 description: str) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.store, self.ids = store, ids
-        self.flops = {r.id: r.flops for r in runs}
-        self.progress = Progress(
-            TextColumn(f"sweep ({description})"), BarColumn(),
-            TextColumn("{task.fields[status]}"), TextColumn("{task.fields[spent]} FLOPs"),
-            TimeRemainingColumn(), console=Console(stderr=True), transient=False)
-        self.task = self.progress.add_task("sweep", total=sum(self.flops.values()),
-                                           completed=self._state()[0], status="", spent="0")
+def fmt_seconds(seconds: float | None) -> str:
+    """``42 s``, ``3:05``, ``1:02:10``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s} s"
+    h, rest = divmod(s, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
-    def __enter__(self):
-        self.progress.__enter__()
-        self.update()
+
+@dataclass
+class RunProgress:
+    """How far a running run got, from its worker's ``log.jsonl``."""
+
+    total: int
+    step: int = 0
+    train_loss: float | None = None
+    seconds_left: float | None = None
+
+    def text(self) -> str:
+        loss = "-" if self.train_loss is None else f"{self.train_loss:.3f}"
+        return (f"step {self.step:,}/{self.total:,} · loss {loss} · "
+                f"{fmt_seconds(self.seconds_left)} left")
+
+
+class LogReader:
+    """Follows a run folder's ``log.jsonl``, reading only what was appended since last time.
+
+    Time left = steps left / the step rate since the worker (re)started (its ``start`` or
+    ``resume`` event), so evaluations and checkpoints are part of the rate.
+    """
+
+    def __init__(self, run_dir: str | Path, total_steps: int) -> None:
+        self.path = Path(run_dir) / worker.LOG_FILE
+        self.offset, self.start, self.logged = 0, None, None
+        self.progress = RunProgress(total=total_steps)
+
+    def read(self, now: float | None = None) -> RunProgress:
+        try:
+            with open(self.path, "rb") as f:
+                stat = os.fstat(f.fileno())
+                if stat.st_size < self.offset:  # a new attempt started the log again
+                    self.offset, self.start, self.logged = 0, None, None
+                    self.progress = RunProgress(total=self.progress.total)
+                f.seek(self.offset)
+                chunk = f.read()
+        except OSError:
+            return self.progress
+        end = chunk.rfind(b"\n") + 1  # a line still being written waits for the next call
+        self.offset += end
+        p = self.progress
+        for line in chunk[:end].splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if rec.get("event") in ("start", "resume"):
+                self.start, p.step = (rec["time"], rec["step"]), rec["step"]
+            elif "event" not in rec and "step" in rec:
+                p.step, p.train_loss, self.logged = rec["step"], rec.get("train_loss"), stat.st_mtime
+        if self.start and self.logged and p.step > self.start[1] and self.logged > self.start[0]:
+            rate = (p.step - self.start[1]) / (self.logged - self.start[0])
+            since = (now or time.time()) - self.logged
+            p.seconds_left = max((p.total - p.step) / rate - since, 0.0)
+        return p
+
+
+def read_progress(run_dir: str | Path, total_steps: int) -> RunProgress:
+    """Steps done, latest train loss and time left of the run training in ``run_dir``."""
+    return LogReader(run_dir, total_steps).read()
+
+
+def _ended_line(run: RunSpec, kind: str, detail: Any, states: dict[str, str],
+                seconds: float | None) -> str:
+    ended = sum(1 for s in states.values() if s in ("done", "failed"))
+    if kind == "done":
+        what = f"eval loss {detail['eval_loss']:.4f}"
+    elif kind == "retry":
+        what = f"will be retried ({detail})"
+    else:
+        what = str(detail)
+    took = f" in {fmt_seconds(seconds)}" if seconds is not None else ""
+    return (f"[{ended}/{len(states)}] {kind} {run.id} "
+            f"{describe(run.architecture, run.budget)}{took}: {what}")
+
+
+class LineReport:
+    """Without a terminal: one line on stderr per run that ended (done, failed, retried)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, float] = {}
+
+    def __enter__(self) -> LineReport:
         return self
 
-    def __exit__(self, *exc):
-        self.update()
-        return self.progress.__exit__(*exc)
+    def __exit__(self, *exc) -> bool:
+        return False
 
-    def _state(self) -> tuple[float, float, dict[str, int]]:
-        """(FLOPs of ended runs, FLOPs of done runs, counts by status) of this spec's runs."""
-        rows = self.store.db.execute("SELECT id, status FROM runs").fetchall()
-        mine = [(r["id"], r["status"]) for r in rows if r["id"] in self.ids]
-        ended = sum(self.flops[i] for i, s in mine if s in ("done", "failed"))
-        spent = sum(self.flops[i] for i, s in mine if s == "done")
-        count = {s: sum(1 for _, t in mine if t == s) for s in ("done", "failed", "running")}
-        return ended, spent, count
+    def update(self, running: list[tuple[RunSpec, Path]], states: dict[str, str]) -> None:
+        for run, _ in running:
+            self.seen.setdefault(run.id, time.monotonic())
 
-    def update(self) -> None:
-        ended, spent, count = self._state()
-        self.progress.update(
-            self.task, completed=ended, spent=f"{spent:.3g}",
-            status=f"{count['done']} done, {count['failed']} failed, "
-                   f"{count['running']} running of {len(self.ids)}")
+    def ended(self, run: RunSpec, kind: str, detail: Any, states: dict[str, str]) -> None:
+        started = self.seen.pop(run.id, None)
+        seconds = None if started is None else time.monotonic() - started
+        print(_ended_line(run, kind, detail, states, seconds), file=sys.stderr, flush=True)
+
+
+class LiveDisplay(LineReport):
+    """At a terminal (stderr): the sweep's bar with runs done and time left, one bar per
+    running run (architecture, steps, latest train loss, time left), and a line per run that
+    ended above them."""
+
+    def __init__(self, runs: list[RunSpec], description: str) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn
+
+        super().__init__()
+        self.flops = {r.id: r.flops for r in runs}
+        self.readers: dict[str, LogReader] = {}
+        self.tasks: dict[str, Any] = {}
+        self.first: tuple[float, float] | None = None  # (time, FLOPs) at the first update
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(bar_width=20),
+                            TextColumn("{task.fields[info]}"), console=Console(stderr=True),
+                            refresh_per_second=2)
+        self.sweep = self.bar.add_task(f"sweep ({description})",
+                                       total=sum(self.flops.values()) or 1, info="starting")
+
+    def __enter__(self) -> LiveDisplay:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.bar.stop()
+        return False
+
+    def update(self, running: list[tuple[RunSpec, Path]], states: dict[str, str]) -> None:
+        super().update(running, states)
+        now = time.time()
+        done = sum(self.flops.get(i, 0.0) for i, s in states.items() if s in ("done", "failed"))
+        for run, run_dir in running:
+            reader = self.readers.setdefault(run.id, LogReader(run_dir, run.steps))
+            p = reader.read(now)
+            if run.id not in self.tasks:
+                self.tasks[run.id] = self.bar.add_task(
+                    "  " + describe(run.architecture, run.budget), total=max(run.steps, 1))
+            self.bar.update(self.tasks[run.id], completed=p.step, info=p.text())
+            done += run.flops * min(p.step / max(run.steps, 1), 1.0)
+        self.first = self.first or (now, done)
+        elapsed, gained = now - self.first[0], done - self.first[1]
+        left = ((sum(self.flops.values()) - done) * elapsed / gained
+                if gained > 0 and elapsed > 5 else None)
+        count = {s: sum(1 for t in states.values() if t == s) for s in ("done", "failed")}
+        self.bar.update(self.sweep, completed=done, info=(
+            f"{count['done']} done, {count['failed']} failed, {len(running)} running of "
+            f"{len(states)} · {fmt_seconds(left)} left"))
+
+    def ended(self, run: RunSpec, kind: str, detail: Any, states: dict[str, str]) -> None:
+        started = self.seen.pop(run.id, None)
+        seconds = None if started is None else time.monotonic() - started
+        self.bar.console.print(_ended_line(run, kind, detail, states, seconds), markup=False,
+                               highlight=False)
+        self.readers.pop(run.id, None)
+        task = self.tasks.pop(run.id, None)
+        if task is not None:
+            self.bar.remove_task(task)

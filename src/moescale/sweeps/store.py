@@ -9,6 +9,10 @@ The only module that speaks SQL. Guarantees:
   (:meth:`heartbeat`). A ``running`` run whose lease has expired, or whose driver process on
   this host is gone, goes back to ``pending`` at the next claim (its attempt is kept in
   ``history``).
+- **Retired runs are kept.** A run the sweep's spec no longer produces (an earlier version
+  of the spec) can be retired (:meth:`retire`): it is never claimed again and counts as
+  ``retired``, not ``pending``; a retired run that had finished stays ``done`` with its
+  result. A spec that produces it again brings it back (:meth:`unretire`).
 - **Results are written once.** :meth:`finish` and :meth:`fail` only act while the caller
   still holds the claim token of a ``running`` run, so a ``done`` run is never overwritten or
   run again, and a result from a lost attempt is discarded.
@@ -34,6 +38,7 @@ from moescale.errors import MoescaleError
 from moescale.sweeps.spec import RunSpec
 
 STATUSES = ("pending", "running", "done", "failed")
+COUNTED = (*STATUSES, "retired")  # keys of :meth:`SweepStore.counts`
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,7 +62,8 @@ CREATE TABLE IF NOT EXISTS runs (
     job_id TEXT,
     result TEXT,
     error TEXT,
-    history TEXT NOT NULL DEFAULT '[]'
+    history TEXT NOT NULL DEFAULT '[]',
+    retired REAL
 );
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, ord);
 CREATE TABLE IF NOT EXISTS curves (
@@ -96,6 +102,11 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def state(status: str, retired: float | None) -> str:
+    """The status a person sees: ``retired`` for a retired run that never finished."""
+    return "retired" if retired is not None and status != "done" else status
+
+
 class SweepStore:
     """A sweep's SQLite store. Cheap to open; one connection per thread or process."""
 
@@ -116,6 +127,8 @@ class SweepStore:
             columns = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
             if "job_id" not in columns:  # stores written before remote executors
                 self.db.execute("ALTER TABLE runs ADD COLUMN job_id TEXT")
+            if "retired" not in columns:  # stores written before retirement
+                self.db.execute("ALTER TABLE runs ADD COLUMN retired REAL")
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                             (SCHEMA_VERSION,))
         except sqlite3.DatabaseError as exc:
@@ -165,7 +178,8 @@ class SweepStore:
         def take():
             self._release_dead()
             rows = self.db.execute(
-                "SELECT id, spec FROM runs WHERE status = 'pending' ORDER BY ord").fetchall()
+                "SELECT id, spec FROM runs WHERE status = 'pending' AND retired IS NULL "
+                "ORDER BY ord").fetchall()
             row = next((r for r in rows if ids is None or r["id"] in ids), None)
             if row is None:
                 return None
@@ -283,6 +297,27 @@ class SweepStore:
             return len(rows)
         return self._write(retry)
 
+    def stale(self, sweep: str, ids: set[str]) -> list[str]:
+        """Runs of sweep ``sweep`` that are not in ``ids`` (an earlier version of its spec) and
+        not retired yet; running runs are left to finish."""
+        return [r["id"] for r in self.db.execute(
+            "SELECT id, status FROM runs WHERE sweep = ? AND retired IS NULL ORDER BY ord",
+            (sweep,)) if r["id"] not in ids and r["status"] != "running"]
+
+    def retire(self, run_ids: Iterable[str]) -> int:
+        """Retire runs: never claimed again, counted as ``retired`` (a done run keeps its
+        status and result). Returns how many were retired."""
+        now = time.time()
+        return self._write(lambda: self.db.executemany(
+            "UPDATE runs SET retired = ? WHERE id = ? AND retired IS NULL AND status != 'running'",
+            [(now, i) for i in run_ids]).rowcount)
+
+    def unretire(self, run_ids: Iterable[str]) -> int:
+        """Bring retired runs back (their spec produces them again)."""
+        return self._write(lambda: self.db.executemany(
+            "UPDATE runs SET retired = NULL WHERE id = ? AND retired IS NOT NULL",
+            [(i,) for i in run_ids]).rowcount)
+
     def import_done(self, run: RunSpec, result: dict[str, Any], curve: list[dict],
                     run_dir: str) -> bool:
         """Add a run finished outside any sweep (``moescale train``) as ``done``; False if its
@@ -332,11 +367,18 @@ class SweepStore:
         return out
 
     def counts(self, ids: set[str] | None = None) -> dict[str, int]:
-        counts = dict.fromkeys(STATUSES, 0)
-        for r in self.db.execute("SELECT id, status FROM runs"):
-            if ids is None or r["id"] in ids:
-                counts[r["status"]] += 1
+        """Runs by status (of ``ids`` when given); a retired run that never finished counts
+        as ``retired``, one that finished as ``done``."""
+        counts = dict.fromkeys(COUNTED, 0)
+        for s in self.states(ids).values():
+            counts[s] += 1
         return counts
+
+    def states(self, ids: set[str] | None = None) -> dict[str, str]:
+        """Each run's status (of ``ids`` when given), ``retired`` for retired unfinished runs."""
+        return {r["id"]: state(r["status"], r["retired"])
+                for r in self.db.execute("SELECT id, status, retired FROM runs ORDER BY ord")
+                if ids is None or r["id"] in ids}
 
     def curve(self, run_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute(

@@ -245,6 +245,38 @@ def store_candidates(rows: list[dict], budgets: np.ndarray) -> list:
     return out
 
 
+def corpus_repeats(suggestions: list[Suggestion],
+                   rows: list[dict]) -> tuple[list[float | None], list[str]]:
+    """Epochs of each suggested run over its training corpus, and a warning for each run that
+    repeats it (more tokens than the corpus's unique training tokens). The corpus is measured
+    as ``sweep plan`` does; when it cannot be read, the unique tokens of a store run that
+    repeated the same data stand for it."""
+    from moescale.sweeps.estimate import corpus_train_tokens
+
+    corpora: dict[str, int | None] = {}
+    epochs, warnings = [], []
+    for s in suggestions:
+        key = _data_key(s.run.train)
+        if key not in corpora:
+            corpora[key] = corpus_train_tokens(s.run.train)[0] or max(
+                (r["result"]["unique_tokens"] for r in rows
+                 if _data_key(r["spec"]["train"]) == key and r["result"]
+                 and r["result"].get("repeated_tokens") and r["result"].get("unique_tokens")),
+                default=None)
+        corpus = corpora[key]
+        e = s.run.tokens / corpus if corpus else None
+        epochs.append(e)
+        if e is not None and e > 1:
+            warnings.append(f"suggested run {s.run.id} repeats its corpus: {s.run.tokens:,} "
+                            f"tokens over {corpus:,} unique training tokens = {e:.2f} epochs")
+    return epochs, warnings
+
+
+def _data_key(train: dict[str, Any]) -> str:
+    return json_key(train.get("data", "kjv"), train.get("tokenizer", "bytes"),
+                    train.get("val_fraction", 0.05))
+
+
 def json_key(*parts) -> str:
     import json
 
