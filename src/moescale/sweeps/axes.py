@@ -126,6 +126,7 @@ def holistic_architectures(base: dict, budget: float, m_over_na: float, n_over_n
         raise MoescaleError(
             f"holistic target M/N_a={m_over_na:g}, N/N_a={n_over_na:g} is impossible: M/N_a "
             f"must exceed 6 and N/N_a lie in (1, {s.ratio_max:.3g}) for these experts")
+    _refuse_solved(base)
     N_a = M / m_over_na
     N = n_over_na * N_a
     feasible = hs.feasible_d(M, N_a, N, s, heads)
@@ -157,12 +158,35 @@ def _d_picks(feasible_d: np.ndarray, points) -> list[float]:
     return list(np.geomspace(feasible_d.min(), feasible_d.max(), points))
 
 
+# [base] fields a holistic grid solves for itself: giving them would be silently overwritten.
+HOLISTIC_SOLVED = ("hidden_size", "n_layers", "first_dense_layers", "expert_ffn", "dense_ffn",
+                   "shared_expert_ffn", "moe_layers")
+# [base] fields the holistic accounting (arXiv 2603.21862, Appendix A) fixes to one value.
+HOLISTIC_FIXED = {"moe_layer_step": 1, "ffn_type": "swiglu"}
+
+
+def _refuse_solved(base: dict) -> None:
+    """Refuse ``[base]`` fields the holistic grid solves for (they would be overwritten)."""
+    solved = [k for k in HOLISTIC_SOLVED if base.get(k) not in (None, 0)]
+    if solved:
+        raise MoescaleError(
+            f"a [holistic] sweep solves {', '.join(solved)} from its targets; remove "
+            f"{'it' if len(solved) == 1 else 'them'} from [base]")
+
+
 def _holistic_settings(base: dict, settings: dict):
+    """The planner's settings from ``[base]``: every field is honoured (``seq_len`` is the
+    ``S`` of ``M = 6·N_a + 6·S·N_q·d_qkv·L``; heads, experts, vocabulary as given) or refused
+    with the reason (fields the grid solves for, or values the accounting cannot represent)."""
     from moescale.planning.holistic import HolisticSettings
 
     need = [k for k in ("n_heads", "n_experts", "top_k", "seq_len") if k not in base]
     if need:
         raise MoescaleError(f"a [holistic] sweep needs {', '.join(need)} in [base]")
+    for key, value in HOLISTIC_FIXED.items():
+        if key in base and base[key] != value:
+            raise MoescaleError(f"a [holistic] sweep needs {key} = {value!r} (the holistic "
+                                f"accounting, arXiv 2603.21862 Appendix A), got {base[key]!r}")
     nq = base["n_heads"]
     nkv = base.get("n_kv_heads") or nq
     dq = base.get("head_dim")
