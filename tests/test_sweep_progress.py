@@ -203,7 +203,7 @@ def test_a_sweep_with_a_failed_run_exits_1_with_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path):
+def test_ctrl_c_stops_cleanly_and_gives_the_running_runs_back(tmp_path):
     pytest.importorskip("torch")
     spec = micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[3e10]")
     db = tmp_path / "s.db"

@@ -157,12 +157,12 @@ class _Loop:
                     claim = self.claims.pop(outcome.run_id)
                 self.record(claim, outcome)
             self.fill()
-            if not self.claims:
-                return
             if self.display:
                 with self.lock:
                     running = [(c.run, self.dirs[i]) for i, c in self.claims.items()]
                 self.display.update(running, self.store.states(self.ids))
+            if not self.claims:
+                return
             time.sleep(POLL_SECONDS)
 
     def fill(self) -> None:
@@ -392,7 +392,8 @@ class LiveDisplay(LineReport):
             p = reader.read(now)
             if run.id not in self.tasks:
                 self.tasks[run.id] = self.bar.add_task(
-                    "  " + describe(run.architecture, run.budget), total=max(run.steps, 1))
+                    "  " + describe(run.architecture, run.budget), total=max(run.steps, 1),
+                    info="starting")
             self.bar.update(self.tasks[run.id], completed=p.step, info=p.text())
             done += run.flops * min(p.step / max(run.steps, 1), 1.0)
         self.first = self.first or (now, done)
