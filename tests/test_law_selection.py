@@ -186,13 +186,13 @@ def test_selection_json_fields_stability_and_cv(tmp_path, capsys):
                              "--grid", "alpha=0.3"], capsys)
     assert code == 2 and "one law" in err             # --grid is one law's
     code, stdout, err = run(["fit", str(path), "--law", "chinchilla,wang2024", "--cv", "D",
-                             "--bootstrap", "8", "--target-compute", "1e21", "--json"], capsys)
+                             "--bootstrap", "20", "--target-compute", "1e21", "--json"], capsys)
     assert code == 0, err
     res = json.loads(stdout)
     assert res["rank_by"] == "cv" and res["cv"] == "D" and res["target_compute"] == 1e21
     for s in res["leaderboard"]:
         assert s["cv_folds"] == 5 and s["cv_rmse"] > 0
-        assert s["optimum"]["N_opt"] > 0 and s["stability"]["refits"] == 8
+        assert s["optimum"]["N_opt"] > 0 and s["stability"]["refits"] == 20
     chin = next(s for s in res["leaderboard"] if s["law"] == "chinchilla")
     truth = optimum("chinchilla", get_law("chinchilla").presets["hoffmann2022"].values, 1e21)
     assert chin["optimum"]["N_opt"] == pytest.approx(truth["N_opt"], rel=0.3)

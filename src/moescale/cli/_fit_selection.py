@@ -165,7 +165,7 @@ def print_selection(result, output: str | None = None) -> None:
           "cv": f"leave-one-{result.cv}-out RMSE (one-SE rule, ties by BIC)",
           "aic": "AIC", "bic": "BIC"}[result.rank_by]
     split = result.holdout or "none"
-    cols = ["#", "law", "k", "train RMSE", "held-out RMSE", "max |err|"]
+    cols = ["#", "law", "k", "δ", "train RMSE", "held-out RMSE", "max |err|"]
     if result.cv:
         cols += ["CV RMSE", "CV max"]
     cols += ["ΔAIC", "ΔBIC", "optimum N × D" + (f" at {result.target_compute:.3g}"
@@ -173,13 +173,15 @@ def print_selection(result, output: str | None = None) -> None:
     rows = []
     for s in result.leaderboard:
         row = [f"{s.rank}{'*' if s.within_one_se else ''}", s.law, str(s.n_params),
-               _num(s.train_rmse), _num(s.holdout_rmse), _num(s.holdout_max_error)]
+               _num(s.delta, 2), _num(s.train_rmse), _num(s.holdout_rmse), _num(s.holdout_max_error)]
         if result.cv:
             row += [_num(s.cv_rmse), _num(s.cv_max_error)]
         row += [f"{s.delta_aic:.1f}", f"{s.delta_bic:.1f}", _optimum_text(s)]
         rows.append(row)
-    print_table(f"laws ranked by {by}; held out: {split}; {result.n_runs} runs, Huber "
-                f"δ = {result.delta:g}", cols, rows)
+    delta = (f"δ = {result.delta:g} for every law" if result.delta is not None
+             else "δ of each law's single fit (its paper's, else 1e-3)")
+    print_table(f"laws ranked by {by}; held out: {split}; {result.n_runs} runs, Huber {delta}",
+                cols, rows)
     if any(s.within_one_se for s in result.leaderboard) and result.rank_by in ("holdout", "cv"):
         click.echo("* within one standard error of the best held-out error (ordered by BIC)")
     for s in result.leaderboard:

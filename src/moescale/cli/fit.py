@@ -39,7 +39,9 @@ def _floats(text: str, what: str) -> list[float]:
 @click.option("--weights", "weight_column", default=None, metavar="COLUMN",
               help="Column of positive per-run weights in the objective.")
 @click.option("--delta", type=FiniteFloat(min=0, min_open=True), default=None,
-              help="Huber δ on ln(loss) residuals (default: the law's paper, else 1e-3).")
+              help="Huber δ on ln(loss) residuals, for one law or every law of a "
+                   "leaderboard (default: the law's paper — ludziejewski2025 0.01, "
+                   "krajewski2024 0.1 — else 1e-3).")
 @click.option("--method", type=click.Choice(["grid", "varpro"]), default="grid", show_default=True,
               help="Starts: the law's published grid, or variable projection (linear laws).")
 @click.option("--exhaustive", is_flag=True,
@@ -128,12 +130,15 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
 
 
 def _print(result, output: str | None) -> None:
-    ci = result.ci
+    ci, refused = result.ci, result.interval_refused
+    none = "refused" if refused else "-"
     rows = [(k, fmt_num(v, 5), f"{fmt_num(ci[k][0], 4)} … {fmt_num(ci[k][1], 4)}" if k in ci
-             else "-", fmt_num(result.se[k], 3) if k in result.se else "-")
+             else none, fmt_num(result.se[k], 3) if k in result.se else "-")
             for k, v in {**result.params, **result.derived}.items()]
-    level = f"{result.ci_level:.0%} CI" + (f" ({len(result.bootstrap_params)} refits)"
-                                             if result.bootstrap_params else "")
+    n_boot = result.optimizer.get("bootstrap_refits")
+    level = f"{result.ci_level:.0%} CI" + (
+        f" ({len(result.bootstrap_params)} of {n_boot} refits converged)"
+        if result.bootstrap_params else "")
     print_table(f"{result.law} fitted to {result.data['n_train']} runs",
                 ["parameter", "value", level, "SE"], rows)
     opt = result.optimizer
@@ -145,6 +150,8 @@ def _print(result, output: str | None) -> None:
     print_table(f"error on {result.target}", ["runs", "n", "RMSE", "max |error|", "mean |rel|"],
                 [(name, str(m["n"]), f"{m['rmse']:.4g}", f"{m['max_abs_error']:.4g}",
                   f"{m['mean_abs_rel_error']:.2%}") for name, m in rows])
+    if refused:
+        click.echo(refused)
     _print_residuals(result)
     for w in result.warnings:
         click.echo(f"warning: {w}")
@@ -156,13 +163,16 @@ RESIDUAL_ROWS = 10  # the runs the residual table shows (largest |z| first)
 
 
 def _print_residuals(result) -> None:
-    """The runs the law fits worst (largest robust z of the ln residual), outliers marked."""
+    """The runs the law fits worst (largest robust z of the ln residual), outliers marked;
+    each named by its id (a sweep's ``id``/``spec_hash``), else its row."""
+    from moescale.fitting.diagnostics import run_name
+
     if not result.residuals:
         return
     worst = sorted(result.residuals, key=lambda r: -abs(r["z"]))[:RESIDUAL_ROWS]
     names = result.law_object().variables
     print_table(f"worst-fitted runs ({len(worst)} of {len(result.residuals)}; all in --json)",
                 ["run", "split", *names, "observed", "predicted", "ln resid.", "z", ""],
-                [(str(r["run"]), r["split"], *(fmt_num(r[k], 4) for k in names),
+                [(run_name(r), r["split"], *(fmt_num(r[k], 4) for k in names),
                   f"{r['observed']:.5g}", f"{r['predicted']:.5g}", f"{r['log_residual']:+.3g}",
                   f"{r['z']:+.2f}", "outlier" if r["outlier"] else "") for r in worst])

@@ -30,6 +30,9 @@ from moescale.errors import MoescaleError
               help="Tokens of KV cache that must fit in --memory.")
 @click.option("--dtype", default="bf16", show_default=True, help="Dtype of weights and KV cache.")
 @click.option("--inference-tokens", default=None, help="Tokens to serve, paid from --compute (2·N_act each).")
+@click.option("--corpus-tokens", default=None,
+              help="Tokens in the training corpus: warn when the plan trains on more (default: "
+                   "the corpus a --fit records, when its runs repeated it).")
 @click.option("--experts", default=None,
               help="law: numbers of experts to compare [1,2,4,8,16,32]; holistic: routed "
                    "experts N_e [288].")
@@ -50,13 +53,14 @@ from moescale.errors import MoescaleError
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
 def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memory, kv_tokens,
-         dtype, inference_tokens, experts, top_k, vocab, seq_len, heads, kv_heads, head_dim,
+         dtype, inference_tokens, corpus_tokens, experts, top_k, vocab, seq_len, heads, kv_heads, head_dim,
          align, top, hf_out, hf_family, megatron_out, output, as_json):
     """Plan an MoE for a compute budget (and optionally memory and serving load).
 
     Every budget holds for the realised architecture (exact counts): memory and KV cache
     strictly, compute within 0.1 % below the budget. Laws used outside their fitted range
-    are named in the plan's assumptions.
+    are named in the plan's assumptions; a fit used more than 2x beyond its runs, or training
+    tokens beyond the corpus, are warnings (stderr; "warnings" in --json).
 
     \b
     Examples:
@@ -65,10 +69,14 @@ def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memor
       moescale plan --compute 1e22 --law ludziejewski2025 --memory 24GB --experts 1,4,8,32
       moescale plan --compute 1e12 --vocab 256 --seq-len 128 --experts 8 --top-k 2 -o plan.json
       moescale plan --compute 1e21 --fit fit.json --hf-config planned/config.json
+      moescale plan --compute 1e15 --fit fit.json --corpus-tokens 4e6 --vocab 256
     """
+    from moescale.fitting import FitResult
     from moescale.planning import Budget, make_plan
+    from moescale.planning.plan import with_warnings
     from moescale.units import parse_bytes, parse_positive
 
+    corpus = parse_positive(corpus_tokens, "--corpus-tokens") if corpus_tokens else None
     budget = Budget(
         compute=parse_positive(compute, "--compute"),
         memory_bytes=parse_bytes(memory, "--memory") if memory is not None else None,
@@ -83,11 +91,15 @@ def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memor
                   vocab=parse_int(vocab, "--vocab", 2), top_k=parse_int(top_k, "--top-k"),
                   heads=parse_int(heads, "--heads"), kv_heads=parse_int(kv_heads, "--kv-heads"),
                   head_dim=parse_int(head_dim, "--head-dim"))
+    fits = [FitResult.load(f) for f in (fit_file, m_ratio_fit, n_ratio_fit) if f]
+    p = with_warnings(p, fits, corpus)
     _write_exports(p, hf_out, hf_family, megatron_out, output)
     if as_json:
         echo_json(p.to_dict())
     else:
-        _print_plan(p)
+        _print_plan(p, fits[0].ci_level if fit_file else 0.95)
+        for w in p.warnings:
+            click.echo(f"warning: {w}", err=True)
 
 
 def _write_exports(p, hf_out, hf_family, megatron_out, output) -> None:
@@ -122,7 +134,17 @@ def _megatron_lines(args: list[str]) -> str:
     return " \\\n".join(lines) + "\n"
 
 
-def _print_plan(p) -> None:
+def _loss_text(p, level: float) -> str:
+    """``2.4310 (95 % CI 2.40–2.46)``: the predicted loss and its bootstrap interval."""
+    if p.predicted_loss is None:
+        return "-"
+    ci = p.predicted_loss_ci
+    return f"{p.predicted_loss:.4f}" + (f" ({level * 100:g} % CI {ci[0]:.4g}–{ci[1]:.4g})" if ci
+                                         else "")
+
+
+def _print_plan(p, level: float = 0.95) -> None:
+    """The plan as tables (``level``: the confidence level of the loss interval)."""
     a, al, r = p.architecture, p.allocation, p.realised
     b = p.budget
     head = [("method / law", f"{p.method} / {p.law} ({p.convention} convention)"),
@@ -143,7 +165,7 @@ def _print_plan(p) -> None:
                                   f" ({p.convention})"),
         ("all params (exact)", f"{fmt_num(p.counts.active_params)} / {fmt_num(p.counts.total_params)}"),
         ("training tokens", fmt_num(al["tokens"])),
-        ("predicted loss", "-" if p.predicted_loss is None else f"{p.predicted_loss:.4f}"),
+        ("predicted loss", _loss_text(p, level)),
         ("learning rate", "-" if p.learning_rate is None else f"{p.learning_rate:.3g}"),
         ("batch", "-" if p.batch_size_sequences is None else
          f"{p.batch_size_sequences} × {a.seq_len} = {fmt_num(p.batch_size_tokens)} tokens"),

@@ -23,11 +23,16 @@ from moescale.errors import MoescaleError
 @click.option("--C", "C", default=None, help="Compute C (FLOPs).")
 @click.option("--var", "extra", multiple=True, metavar="NAME=VALUE",
               help="Any other variable of the law, e.g. --var loss=2.1. Repeatable.")
+@click.option("--corpus-tokens", default=None,
+              help="Tokens in the training corpus: warn when D exceeds it (default: the corpus "
+                   "a --fit records, when its runs repeated it).")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"loss\": …} as JSON.")
-def predict(law_name, preset, fit_file, extra, as_json, **values):
+def predict(law_name, preset, fit_file, extra, corpus_tokens, as_json, **values):
     """Predict the loss (or the law's target) of a run from published or fitted coefficients.
 
-    With --fit and a bootstrapped fit, the confidence interval is printed too.
+    With --fit and a bootstrapped fit, the confidence interval is printed too (or why the fit
+    refused one). Variables more than 2x outside the fit's runs, and D beyond the corpus, are
+    warnings (stderr; "warnings" in --json).
 
     \b
     Examples:
@@ -36,8 +41,11 @@ def predict(law_name, preset, fit_file, extra, as_json, **values):
       moescale predict --fit fit.json --N 7e9 --D 1.4e12
     """
     from moescale.laws import get_law
+    from moescale.planning.plan import corpus_size, corpus_warning, fit_warnings
     from moescale.runs import parse_pairs
+    from moescale.units import parse_positive
 
+    corpus = parse_positive(corpus_tokens, "--corpus-tokens") if corpus_tokens else None
     given = {k: _value(k, v, f"--{k}") for k, v in values.items() if v is not None}
     for name, value in parse_pairs(extra, "--var", "NAME=VALUE").items():
         if name in given:
@@ -62,18 +70,29 @@ def predict(law_name, preset, fit_file, extra, as_json, **values):
                             f"it needs {', '.join(law.variables)}")
     value = float(law.predict(params, given, strict=True))
     interval = None
-    if result is not None and result.bootstrap_params:
+    if result is not None and result.bootstrap_params and not result.interval_refused:
         interval = [float(x) for x in result.predict_interval(given)]
+    warnings = fit_warnings(result, given) if result is not None else []
+    size, where = corpus_size(corpus, [result])
+    if "D" in given:
+        warnings.append(corpus_warning(given["D"], size, where, what="D ="))
+    warnings = [w for w in warnings if w]
     if as_json:
         out = {"law": law.name, "source": source, "preset": preset if result is None else None, "variables": given, law.target: value}
         if law.target != "loss":
             out["prediction"] = value
         if interval:
             out["ci"], out["ci_level"] = interval, result.ci_level
+        if result is not None and result.interval_refused:
+            out["interval_refused"] = result.interval_refused
+        out["warnings"] = warnings
         echo_json(out)
     else:
-        ci = f"  ({result.ci_level:.0%} CI {interval[0]:.5g} … {interval[1]:.5g})" if interval else ""
+        ci = (f" ({result.ci_level * 100:g} % CI {interval[0]:.5g}–{interval[1]:.5g})"
+              if interval else "")
         click.echo(f"{law.name} ({source}): {law.target} = {value:.5g}{ci}")
+        for w in warnings:
+            click.echo(f"warning: {w}", err=True)
 
 
 def _value(name: str, text: str, what: str) -> float:

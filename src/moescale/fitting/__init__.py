@@ -24,6 +24,7 @@ Both functions return the one result type, the frozen :class:`FitResult`: ``succ
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,15 +36,16 @@ from moescale.errors import MoescaleError
 from moescale.fitting import diagnostics as dg
 from moescale.fitting import multistart as ms
 from moescale.fitting.holdout import holdout_mask, metrics
-from moescale.fitting.objective import Problem
+from moescale.fitting.objective import HUBER_DELTA, PAPER_DELTA, Problem, default_delta
 from moescale.fitting.result import ExtrapolationWarning, FitResult
 from moescale.laws import Law, get_law
 
-__all__ = ["DEFAULT_DELTA", "ExtrapolationWarning", "FitResult", "ScalingLaw", "fit",
-           "fit_runs"]
+__all__ = ["DEFAULT_DELTA", "HUBER_DELTA", "ExtrapolationWarning", "FitResult", "ScalingLaw",
+           "default_delta", "fit", "fit_runs"]
 
-# Huber δ (on ln L residuals) each paper used; 1e-3 (Hoffmann / Besiroglu) otherwise.
-DEFAULT_DELTA = {"ludziejewski2025": 0.01, "krajewski2024": 0.1}
+# Huber δ: one rule for every fit, in moescale.fitting.objective (default_delta). The name
+# DEFAULT_DELTA is kept for old callers: the laws whose paper states another δ.
+DEFAULT_DELTA = PAPER_DELTA
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,8 @@ def fit(law: Law | str, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
     y : array
         The observed target (loss, or the law's ``target``), positive.
     delta : float, optional
-        Huber threshold on ``ln`` residuals (default: the law's paper, else 1e-3).
+        Huber threshold on ``ln`` residuals (default:
+        :func:`~moescale.fitting.objective.default_delta`, the law's paper, else 1e-3).
     weights : array, optional
         Non-negative per-run weights of the objective.
     fixed : mapping, optional
@@ -141,7 +144,7 @@ def _fit_point(law: Law, variables: Mapping[str, np.ndarray], y: np.ndarray, *,
     """The multi-start fit itself: the best of the polished starts, its convergence measured."""
     _check_options(law, delta, grid, method)
     variables, y = _check_data(law, variables, y, weights)
-    problem = Problem(law, variables, y, delta or DEFAULT_DELTA.get(law.name, 1e-3),
+    problem = Problem(law, variables, y, delta or default_delta(law.name),
                       weights, _fixed_fit_space(law, fixed))
     if not problem.free:
         raise MoescaleError("every parameter is fixed; nothing to fit")
@@ -293,9 +296,36 @@ def fit_runs(law: Law | str, runs, *, holdout: str | None = None, bootstrap: int
     w_all = runs.target(weights) if weights else None
     data = {"source": runs.source, "hash": runs.data_hash(), "n_runs": len(runs),
             "holdout": holdout, "weights": weights}
+    corpus = _corpus_tokens(runs.frame)
+    if corpus:
+        data["corpus_tokens"] = corpus
     return _fit_arrays(law, v_all, y_all, test, w_all, bootstrap, level, seed, progress, data,
                        {**fit_options, "progress": (lambda d, t: progress("fit", d, t))
-                        if progress else None})
+                        if progress else None}, ids=_run_ids(runs.frame))
+
+
+def _run_ids(frame) -> list[str] | None:
+    """Each run's id (an ``id`` or ``spec_hash`` column, as a sweep store exports), or None
+    (runs are then named by their row, the residual table's ``run``)."""
+    for col in ("id", "spec_hash"):
+        if col in frame.columns:
+            return [str(x) for x in frame[col].tolist()]
+    return None
+
+
+def _corpus_tokens(frame) -> float | None:
+    """Training tokens of the corpus the runs trained on, when the runs show it: a run that
+    repeated tokens (``repeated_tokens > 0``) saw every window, so its ``unique_tokens`` is the
+    whole training split. None when no run repeated (the corpus is then at least the largest
+    ``unique_tokens``, of unknown size) or the columns are absent."""
+    if "unique_tokens" not in frame.columns or "repeated_tokens" not in frame.columns:
+        return None
+    import pandas as pd
+
+    unique = pd.to_numeric(frame["unique_tokens"], errors="coerce").to_numpy(float)
+    repeated = pd.to_numeric(frame["repeated_tokens"], errors="coerce").to_numpy(float)
+    full = np.isfinite(unique) & (unique > 0) & (repeated > 0)
+    return float(np.max(unique[full])) if full.any() else None
 
 
 def _as_law(law: Law | str) -> Law:
@@ -324,8 +354,9 @@ def _as_runs(runs):
 
 def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_all,
                 bootstrap: int, level: float, seed: int, progress, data: dict,
-                fit_options: dict) -> FitResult:
-    """Fit on the training rows, score both splits, bootstrap, diagnose; one FitResult."""
+                fit_options: dict, ids: Sequence[str] | None = None) -> FitResult:
+    """Fit on the training rows, score both splits, bootstrap, diagnose; one FitResult
+    (``ids``: the runs' ids for the residual table, else they are named by row)."""
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise MoescaleError(f"level must be a number in (0, 1), got {level!r}")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
@@ -335,7 +366,7 @@ def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_al
     w_train = None if w_all is None else np.asarray(w_all, float)[~test]
     point = _fit_point(law, v_train, y_all[~test], weights=w_train, **fit_options)
     seconds = time.perf_counter() - t0
-    delta = fit_options.get("delta") or DEFAULT_DELTA.get(law.name, 1e-3)
+    delta = fit_options.get("delta") or default_delta(law.name)
     grid = fit_options.get("grid") or law.init_grid
     optimizer = {"method": point.method, "starts": point.starts, "screened": point.screened,
                  "iterations": point.iterations, "success": point.success,
@@ -350,8 +381,9 @@ def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_al
                           fit_options, derived)
         optimizer["bootstrap_converged"] = boot.pop("converged")
         optimizer["bootstrap_refits"] = bootstrap
+        optimizer["bootstrap_refused"] = boot.pop("refused")
     pred = law.predict(point.params, v_all)
-    residuals = dg.residual_table(y_all, pred, ~test, v_all)
+    residuals = dg.residual_table(y_all, pred, ~test, v_all, ids)
     data = {**data, "n_train": int((~test).sum()), "variables": list(law.variables),
             "seed": seed, "ranges": dg.fitted_ranges(v_train)}
     return FitResult(
@@ -362,8 +394,26 @@ def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_al
         train=metrics(y_all[~test], pred[~test]),
         holdout=metrics(y_all[test], pred[test]) if test.any() else None,
         derived=derived, fixed=dict(fit_options.get("fixed") or {}), ci_level=level,
-        residuals=residuals, warnings=_warnings(law, point, residuals, optimizer, fit_options),
+        residuals=residuals,
+        warnings=_warnings(law, point, residuals, optimizer, fit_options)
+        + _interval_warnings({**point.params, **derived}, boot.get("ci", {}), level),
         **boot)
+
+
+def _interval_warnings(values: Mapping[str, float], ci: Mapping[str, list[float]],
+                       level: float) -> list[str]:
+    """Point estimates that lie outside their own bootstrap interval: the refits do not centre
+    on the fit (a second optimum, a bound, a skewed or degenerate resample), so neither the
+    estimate nor the interval should be read alone."""
+    out = []
+    for k, (lo, hi) in ci.items():
+        x = values.get(k)
+        if x is None or not all(np.isfinite([x, lo, hi])) or lo <= x <= hi:
+            continue
+        out.append(f"{k} = {x:.4g} lies outside its own {level:.0%} bootstrap interval "
+                   f"[{lo:.4g}, {hi:.4g}]: the refits do not centre on the estimate (another "
+                   "optimum, a bound or a skewed resample); distrust both")
+    return out
 
 
 def _warnings(law: Law, point: _Point, residuals: list[dict], optimizer: dict,
@@ -378,12 +428,14 @@ def _warnings(law: Law, point: _Point, residuals: list[dict], optimizer: dict,
     out += dg.parameter_warnings(law, theta, point.params, fixed)
     out += dg.identifiability_warnings(point.problem, point.theta)
     n_boot, conv = optimizer.get("bootstrap_refits"), optimizer.get("bootstrap_converged")
-    if n_boot and conv is not None and conv < n_boot:
-        out.append(f"{n_boot - conv} of {n_boot} bootstrap refits did not converge within "
-                   "their iteration limit (their parameters are included in the intervals)")
+    if optimizer.get("bootstrap_refused"):
+        out.append(optimizer["bootstrap_refused"])
+    elif n_boot and conv is not None and conv < n_boot:
+        out.append(f"{n_boot - conv} of {n_boot} bootstrap refits did not converge (left out "
+                   f"of the intervals, which rest on the other {conv})")
     outliers = [r for r in residuals if r["outlier"]]
     if outliers:
-        shown = ", ".join(f"run {r['run']} ({r['split']}, z = {r['z']:+.1f})"
+        shown = ", ".join(f"run {dg.run_name(r)} ({r['split']}, z = {r['z']:+.1f})"
                           for r in sorted(outliers, key=lambda r: -abs(r["z"]))[:5])
         out.append(f"{len(outliers)} run(s) lie more than {dg.OUTLIER_Z:g} robust standard "
                    f"deviations from the law: {shown}")
@@ -409,27 +461,69 @@ def _derived(law: Law, params: Mapping[str, float],
         return dict.fromkeys(keys, float("nan"))
 
 
+BOOTSTRAP_LM_ITER = 100       # Levenberg–Marquardt iterations per refit (warm starts)
+BOOTSTRAP_DECREMENT_TOL = 1e-10  # a refit whose Gauss–Newton step would gain ≤ this·(1 + f)
+BOOTSTRAP_MIN_CONVERGED = 20  # an interval needs at least this many converged refits …
+BOOTSTRAP_MIN_SHARE = 0.5     # … and at least this share of the refits asked for
+
+
+def bootstrap_needed(n: int) -> int:
+    """Converged refits an interval from ``n`` bootstrap refits needs:
+    ``max(BOOTSTRAP_MIN_CONVERGED, ceil(BOOTSTRAP_MIN_SHARE · n))`` — 20 of up to 40, half of
+    more. With fewer the interval is refused (a 95 % percentile interval from a handful of
+    refits, or from the minority that happened to converge, is not an interval)."""
+    return max(BOOTSTRAP_MIN_CONVERGED, math.ceil(BOOTSTRAP_MIN_SHARE * n))
+
+
 def _bootstrap(law: Law, v: dict, y: np.ndarray, w: np.ndarray | None, point: _Point,
                n: int, seed: int, level: float, progress, fit_options: Mapping[str, Any],
                derived: Mapping[str, float]) -> dict[str, Any]:
     """Refit on ``n`` resamples of the runs (multinomial counts as weights), every refit
     warm-started from each of the best distinct full-data optima, all vectorised together.
-    Returns the FitResult fields ``bootstrap_params``, ``ci``, ``se`` and the number of refits
-    whose best start ``converged``."""
+
+    A refit has converged when its objective is finite and either the Levenberg–Marquardt
+    iteration met its step tolerance (an accepted step decreasing the objective by ≤ 1e-14 of
+    ``1 + f``, or no descent step left at any damping) within :data:`BOOTSTRAP_LM_ITER`
+    iterations, or the point passes the first-order test: half the squared Gauss–Newton
+    decrement (the decrease a full step would still bring,
+    :func:`~moescale.fitting.multistart.newton_decrement`) at most
+    :data:`BOOTSTRAP_DECREMENT_TOL` of ``1 + f``. Refits that did not converge are counted
+    and left out of every interval and standard error; with fewer converged refits than
+    :func:`bootstrap_needed` the interval is refused (no ``ci``, ``se`` or refits; ``refused``
+    says why, with the count).
+
+    Returns the FitResult fields ``bootstrap_params``, ``ci``, ``se``, the number of refits
+    that ``converged`` and the ``refused`` reason (``None`` when the interval stands)."""
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(y.size, np.full(y.size, 1.0 / y.size), size=n).astype(float)
     if w is not None:
         counts *= w
     starts = point.top_theta[:3]
-    problem = Problem(law, v, y, point.problem.delta, np.repeat(counts, len(starts), 0),
-                      _fixed_fit_space(law, fit_options.get("fixed")))
-    multi = ms.refine(problem, np.tile(starts, (n, 1)), max_iter=100, tol=1e-14,
+    fixed = _fixed_fit_space(law, fit_options.get("fixed"))
+    problem = Problem(law, v, y, point.problem.delta, np.repeat(counts, len(starts), 0), fixed)
+    multi = ms.refine(problem, np.tile(starts, (n, 1)), max_iter=BOOTSTRAP_LM_ITER, tol=1e-14,
                       screen=False, progress=progress)
     f = multi.objective.reshape(n, len(starts))
     pick = np.argmin(f, axis=1)
     theta = multi.theta.reshape(n, len(starts), -1)[np.arange(n), pick]
-    converged = int(np.sum(multi.converged_mask.reshape(n, len(starts))[np.arange(n), pick]))
-    boots = [{k: float(a[i, 0]) for k, a in problem.params(theta).items()} for i in range(n)]
+    f = f[np.arange(n), pick]
+    ok = multi.converged_mask.reshape(n, len(starts))[np.arange(n), pick]
+    stalled = np.flatnonzero(~ok)  # LM ran out of iterations: is the point stationary anyway?
+    if stalled.size:
+        gain = ms.newton_decrement(Problem(law, v, y, point.problem.delta, counts[stalled],
+                                           fixed), theta[stalled])
+        ok[stalled] = gain <= BOOTSTRAP_DECREMENT_TOL * (1 + np.abs(f[stalled]))
+    ok &= np.isfinite(f)
+    converged = int(ok.sum())
+    needed = bootstrap_needed(n)
+    if converged < needed:
+        return {"bootstrap_params": [], "ci": {}, "se": {}, "converged": converged,
+                "refused": f"bootstrap interval refused: {'only ' if converged < n else ''}"
+                           f"{converged} of {n} refits converged; an interval needs at least "
+                           f"{needed} (max({BOOTSTRAP_MIN_CONVERGED}, "
+                           f"{BOOTSTRAP_MIN_SHARE:.0%} of the refits))"}
+    params = problem.params(theta[ok])
+    boots = [{k: float(a[i, 0]) for k, a in params.items()} for i in range(converged)]
     q = (1 - level) / 2
     rows = [{**b, **_derived(law, b, list(derived))} for b in boots]
     table = {k: np.array([r.get(k, np.nan) for r in rows]) for k in (*law.params, *derived)}
@@ -440,4 +534,5 @@ def _bootstrap(law: Law, v: dict, y: np.ndarray, w: np.ndarray | None, point: _P
     with np.errstate(over="ignore"):  # a spread beyond the float range is inf (saved as null)
         se = {k: float(np.std(a, ddof=1)) if a.size > 1 else float("nan")
               for k, a in finite.items()}
-    return {"bootstrap_params": boots, "ci": ci, "se": se, "converged": converged}
+    return {"bootstrap_params": boots, "ci": ci, "se": se, "converged": converged,
+            "refused": None}

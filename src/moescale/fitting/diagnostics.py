@@ -40,8 +40,10 @@ EXTRAPOLATION_FACTOR = 2.0  # beyond max × this or below min / this is "far" ou
 
 
 def residual_table(y: np.ndarray, pred: np.ndarray, train: np.ndarray,
-                   variables: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
-    """One row per run (in input order): ``run`` (0-based index), ``split`` (train/holdout),
+                   variables: Mapping[str, np.ndarray],
+                   ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """One row per run (in input order): ``run`` (0-based index), ``id`` (the run's id, when
+    ``ids`` are given: a sweep's ``id``/``spec_hash``), ``split`` (train/holdout),
     the law's variables, ``observed``, ``predicted``, ``residual`` (predicted − observed),
     ``log_residual`` (``ln`` predicted − ``ln`` observed), ``z`` (robust z-score of the ``ln``
     residual against the training runs) and ``outlier`` (``|z| > 3``)."""
@@ -53,12 +55,19 @@ def residual_table(y: np.ndarray, pred: np.ndarray, train: np.ndarray,
     rows = []
     for i in range(y.size):
         row: dict[str, Any] = {"run": i, "split": "train" if train[i] else "holdout"}
+        if ids is not None:
+            row["id"] = str(ids[i])
         row.update({k: float(np.broadcast_to(v, y.shape)[i]) for k, v in variables.items()})
         row.update(observed=float(y[i]), predicted=float(pred[i]),
                    residual=float(pred[i] - y[i]), log_residual=float(log_r[i]),
                    z=float(z[i]), outlier=bool(abs(z[i]) > OUTLIER_Z))
         rows.append(row)
     return rows
+
+
+def run_name(row: Mapping[str, Any]) -> str:
+    """How a residual row names its run: its id when known, else its row (``run``, 0-based)."""
+    return str(row["id"]) if row.get("id") else str(row["run"])
 
 
 def _robust_scale(r: np.ndarray) -> float:

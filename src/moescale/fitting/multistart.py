@@ -165,6 +165,22 @@ def _iterate(problem: Problem, theta: np.ndarray, w: np.ndarray, f: np.ndarray,
     return iters
 
 
+def newton_decrement(problem: Problem, theta: np.ndarray) -> np.ndarray:
+    """Half the squared Gauss–Newton decrement per start, ``gᵀ(JᵀWJ)⁻¹g / 2``: the decrease of
+    the summed Huber objective a full Gauss–Newton step from ``theta`` (fit space, one row per
+    start) predicts. It is invariant to the parameters' scales, so ``≤ tol·(1 + f)`` is a
+    first-order optimality test (Boyd & Vandenberghe 2004, §9.5.1); ``inf`` where the objective
+    is undefined."""
+    theta = np.atleast_2d(theta)
+    w = np.broadcast_to(problem.w, (theta.shape[0], problem.log_y.size))
+    r = problem.log_pred(theta) - problem.log_y
+    _, psi = huber(r, problem.delta)
+    g = (problem.jacobian(theta) @ np.nan_to_num(w * psi)[:, :, None])[:, :, 0]
+    step = _lm_step(problem, theta, r, np.array(w), np.full(theta.shape[0], 1e-12))
+    out = 0.5 * np.abs(np.sum(g * step, axis=1))
+    return np.where(np.isfinite(out) & np.all(np.isfinite(r), axis=1), out, np.inf)
+
+
 def _best_share(f: np.ndarray, active: np.ndarray) -> np.ndarray:
     """Mask of the best :data:`SCREEN_KEEP` share (at least :data:`SCREEN_MIN`) of ``active``."""
     idx = np.flatnonzero(active)

@@ -38,10 +38,11 @@ class FitResult:
     params : dict
         Natural-unit parameters (the law's own names).
     ci, se : dict
-        ``[low, high]`` at ``ci_level`` and standard errors over the bootstrap refits, for
-        each parameter and derived quantity (empty without ``bootstrap``).
+        ``[low, high]`` at ``ci_level`` and standard errors over the converged bootstrap
+        refits, for each parameter and derived quantity (empty without ``bootstrap``, and when
+        the interval was refused: see :attr:`interval_refused`).
     bootstrap_params : list of dict
-        Every bootstrap refit, so predictions get intervals too.
+        Every converged bootstrap refit, so predictions get intervals too.
     train, holdout : dict
         ``{"rmse", "max_abs_error", "mean_abs_rel_error", "n"}`` on the target (not its log).
     residuals : list of dict
@@ -126,6 +127,12 @@ class FitResult:
         return None if value is None else int(value)
 
     @property
+    def interval_refused(self) -> str | None:
+        """Why the bootstrap gave no interval (too few refits converged, with the count), or
+        ``None`` (no bootstrap asked for, or the interval stands)."""
+        return self.optimizer.get("bootstrap_refused") or None
+
+    @property
     def outliers(self) -> list[dict[str, Any]]:
         """The rows of :attr:`residuals` flagged as outliers."""
         return [r for r in self.residuals if r.get("outlier")]
@@ -143,7 +150,7 @@ class FitResult:
         """The JSON form (:meth:`from_dict` reads it back); the optimiser's outcome is also at
         the top (``success``, ``message``, ``fun``, ``nit``, ``nfev``) for readers of the file."""
         top = {"success": self.success, "message": self.message, "fun": self.fun,
-               "nit": self.nit, "nfev": self.nfev}
+               "nit": self.nit, "nfev": self.nfev, "interval_refused": self.interval_refused}
         return {**top, **asdict(self)}
 
     def save(self, path: str | Path) -> None:
@@ -223,7 +230,10 @@ class FitResult:
 
     def interval(self, variables: Mapping[str, Any] | None = None,
                  level: float | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
-        """Percentile interval of the prediction over the bootstrap refits."""
+        """Percentile interval of the prediction over the converged bootstrap refits (an error
+        when the fit has none, or when its interval was refused)."""
+        if self.interval_refused:
+            raise MoescaleError(f"{self.describe()}: {self.interval_refused}")
         if not self.bootstrap_params:
             raise MoescaleError("this fit has no bootstrap refits; fit again with --bootstrap N "
                                 "(bootstrap=N in fit_runs)")

@@ -3,10 +3,13 @@ the same way, and rank them.
 
 Protocol
 --------
-- **Same runs, same split, same objective.** Every law is fitted with :func:`fit_runs` to the
-  same training runs, with the same held-out runs and the same Huber threshold ``δ`` on
-  ``ln L`` residuals (default 1e-3, Hoffmann et al. / Besiroglu et al.), so that the
-  likelihoods behind AIC and BIC are the same model family for every law.
+- **Same runs, same split, the fit of one law.** Every law is fitted with :func:`fit_runs` to
+  the same training runs, with the same held-out runs and the Huber threshold ``δ`` on
+  ``ln L`` residuals that a single fit of that law uses
+  (:func:`~moescale.fitting.objective.default_delta`: the law's paper, else 1e-3), so the
+  leaderboard's fit of a law is the fit ``moescale fit --law NAME`` gives. Each law's AIC and
+  BIC use the Huber density with its own ``δ`` (a normalised density of ``ln L`` either way);
+  ``delta=`` (``--delta``) gives every law one ``δ``, hence one noise model.
 - **Held-out extrapolation** (the literature's protocol): without a ``holdout``, the runs of
   the largest model size or compute budget are held out (:func:`default_holdout`) and
   predicted by laws fitted on the rest. ``cv`` adds leave-one-group-out cross-validation
@@ -42,7 +45,8 @@ parameters plus one for ``s``,
 
 As ``δ → ∞`` this is the Gaussian AIC/BIC of least squares on ``ln L``; for small ``δ`` (the
 papers' 1e-3 against residuals of ~1e-2) it is the Laplace (least absolute deviations) one.
-The density is of ``ln L``, the same response for every law, so the criteria compare laws.
+The density is of ``ln L``, the same response for every law, so the criteria compare laws
+(each with the noise model of its ``δ``).
 
 >>> import numpy as np
 >>> r = np.random.default_rng(0).normal(0, 0.01, 400)
@@ -62,13 +66,13 @@ from typing import Any
 import numpy as np
 
 from moescale.errors import MoescaleError
+from moescale.fitting.objective import default_delta
 from moescale.laws import LAWS, Law, get_law
 
 __all__ = ["LawScore", "Selection", "default_holdout", "huber_log_likelihood",
            "information_criteria", "law_status", "loss_laws", "optimum", "optima",
            "resolve_laws", "select_laws", "size_variable"]
 
-SELECTION_DELTA = 1e-3       # one Huber δ for every law (Hoffmann et al. 2022, Besiroglu 2024)
 GROUP_COLUMNS = ("budget", "N", "N_active", "C")  # "largest size or budget", in this order
 MAX_GROUPS = 20              # more distinct values than this: a continuous column
 MAX_FOLDS = 30
@@ -487,6 +491,7 @@ class LawScore:
     law: str
     status: str                       # ranked, not identifiable, not applicable, failed
     reason: str | None = None
+    delta: float = float("nan")       # the Huber δ of this law's fit and likelihood
     rank: int | None = None
     n_params: int = 0
     n_train: int = 0
@@ -528,7 +533,7 @@ class Selection:
     holdout: str | None
     cv: str | None
     rank_by: str
-    delta: float
+    delta: float | None               # the δ given for every law; None: each law's default
     n_runs: int
     target_compute: float | None
     source: str = ""
@@ -596,7 +601,9 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
         Default ``"cv"`` with ``cv``, else ``"holdout"`` (one-standard-error rule, ties by
         BIC), else ``"bic"``.
     delta : float, optional
-        Huber δ on ``ln L`` residuals for every law (default 1e-3).
+        Huber δ on ``ln L`` residuals for every law (default: each law's own, the one a single
+        fit uses: :func:`~moescale.fitting.objective.default_delta`, the law's paper, else
+        1e-3); each law's information criteria use the δ it was fitted with.
     bootstrap : int
         Refits per law for the stability of the predicted optimum.
     target_compute : float, optional
@@ -625,7 +632,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
     if delta is not None and (isinstance(delta, bool) or not isinstance(delta, (int, float))
                               or not math.isfinite(delta) or delta <= 0):
         raise MoescaleError(f"delta (the Huber threshold) must be a positive number, got {delta!r}")
-    delta = float(delta or SELECTION_DELTA)
+    given_delta = float(delta) if delta else None
     if holdout is not None and holdout.strip().lower() == "none":
         holdout = None
     elif holdout is None:
@@ -654,12 +661,14 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
             scores.append(LawScore(name, status, reason, n_params=len(law.params)))
             continue
         t0 = time.perf_counter()
+        delta = given_delta or default_delta(name)
         try:
             res = fit_runs(law, runs, holdout=holdout, bootstrap=bootstrap, level=level,
                            seed=seed, delta=delta, grid=grids.get(name), screen=screen,
                            **dict(fit_options or {}))
         except MoescaleError as exc:
-            scores.append(LawScore(name, "failed", str(exc), n_params=len(law.params)))
+            scores.append(LawScore(name, "failed", str(exc), delta=delta,
+                                   n_params=len(law.params)))
             continue
         v = runs.arrays(law.variables)
         y = runs.target(law.target)
@@ -683,7 +692,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
             warnings += cv_warn
         hold = res.holdout or {}
         scores.append(LawScore(
-            name, "ranked", None, n_params=len(law.params), n_train=int((~test).sum()),
+            name, "ranked", None, delta=delta, n_params=len(law.params), n_train=int((~test).sum()),
             n_holdout=int(test.sum()), train_rmse=float(res.train["rmse"]),
             holdout_rmse=float(hold.get("rmse", float("nan"))),
             holdout_max_error=float(hold.get("max_abs_error", float("nan"))),
@@ -695,7 +704,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
         progress("laws", len(names), len(names))
     ranked = _rank([s for s in scores if s.status == "ranked"], rank_by)
     others = tuple(s for s in scores if s.status != "ranked")
-    return Selection(ranked, others, holdout, cv, rank_by, delta, len(runs), target_compute,
+    return Selection(ranked, others, holdout, cv, rank_by, given_delta, len(runs), target_compute,
                      runs.source, time.perf_counter() - t_start)
 
 

@@ -191,7 +191,8 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
     -------
     Sensitivity
     """
-    from moescale.fitting import DEFAULT_DELTA, fit_runs
+    from moescale.fitting import fit_runs
+    from moescale.fitting.objective import default_delta
     from moescale.fitting.selection import choice_values, law_status, optimum, size_variable
 
     t_start = time.perf_counter()
@@ -215,7 +216,7 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
     status, reason = law_status(law, runs)
     if status != "ok":
         raise MoescaleError(f"law {law.name!r} is {status} on these runs: {reason}")
-    base_delta = float(delta or DEFAULT_DELTA.get(law.name, 1e-3))
+    base_delta = float(delta or default_delta(law.name))
     base_grid = dict(grid or law.init_grid)
     choices = choice_values(law, runs, at)
     y = runs.target(law.target)

@@ -26,7 +26,8 @@ from moescale.errors import MoescaleError
 from moescale.planning import allocation as al
 from moescale.planning import family as fam
 from moescale.planning import training_values as tv
-from moescale.planning.plan import Budget, Plan, check_realised, realised_numbers
+from moescale.planning.plan import (Budget, Plan, check_realised, realised_numbers,
+                                    with_warnings)
 from moescale.units import dtype_bytes
 
 ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
@@ -117,7 +118,7 @@ def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = N
         extrapolation=extrap, skipped=skipped,
     )
     check_realised(plan)
-    return plan
+    return with_warnings(plan, [fit_result])
 
 
 def _best_member(loss, budget: Budget, e: int, s: fam.FamilySettings) -> dict[str, Any]:

@@ -85,7 +85,9 @@ class Plan:
     ``realised`` holds the exact numbers of the planned architecture that each budget is
     checked against (compute in the plan's convention, memory from :func:`count`);
     ``extrapolation`` lists every law used outside its fitted range; ``skipped`` lists the
-    options (e.g. numbers of experts) that could not satisfy the budget, with the reason.
+    options (e.g. numbers of experts) that could not satisfy the budget, with the reason;
+    ``warnings`` what to distrust (a fit used far beyond its runs, tokens beyond the corpus, a
+    fit whose interval was refused: :func:`with_warnings`).
     """
 
     budget: Budget
@@ -107,6 +109,7 @@ class Plan:
     extrapolation: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
     batch_size_sequences: int | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def summary(self) -> PlanSummary:
@@ -175,6 +178,7 @@ class Plan:
             "skipped": self.skipped,
             "extrapolation": self.extrapolation,
             "assumptions": self.assumptions,
+            "warnings": self.warnings,
             "summary": dataclasses.asdict(self.summary),
         }
 
@@ -222,3 +226,73 @@ def check_realised(plan: Plan) -> None:
         raise AssertionError(f"plan uses {r['total_compute']:.6g} of {b.compute:.6g} FLOPs")
     if b.memory_bytes is not None and r["memory_bytes"] > b.memory_bytes:
         raise AssertionError(f"plan needs {r['memory_bytes']:.6g} of {b.memory_bytes:.6g} bytes")
+
+
+# ----- warnings: a fit used beyond its runs, tokens beyond the corpus ------------------------
+
+def plan_values(plan: Plan) -> dict[str, float]:
+    """The values a law is evaluated at for ``plan``: active parameters as ``N``,
+    ``N_active`` and ``N_a`` (in the plan's convention), training tokens ``D``, experts ``E``
+    and training compute ``C`` (FLOPs, the plan's convention)."""
+    s = plan.summary
+    n = float(s.active_params_in_convention)
+    experts = plan.allocation.get("experts", getattr(plan.architecture, "n_experts", None))
+    values = {"N": n, "N_active": n, "N_a": n, "D": float(s.training_tokens),
+              "C": float(s.training_compute)}
+    if experts is not None:
+        values["E"] = float(experts)
+    return values
+
+
+def fit_warnings(fit, values: dict[str, Any]) -> list[str]:
+    """Warnings for using ``fit`` (a :class:`~moescale.fitting.FitResult`) at ``values``: every
+    variable more than a factor 2 outside the range of the runs it was fitted on (from the
+    ``ranges`` its file records; ``C = 6·N·D`` too), and an interval it refused."""
+    name = fit.describe()
+    out = [f"{name}: {m}" for m in fit.extrapolation(values)]
+    if fit.interval_refused:
+        out.append(f"{name}: {fit.interval_refused}; no interval is given")
+    return out
+
+
+def corpus_warning(tokens: float, corpus_tokens: float | None, source: str = "",
+                   what: str = "planned") -> str | None:
+    """A warning when ``tokens`` (training tokens, ``what``: planned, or predicted at) exceed
+    the corpus of ``corpus_tokens`` tokens (None: unknown, no warning); ``source`` says where
+    its size is from."""
+    if not corpus_tokens or not tokens > corpus_tokens:
+        return None
+    where = f" ({source})" if source else ""
+    times = tokens / corpus_tokens
+    return (f"{what} {_sci(tokens)} tokens are {times:.3g}x the {_sci(corpus_tokens)}-token "
+            f"corpus{where}: every token would be seen ~{times:.3g} times, repetition the "
+            "law does not model")
+
+
+def _sci(x: float) -> str:
+    """``9.2e9``: two significant digits, a bare exponent."""
+    mantissa, _, exp = f"{x:.2g}".partition("e")
+    return f"{mantissa}e{int(exp)}" if exp else mantissa
+
+
+def corpus_size(given: float | None, fits=()) -> tuple[float | None, str]:
+    """The corpus size in tokens and where it is from: ``given`` (``--corpus-tokens``), else
+    the first fit that records one (``data.corpus_tokens``: its runs repeated the corpus)."""
+    if given:
+        return float(given), "--corpus-tokens"
+    for fit in fits:
+        if fit is not None and fit.data.get("corpus_tokens"):
+            return float(fit.data["corpus_tokens"]), f"the corpus of the runs of {fit.describe()}"
+    return None, ""
+
+
+def with_warnings(plan: Plan, fits=(), corpus_tokens: float | None = None) -> Plan:
+    """``plan`` with the warnings of :func:`fit_warnings` for each of ``fits`` (FitResults;
+    None skipped) and :func:`corpus_warning` for its training tokens, after its own."""
+    fits = [f for f in fits if f is not None]
+    values = plan_values(plan)
+    found = [w for f in fits for w in fit_warnings(f, values)]
+    corpus, source = corpus_size(corpus_tokens, fits)
+    found.append(corpus_warning(values["D"], corpus, source))
+    merged = list(dict.fromkeys([*plan.warnings, *(w for w in found if w)]))
+    return dataclasses.replace(plan, warnings=merged)
