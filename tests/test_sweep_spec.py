@@ -118,8 +118,7 @@ def test_learning_rate_and_batch_from_a_law(tmp_path):
         assert abs(run.train["batch_tokens"] - want) <= 64 or run.train["batch_tokens"] == 128
 
 
-def test_holistic_phase_one_grid_realises_its_targets(tmp_path):
-    text = """
+HOLISTIC_MICRO = """
 name = "holistic-micro"
 budgets = [1e13]
 convention = "holistic"
@@ -140,7 +139,10 @@ tolerance = 0.1
 [train]
 batch_tokens = 2048
 """
-    runs = load(tmp_path, text).expand()
+
+
+def test_holistic_phase_one_grid_realises_its_targets(tmp_path):
+    runs = load(tmp_path, HOLISTIC_MICRO).expand()
     assert len(runs) == 4
     for run in runs:
         c = count(run.arch(), "holistic", context=128)
@@ -152,6 +154,17 @@ batch_tokens = 2048
         assert run.arch().n_dense_layers >= 1
         # C = M·D with M the holistic FLOPs per token (Wan et al. 2026, Appendix A).
         assert run.flops == pytest.approx(run.budget, rel=0.02)
+
+
+def test_holistic_sweep_honours_base_seq_len(tmp_path):
+    """A [holistic] grid counts M at [base] seq_len; its runs must train at that context."""
+    text = HOLISTIC_MICRO.replace("seq_len = 128", "seq_len = 512").replace("budgets = [1e13]",
+                                                                             "budgets = [1e14]")
+    runs = load(tmp_path, text).expand()
+    assert runs and all(r.arch().seq_len == 512 for r in runs)
+    conflict = text.replace("batch_tokens = 2048", "batch_tokens = 2048\nseq_len = 256")
+    with pytest.raises(MoescaleError, match=r"\[base\] seq_len = 512 and \[train\] seq_len = 256"):
+        load(tmp_path, conflict)
 
 
 def test_holistic_d_sweep(tmp_path):

@@ -51,6 +51,7 @@ ROUTING_KEYS = ("router", "norm_topk_prob", "capacity_factor")
 RESOURCE_KEYS = ("cpus_per_run", "gpus_per_run")
 DEFAULT_TRAIN = {"batch_tokens": 2048, "lr": 3e-3, "data": "kjv", "tokenizer": "bytes"}
 BPE_DEFAULT_VOCAB = 4096  # TrainConfig's BPE default
+DEFAULT_SEQ_LEN = 256  # training context when neither [base] nor [train] gives one
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ class SweepSpec:
         arch_point = {k: v for k, v in point.items() if k not in TRAIN_KEYS}
         train = {**self.train, **{k: v for k, v in point.items() if k in TRAIN_KEYS}}
         fields = {**self.base, **arch_point}
+        if "seq_len" in point:  # a grid or point value sets the context of model and training
+            fields["seq_len"] = point["seq_len"]
         where = _where(budget, point)
         try:
             fields = axes.resolve_dense(axes.resolve_ratios(fields))
@@ -207,7 +210,7 @@ class SweepSpec:
         where = _where(budget, tags, seed)
         try:
             fields = {**fields, "vocab_size": _vocab(fields, train)}
-            seq_len = int(train.get("seq_len") or min(fields.get("seq_len", 4096), 256))
+            seq_len = _seq_len(fields, train)
             arch = Architecture.from_dict({**fields, "seq_len": seq_len,
                                            "name": fields.get("name") or self.name})
             counts = count(arch, self.convention, context=seq_len)
@@ -380,6 +383,16 @@ def _resources(data: dict, source: str) -> dict:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise MoescaleError(f"{source}: [resources] {key} must be a non-negative integer")
     return res
+
+
+def _seq_len(fields: dict, train: dict) -> int:
+    """The training context: ``[train] seq_len``, else the architecture's ``seq_len``, else
+    256. Both given and different is an error (one would be silently dropped)."""
+    arch, given = fields.get("seq_len"), train.get("seq_len")
+    if arch is not None and given is not None and arch != given:
+        raise MoescaleError(f"[base] seq_len = {arch} and [train] seq_len = {given} differ; "
+                            "give the training context once")
+    return int(given or arch or DEFAULT_SEQ_LEN)
 
 
 def _routing(train: dict, arch: Architecture, where: str) -> dict:

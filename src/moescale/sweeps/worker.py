@@ -89,6 +89,7 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
     resume = prepare_run_dir(run_dir)
     train_options = {k: v for k, v in spec.train.items()
                      if k != "device" and k not in ROUTING_KEYS}
+    train_options.setdefault("seq_len", spec.arch().seq_len)  # the spec's resolved context
     config = TrainConfig(**train_options, seed=spec.seed, out=str(run_dir), resume=resume,
                          convention=spec.convention, threads=threads,
                          device=device or spec.train.get("device"))
