@@ -6,8 +6,8 @@ The time estimate runs short timing runs through the very worker process a sweep
 for the cores as the sweep's runs will), each with a real run's evaluations and checkpoints
 but only a few optimizer steps. A run then takes its fixed cost (process start, torch import,
 data, model, about 11 evaluations and 10 checkpoints) plus its steps at the steady step time,
-both interpolated in log(FLOPs per token) between the smallest and the largest model; the runs
-are dealt to the workers in the order the sweep claims them.
+both interpolated in log(FLOPs per token) between the timed models (up to six, spread over the
+sweep's sizes); the runs are dealt to the workers in the order the sweep claims them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ BPE_BYTES_PER_TOKEN = 3.5  # rough size of a BPE token of English text, for the 
 PROBE_STEPS = 10  # optimizer steps of a timing run; eval and checkpoint every step → about
 #                   the 11 evaluations and 10 checkpoints of a real run
 MAX_PROBES = 8  # timing runs at once, at most
+MAX_MODELS = 6  # models timed, at most
 DRIVER_SECONDS = 0.5  # per run: the driver notices an ended run within its 0.5 s poll, then
 #                       claims and starts the next
 
@@ -146,10 +147,14 @@ def sweep_plan(spec: SweepSpec, workers: int | None = None, measure: bool = True
 
 
 def _estimate(runs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]:
-    ends = [min(runs, key=lambda r: r.flops_per_token), max(runs, key=lambda r: r.flops_per_token)]
+    # up to MAX_MODELS models spread over the sweep's sizes (step time is not monotonic in
+    # FLOPs per token at micro scale), as many at once as the sweep runs
+    sizes = sorted({r.flops_per_token for r in runs})
+    picked = {sizes[round(i)] for i in np.linspace(0, len(sizes) - 1, min(len(sizes), MAX_MODELS))}
+    models = [next(r for r in runs if r.flops_per_token == f) for f in sorted(picked)]
     concurrent = min(workers, MAX_PROBES)
-    # as many timing runs at once as the sweep runs (at least the two ends)
-    probes = probe_runs([ends[i % 2] for i in range(max(concurrent, 2))], threads, concurrent)
+    probes = probe_runs([models[i % len(models)] for i in range(max(len(models), concurrent))],
+                        threads, concurrent)
     by_size: dict[float, list[Probe]] = {}
     for p in probes:
         by_size.setdefault(p.flops_per_token, []).append(p)
