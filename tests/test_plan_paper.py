@@ -64,3 +64,25 @@ def test_head_overrides_still_win():
     p = make_plan(Budget(compute=1e20), method="holistic", heads=4, kv_heads=2, head_dim=64)
     a = p.architecture
     assert (a.n_heads, a.n_kv_heads, a.head_dim) == (4, 2, 64)
+
+
+def test_joint_moe_plans_use_their_papers_batch_not_the_holistic_law():
+    """Ludziejewski et al. 2025 (arXiv 2502.05172, Appendix E) train with a batch ramped to
+    256K tokens at every size; the holistic C^0.263 law (480K at 1e20) is another paper's."""
+    from moescale.planning import Budget, plan_with_law as plan_law
+
+    for compute in (1e19, 1e21):
+        plan = plan_law(Budget(compute=compute), law="ludziejewski2025")
+        assert plan.batch_size_tokens == 262_144
+        assert any("256K" in a and "no batch-size law" in a for a in plan.assumptions)
+
+
+def test_a_one_candidate_band_says_why():
+    from moescale.planning import Budget, plan_with_law as plan_law
+
+    plan = plan_law(Budget(compute=1e20), law="ludziejewski2025")
+    band = plan.near_optimal_band
+    if band["candidates"] == 1:
+        assert "worse, beyond the 0.1 % tolerance" in band["reason"]
+    plan = plan_law(Budget(compute=1e20), law="ludziejewski2025", experts=[8])
+    assert plan.near_optimal_band["reason"].startswith("only one number of experts")

@@ -34,7 +34,9 @@ ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
 # The joint-MoE paper's runs (Ludziejewski et al. 2025, arXiv:2502.05172, Appendix E):
 # N_act 7.87e7–2.72e9 (embeddings included), D 5e8–8e10 tokens, E 1–32.
 JOINT_RANGE = {"N_act": (7.87e7, 2.72e9), "D": (5e8, 8e10), "E": (1, 32)}
-JOINT_BATCH_TOKENS, JOINT_BATCH_COMPUTE = 262_144, 1e19  # final batch of their ramp; mid grid
+# Their training setup (Appendix E): batch ramped 64K → 128K → 256K tokens; a plan trains at
+# the final batch, the same at every budget (the paper fits no batch-size law).
+JOINT_BATCH_TOKENS = 262_144
 
 
 def loss_function(law: str | None, preset: str | None = None, fit=None):
@@ -98,8 +100,7 @@ def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = N
     predicted = tv.cap_loss(best["loss"], s.vocab_size, notes)
     non_emb = n_act - 2.0 * s.vocab_size * arch.hidden_size
     lr = tv.clip_lr(float(_joint_lr(non_emb, e)), notes, "the joint-MoE LR law (Eq. 8)")
-    batch = JOINT_BATCH_TOKENS * (budget.compute / JOINT_BATCH_COMPUTE) ** 0.263
-    seqs = tv.batch_sequences(batch, s.seq_len, tokens)
+    seqs = tv.batch_sequences(JOINT_BATCH_TOKENS, s.seq_len, tokens)
     plan = Plan(
         budget=budget, method="law", law=law_name, convention=convention,
         allocation={**{k: v for k, v in best.items() if not k.startswith("_")},
@@ -132,7 +133,8 @@ def _best_member(loss, budget: Budget, e: int, s: fam.FamilySettings) -> dict[st
     if not valid.any():
         smallest = float(m.active[0]) if m.active.size else float("nan")
         raise MoescaleError(
-            f"the smallest realisable model (d = {s.align}, N_act = {smallest:.3g} with a "
+            f"the smallest realisable model (d = {int(m.hidden[0]) if m.hidden.size else 8}, "
+            f"N_act = {smallest:.3g} with a "
             f"{s.vocab_size}-token vocabulary) leaves less than one sequence of training tokens; "
             "raise --compute or lower --vocab / --inference-tokens")
     losses = np.where(valid, loss(m.active, np.maximum(tokens, 1.0), e), np.inf)
@@ -194,11 +196,22 @@ def _public(o: dict[str, Any], vocab: int) -> dict[str, Any]:
 
 
 def _band_over_experts(options: list[dict], best: dict, tolerance: float = 0.001) -> dict[str, Any]:
+    """The numbers of experts (and their best sizes) whose loss is within ``tolerance`` of the
+    best; a band of one candidate says why (``reason``)."""
     near = [o for o in options if o["loss"] <= best["loss"] * (1 + tolerance)]
-    return {"tolerance": tolerance, "candidates": len(near),
+    band = {"tolerance": tolerance, "candidates": len(near),
             "experts": [min(o["experts"] for o in near), max(o["experts"] for o in near)],
             "active_params": [min(o["active_params"] for o in near),
                               max(o["active_params"] for o in near)]}
+    if len(near) == 1:
+        if len(options) == 1:
+            band["reason"] = "only one number of experts was considered (or satisfied the budget)"
+        else:
+            runner = min((o for o in options if o is not best), key=lambda o: o["loss"])
+            band["reason"] = (f"the next best number of experts (E = {runner['experts']}) is "
+                              f"{100 * (runner['loss'] / best['loss'] - 1):.2f} % worse, beyond "
+                              f"the {100 * tolerance:g} % tolerance")
+    return band
 
 
 def _joint_lr(active_params_non_embedding: float, experts: int) -> float:
@@ -243,12 +256,14 @@ def _assumptions(law: str, fit, preset: str | None, convention: str,
         f"Law {law} ({fit_name or 'preset ' + (preset or 'default')}), training "
         f"compute 6·N_act·D ({convention} convention, embeddings included); the realised "
         "compute lies within 0.1 % below the budget, memory is the exact weights (+ KV cache).",
-        f"Architecture: the joint-MoE paper's family (d multiple of {s.align}, round(d/64) "
+        f"Architecture: the joint-MoE paper's family (d on a grid whose step is a power of "
+        f"two of at most d/8 and {s.align}, round(d/64) "
         f"blocks, heads of {s.head_dim if not s.n_heads else 'd/' + str(s.n_heads)}, SwiGLU "
         f"3·d, top-1 routing, vocabulary {s.vocab_size}, sequence length {s.seq_len}).",
         "Memory-constrained optima are truncated at the compute-optimal point.",
         "Learning rate: joint-MoE Eq. 8 applied to the non-embedding active parameters.",
-        f"Batch: {JOINT_BATCH_TOKENS} tokens (the joint-MoE runs' final batch) at "
-        f"{JOINT_BATCH_COMPUTE:.0e} FLOPs, ∝ C^0.263 (holistic Table 4), as whole sequences.",
+        f"Batch: {JOINT_BATCH_TOKENS} tokens at every budget, as whole sequences — the "
+        "joint-MoE paper's own setup (the final batch of its 64K → 128K → 256K ramp; it fits "
+        "no batch-size law).",
     ]
     return lines + tv.describe(extrap)
