@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize_scalar
 
-from moescale.laws import get_law
+from moescale.laws import get_law, wang2024, zhao2025
 from moescale.laws import ludziejewski2025 as lz
-from moescale.laws import wang2024, zhao2025
 from moescale.planning import Budget, HolisticSettings, plan_holistic, plan_with_law
 from moescale.planning import holistic as hs
 from moescale.planning import holistic_plan as hp

@@ -69,7 +69,8 @@ def test_head_overrides_still_win():
 def test_joint_moe_plans_use_their_papers_batch_not_the_holistic_law():
     """Ludziejewski et al. 2025 (arXiv 2502.05172, Appendix E) train with a batch ramped to
     256K tokens at every size; the holistic C^0.263 law (480K at 1e20) is another paper's."""
-    from moescale.planning import Budget, plan_with_law as plan_law
+    from moescale.planning import Budget
+    from moescale.planning import plan_with_law as plan_law
 
     for compute in (1e19, 1e21):
         plan = plan_law(Budget(compute=compute), law="ludziejewski2025")
@@ -78,7 +79,8 @@ def test_joint_moe_plans_use_their_papers_batch_not_the_holistic_law():
 
 
 def test_a_one_candidate_band_says_why():
-    from moescale.planning import Budget, plan_with_law as plan_law
+    from moescale.planning import Budget
+    from moescale.planning import plan_with_law as plan_law
 
     plan = plan_law(Budget(compute=1e20), law="ludziejewski2025")
     band = plan.near_optimal_band

@@ -26,8 +26,7 @@ from moescale.errors import MoescaleError
 from moescale.planning import allocation as al
 from moescale.planning import family as fam
 from moescale.planning import training_values as tv
-from moescale.planning.plan import (Budget, Plan, check_realised, realised_numbers,
-                                    with_warnings)
+from moescale.planning.plan import Budget, Plan, check_realised, realised_numbers, with_warnings
 from moescale.units import dtype_bytes
 
 ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
