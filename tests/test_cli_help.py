@@ -29,7 +29,7 @@ def test_top_level_help_lists_commands():
     assert "count" in result.output
 
 
-@pytest.mark.parametrize("sub", ["plan", "run", "status", "export", "analyze", "suggest",
+@pytest.mark.parametrize("sub", ["plan", "run", "status", "retire", "export", "analyze", "suggest",
                                  "import"])
 def test_every_sweep_subcommand_has_help_with_example(sub):
     from moescale.cli.sweep import sweep
