@@ -7,6 +7,15 @@ a run whose worker left ``result.json`` is recorded, one whose job still runs (a
 SLURM job) is taken back, and the rest go back to ``pending`` and resume from their last
 checkpoint in the sweep's folder. A worker that dies is retried up to ``max_attempts``; a run
 that raises or diverges is ``failed`` at once (it would fail again).
+
+A run folder has one writer: before starting a worker the driver checks the folder's lock
+(:func:`moescale.sweeps.worker.folder_locked`). A driver that took over a run whose folder is
+still held (the first driver was paused past its lease while its worker trained on) waits for
+that worker and records what it leaves. A driver that wakes up to find its claim lost stands
+down on that run: the store refuses its writes (claim tokens) and it starts nothing there.
+
+A result is validated before it is recorded (a ``result.json`` without a finite loss is a
+failure). A full disk stops the sweep with one error; its runs stay resumable.
 """
 
 from __future__ import annotations
@@ -21,10 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moescale.errors import MoescaleError
 from moescale.sweeps import worker
 from moescale.sweeps.executors import Executor, Outcome, folder_outcome
 from moescale.sweeps.spec import RunSpec, SweepSpec
-from moescale.sweeps.store import Claim, SweepStore
+from moescale.sweeps.store import (Claim, DiskFull, SweepStore, is_disk_full, result_problem,
+                                   sweep_name_conflict)
 
 LEASE_SECONDS = 60.0  # a driver silent this long is presumed dead
 POLL_SECONDS = 0.5
@@ -50,6 +61,8 @@ class SweepRun:
     retried: dict[str, str] = field(default_factory=dict)
     reattached: list[str] = field(default_factory=list)
     lost_claims: list[str] = field(default_factory=list)
+    waited: list[str] = field(default_factory=list)  # runs whose folder another worker held
+    notes: dict[str, str] = field(default_factory=dict)  # e.g. a discarded checkpoint
     retired: list[str] = field(default_factory=list)
     stopped: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -77,29 +90,42 @@ class _Heartbeat(threading.Thread):
         self.store_path, self.claims, self.lock, self.lease_s = store_path, claims, lock, lease_s
         self.stopped = threading.Event()
 
+        self.lost: set[str] = set()  # claims another driver took over
+
     def run(self) -> None:
         with SweepStore(self.store_path) as store:
             while not self.stopped.wait(self.lease_s / 6):
                 with self.lock:
                     held = [(i, c.token) for i, c in self.claims.items()]
-                if held:
-                    store.heartbeat(held, self.lease_s)
+                if not held:
+                    continue
+                try:
+                    lost = store.heartbeat(held, self.lease_s)
+                except Exception:  # noqa: BLE001 — a full disk or a busy store: try again
+                    continue
+                with self.lock:
+                    self.lost |= lost
 
 
 def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
               retry_failed: bool = False, lease_s: float = LEASE_SECONDS,
               max_attempts: int = MAX_ATTEMPTS, folder: str | Path | None = None,
-              progress: Any = None, retire_stale: bool = True) -> SweepRun:
+              progress: Any = None, retire_stale: bool = True, merge: bool = False) -> SweepRun:
     """Run every run of ``spec`` not yet done in the store; return what happened.
 
     Runs of this sweep (same name) that the spec no longer produces are retired first
     (``retire_stale``): never run, counted as ``retired``, results of finished ones kept.
     ``progress`` is a display (:class:`LiveDisplay`, :class:`LineReport`) or ``None``.
     Ctrl-C raises :class:`SweepInterrupted` once the running runs are given back.
+    A store holding runs of another sweep (another name) is refused unless ``merge``.
     """
     runs = spec.expand()
     ids = {r.id for r in runs}
     store = SweepStore(store_path)
+    conflict = sweep_name_conflict(store.sweep_names(), spec.name, store_path, spec.source)
+    if conflict and not merge:
+        store.close()
+        raise MoescaleError(conflict)
     store.add_runs(runs)
     store.unretire(ids)
     retired = store.stale(spec.name, ids) if retire_stale else []
@@ -110,6 +136,7 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
                  lease_s, max_attempts, progress)
     loop.out.runs, loop.out.retired = len(runs), retired
     beat = _Heartbeat(store.path, loop.claims, loop.lock, lease_s)
+    loop.beat = beat
     beat.start()
     t0 = time.perf_counter()
     try:
@@ -118,9 +145,14 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
         executor.close()
     except BaseException as exc:
         executor.shutdown()
+        reason = "disk full" if isinstance(exc, DiskFull) else "interrupted"
         with loop.lock:
             for claim in loop.claims.values():
-                store.release(claim.run.id, claim.token, "interrupted")
+                if claim.run.id in loop.waiting:  # another worker trains it: not ours to stop
+                    continue
+                worker.remove_temporary(loop.dirs.get(claim.run.id, loop.folder / claim.run.id))
+                with contextlib.suppress(Exception):  # a full disk: the lease expires instead
+                    store.release(claim.run.id, claim.token, reason)
             loop.out.stopped = list(loop.claims)
         if isinstance(exc, KeyboardInterrupt):
             loop.out.counts, loop.out.seconds = store.counts(ids), time.perf_counter() - t0
@@ -142,6 +174,8 @@ class _Loop:
         self.lease_s, self.max_attempts, self.display = lease_s, max_attempts, display
         self.claims: dict[str, Claim] = {}
         self.dirs: dict[str, Path] = {}  # run folder of each claimed run
+        self.waiting: dict[str, Path] = {}  # claimed runs whose folder another worker holds
+        self.beat: _Heartbeat | None = None
         self.lock = threading.Lock()
         self.out = SweepRun(store=str(store.path), executor=executor.description, runs=0,
                             counts={})
@@ -156,6 +190,7 @@ class _Loop:
                 with self.lock:
                     claim = self.claims.pop(outcome.run_id)
                 self.record(claim, outcome)
+            self.check_waiting()
             self.fill()
             if self.display:
                 with self.lock:
@@ -167,7 +202,8 @@ class _Loop:
 
     def fill(self) -> None:
         """Claim runs until the executor is full or nothing is pending, then submit them
-        (as one batch — a job array — where the executor supports it)."""
+        (as one batch — a job array — where the executor supports it). A run whose folder
+        another worker holds is not started: it waits for that worker."""
         batch: list[tuple[Claim, Path]] = []
         while len(self.executor.running()) + len(batch) < self.executor.capacity:
             claim = self.store.claim(self.ids, self.lease_s)
@@ -178,15 +214,52 @@ class _Loop:
             with self.lock:
                 self.claims[claim.run.id] = claim
                 self.dirs[claim.run.id] = run_dir
+            if worker.folder_locked(run_dir):
+                self.wait_for(claim, run_dir)
+                continue
             batch.append((claim, run_dir))
         if not batch:
             return
         items = [(c.run, d) for c, d in batch]
         submit_batch = getattr(self.executor, "submit_batch", None)
-        job_ids = (submit_batch(items) if submit_batch
-                   else [self.executor.submit(run, d) for run, d in items])
+        try:
+            job_ids = (submit_batch(items) if submit_batch
+                       else [self.executor.submit(run, d) for run, d in items])
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise DiskFull(f"disk full: cannot start a worker in {self.folder} "
+                               f"({exc.strerror or exc}); free some space and run `moescale "
+                               "sweep run` again (finished runs are kept)") from None
+            raise
         for (claim, _), job_id in zip(batch, job_ids, strict=True):
             self.store.set_job(claim.run.id, claim.token, job_id)
+
+    def wait_for(self, claim: Claim, run_dir: Path) -> None:
+        """Hold ``claim`` without starting a worker: another worker (of a driver that lost
+        this run while paused) trains in ``run_dir``; its result is recorded when it ends."""
+        with self.lock:
+            self.claims[claim.run.id] = claim
+            self.dirs[claim.run.id] = run_dir
+            self.waiting[claim.run.id] = run_dir
+        if claim.run.id not in self.out.waited:
+            self.out.waited.append(claim.run.id)
+
+    def check_waiting(self) -> None:
+        """Runs whose folder was held: record what the other worker left once it let go, or
+        give the run back (pending, to resume from its checkpoint) when it left nothing."""
+        for run_id, run_dir in list(self.waiting.items()):
+            if worker.folder_locked(run_dir):
+                continue
+            with self.lock:
+                del self.waiting[run_id]
+                claim = self.claims.pop(run_id)
+                self.dirs.pop(run_id, None)
+            outcome = folder_outcome(run_id, run_dir)
+            if outcome is not None:
+                self.record(claim, outcome)
+            elif not self.store.release(run_id, claim.token, "lost",
+                                        "the worker that held its folder ended without a result"):
+                self.out.lost_claims.append(run_id)
 
     def reconcile(self) -> None:
         """Runs a dead driver left running: ingest what finished, take back what still runs
@@ -197,7 +270,9 @@ class _Loop:
                 continue
             run_dir = Path(row["run_dir"] or self.folder / row["id"])
             outcome = folder_outcome(row["id"], run_dir)
-            if outcome is None and self.executor.reattach(claim.run, run_dir, row["job_id"]):
+            if outcome is None and worker.folder_locked(run_dir):  # its worker still trains
+                self.wait_for(claim, run_dir)
+            elif outcome is None and self.executor.reattach(claim.run, run_dir, row["job_id"]):
                 with self.lock:
                     self.claims[claim.run.id] = claim
                     self.dirs[claim.run.id] = run_dir
@@ -212,6 +287,26 @@ class _Loop:
         run_id, out = claim.run.id, self.out
         with self.lock:
             self.dirs.pop(run_id, None)
+            lost = self.beat is not None and run_id in self.beat.lost
+        if lost or not self.store.holds(run_id, claim.token):
+            # another driver took this run over while this one was paused: stand down
+            out.lost_claims.append(run_id)
+            return
+        if outcome.busy:  # the worker found the folder held: wait for the one holding it
+            self.wait_for(claim, self.folder / run_id)
+            return
+        if outcome.status == "done":
+            problem = result_problem(outcome.result)
+            if problem is not None:
+                outcome = Outcome(run_id, "failed", error=f"result.json of the run {problem}; "
+                                  "not recorded as done")
+        if outcome.disk_full or (outcome.status == "failed" and outcome.error
+                                 and outcome.error.startswith("disk full")):
+            self.store.release(run_id, claim.token, "disk full", outcome.error)
+            worker.remove_temporary(self.folder / run_id)
+            raise DiskFull(f"{outcome.error or 'disk full'} (run {run_id}); free some space and "
+                           "run `moescale sweep run` again: finished runs are kept, the others "
+                           "resume from their last checkpoint")
         if outcome.status == "done":
             kind = "done"
             curve = outcome.curve if outcome.curve is not None else worker.read_curve(
@@ -220,6 +315,8 @@ class _Loop:
             if ok:
                 out.finished.append(run_id)
                 out.flops += claim.run.flops
+                if outcome.result.get("checkpoint_discarded"):
+                    out.notes[run_id] = outcome.result["checkpoint_discarded"]
         elif ((outcome.retryable or outcome.error == "KeyboardInterrupt")  # Ctrl-C reached it
               and claim.attempt < self.max_attempts):
             kind = "retry"

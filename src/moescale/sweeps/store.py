@@ -23,11 +23,15 @@ executors only the driver writes this file.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import os
 import socket
 import sqlite3
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -79,6 +83,33 @@ CREATE TABLE IF NOT EXISTS curves (
 SCHEMA_VERSION = "1"
 
 
+class DiskFull(MoescaleError):
+    """The disk holding the store or a run folder is full."""
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (an ``OSError`` or SQLite error) says the disk is full."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return "disk is full" in text or "disk full" in text or "no space left" in text
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    return _disk_full(exc)
+
+
+def sweep_name_conflict(store_names: Iterable[str], name: str, store: str | Path,
+                        source: str) -> str | None:
+    """The refusal when a store holds runs of other sweeps than ``name`` (None when not)."""
+    others = sorted(set(store_names) - {name})
+    if not others:
+        return None
+    held = ", ".join(repr(o) for o in others[:3]) + (", …" if len(others) > 3 else "")
+    return (f"{store} holds sweep {held}, not {name!r} (the sweep of {source}); use another "
+            f"--store, or --merge to add {name!r}'s runs to this store")
+
+
 @dataclass(frozen=True)
 class Claim:
     """A run handed to one driver: its spec, the claim token and the attempt number."""
@@ -102,6 +133,30 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _history(text: str | None) -> list:
+    """A run's attempt history; a damaged one starts again (the outcome matters, not it)."""
+    try:
+        value = json.loads(text or "[]")
+    except json.JSONDecodeError:
+        return [{"outcome": "history lost (the column was damaged)"}]
+    return value if isinstance(value, list) else []
+
+
+def result_problem(result: Any) -> str | None:
+    """Why ``result`` (a run's ``result.json``) cannot be recorded as a finished run, or None:
+    it must be an object with a finite, positive ``eval_loss`` and a positive ``tokens``."""
+    if not isinstance(result, dict):
+        return "has no result" if result is None else "has a result that is not a JSON object"
+    missing = [k for k in ("eval_loss", "tokens") if result.get(k) is None]
+    if missing:
+        return f"its result has no {' and no '.join(missing)}"
+    for key in ("eval_loss", "tokens"):
+        v = result[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            return f"its result has {key} = {v!r} (a finite positive number is needed)"
+    return None
+
+
 def state(status: str, retired: float | None) -> str:
     """The status a person sees: ``retired`` for a retired run that never finished."""
     return "retired" if retired is not None and status != "done" else status
@@ -110,10 +165,18 @@ def state(status: str, retired: float | None) -> str:
 class SweepStore:
     """A sweep's SQLite store. Cheap to open; one connection per thread or process."""
 
-    def __init__(self, path: str | Path, create: bool = True) -> None:
+    def __init__(self, path: str | Path, create: bool = True, readonly: bool = False) -> None:
+        """Open (``create``: or make) the store at ``path``. ``readonly`` opens it read-only
+        (SQLite ``mode=ro``): nothing is ever written, and a file that is not a moescale
+        store (an empty file, another program's database) is refused."""
         self.path = Path(path)
-        if not create and not self.path.is_file():
+        self.readonly = readonly
+        self.problems: list[str] = []  # rows read that could not be used (see :meth:`rows`)
+        if (readonly or not create) and not self.path.is_file():
             raise MoescaleError(f"sweep store not found: {self.path}")
+        if readonly:
+            self._open_readonly()
+            return
         if self.path.parent and not self.path.parent.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -121,18 +184,82 @@ class SweepStore:
                                       check_same_thread=False)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA busy_timeout = 60000")
+            self.db.execute("BEGIN IMMEDIATE")  # created whole or not at all
+            try:
+                if self._tables():  # an existing database must be ours before anything is added
+                    self._verify()
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                columns = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+                if "job_id" not in columns:  # stores written before remote executors
+                    self.db.execute("ALTER TABLE runs ADD COLUMN job_id TEXT")
+                if "retired" not in columns:  # stores written before retirement
+                    self.db.execute("ALTER TABLE runs ADD COLUMN retired REAL")
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                                (SCHEMA_VERSION,))
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = FULL")
-            self.db.executescript(_SCHEMA)
-            columns = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
-            if "job_id" not in columns:  # stores written before remote executors
-                self.db.execute("ALTER TABLE runs ADD COLUMN job_id TEXT")
-            if "retired" not in columns:  # stores written before retirement
-                self.db.execute("ALTER TABLE runs ADD COLUMN retired REAL")
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                            (SCHEMA_VERSION,))
+        except MoescaleError:
+            self.db.close()
+            raise
+        except sqlite3.OperationalError as exc:
+            if _disk_full(exc):
+                raise DiskFull(f"disk full: cannot write the sweep store {self.path} ({exc}); "
+                               "free some space and run the command again") from None
+            raise MoescaleError(f"cannot open the sweep store {self.path}: {exc}") from None
         except sqlite3.DatabaseError as exc:
             raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") from None
+
+    def _open_readonly(self) -> None:
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None,
+                                      check_same_thread=False)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout = 60000")
+            if self.path.stat().st_size == 0:
+                raise MoescaleError(f"{self.path} is an empty file, not a moescale sweep store")
+            self._verify()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") from None
+        except MoescaleError:
+            self.db.close()
+            raise
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _verify(self) -> None:
+        """The database is a moescale store of a schema this version reads; one error else."""
+        tables = self._tables()
+        if not tables:
+            raise MoescaleError(f"{self.path} is an empty SQLite database, not a moescale "
+                                "sweep store")
+        if not {"meta", "runs"} <= tables:
+            shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+            raise MoescaleError(f"{self.path} is another program's SQLite database (tables: "
+                                f"{shown}), not a moescale sweep store")
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None:
+            raise MoescaleError(f"{self.path} has no moescale schema version; it is not a "
+                                "moescale sweep store")
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            raise MoescaleError(f"{self.path} has an unreadable schema version {row[0]!r}; "
+                                "it is not a moescale sweep store") from None
+        if version > int(SCHEMA_VERSION):
+            raise MoescaleError(f"{self.path} was written by a newer moescale (store schema "
+                                f"version {version}; this version reads up to {SCHEMA_VERSION}); "
+                                "upgrade moescale to use it")
 
     def close(self) -> None:
         self.db.close()
@@ -145,14 +272,28 @@ class SweepStore:
 
     # ----- transactions ----------------------------------------------------------------------
     def _write(self, fn, *args):
-        """Run ``fn(*args)`` inside one ``BEGIN IMMEDIATE`` transaction."""
-        self.db.execute("BEGIN IMMEDIATE")
+        """Run ``fn(*args)`` inside one ``BEGIN IMMEDIATE`` transaction. A full disk is one
+        :class:`DiskFull` error (the transaction is rolled back: the store stays as it was)."""
+        if self.readonly:
+            raise MoescaleError(f"{self.path} was opened read-only")
         try:
-            out = fn(*args)
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(*args)
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self.db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.db.execute("ROLLBACK")
+            if _disk_full(exc):
+                raise DiskFull(f"disk full: cannot write the sweep store {self.path} ({exc}); "
+                               "free some space and run the command again (finished runs are "
+                               "kept, the others resume from their last checkpoint)") from None
             raise
-        self.db.execute("COMMIT")
         return out
 
     # ----- adding runs -------------------------------------------------------------------------
@@ -189,7 +330,7 @@ class SweepStore:
                 "host = ?, pid = ?, started = ?, heartbeat = ?, lease_until = ?, error = NULL "
                 "WHERE id = ? AND status = 'pending' RETURNING attempts",
                 (token, host, pid, now, now, now + lease_s, row["id"])).fetchone()[0]
-            return Claim(RunSpec.from_dict(json.loads(row["spec"])), token, attempt)
+            return Claim(RunSpec.from_dict(self._decode(row, "spec")), token, attempt)
         return self._write(take)
 
     def _orphans(self) -> list[sqlite3.Row]:
@@ -204,7 +345,7 @@ class SweepStore:
         lost = [r for r in self._orphans() if r["job_id"] is None]
         now = time.time()
         for r in lost:
-            history = json.loads(r["history"]) + [
+            history = _history(r["history"]) + [
                 {"attempt": r["attempts"], "outcome": "lost", "host": r["host"],
                  "pid": r["pid"], "time": now}]
             self.db.execute("UPDATE runs SET status = 'pending', token = NULL, job_id = NULL, "
@@ -222,7 +363,7 @@ class SweepStore:
         pid, host = pid or os.getpid(), host or this_host()
 
         def take():
-            row = self.db.execute("SELECT spec, attempts FROM runs WHERE id = ? AND token = ? "
+            row = self.db.execute("SELECT id, spec, attempts FROM runs WHERE id = ? AND token = ? "
                                   "AND status = 'running'", (run_id, old_token)).fetchone()
             if row is None:
                 return None
@@ -230,7 +371,7 @@ class SweepStore:
             self.db.execute("UPDATE runs SET token = ?, host = ?, pid = ?, heartbeat = ?, "
                             "lease_until = ? WHERE id = ?",
                             (token, host, pid, now, now + lease_s, run_id))
-            return Claim(RunSpec.from_dict(json.loads(row["spec"])), token, row["attempts"])
+            return Claim(RunSpec.from_dict(self._decode(row, "spec")), token, row["attempts"])
         return self._write(take)
 
     def set_job(self, run_id: str, token: str, job_id: str | None) -> None:
@@ -238,12 +379,25 @@ class SweepStore:
         self._write(lambda: self.db.execute(
             "UPDATE runs SET job_id = ? WHERE id = ? AND token = ?", (job_id, run_id, token)))
 
-    def heartbeat(self, claims: Iterable[tuple[str, str]], lease_s: float = 60.0) -> None:
-        """Renew the leases of ``(run id, token)`` pairs still held."""
+    def heartbeat(self, claims: Iterable[tuple[str, str]], lease_s: float = 60.0) -> set[str]:
+        """Renew the leases of ``(run id, token)`` pairs still held; returns the ids whose
+        claim was lost (another driver took the run over after this one's lease expired)."""
         now = time.time()
-        self._write(lambda: self.db.executemany(
-            "UPDATE runs SET heartbeat = ?, lease_until = ? WHERE id = ? AND token = ? "
-            "AND status = 'running'", [(now, now + lease_s, i, t) for i, t in claims]))
+
+        def beat():
+            lost = set()
+            for i, t in claims:
+                if self.db.execute("UPDATE runs SET heartbeat = ?, lease_until = ? WHERE id = ? "
+                                   "AND token = ? AND status = 'running'",
+                                   (now, now + lease_s, i, t)).rowcount == 0:
+                    lost.add(i)
+            return lost
+        return self._write(beat)
+
+    def holds(self, run_id: str, token: str) -> bool:
+        """Whether the claim ``token`` on ``run_id`` is still held."""
+        return self.db.execute("SELECT 1 FROM runs WHERE id = ? AND token = ? AND "
+                               "status = 'running'", (run_id, token)).fetchone() is not None
 
     def release(self, run_id: str, token: str, reason: str = "interrupted",
                 error: str | None = None) -> bool:
@@ -269,7 +423,7 @@ class SweepStore:
             if row is None:
                 return False
             now = time.time()
-            history = json.loads(row["history"]) + [
+            history = _history(row["history"]) + [
                 {"attempt": row["attempts"], "outcome": outcome, "host": row["host"],
                  "pid": row["pid"], "time": now} | ({"error": error or note}
                                                      if error or note else {})]
@@ -354,17 +508,45 @@ class SweepStore:
 
     # ----- reading -----------------------------------------------------------------------------
     def rows(self, ids: set[str] | None = None) -> list[dict[str, Any]]:
-        """Every run as a dict (spec and result decoded), in the spec's order."""
+        """Every run as a dict (spec and result decoded), in the spec's order.
+
+        A column that is not JSON is one :class:`MoescaleError` naming the run. A ``done`` run
+        without a usable result is left out and reported in :attr:`problems`."""
         out = []
+        self.problems = []
         for r in self.db.execute("SELECT * FROM runs ORDER BY ord"):
             if ids is not None and r["id"] not in ids:
                 continue
             row = dict(r)
-            row["spec"] = json.loads(row["spec"])
-            row["result"] = json.loads(row["result"]) if row["result"] else None
-            row["history"] = json.loads(row["history"])
+            row["spec"] = self._decode(r, "spec")
+            row["result"] = self._decode(r, "result") if row["result"] else None
+            row["history"] = self._decode(r, "history")
+            if not isinstance(row["spec"], dict):
+                raise MoescaleError(f"{self.path}: run {r['id']} has a damaged spec (not a JSON "
+                                    "object); the store was edited or damaged")
+            if row["status"] == "done" and not isinstance(row["result"], dict):
+                what = "has no result" if row["result"] is None else "has a result that is " \
+                    "not a JSON object"
+                self.problems.append(f"run {r['id']} is done but {what}; it is left out")
+                continue
             out.append(row)
         return out
+
+    def _decode(self, row, column: str) -> Any:
+        try:
+            return json.loads(row[column])
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise MoescaleError(f"{self.path}: run {row['id']} has a corrupt {column} column "
+                                f"(not JSON: {exc}); the store was edited or damaged") from None
+
+    def sweep_names(self) -> set[str]:
+        """Names of the sweeps whose runs the store holds (runs added by ``sweep import`` do
+        not count: they belong to no spec)."""
+        names = set()
+        for r in self.db.execute("SELECT sweep, history FROM runs"):
+            if '"outcome": "imported"' not in (r["history"] or "")[:200]:
+                names.add(r["sweep"])
+        return names
 
     def counts(self, ids: set[str] | None = None) -> dict[str, int]:
         """Runs by status (of ``ids`` when given); a retired run that never finished counts

@@ -3,33 +3,138 @@
 The worker never touches the store. It resumes from ``checkpoint.pt`` when an earlier attempt
 left one, and ends by writing ``result.json`` (or ``error.json``) into the run folder
 atomically (write, fsync, rename); the driver ingests that file.
+
+**One writer per run folder.** A worker holds an exclusive lock (``flock``) on the folder's
+``worker.lock`` for its whole life; the operating system releases it when the worker dies.
+A second worker on the same folder (started by a driver that took over the run while the first
+driver was paused past its lease) finds the lock held and exits with status 75 without
+writing anything; drivers check the lock before they start a worker
+(:func:`folder_locked`).
+
+A checkpoint that cannot be read is moved aside (``checkpoint.pt.corrupt-TIMESTAMP``) and the
+run starts afresh (``result.json`` says so). A full disk ends the worker with ``error.json``
+marked ``disk_full`` (or exit status 28 when even that cannot be written), after removing its
+temporary checkpoint files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import socket
+import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
 
 RESULT_FILE, ERROR_FILE, CHECKPOINT_FILE, LOG_FILE = ("result.json", "error.json",
                                                         "checkpoint.pt", "log.jsonl")
-SPEC_FILE, OUTPUT_FILE = "spec.json", "worker.log"
+SPEC_FILE, OUTPUT_FILE, LOCK_FILE = "spec.json", "worker.log", "worker.lock"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+EXIT_LOCKED = 75  # EX_TEMPFAIL: another worker holds the run folder; nothing was written
+EXIT_DISK_FULL = 28  # ENOSPC: the disk is full and not even error.json could be written
+LOCK_WAIT_SECONDS = 2.0  # a driver's lock check is momentary; the worker waits this long
+
+
+class FolderLocked(Exception):
+    """Another worker holds this run folder's lock (it trains the run now)."""
+
+
+def _lock_fd(run_dir: Path, exclusive_wait: float = 0.0) -> int | None:
+    """An fd holding the folder's lock, or None when another process holds it."""
+    import fcntl
+
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    deadline = time.monotonic() + exclusive_wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def hold_folder(run_dir: Path) -> int:
+    """Take the run folder's lock for this process (released by :func:`release_folder` or by
+    the OS when the process dies); :class:`FolderLocked` when another worker holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = _lock_fd(run_dir, LOCK_WAIT_SECONDS)
+    if fd is None:
+        raise FolderLocked(f"run folder {run_dir} is held by another worker "
+                           f"({lock_holder(run_dir) or 'unknown process'}); this one stands down")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
+    return fd
+
+
+def release_folder(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+
+def lock_holder(run_dir: Path) -> str | None:
+    """``PID HOST`` of the worker that last took the folder's lock (a hint, for messages)."""
+    try:
+        text = (Path(run_dir) / LOCK_FILE).read_text().strip()
+    except OSError:
+        return None
+    return f"pid {text}" if text else None
+
+
+def folder_locked(run_dir: str | Path) -> bool:
+    """Whether a live worker holds the run folder (its lock cannot be taken now)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / LOCK_FILE).is_file():
+        return False
+    try:
+        fd = _lock_fd(run_dir)
+    except OSError:
+        return False
+    if fd is None:
+        return True
+    os.close(fd)
+    return False
+
+
+def remove_temporary(run_dir: Path) -> list[str]:
+    """Delete the temporary files a worker killed mid-write leaves (``.checkpoint.pt.tmp*``,
+    ``*.partial``); returns their names."""
+    removed = []
+    try:
+        children = list(Path(run_dir).iterdir())
+    except OSError:
+        return removed
+    for child in children:
+        if child.is_file() and (child.name.startswith(f".{CHECKPOINT_FILE}.tmp")
+                                or child.name.endswith(".partial")):
+            with contextlib.suppress(OSError):
+                child.unlink()
+                removed.append(child.name)
+    return removed
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so that a reader sees the old file or the whole new one, never a part."""
+    """Write JSON so that a reader sees the old file or the whole new one, never a part
+    (a write that fails, e.g. on a full disk, leaves no temporary file behind)."""
     tmp = path.with_name(path.name + ".partial")
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -61,12 +166,30 @@ def prepare_run_dir(run_dir: Path) -> bool:
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in (RESULT_FILE, ERROR_FILE):
         (run_dir / name).unlink(missing_ok=True)
+    remove_temporary(run_dir)
     if (run_dir / CHECKPOINT_FILE).is_file():
         return True
     for child in run_dir.iterdir():  # an attempt that died before its first checkpoint
-        if child.name not in (SPEC_FILE, OUTPUT_FILE):
+        if child.name not in (SPEC_FILE, OUTPUT_FILE, LOCK_FILE) and ".corrupt-" not in child.name:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     return False
+
+
+def discard_unreadable_checkpoint(run_dir: Path) -> str | None:
+    """Move ``checkpoint.pt`` aside when it cannot be read (truncated, foreign), so the run
+    starts afresh instead of failing the same way at every retry; returns what was done."""
+    from moescale.errors import MoescaleError
+    from moescale.training.checkpoint import load_checkpoint
+
+    path = run_dir / CHECKPOINT_FILE
+    try:
+        load_checkpoint(path)
+        return None
+    except MoescaleError as exc:
+        aside = path.with_name(f"{CHECKPOINT_FILE}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(path, aside)
+        reason = str(exc).split(";")[0]
+        return f"its checkpoint was unreadable ({reason}); moved to {aside.name}, started afresh"
 
 
 def pin_threads(threads: int | None) -> None:
@@ -80,13 +203,34 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
             device: str | None = None) -> dict[str, Any]:
     """Train ``run`` (a :meth:`RunSpec.to_dict`) in ``run_dir``; return and write the result."""
     pin_threads(threads)
-    from moescale.sweeps.spec import ROUTING_KEYS, RunSpec
-    from moescale.training.config import TrainConfig
-    from moescale.training.trainer import train
+    from moescale.sweeps.spec import RunSpec
 
     spec = RunSpec.from_dict(run)
     run_dir = Path(run_dir)
+    main_rank = os.environ.get("RANK", "0") == "0"
+    lock = hold_folder(run_dir) if main_rank else None
+    try:
+        return _execute(spec, run_dir, threads, device, main_rank)
+    except BaseException:
+        remove_temporary(run_dir)
+        raise
+    finally:
+        release_folder(lock)
+
+
+def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
+             main_rank: bool) -> dict[str, Any]:
+    from moescale.sweeps.spec import ROUTING_KEYS
+    from moescale.training.config import TrainConfig
+    from moescale.training.trainer import train
+
     resume = prepare_run_dir(run_dir)
+    discarded = None
+    if resume and main_rank:
+        discarded = discard_unreadable_checkpoint(run_dir)
+        if discarded:
+            print(f"moescale worker: run {spec.id}: {discarded}", file=sys.stderr, flush=True)
+            resume = prepare_run_dir(run_dir)
     train_options = {k: v for k, v in spec.train.items()
                      if k != "device" and k not in ROUTING_KEYS}
     train_options.setdefault("seq_len", spec.arch().seq_len)  # the spec's resolved context
@@ -101,7 +245,9 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
     evals = [p["eval_loss"] for p in curve if p.get("eval_loss") is not None]
     result |= {"best_eval_loss": min(evals, default=result["eval_loss"]), "resumed": resume,
                "pid": os.getpid()}
-    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 reports
+    if discarded:
+        result["checkpoint_discarded"] = discarded
+    if main_rank:  # under torchrun only rank 0 reports
         write_atomic(run_dir / RESULT_FILE, result)
     return result
 
@@ -119,8 +265,6 @@ def model_options(train: dict[str, Any]):
 def main(argv: list[str] | None = None) -> None:
     """``python -m moescale.sweeps.worker RUN_DIR [THREADS] [DEVICE]``: train the run described
     by ``RUN_DIR/spec.json``; exit 0 with ``result.json``, or 1 with ``error.json``."""
-    import sys
-
     args = sys.argv[1:] if argv is None else argv
     run_dir = Path(args[0])
     threads = int(args[1]) if len(args) > 1 and args[1] != "-" else None
@@ -129,11 +273,33 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run = json.loads((run_dir / SPEC_FILE).read_text())
         execute(run, run_dir, threads, device)
+    except FolderLocked as exc:  # another worker trains this run: write nothing
+        print(f"moescale worker: {exc}", file=sys.stderr, flush=True)
+        os._exit(EXIT_LOCKED)
     except BaseException as exc:  # recorded as the run's failure reason
-        write_atomic(run_dir / ERROR_FILE, {"error": failure_reason(exc),
-                                            "traceback": traceback.format_exc()})
+        full = disk_full(exc)
+        try:
+            write_atomic(run_dir / ERROR_FILE, {"error": failure_reason(exc),
+                                                "traceback": traceback.format_exc()}
+                         | ({"disk_full": True} if full else {}))
+        except OSError:
+            os._exit(EXIT_DISK_FULL if full else 1)
         os._exit(1)
     os._exit(0)
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether a failure was a full disk (ENOSPC anywhere in its chain of causes)."""
+    import errno
+
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if "No space left on device" in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -142,6 +308,8 @@ def failure_reason(exc: BaseException) -> str:
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     kind = type(exc).__name__
+    if disk_full(exc):
+        return f"disk full: {text or kind}"
     if isinstance(exc, MoescaleError) and text:  # its message already says what happened
         return text
     if kind in ("MemoryError", "OutOfMemoryError"):

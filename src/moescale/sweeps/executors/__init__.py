@@ -39,6 +39,8 @@ class Outcome:
     error: str | None = None
     retryable: bool = False
     curve: list[dict[str, Any]] | None = None
+    busy: bool = False  # another worker holds the run folder: nothing was run or written
+    disk_full: bool = False  # the disk is full: the sweep stops, the run stays resumable
 
 
 class Executor(Protocol):
@@ -98,7 +100,26 @@ def folder_outcome(run_id: str, run_dir: Path, with_curve: bool = False) -> Outc
         if result.is_file():
             return Outcome(run_id, "done", result=json.loads(result.read_text()), curve=curve)
         if error.is_file():
-            return Outcome(run_id, "failed", error=json.loads(error.read_text())["error"])
-    except (json.JSONDecodeError, KeyError, OSError):
+            data = json.loads(error.read_text())
+            return Outcome(run_id, "failed", error=str(data["error"]),
+                           disk_full=bool(data.get("disk_full")))
+    except (json.JSONDecodeError, KeyError, OSError, TypeError):
         return None
     return None
+
+
+def exit_outcome(run_id: str, run_dir: Path, exitcode: int | None) -> Outcome:
+    """The outcome a worker process left in its folder, or a failure saying how it died
+    (retryable; ``busy`` when another worker held the folder, ``disk_full`` on ENOSPC)."""
+    if exitcode == worker.EXIT_LOCKED:
+        return Outcome(run_id, "failed", busy=True, retryable=True,
+                       error="another worker holds the run folder (it trains this run)")
+    found = folder_outcome(run_id, run_dir)
+    if found is not None and (exitcode == 0 or found.status == "failed"):
+        return found
+    if exitcode == worker.EXIT_DISK_FULL:
+        return Outcome(run_id, "failed", disk_full=True, retryable=True,
+                       error=f"disk full: the worker could not write into {run_dir}")
+    from moescale.sweeps.executors.local import exit_reason
+
+    return Outcome(run_id, "failed", error=exit_reason(exitcode), retryable=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
-from moescale.sweeps.executors import Outcome, folder_outcome
+from moescale.sweeps.executors import Outcome
 from moescale.sweeps.spec import RunSpec
 
 
@@ -44,6 +44,10 @@ def visible_gpus() -> list[str]:
 
 
 def exit_reason(code: int | None) -> str:
+    if code == worker.EXIT_LOCKED:
+        return "another worker holds the run folder (it trains this run)"
+    if code == worker.EXIT_DISK_FULL:
+        return "disk full: the worker could not write its run folder"
     if code is not None and code < 0:
         name = signal.Signals(-code).name
         hint = " (out of memory?)" if -code == signal.SIGKILL else ""
@@ -127,6 +131,10 @@ def start_worker(run: RunSpec, run_dir: Path, threads: int | None, device: str,
     ``torchrun`` for data-parallel runs over ``processes`` GPUs); the worker's output goes to
     ``worker.log`` there."""
     run_dir.mkdir(parents=True, exist_ok=True)
+    if worker.folder_locked(run_dir):  # checked before anything is written there
+        raise MoescaleError(f"run folder {run_dir} is held by another worker "
+                            f"({worker.lock_holder(run_dir) or 'unknown process'}); "
+                            "not starting a second one")
     worker.write_atomic(run_dir / worker.SPEC_FILE, run.to_dict())
     launcher = [sys.executable]
     if processes > 1:
@@ -140,7 +148,6 @@ def start_worker(run: RunSpec, run_dir: Path, threads: int | None, device: str,
 
 def exit_outcome(run_id: str, run_dir: Path, exitcode: int | None) -> Outcome:
     """The outcome a worker left in its folder, or a retryable failure saying how it died."""
-    found = folder_outcome(run_id, run_dir)
-    if found is not None and (exitcode == 0 or found.status == "failed"):
-        return found
-    return Outcome(run_id, "failed", error=exit_reason(exitcode), retryable=True)
+    from moescale.sweeps.executors import exit_outcome as outcome
+
+    return outcome(run_id, run_dir, exitcode)

@@ -20,8 +20,8 @@ from typing import Any
 
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
-from moescale.sweeps.executors import Outcome, folder_outcome
-from moescale.sweeps.executors.local import available_cpus, exit_reason, start_worker
+from moescale.sweeps.executors import Outcome, exit_outcome, folder_outcome
+from moescale.sweeps.executors.local import available_cpus, start_worker
 from moescale.sweeps.spec import RunSpec
 
 NAMESPACE = "moescale"
@@ -51,7 +51,8 @@ class RunSupervisor:
         found = folder_outcome("", self.run_dir, with_curve=True)
         if found is not None and (code == 0 or found.status == "failed"):
             return found.__dict__
-        return {"status": "failed", "error": exit_reason(code), "retryable": True}
+        out = exit_outcome("", self.run_dir, code).__dict__
+        return {k: v for k, v in out.items() if k != "run_id"}
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

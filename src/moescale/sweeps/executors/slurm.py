@@ -34,6 +34,8 @@ class SweepJob:
                  device: str | None) -> dict[str, Any]:
         try:
             return worker.execute(run, run_dir, threads, device)
+        except worker.FolderLocked:  # another worker trains this run: write nothing
+            raise
         except BaseException as exc:
             worker.write_atomic(Path(run_dir) / worker.ERROR_FILE, {
                 "error": worker.failure_reason(exc), "traceback": traceback.format_exc()})
