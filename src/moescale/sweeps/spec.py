@@ -44,7 +44,7 @@ TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "sc
               "warmup_fraction", "decay_fraction", "betas", "weight_decay", "grad_clip",
               "aux_loss_coef", "z_loss_coef", "bias_update_rate", "eval_every", "eval_tokens",
               "checkpoint_every", "log_every", "data", "tokenizer", "vocab_size", "val_fraction",
-              "compile", "device") + ("router", "norm_topk_prob", "capacity_factor")
+              "compile", "device", "text_column") + ("router", "norm_topk_prob", "capacity_factor")
 # Routing options of the model (moescale.training.model.MoEOptions), set in [train] like the
 # trainer's own: score function, top-k renormalisation and expert capacity.
 ROUTING_KEYS = ("router", "norm_topk_prob", "capacity_factor")
@@ -420,8 +420,24 @@ def _routing(train: dict, arch: Architecture, where: str) -> dict:
 
 
 def _vocab(fields: dict, train: dict) -> int:
-    """The vocabulary the trainer will use (the tokenizer's); a conflicting one is an error."""
-    if train.get("tokenizer", "bytes") == "bytes":
+    """The vocabulary the trainer will use (the tokenizer's); a conflicting one is an error.
+
+    A prepared corpus (``data = "DIR"`` of ``moescale data prepare``) and a tokenizer file
+    give their own vocabulary, which ``[train] vocab_size`` may pad; a raw token file needs
+    ``vocab_size`` (``[train]`` or ``[base]``). The default ``tokenizer = "bytes"`` does not
+    apply to data that holds token ids already."""
+    from moescale.training.corpora import is_token_source, resolve_vocab
+
+    data, tokenizer = str(train.get("data", "kjv")), train.get("tokenizer", "bytes")
+    if is_token_source(data) or tokenizer not in ("bytes", "bpe"):
+        arch = fields.get("vocab_size")
+        vocab = resolve_vocab(data, tokenizer, train.get("vocab_size"), arch)
+        if arch is not None and arch != vocab:
+            raise MoescaleError(f"[base] vocab_size = {arch} but the run's tokens have a "
+                                f"vocabulary of {vocab}; drop it (or pad with [train] "
+                                "vocab_size)")
+        return vocab
+    if tokenizer == "bytes":
         given = fields.get("vocab_size", 256)
         if given != 256:
             raise MoescaleError(f"vocab_size={given} but the bytes tokenizer has 256 tokens; "

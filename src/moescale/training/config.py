@@ -48,10 +48,15 @@ class TrainConfig:
     eval_tokens: int = 65_536  # held-out tokens per evaluation
     checkpoint_every: int | None = None  # steps; None → every evaluation
     log_every: int = 10  # steps between JSONL lines
-    data: str = "kjv"  # "kjv", a text file or a folder
-    tokenizer: str = "bytes"  # "bytes" or "bpe"
-    vocab_size: int | None = None  # BPE vocabulary
-    val_fraction: float = 0.05
+    # "kjv", a text file or folder, Parquet / JSON Lines / Arrow files, a saved dataset, a
+    # .bin/.npy token file or a folder of `moescale data prepare` (moescale.training.corpora)
+    data: str = "kjv"
+    # "bytes", "bpe" (trained on the data) or a tokenizer.json / tokenizer folder; a prepared
+    # folder or token file holds ids already ("bytes"/"bpe" then do not apply)
+    tokenizer: str = "bytes"
+    vocab_size: int | None = None  # the model's vocabulary (BPE size; may pad a tokenizer's)
+    text_column: str | None = None  # column of row sources (None → "text")
+    val_fraction: float = 0.05  # held out at the end (a prepared folder has its own split)
     cache_dir: str | None = None  # token cache; None → ~/.cache/moescale
     convention: str = "exact"  # FLOP convention of moescale.counting
     out: str | None = None  # run folder (log.jsonl, checkpoint.pt); None → nothing written
@@ -75,17 +80,24 @@ class TrainConfig:
         if self.router_loss_reduction not in ("sum", "mean"):
             raise MoescaleError(f"router_loss_reduction must be 'sum' or 'mean', got "
                                 f"{self.router_loss_reduction!r}")
-        if self.tokenizer not in ("bytes", "bpe"):
-            raise MoescaleError(f"tokenizer must be 'bytes' or 'bpe', got {self.tokenizer!r}")
+        if not isinstance(self.tokenizer, str) or not self.tokenizer:
+            raise MoescaleError(f"tokenizer must be 'bytes', 'bpe' or a tokenizer.json path, "
+                                f"got {self.tokenizer!r}")
+        if self.text_column is not None and (not isinstance(self.text_column, str)
+                                             or not self.text_column):
+            raise MoescaleError(f"text_column must be a non-empty string, got {self.text_column!r}")
         if self.vocab_size is not None:
             if not _is_int(self.vocab_size):
                 raise MoescaleError(f"vocab_size must be a whole number, got {self.vocab_size!r}")
-            if self.tokenizer == "bytes" and self.vocab_size != 256:
+            if self.tokenizer == "bytes" and self.vocab_size != 256 and not self._token_data():
                 raise MoescaleError("the byte tokenizer has 256 tokens; drop --vocab-size or "
                                     "use --tokenizer bpe")
-            if self.tokenizer == "bpe" and not 257 <= self.vocab_size <= 1 << 20:
+            if self.tokenizer == "bpe" and not 257 <= self.vocab_size <= 1 << 20 \
+                    and not self._token_data():
                 raise MoescaleError(f"--vocab-size for BPE must be in 257..1048576, "
                                     f"got {self.vocab_size}")
+            if not 1 <= self.vocab_size <= 1 << 24:
+                raise MoescaleError(f"vocab_size must be in 1..16777216, got {self.vocab_size}")
         if self.device is not None:
             _check_device_name(self.device)
         for name in ("data", "convention"):
@@ -93,6 +105,13 @@ class TrainConfig:
                 raise MoescaleError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if self.resume and not self.out:
             raise MoescaleError("--resume needs --out (the run folder holding checkpoint.pt)")
+
+    def _token_data(self) -> bool:
+        """Whether ``data`` holds token ids already (then 'bytes' says nothing)."""
+        from moescale.training.corpora import is_token_source
+
+        return isinstance(self.data, str) and is_token_source(self.data)
+
     def router_loss_coefs(self, score: str) -> tuple[float, float]:
         """``(aux, z)`` weights for a ``"softmax"`` or ``"sigmoid"`` router (see the fields)."""
         softmax = score == "softmax"

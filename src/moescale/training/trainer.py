@@ -19,6 +19,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,21 +33,13 @@ from moescale.counting import count
 from moescale.errors import MoescaleError, TrainingDiverged
 from moescale.training import checkpoint as ckpt
 from moescale.training.config import TrainConfig
-from moescale.training.data import (
-    WindowSampler,
-    cached_tokens,
-    default_cache_dir,
-    eval_windows,
-    load_text,
-    split_tokens,
-    unigram_entropy,
-)
+from moescale.training.corpora import open_corpus
+from moescale.training.data import WindowSampler, default_cache_dir, eval_windows
 from moescale.training.distributed import DistInfo, all_reduce_sum, barrier, init_from_env
 from moescale.training.metrics import JsonlLog, load_balance, peak_flops
 from moescale.training.model import ModelOptions, MoETransformer
 from moescale.training.routing import frozen_router_gate
 from moescale.training.schedules import lr_at
-from moescale.training.tokenization import make_tokenizer
 
 
 @dataclass(frozen=True)
@@ -73,6 +66,13 @@ class TrainResult:
     device: str
     convention: str
     out: str | None
+    # what the run trained on (moescale.training.corpora): names and SHA-256 of the corpus
+    # and of the tokenizer, and the size of the corpus's training split
+    corpus: str | None = None
+    corpus_sha256: str | None = None
+    tokenizer: str | None = None
+    tokenizer_sha256: str | None = None
+    corpus_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -186,7 +186,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         torch.manual_seed(config.seed)
         self._prepare_data(arch)
-        self.arch = arch.replace(vocab_size=self.tokenizer.vocab_size, seq_len=self.seq_len)
+        self.arch = arch.replace(vocab_size=self.vocab_size, seq_len=self.seq_len)
         self.counts = count(self.arch, config.convention, context=self.seq_len)
         self.flops_per_token = self.counts.training_flops_per_token
         self._check_memory()
@@ -202,17 +202,29 @@ class Trainer:
 
     # ----- setup ---------------------------------------------------------------------------
     def _prepare_data(self, arch: Architecture) -> None:
+        """Open the corpus (tokenising a text source once into the token cache, on rank 0),
+        set the model's vocabulary, the sampler and the fixed evaluation windows."""
         c = self.config
         self.seq_len = c.seq_len or min(arch.seq_len, 256)
-        text = load_text(c.data)
         cache = Path(c.cache_dir) if c.cache_dir else default_cache_dir()
-        self.tokenizer = make_tokenizer(c.tokenizer, text, c.vocab_size, cache)
+
+        def load(create: bool):
+            return open_corpus(c.data, c.tokenizer, c.vocab_size, c.text_column, c.val_fraction,
+                               cache, model_vocab=arch.vocab_size, create=create)
         if self.dist.is_main:  # one writer for the cache, the others wait and read
-            tokens = cached_tokens(text, self.tokenizer, cache)
+            corpus = load(True)
         barrier(self.dist)
         if not self.dist.is_main:
-            tokens = cached_tokens(text, self.tokenizer, cache)
-        split = split_tokens(tokens, c.val_fraction, self.seq_len)
+            corpus = load(False)
+        self.corpus, self.tokenizer, self.vocab_size = corpus, corpus.tokenizer, corpus.vocab_size
+        if corpus.max_token_id >= self.vocab_size:
+            raise MoescaleError(f"{c.data} holds token id {corpus.max_token_id:,}, beyond the "
+                                f"model's vocabulary of {self.vocab_size:,}")
+        n_train, n_val = len(corpus.train), len(corpus.val)
+        if n_train < 2 * (self.seq_len + 1) or n_val < self.seq_len + 1:
+            raise MoescaleError(
+                f"the corpus has {n_train:,} training and {n_val:,} validation tokens: too few "
+                f"for seq_len={self.seq_len}; use more text or a shorter --seq-len")
         per_step = self.seq_len * c.grad_accum * self.dist.world_size
         if c.batch_tokens % per_step:
             raise MoescaleError(
@@ -222,9 +234,13 @@ class Trainer:
         self.total_steps = c.tokens // c.batch_tokens
         if self.total_steps < 1:
             raise MoescaleError(f"tokens={c.tokens} is less than one batch ({c.batch_tokens})")
-        self.sampler = WindowSampler(split.train, self.seq_len, c.seed)
-        self.eval_data = eval_windows(split.val, self.seq_len, max(c.eval_tokens // self.seq_len, 1))
-        self.unigram_entropy = unigram_entropy(split.train, self.tokenizer.vocab_size)
+        self.sampler = WindowSampler(corpus.train, self.seq_len, c.seed)
+        self.eval_data = eval_windows(corpus.val, self.seq_len, max(c.eval_tokens // self.seq_len, 1))
+        self.unigram_entropy = corpus.unigram_entropy
+        out = c.out_path
+        if out is not None and self.dist.is_main and getattr(self.tokenizer, "kind", "") == "bpe":
+            out.mkdir(parents=True, exist_ok=True)  # the trained BPE, reusable as --tokenizer
+            shutil.copyfile(self.tokenizer.path, out / "tokenizer.json")
 
     def _check_memory(self) -> None:
         """Refuse, before building anything, a model this device cannot train (exact parameter
@@ -414,7 +430,8 @@ class Trainer:
                     "total_params": self.counts.total_params,
                     "active_params": self.counts.active_params,
                     "flops_per_token": self.flops_per_token, "world_size": self.dist.world_size,
-                    "unigram_entropy": self.unigram_entropy, "device": str(self.device)}
+                    "unigram_entropy": self.unigram_entropy, "device": str(self.device),
+                    "data": self.corpus.record()}
             (self.config.out_path / "run.json").write_text(json.dumps(info, indent=2) + "\n")
         self.log.write({"event": "resume" if self.step else "start", "step": self.step,
                         "tokens": self.tokens, "time": time.time()})
@@ -506,7 +523,10 @@ class Trainer:
             repeated_tokens=self.sampler.repeated_tokens, unigram_entropy=self.unigram_entropy,
             total_params=self.counts.total_params, active_params=self.counts.active_params,
             seconds=self.train_seconds, world_size=self.dist.world_size, device=str(self.device),
-            convention=self.counts.convention.name, out=self.config.out)
+            convention=self.counts.convention.name, out=self.config.out,
+            **{k: self.corpus.info.get(k) for k in ("corpus", "corpus_sha256", "tokenizer",
+                                                     "tokenizer_sha256")},
+            corpus_tokens=int(len(self.corpus.train)))
         self.log.write({"event": "end", **result.to_dict()})
         self.log.close()
         return result
