@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --constraint constraints.txt
-EXTRAS := train,plot,hf,parquet,ray,slurm,dev
+EXTRAS := train,plot,hf,parquet,data,ray,slurm,dev
 
 .PHONY: run test lint bench clean browser
 
