@@ -99,7 +99,7 @@ class RunTable:
         from moescale.sweeps.export import run_table
         from moescale.sweeps.store import SweepStore
 
-        with SweepStore(path, create=False) as store:
+        with SweepStore(path, create=False, readonly=True) as store:
             return run_table(store, law)
 
     def __len__(self) -> int:

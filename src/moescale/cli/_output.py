@@ -11,6 +11,19 @@ import click
 from moescale.jsonio import jsonable
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), 0x7f]}
+_CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xa0)})
+_CONTROL.update({c: f"\\u{c:04x}" for c in (0x2028, 0x2029, 0x200e, 0x200f, 0x202a, 0x202b,
+                                             0x202c, 0x202d, 0x202e, 0x2066, 0x2067, 0x2068,
+                                             0x2069)})
+
+
+def safe(text: object) -> str:
+    """``text`` with control characters (escape sequences, carriage returns, bidi overrides)
+    written as ``\\xNN`` escapes, so a name from a file cannot drive the terminal."""
+    return str(text).translate(_CONTROL)
+
+
 def _jsonable(obj: Any) -> Any:
     """Kept for old callers; see :func:`moescale.jsonio.jsonable`."""
     return jsonable(obj)
@@ -51,11 +64,13 @@ def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]
     """Print a rich table; numbers right-aligned."""
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    from rich.markup import escape
+
+    table = Table(title=escape(safe(title)), title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(escape(safe(col)), justify="left" if i == 0 else "right")
     for row in rows:
-        table.add_row(*[c if isinstance(c, str) else fmt_num(c) for c in row])
+        table.add_row(*[escape(safe(c)) if isinstance(c, str) else fmt_num(c) for c in row])
     stdout_console().print(table)
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from moescale.cli._output import echo_json, fmt_num, print_table
+from moescale.cli._output import echo_json, fmt_num, print_table, safe
 from moescale.errors import MoescaleError
 
 STORE_HELP = "The sweep's SQLite store (created when missing)."
@@ -19,9 +19,16 @@ def _store_option(required_existing: bool):
 
 
 def _open(store_path: str):
+    """A store for reading: opened read-only; a file that is not a moescale store is refused."""
     from moescale.sweeps.store import SweepStore
 
-    return SweepStore(store_path, create=False)
+    return SweepStore(store_path, create=False, readonly=True)
+
+
+def _report_problems(store) -> None:
+    """One warning line per run the store could not use (a done run without a result)."""
+    for problem in store.problems:
+        click.echo(f"warning: {store.path}: {safe(problem)}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -63,7 +70,16 @@ def plan_cmd(spec_path, store_path, workers, no_estimate, as_json):
     from moescale.sweeps.spec import SweepSpec
 
     spec = SweepSpec.load(spec_path)
-    states = _open(store_path).states() if Path(store_path).is_file() else {}
+    states = {}
+    if Path(store_path).is_file():
+        from moescale.sweeps.store import sweep_name_conflict
+
+        with _open(store_path) as store:
+            states = store.states()
+            conflict = sweep_name_conflict(store.sweep_names(), spec.name, store_path,
+                                           spec_path)
+        if conflict:
+            click.echo(f"warning: {safe(conflict)}", err=True)
     plan = sweep_plan(spec, workers, measure=not no_estimate,
                       done={i for i, s in states.items() if s == "done"},
                       failed={i for i, s in states.items() if s == "failed"})
@@ -74,7 +90,7 @@ def plan_cmd(spec_path, store_path, workers, no_estimate, as_json):
              r["N"], r["N_active"], r["tokens"], r["steps"], r["flops"],
              "-" if r["epochs"] is None else f"{r['epochs']:.2f}", r["state"])
             for r in plan["runs"]]
-    print_table(f"sweep {plan['name']}: {len(rows)} runs",
+    print_table(f"sweep {safe(plan['name'])}: {len(rows)} runs",
                 ["id", "budget", "d", "L", "E/K", "N", "N active", "tokens", "steps", "FLOPs",
                  "epochs", "state"], rows)
     if states:
@@ -89,6 +105,18 @@ def plan_cmd(spec_path, store_path, workers, no_estimate, as_json):
     click.echo(f"total compute {fmt_num(plan['total_flops'], 3)} FLOPs{estimate}")
     for warning in plan["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _cap_threads(threads: int | None) -> int | None:
+    """``--threads`` at most the CPUs this process may use (more only slows every run down)."""
+    from moescale.sweeps.executors.local import available_cpus
+
+    cpus = available_cpus()
+    if threads is not None and threads > cpus:
+        click.echo(f"note: --threads {threads} is more than the {cpus} CPU(s) available; "
+                   f"using {cpus}", err=True)
+        return cpus
+    return threads
 
 
 def _duration(seconds: float) -> str:
@@ -128,10 +156,14 @@ def _duration(seconds: float) -> str:
               help="Tries of a run whose worker died (a run that raised is not retried).")
 @click.option("--runs-dir", type=click.Path(file_okay=False),
               help="Folder of run folders (checkpoints, logs); default STORE_runs/ beside the store.")
+@click.option("--merge", is_flag=True,
+              help="Add SPEC's runs to a store that holds another sweep (refused otherwise).")
+@click.option("--lease-seconds", type=click.FloatRange(min=0.5), default=60.0, hidden=True,
+              help="Seconds a silent driver keeps its claims (tests).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
 def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
             slurm_partition, slurm_time, slurm_gpus_per_node, slurm_account, slurm_qos,
-            slurm_args, retry_failed, max_attempts, runs_dir, as_json):
+            slurm_args, retry_failed, max_attempts, runs_dir, merge, lease_seconds, as_json):
     """Run every run of SPEC that is not done yet, recording each in the store.
 
     Safe to interrupt and to restart: finished runs are kept, interrupted runs resume from
@@ -168,6 +200,7 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
             raise MoescaleError("sweep run trains models and needs torch: "
                                 "pip install 'moescale[train]'")
     folder = Path(runs_dir) if runs_dir else default_runs_dir(store_path)
+    threads = _cap_threads(threads) if executor == "local" else threads
     options = {"workers": workers, "threads": threads,
                **{k: spec.resources[k] for k in ("cpus_per_run", "gpus_per_run")
                   if k in spec.resources}}
@@ -189,10 +222,11 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
     else:
         display = LineReport()
     if not as_json:
-        click.echo(f"sweep {spec.name}: {ex.description}", err=True)
+        click.echo(f"sweep {safe(spec.name)}: {ex.description}", err=True)
     try:
         out = run_sweep(spec, store_path, ex, retry_failed=retry_failed, folder=folder,
-                        max_attempts=max_attempts, progress=display)
+                        max_attempts=max_attempts, progress=display, merge=merge,
+                        lease_s=lease_seconds)
     except SweepInterrupted as stop:
         out = stop.run
         if as_json:
@@ -213,7 +247,18 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
                    f"{c['running']} running elsewhere; this run finished {len(out.finished)} in "
                    f"{_duration(out.seconds)} ({fmt_num(out.flops, 3)} FLOPs). Store: {out.store}")
         for run_id, reason in out.failed.items():
-            click.echo(f"failed {run_id}: {reason}")
+            click.echo(f"failed {run_id}: {safe(reason)}")
+    if not as_json:
+        for run_id, note in out.notes.items():
+            click.echo(f"note: run {run_id}: {safe(note)}", err=True)
+        if out.waited:
+            click.echo(f"note: {len(out.waited)} run folder(s) were held by another worker "
+                       "(a driver that lost its claim while paused); waited for it instead of "
+                       "starting a second one", err=True)
+        if out.lost_claims:
+            click.echo(f"note: stood down on {len(out.lost_claims)} run(s) that another driver "
+                       "took over while this one was paused (nothing recorded for them here)",
+                       err=True)
     if failed:
         click.echo(f"Error: {failed} of {out.runs} run(s) failed (reasons: `moescale sweep "
                    "status`); run them again with --retry-failed", err=True)
@@ -238,6 +283,7 @@ def status_cmd(store_path, as_json):
 
     store = _open(store_path)
     runs = [_status_row(r) for r in store.rows()]
+    _report_problems(store)
     counts = store.counts()
     if as_json:
         echo_json({"store": str(store.path), "counts": counts, "runs": runs})
@@ -254,7 +300,7 @@ def status_cmd(store_path, as_json):
     click.echo(", ".join(f"{v} {k}" for k, v in counts.items()))
     for r in runs:
         if r["state"] == "failed":
-            click.echo(f"failed {r['id']}: {r['error']}")
+            click.echo(f"failed {r['id']}: {safe(r['error'])}")
 
 
 def _status_row(r: dict) -> dict:
@@ -302,7 +348,9 @@ def retire_cmd(spec_path, store_path):
 
     spec = SweepSpec.load(spec_path)
     ids = {r.id for r in spec.expand()}
-    store = _open(store_path)
+    from moescale.sweeps.store import SweepStore
+
+    store = SweepStore(store_path, create=False)
     back = store.unretire(ids)
     stale = store.stale(spec.name, ids)
     n = store.retire(stale)
@@ -333,7 +381,9 @@ def export_cmd(store_path, output, all_runs, law):
     out = Path(output)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise MoescaleError(f"-o must end in .csv or .parquet, got {out.name}")
-    frame = _open(store_path).runs_frame(None if all_runs else "done")
+    store = _open(store_path)
+    frame = store.runs_frame(None if all_runs else "done")
+    _report_problems(store)
     if frame.empty:
         raise MoescaleError(f"{store_path} has no {'' if all_runs else 'finished '}run to export")
     mapping = law_mapping(law, frame.columns)
@@ -379,7 +429,9 @@ def analyze_cmd(store_path, axis, by, bootstrap, seed, output, as_json):
     from moescale.sweeps.analyze import analyze
     from moescale.sweeps.experts import compare_experts, seed_noise
 
-    frame = _open(store_path).runs_frame()
+    store = _open(store_path)
+    frame = store.runs_frame()
+    _report_problems(store)
     if frame.empty:
         raise MoescaleError(f"{store_path} has no finished run to analyse")
     result = analyze(frame, x=axis, by=by, bootstrap=bootstrap, seed=seed)

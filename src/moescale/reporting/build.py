@@ -541,7 +541,7 @@ def load_store(path: str | Path, inp: ReportInputs | None = None) -> ReportInput
     path = Path(path)
     if not path.is_file():
         raise MoescaleError(f"sweep store not found: {path}")
-    with SweepStore(path, create=False) as store:
+    with SweepStore(path, create=False, readonly=True) as store:
         inp.runs = store.runs_frame(status=None)
         inp.curves = store.curves_frame()
         inp.store_counts = store.counts()

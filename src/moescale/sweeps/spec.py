@@ -36,6 +36,7 @@ from typing import Any
 from moescale.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.sweeps import axes
+from moescale.training.config import MAX_TOKENS  # the trainer's limit (no torch import)
 
 TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "points", "grid",
             "train", "holistic", "resources", "runs")
@@ -51,6 +52,7 @@ ROUTING_KEYS = ("router", "norm_topk_prob", "capacity_factor")
 RESOURCE_KEYS = ("cpus_per_run", "gpus_per_run")
 DEFAULT_TRAIN = {"batch_tokens": 2048, "lr": 3e-3, "data": "kjv", "tokenizer": "bytes"}
 BPE_DEFAULT_VOCAB = 4096  # TrainConfig's BPE default
+MAX_RUNS = 100_000  # runs of one spec; counted before expansion, a larger grid is refused
 DEFAULT_SEQ_LEN = 256  # training context when neither [base] nor [train] gives one
 
 
@@ -157,15 +159,43 @@ class SweepSpec:
                    holistic=_holistic(data, source),
                    resources=_resources(data, source), runs=_explicit_runs(data, source),
                    description=str(data.get("description", "")), source=source)
-        spec.expand()  # every run must validate before anything runs
+        _grid_point_overlap(spec, source)
+        n = spec.count_runs()
+        if n > MAX_RUNS:
+            raise MoescaleError(f"{source}: the spec makes {n:,} runs (before duplicates are "
+                                f"merged), more than the {MAX_RUNS:,} a sweep may hold; split it "
+                                "or use fewer grid values, budgets or seeds")
+        if not spec.expand():  # every run must validate before anything runs
+            raise MoescaleError(f"{source}: the spec makes no run")
         return spec
+
+    def count_runs(self) -> int:
+        """Runs the spec makes, counted without expanding it (duplicates counted)."""
+        per_point = 1
+        if self.holistic is not None:
+            h = self.holistic
+            d_points = h.get("d_points")
+            per_point = len(h["m_over_na"]) * len(h["n_over_na"]) * (
+                d_points if isinstance(d_points, int) and d_points > 0 else 1)
+        grid = math.prod(len(v) for v in self.grid.values())
+        n = len(self.budgets) * len(self.points) * grid * per_point * len(self.seeds)
+        return n + sum(per_point * (1 if "seed" in r else len(self.seeds)) for r in self.runs)
 
     # ----- expansion -----------------------------------------------------------------------
     def expand(self) -> list[RunSpec]:
         """Every run: budgets × points × grid points × holistic targets × seeds, in that order.
 
         Runs whose content coincides (same id) appear once; ``[[runs]]`` entries come last.
+        Expanded once per spec (a cached list; each call returns a copy).
         """
+        cached = self.__dict__.get("_expanded")
+        if cached is None:
+            cached = self._expand()
+            object.__setattr__(self, "_expanded", cached)
+        return list(cached)
+
+    def _expand(self) -> list[RunSpec]:
+        object.__setattr__(self, "_memo", {})
         runs: dict[str, RunSpec] = {}
         keys = list(self.grid)
         for budget in self.budgets:
@@ -183,6 +213,7 @@ class SweepSpec:
                 for seed in seeds:
                     run = self._run(entry["budget"], fields, train, {**point, **tags}, seed)
                     runs.setdefault(run.id, run)
+        object.__setattr__(self, "_memo", {})
         return list(runs.values())
 
     def _variants(self, budget: float, point: dict):
@@ -205,17 +236,12 @@ class SweepSpec:
             raise MoescaleError(f"{self.source}: run {where}: {exc}") from None
 
     def _run(self, budget: float, fields: dict, train: dict, tags: dict, seed: int) -> RunSpec:
-        from moescale.counting import count
-
         where = _where(budget, tags, seed)
         try:
-            fields = {**fields, "vocab_size": _vocab(fields, train)}
-            seq_len = _seq_len(fields, train)
-            arch = Architecture.from_dict({**fields, "seq_len": seq_len,
-                                           "name": fields.get("name") or self.name})
-            counts = count(arch, self.convention, context=seq_len)
-            exact = count(arch, "exact", context=seq_len)
+            arch, counts, exact, a = self._model(fields, train)
+            seq_len = arch.seq_len
             train = _resolve_hyper(train, budget, arch, counts)
+            self._check_train(train, seq_len)
             per_step = seq_len * int(train.get("grad_accum", 1))
             if train["batch_tokens"] % per_step:
                 raise MoescaleError(f"batch_tokens={train['batch_tokens']} must be a multiple "
@@ -227,14 +253,114 @@ class SweepSpec:
                     f"budget {budget:g} FLOPs is less than one optimizer step "
                     f"({fpt * train['batch_tokens']:.3g} FLOPs = {train['batch_tokens']} tokens × "
                     f"{fpt:.4g} FLOPs/token); raise the budget or lower batch_tokens")
+            tokens = steps * train["batch_tokens"]
+            if tokens > MAX_TOKENS:
+                raise MoescaleError(
+                    f"budget {budget:g} FLOPs means {tokens:.3g} training tokens at "
+                    f"{fpt:.4g} FLOPs/token, more than the trainer's limit of {MAX_TOKENS:.0e}")
         except MoescaleError as exc:
             raise MoescaleError(f"{self.source}: run {where}: {exc}") from None
-        train = {**_routing(train, arch, where), "tokens": steps * train["batch_tokens"]}
-        a = arch.to_dict()
+        train = {**_routing(train, arch, where), "tokens": tokens}
         return RunSpec(id=run_id(budget, a, train, seed), sweep=self.name, budget=budget,
                        seed=seed, architecture=a, train=train, convention=self.convention,
                        flops_per_token=fpt, flops_per_token_exact=exact.training_flops_per_token,
                        tags=tags)
+
+    def _model(self, fields: dict, train: dict):
+        """(architecture, counts, exact counts, architecture dict) of a run's fields; the
+        same fields at another budget or seed are counted once."""
+        from moescale.counting import count
+
+        memo = self.__dict__.setdefault("_memo", {})
+        key = ("model", _key(fields), _key({k: train.get(k) for k in
+                                             ("seq_len", "tokenizer", "vocab_size")}))
+        if key not in memo:
+            _check_vocab(fields, train)
+            fields = {**fields, "vocab_size": _vocab(fields, train)}
+            seq_len = _seq_len(fields, train)
+            arch = Architecture.from_dict({**fields, "seq_len": seq_len,
+                                           "name": fields.get("name") or self.name})
+            memo[key] = (arch, count(arch, self.convention, context=seq_len),
+                         count(arch, "exact", context=seq_len), arch.to_dict())
+        return memo[key]
+
+    def _check_train(self, train: dict, seq_len: int) -> None:
+        """The run's [train] settings pass the trainer's own rules (:class:`TrainConfig`) and
+        name a readable text corpus; checked once per distinct setting."""
+        memo = self.__dict__.setdefault("_memo", {})
+        key = ("train", _key(train), seq_len)
+        if key in memo:
+            return
+        from moescale.training.config import TrainConfig
+
+        options = {k: v for k, v in train.items() if k not in ROUTING_KEYS}
+        options.setdefault("seq_len", seq_len)
+        try:
+            TrainConfig(**options, tokens=int(train["batch_tokens"]), convention=self.convention)
+        except TypeError as exc:  # a value of the wrong kind (e.g. a list for a number)
+            raise MoescaleError(f"[train] {exc}") from None
+        _check_data(train.get("data", "kjv"), memo)
+        memo[key] = True
+
+
+def _key(value) -> str:
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _check_vocab(fields: dict, train: dict) -> None:
+    """A vocabulary must be a positive whole number; with BPE, 0 is not "the default"."""
+    bpe = train.get("tokenizer", "bytes") == "bpe"
+    for where, given in (("[train] vocab_size", train.get("vocab_size")),
+                         ("vocab_size", fields.get("vocab_size"))):
+        if given is None:
+            continue
+        if isinstance(given, bool) or not isinstance(given, int):
+            raise MoescaleError(f"{where} must be a whole number, got {given!r}")
+        if given < 1 or (bpe and where.startswith("[train]") and not 257 <= given <= 1 << 20):
+            raise MoescaleError(f"{where} = {given} is not a{' BPE' if bpe else ''} vocabulary; "
+                                + ("give 257..1048576 or leave it out "
+                                   f"({BPE_DEFAULT_VOCAB})" if bpe else "give a positive size"))
+
+
+def _check_data(data, memo: dict) -> None:
+    """``data`` names the built-in corpus or a readable text file / folder of text files."""
+    if not isinstance(data, str) or not data:
+        raise MoescaleError(f"[train] data must be 'kjv', a text file or a folder, got {data!r}")
+    if data == "kjv" or ("data", data) in memo:
+        return
+    path = Path(data)
+    if path.is_dir():
+        if not any(p.suffix in (".txt", ".md") for p in path.rglob("*")):
+            raise MoescaleError(f"[train] data folder {data} holds no .txt or .md file")
+    elif not path.is_file():
+        raise MoescaleError(f"[train] data file {data} not found (give a text file, a folder "
+                            "or 'kjv')")
+    else:
+        try:
+            with open(path, "rb") as f:
+                head = f.read(1 << 16)
+        except OSError as exc:
+            raise MoescaleError(f"[train] data file {data} cannot be read: "
+                                f"{exc.strerror or exc}") from None
+        if b"\0" in head:
+            raise MoescaleError(f"[train] data file {data} is a binary file (a NUL byte at "
+                                f"offset {head.index(bytes(1)):,}), not text")
+        try:
+            head.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # not just a character cut at the end of the read
+                raise MoescaleError(f"[train] data file {data} is not UTF-8 text (invalid byte "
+                                    f"at offset {exc.start:,})") from None
+    memo[("data", data)] = True
+
+
+def _grid_point_overlap(spec: SweepSpec, source: str) -> None:
+    """A field both in [grid] and in a [[points]] table: the grid would silently win."""
+    both = sorted({k for p in spec.points for k in p} & set(spec.grid))
+    if both:
+        raise MoescaleError(f"{source}: {', '.join(both)} set both in [grid] and in [[points]]; "
+                            "the grid value would replace the point's — give each field in one "
+                            "of them")
 
 
 # ----- validation helpers -----------------------------------------------------------------------
@@ -271,7 +397,7 @@ def _budgets(value, source: str) -> tuple[float, ...]:
 def _convention(value, source: str) -> str:
     from moescale.conventions import CONVENTIONS
 
-    if value not in CONVENTIONS:
+    if not isinstance(value, str) or value not in CONVENTIONS:
         raise MoescaleError(f"{source}: convention {value!r} is not one of "
                             f"{', '.join(CONVENTIONS)}")
     return value
@@ -368,6 +494,8 @@ def _holistic(data: dict, source: str) -> dict | None:
     for key in ("m_over_na", "n_over_na"):
         values = h.get(key)
         values = values if isinstance(values, list) else [values]
+        if not values:
+            raise MoescaleError(f"{source}: [holistic] {key} is empty; give at least one target")
         if not all(_number(v) for v in values):
             raise MoescaleError(f"{source}: [holistic] {key} must be a list of numbers")
         h[key] = [float(v) for v in values]

@@ -1,0 +1,179 @@
+"""Issue 19, "refuse before running": a bad sweep spec is refused by `sweep plan` and
+`sweep run` before any run starts, with one line naming the problem (exit status 2), using
+the trainer's own rules (TrainConfig) for every run's [train] settings."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import run_cli
+from moescale.errors import MoescaleError
+from moescale.sweeps.spec import MAX_RUNS, SweepSpec
+
+BASE = {"n_layers": 1, "n_heads": 2, "vocab_size": 256, "seq_len": 32, "n_experts": 4,
+        "top_k": 1, "expert_ffn": 32, "dense_ffn": 64}
+
+
+def spec(**changes) -> dict:
+    data = {"name": "refusals", "budgets": [2e8], "seeds": [0], "base": dict(BASE),
+            "grid": {"hidden_size": [16, 24]},
+            "train": {"batch_tokens": 256, "lr": 3e-3, "eval_tokens": 1024}}
+    for key, value in changes.items():
+        if key == "train":
+            data["train"] |= value
+        else:
+            data[key] = value
+    return data
+
+
+@pytest.fixture()
+def data_files(tmp_path):
+    binary = tmp_path / "weights.bin"
+    binary.write_bytes(bytes(range(256)) * 64)
+    return {"missing": str(tmp_path / "no-such-corpus.txt"), "binary": str(binary)}
+
+
+# (changes to a valid spec, fragment the one-line message must contain)
+TRAIN_CATALOGUE = [
+    ({"schedule": "linear-ish"}, "schedule must be one of"),
+    ({"tokenizer": "sentencepiece"}, "sentencepiece"),
+    ({"device": "tpu"}, "--device 'tpu' is not supported"),
+    ({"eval_every": 0}, "eval_every must be at least 1"),
+    ({"seq_len": 1}, "seq_len"),
+    ({"grad_accum": 0}, "grad_accum must be positive"),
+    ({"grad_accum": -1}, "grad_accum must be positive"),
+    ({"betas": [0.9, 1.5]}, "betas must be two numbers in [0, 1)"),
+    ({"betas": [-0.1, 0.9]}, "betas must be two numbers in [0, 1)"),
+    ({"warmup_fraction": 1.5}, "warmup_fraction must be a finite number in"),
+    ({"decay_fraction": 2.0}, "decay_fraction must be a finite number in"),
+    ({"val_fraction": 1.2}, "val_fraction must be a finite number in"),
+    ({"min_lr_ratio": 3}, "min_lr_ratio must be a finite number in"),
+    ({"data": 5}, "data must be"),
+    ({"log_every": 0}, "log_every must be positive"),
+    ({"tokenizer": "bpe", "vocab_size": 0}, "vocab_size = 0 is not a BPE vocabulary"),
+]
+
+
+@pytest.mark.parametrize("train, fragment", TRAIN_CATALOGUE,
+                         ids=[next(iter(t)) + "=" + repr(next(iter(t.values())))
+                              for t, _ in TRAIN_CATALOGUE])
+def test_bad_train_values_are_refused_by_the_trainers_rules(train, fragment):
+    with pytest.raises(MoescaleError) as err:
+        SweepSpec.from_dict(spec(train=train))
+    message = str(err.value)
+    assert fragment in message and "\n" not in message
+    assert "run (budget 2e+08" in message  # names the run it found it in
+
+
+@pytest.mark.parametrize("which, fragment", [("missing", "not found"),
+                                              ("binary", "binary file")])
+def test_missing_or_binary_data_files_are_refused(which, fragment, data_files):
+    with pytest.raises(MoescaleError, match=fragment):
+        SweepSpec.from_dict(spec(train={"data": data_files[which]}))
+
+
+# (a whole-spec change, fragment)
+SPEC_CATALOGUE = [
+    ({"convention": []}, "convention [] is not one of"),
+    ({"convention": "flops-ish"}, "is not one of"),
+    ({"budgets": [1e300]}, "more than the trainer's limit"),
+    ({"points": [{"hidden_size": 16}], "grid": {"hidden_size": [16, 24]}},
+     "hidden_size set both in [grid] and in [[points]]"),
+    ({"holistic": {"m_over_na": [], "n_over_na": [4.0]}}, "[holistic] m_over_na is empty"),
+    ({"base": BASE | {"vocab_size": 0}, "train": {"tokenizer": "bpe"}},
+     "vocab_size = 0 is not a BPE vocabulary"),
+    ({"grid": {"hidden_size": list(range(16, 16 + 1000)), "lr": [1e-3 * (i + 1) for i in range(200)]}},
+     f"more than the {MAX_RUNS:,} a sweep may hold"),
+]
+
+
+@pytest.mark.parametrize("changes, fragment", SPEC_CATALOGUE,
+                         ids=[next(iter(c)) for c, _ in SPEC_CATALOGUE])
+def test_bad_specs_are_refused_in_one_line(changes, fragment):
+    with pytest.raises(MoescaleError) as err:
+        SweepSpec.from_dict(spec(**changes))
+    assert fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_valid_spec_still_passes_and_bpe_vocab_is_kept():
+    runs = SweepSpec.from_dict(spec(train={"tokenizer": "bpe", "vocab_size": 512}),).expand()
+    assert len(runs) == 2 and {r.architecture["vocab_size"] for r in runs} == {512}
+
+
+def test_huge_grid_is_counted_not_expanded():
+    huge = spec(grid={"hidden_size": list(range(16, 1016)), "lr": [1e-3] * 1 + [2e-3] * 0,
+                      "weight_decay": [0.01 * i for i in range(1, 1001)]})
+    t0 = time.perf_counter()
+    with pytest.raises(MoescaleError, match="makes 1,000,000 runs"):
+        SweepSpec.from_dict(huge)
+    assert time.perf_counter() - t0 < 1.0  # counted, not expanded
+
+
+def test_expansion_is_fast():
+    grid = {"hidden_size": [16, 24, 32, 48, 64, 96, 128, 192, 256, 384],
+            "lr": [1e-3 * (i + 1) for i in range(10)]}
+    big = spec(grid=grid, seeds=list(range(10)),
+               budgets=[2e9 * 2**i for i in range(10)])
+    t0 = time.perf_counter()
+    runs = SweepSpec.from_dict(big).expand()
+    took = time.perf_counter() - t0
+    assert len(runs) == 10_000
+    assert took < 5.0, f"10,000 runs took {took:.1f} s to expand (was 12 s before issue 19)"
+
+
+def _write(tmp_path, text: str):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+MICRO = """
+[base]
+n_layers = 1
+n_heads = 2
+vocab_size = 256
+seq_len = 32
+n_experts = 4
+top_k = 1
+expert_ffn = 32
+dense_ffn = 64
+[grid]
+hidden_size = [16]
+"""
+
+
+@pytest.mark.parametrize("command", ["plan", "run"])
+@pytest.mark.parametrize("train, fragment", [("grad_accum = 0", "grad_accum must be positive"),
+                                              ('device = "tpu"', "'tpu' is not supported"),
+                                              ("eval_every = 0", "eval_every must be at least 1")])
+def test_cli_refuses_before_anything_runs(tmp_path, capsys, command, train, fragment):
+    path = _write(tmp_path, f'name = "x"\nbudgets = [2e8]\n{MICRO}\n[train]\n'
+                            f'batch_tokens = 256\n{train}\n')
+    store = tmp_path / "s.db"
+    args = ["sweep", command, str(path), "--store", str(store)]
+    code, out, err = run_cli(args + (["--no-estimate"] if command == "plan" else []), capsys)
+    assert code == 2 and fragment in err
+    assert len(err.strip().splitlines()) == 1 and not out
+    assert not store.exists() and not (tmp_path / "s_runs").exists()  # nothing started
+
+
+def test_threads_are_capped_at_the_cpus_with_a_note(capsys):
+    from moescale.cli.sweep import _cap_threads
+    from moescale.sweeps.executors.local import available_cpus
+
+    cpus = available_cpus()
+    assert _cap_threads(1000) == cpus
+    assert f"--threads 1000 is more than the {cpus} CPU(s) available" in capsys.readouterr().err
+    assert _cap_threads(1) == 1 and capsys.readouterr().err == ""
+
+
+def test_control_characters_in_names_are_escaped(tmp_path, capsys):
+    path = _write(tmp_path, 'name = "evil\\u001b[2J\\u001b]0;pwned\\u0007"\nbudgets = [2e8]\n'
+                            f'{MICRO}\n[train]\nbatch_tokens = 256\n')
+    code, out, err = run_cli(["sweep", "plan", str(path), "--no-estimate",
+                              "--store", str(tmp_path / "none.db")], capsys)
+    assert code == 0
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert "evil\\x1b[2J" in out
