@@ -180,8 +180,8 @@ FAILING = """
 [[points]]
 lr = 3e-3
 [[points]]
-data = "missing.txt"
-"""
+lr = 1e6
+"""  # diverges; a missing data file is now refused before any run starts (issue 19)
 
 
 @pytest.mark.slow
@@ -197,7 +197,7 @@ def test_a_sweep_with_a_failed_run_exits_1_with_one_line(tmp_path):
     # not a terminal: one line per run that ended
     ended = [line for line in proc.stderr.splitlines() if line.startswith("[")]
     assert len(ended) == 2 and any(" done " in e for e in ended)
-    assert any(" failed " in e and "missing.txt" in e for e in ended)
+    assert any(" failed " in e and "diverged" in e for e in ended)
     proc = run_moescale("sweep", "run", str(spec), "--store", str(db), "--json")
     assert proc.returncode == 1 and json.loads(proc.stdout)["counts"]["failed"] == 1
 

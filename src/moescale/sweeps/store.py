@@ -217,21 +217,30 @@ class SweepStore:
             raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") from None
 
     def _open_readonly(self) -> None:
+        """Verify, then open with ``mode=ro``. Without a ``-wal`` file (no writer has the store
+        open) the check reads the file as immutable, so that a file that turns out not to be
+        ours gets no ``-wal``/``-shm`` companions either."""
+        if self.path.stat().st_size == 0:
+            raise MoescaleError(f"{self.path} is an empty file, not a moescale sweep store")
         uri = "file:" + urllib.parse.quote(str(self.path.resolve())) + "?mode=ro"
-        try:
-            self.db = sqlite3.connect(uri, uri=True, timeout=60, isolation_level=None,
-                                      check_same_thread=False)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA busy_timeout = 60000")
-            if self.path.stat().st_size == 0:
-                raise MoescaleError(f"{self.path} is an empty file, not a moescale sweep store")
-            self._verify()
-        except sqlite3.DatabaseError as exc:
-            self.db.close()
-            raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") from None
-        except MoescaleError:
-            self.db.close()
-            raise
+        quiet = not Path(str(self.path) + "-wal").exists()
+        for check in ((True, False) if quiet else (False,)):
+            try:
+                self.db = sqlite3.connect(uri + ("&immutable=1" if check else ""), uri=True,
+                                          timeout=60, isolation_level=None,
+                                          check_same_thread=False)
+                self.db.row_factory = sqlite3.Row
+                self.db.execute("PRAGMA busy_timeout = 60000")
+                if check or not quiet:
+                    self._verify()
+            except sqlite3.DatabaseError as exc:
+                self.db.close()
+                raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") from None
+            except MoescaleError:
+                self.db.close()
+                raise
+            if check:
+                self.db.close()
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self.db.execute(

@@ -290,16 +290,21 @@ def main(argv: list[str] | None = None) -> None:
 
 def disk_full(exc: BaseException) -> bool:
     """Whether a failure was a full disk (ENOSPC anywhere in its chain of causes)."""
+    return _enospc(exc) is not None
+
+
+def _enospc(exc: BaseException | None) -> BaseException | None:
+    """The exception in ``exc``'s chain that says the disk is full, or None."""
     import errno
 
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
+            return exc
         if "No space left on device" in str(exc):
-            return True
+            return exc
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
+    return None
 
 
 def failure_reason(exc: BaseException) -> str:
@@ -308,8 +313,11 @@ def failure_reason(exc: BaseException) -> str:
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     kind = type(exc).__name__
-    if disk_full(exc):
-        return f"disk full: {text or kind}"
+    full = _enospc(exc)
+    if full is not None:
+        where = getattr(full, "filename", None)
+        what = getattr(full, "strerror", None) or str(full).strip() or type(full).__name__
+        return f"disk full: {what}" + (f" ({where})" if where else "")
     if isinstance(exc, MoescaleError) and text:  # its message already says what happened
         return text
     if kind in ("MemoryError", "OutOfMemoryError"):
