@@ -528,17 +528,22 @@ def _write_fits(result, folder: str) -> list[str]:
               help="Bootstrap refits that measure the current uncertainty.")
 @click.option("--per-flop", is_flag=True,
               help="Rank candidates by variance removed per FLOP (cheap runs first).")
+@click.option("--fix", "fix_items", multiple=True, metavar="NAME=VALUE",
+              help="Hold a law parameter fixed in the fit (one the runs cannot identify, e.g. "
+                   "E_start of ludziejewski2025 on a small sweep). Repeatable.")
 @click.option("--append", "append_to", type=click.Path(dir_okay=False), default=None,
               help="Append the proposed runs to this spec as [[runs]] tables.")
 @click.option("--json", "as_json", is_flag=True, help="Print the proposal as JSON.")
 def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_run_flops,
-                quantity, bootstrap, per_flop, append_to, as_json):
+                quantity, bootstrap, per_flop, fix_items, append_to, as_json):
     """Propose the next runs that most shrink the uncertainty of the target optimum.
 
     Fits LAW to the store's runs with bootstrap refits, then chooses among the store's
     architectures at new budgets (up to --max-run-flops) the runs that remove the most
     variance of ln N_opt (or of the loss) at --target-compute, a linearised sequential
-    design, within --budget-flops.
+    design, within --budget-flops. Each proposed run is a distinct point of the law, none a
+    copy of a run in the store (budgets compared at 12 significant digits), and none above
+    --max-run-flops. When too few bootstrap refits converge, pin parameters with --fix.
 
     \b
     Examples:
@@ -553,25 +558,38 @@ def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_
     from moescale.runs import RunTable
     from moescale.sweeps import suggest as sg
     from moescale.sweeps.export import run_columns
-    from moescale.units import parse_positive
+    from moescale.units import parse_number, parse_positive
+
+    from moescale.runs import parse_pairs
 
     law = get_law(law_name)
     sg.size_variable(law)  # a law with an allocation to pin down, before any fitting
     target = parse_positive(target_compute, "--target-compute")
     budget = parse_positive(budget_flops, "--budget-flops") if budget_flops else None
+    fixed = {}
+    for k, v in parse_pairs(fix_items, "--fix", "NAME=VALUE").items():
+        if k not in law.params:
+            raise MoescaleError(f"--fix {k}: law {law.name!r} has no parameter {k!r} (it has "
+                                f"{', '.join(law.params)})")
+        value = parse_number(v, f"--fix {k}")
+        fixed[k] = law.check_param(k, value, f"--fix {k}")
     store = _open(store_path)
     rows = [r for r in store.rows() if r["status"] == "done"]
+    _report_problems(store)
+    if not rows:
+        raise MoescaleError(f"{store_path} has no finished run to fit")
     runs = RunTable.from_store(store_path, law=law.name)
     largest = max(r["spec"]["budget"] for r in rows)
     top = parse_positive(max_run_flops, "--max-run-flops") if max_run_flops else 4 * largest
     smallest = min(r["spec"]["budget"] for r in rows)
-    budgets = np.geomspace(smallest, max(top, smallest), 8)
-    candidates = sg.store_candidates(rows, budgets)
+    budgets = np.geomspace(min(smallest, top), top, 8)
+    candidates = sg.store_candidates(rows, budgets, max_flops=top)
     if not candidates:
-        raise MoescaleError("no candidate run: every architecture of the store is already run "
-                            "at every candidate budget; raise --max-run-flops")
+        raise MoescaleError(f"no candidate run of at most {top:.3g} FLOPs: every architecture "
+                            "of the store is already run at every candidate budget; raise "
+                            "--max-run-flops")
     variables, costs = sg.candidates_from_runs(candidates, law)
-    fit = fit_runs(law.name, runs, bootstrap=bootstrap)
+    fit = fit_runs(law.name, runs, bootstrap=bootstrap, fixed=fixed or None)
     result = sg.suggest(fit, runs, variables, costs, target, quantity, n_runs, budget,
                         candidates, per_flop=per_flop)
     appended = 0

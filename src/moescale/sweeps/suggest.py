@@ -27,6 +27,7 @@ from moescale.errors import MoescaleError
 from moescale.laws import Law, get_law
 
 QUANTITIES = ("loss", "allocation")
+SIGNIFICANT = 12  # budgets and law variables are compared at 12 significant digits
 FD_STEP = 1e-5  # central differences in fit space
 N_GRID = 801  # ln N grid for the compute-optimal allocation
 
@@ -67,6 +68,31 @@ class SuggestResult:
                 "value": self.value, "sd_now": self.sd_now, "sd_after": self.sd_after,
                 "flops": self.flops, "held": self.held,
                 "suggestions": [s.to_dict() for s in self.suggestions]}
+
+
+def normalise(x: float) -> float:
+    """``x`` at :data:`SIGNIFICANT` digits: ``2000000000.0000002`` is ``2e9``."""
+    return float(f"{float(x):.{SIGNIFICANT}g}")
+
+
+def distinct(candidates: Mapping[str, np.ndarray],
+             existing: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+    """Indices of the candidates that are distinct points of the law (their variables at
+    12 significant digits): the first of several copies, none equal to an ``existing`` run.
+    A copy adds no independent information about the law's parameters (seed noise is not
+    the fit's residual), so it is never proposed nor counted in the s.d. after."""
+    names = sorted(candidates)
+    seen = set()
+    if existing is not None and all(k in existing for k in names):
+        seen = {tuple(normalise(existing[k][i]) for k in names)
+                for i in range(len(existing[names[0]]))}
+    keep = []
+    for j in range(len(candidates[names[0]]) if names else 0):
+        key = tuple(normalise(candidates[k][j]) for k in names)
+        if key not in seen:
+            seen.add(key)
+            keep.append(j)
+    return np.array(keep, dtype=int)
 
 
 # ----- the quantity and its gradient ---------------------------------------------------------
@@ -175,15 +201,29 @@ def suggest(fit_result, runs, candidates: Mapping[str, np.ndarray], costs: np.nd
     """Suggestions for a fitted law (:class:`~moescale.fitting.FitResult` with bootstrap refits)
     and the runs it was fitted on (:class:`~moescale.runs.RunTable`)."""
     law = get_law(fit_result.law)
-    if len(fit_result.bootstrap_params) < len(law.params) + 2:
-        raise MoescaleError("the fit needs bootstrap refits (at least parameters + 2) to know "
-                            "its uncertainty; fit with --bootstrap 100")
+    fixed = sorted(getattr(fit_result, "fixed", None) or ())
+    free = [p for p in law.params if p not in fixed]
+    hint = (f"pin parameters the runs cannot identify with --fix NAME=VALUE (free: "
+            f"{', '.join(free)})")
+    if fit_result.interval_refused:
+        raise MoescaleError(f"{law.name}: {fit_result.interval_refused}; the suggestion needs "
+                            f"the fit's uncertainty: {hint}")
     theta = to_theta(law, fit_result.params)
-    boot = np.array([to_theta(law, b) for b in fit_result.bootstrap_params])
+    boot = np.array([to_theta(law, b) for b in fit_result.bootstrap_params]).reshape(
+        -1, len(law.params))
     boot = boot[np.isfinite(boot).all(axis=1)]
+    if len(boot) < len(law.params) + 2:
+        raise MoescaleError(f"{law.name}: only {len(boot)} usable bootstrap refits (at least "
+                            f"{len(law.params) + 2} needed to know the fit's uncertainty); "
+                            f"fit with more --bootstrap, or {hint}")
     v = runs.arrays(law.variables)
+    keep = distinct(candidates, v)
+    candidates = {k: np.asarray(a)[keep] for k, a in candidates.items()}
+    costs = np.asarray(costs)[keep]
+    if candidate_runs:
+        candidate_runs = [candidate_runs[j] for j in keep]
     resid = np.log(runs.target(law.target)) - law.log_loss(fit_result.params, v)
-    sigma2 = float(np.mean(resid**2))
+    sigma2 = float(np.sum(resid**2) / max(resid.size - len(free), 1))  # unbiased: n - p
     held = held_variables(law, runs.frame)
     chosen, sds, sd_now = design(law, theta, boot, sigma2, candidates, costs, target_compute,
                                  held, which, n, budget_flops, per_flop)
@@ -219,12 +259,22 @@ def candidates_from_runs(run_specs: list, law: Law) -> tuple[dict[str, np.ndarra
 
 
 # ----- candidates and appending, for sweeps ----------------------------------------------------
-def store_candidates(rows: list[dict], budgets: np.ndarray) -> list:
+def store_candidates(rows: list[dict], budgets: np.ndarray,
+                     max_flops: float | None = None) -> list:
     """Every distinct architecture (with its training settings) of the store's done runs, at
-    each of ``budgets``: candidate :class:`~moescale.sweeps.spec.RunSpec` s not yet run."""
+    each of ``budgets``: candidate :class:`~moescale.sweeps.spec.RunSpec` s not yet run.
+
+    Budgets are normalised (:func:`normalise`) so that a run already in the store is known
+    by its content; a candidate of more than ``max_flops`` training FLOPs is left out."""
     from moescale.sweeps.spec import SweepSpec
 
-    seen, out, done = set(), [], {r["id"] for r in rows}
+    def content(spec: dict, budget: float) -> str:
+        train = {k: v for k, v in spec["train"].items() if k != "tokens"}
+        return json_key(spec["architecture"], train, spec["seed"], normalise(budget))
+
+    done = {content(r["spec"], r["spec"]["budget"]) for r in rows}
+    done_ids = {r["id"] for r in rows}
+    seen, out, ids = set(), [], set()
     for row in rows:
         spec = row["spec"]
         key = json_key(spec["architecture"], spec["train"], spec["seed"])
@@ -233,15 +283,21 @@ def store_candidates(rows: list[dict], budgets: np.ndarray) -> list:
         seen.add(key)
         arch = {k: v for k, v in spec["architecture"].items() if v is not None}
         train = {k: v for k, v in spec["train"].items() if k != "tokens"}
-        for budget in budgets:
+        for budget in sorted({normalise(b) for b in budgets}):
+            if max_flops is not None and budget > max_flops * (1 + 1e-12):
+                continue
             try:
-                (run,) = SweepSpec(name=spec["sweep"], budgets=(float(budget),),
+                (run,) = SweepSpec(name=spec["sweep"], budgets=(budget,),
                                    convention=spec["convention"], seeds=(spec["seed"],),
                                    base=arch, train=train).expand()
             except MoescaleError:  # below one optimizer step at this budget
                 continue
-            if run.id not in done:
-                out.append(run)
+            if max_flops is not None and run.flops > max_flops * (1 + 1e-12):
+                continue
+            if run.id in done_ids or run.id in ids or content(run.to_dict(), budget) in done:
+                continue
+            ids.add(run.id)
+            out.append(run)
     return out
 
 
