@@ -12,12 +12,70 @@ paths and makes one library call. The CLI commands call the same library functio
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from moescale.architecture import Architecture
 from moescale.errors import MoescaleError
+
+PLAN_METHODS = ("holistic", "law")
+
+
+# ----- validation at the boundary: a wrong type or value names the Python parameter ----------
+def _kind(value: Any) -> str:
+    shown = repr(value)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"{shown} ({type(value).__name__})"
+
+
+def _number(value: Any, name: str, *, positive: bool = False, minimum: float | None = None,
+            below: float | None = None, integer: bool = False,
+            optional: bool = False) -> float | int | None:
+    """``value`` as a finite real number (an ``int`` with ``integer``); one MoescaleError
+    naming ``name`` otherwise. A string is not a number here (give ``1e21``, not ``"1e21"``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        hint = ", not a string" if isinstance(value, str) else ""
+        raise MoescaleError(f"{name} must be a {'whole ' if integer else ''}number{hint}, "
+                            f"got {_kind(value)}")
+    x = float(value)
+    if not math.isfinite(x):
+        raise MoescaleError(f"{name} must be finite, got {value!r}")
+    if integer and not x.is_integer():
+        raise MoescaleError(f"{name} must be a whole number, got {value!r}")
+    if positive and x <= 0:
+        raise MoescaleError(f"{name} must be positive, got {value!r}")
+    if minimum is not None and x < minimum:
+        raise MoescaleError(f"{name} must be at least {minimum:g}, got {value!r}")
+    if below is not None and x >= below:
+        raise MoescaleError(f"{name} must be less than {below:g}, got {value!r}")
+    return int(x) if integer else x
+
+
+def _numbers(values: Any, name: str, *, integer: bool = False) -> list:
+    """A non-empty sequence (not a string) of positive numbers."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+        raise MoescaleError(f"{name} must be a non-empty list of positive "
+                            f"{'whole ' if integer else ''}numbers, got {_kind(values)}")
+    return [_number(v, f"{name}[{i}]", positive=True, integer=integer)
+            for i, v in enumerate(values)]
+
+
+def _name(value: Any, name: str, choices: Sequence[str] | None = None,
+          optional: bool = True) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise MoescaleError(f"{name} must be a name (a string), got {_kind(value)}")
+    if choices is not None and value not in choices:
+        raise MoescaleError(f"{name} must be one of {', '.join(map(repr, choices))}, "
+                            f"got {value!r}")
+    return value
 
 
 def architecture(arch: Architecture | str | Path | None = None, **overrides: Any) -> Architecture:
@@ -30,6 +88,9 @@ def architecture(arch: Architecture | str | Path | None = None, **overrides: Any
     """
     from moescale.presets import PRESETS, resolve_architecture
 
+    if arch is not None and not isinstance(arch, (Architecture, str, os.PathLike)):
+        raise MoescaleError(f"arch must be an Architecture, a preset name or a file path, "
+                            f"got {_kind(arch)}")
     if isinstance(arch, Architecture):
         return arch.replace(**overrides) if overrides else arch
     if arch is None:
@@ -58,8 +119,23 @@ def count(arch: Architecture | str | Path, convention: str = "exact", **kwargs: 
     >>> count("tiny").total_params
     255296
     """
+    from moescale.conventions import CONVENTIONS, Convention
     from moescale.counting import count as _count
 
+    if arch is None:
+        raise MoescaleError("arch must be an Architecture, a preset name or a file path, got None")
+    if not isinstance(convention, Convention):
+        _name(convention, "convention", list(CONVENTIONS), optional=False)
+    unknown = sorted(set(kwargs) - {"context", "inference_context", "causal_halving"})
+    if unknown:
+        raise MoescaleError(f"count() got unknown argument(s) {', '.join(unknown)}; it takes "
+                            "context, inference_context and causal_halving")
+    for key in ("context", "inference_context"):
+        if key in kwargs:
+            kwargs[key] = _number(kwargs[key], key, positive=True, integer=True, optional=True)
+    if kwargs.get("causal_halving") is not None and not isinstance(kwargs["causal_halving"], bool):
+        raise MoescaleError(f"causal_halving must be True, False or None, got "
+                            f"{_kind(kwargs['causal_halving'])}")
     return _count(architecture(arch), convention, **kwargs)
 
 
@@ -76,6 +152,18 @@ def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 
     """
     from moescale.planning import Budget, make_plan
 
+    compute = _number(compute, "compute", positive=True)
+    memory_bytes = _number(memory_bytes, "memory_bytes", positive=True, optional=True)
+    kv_tokens = _number(kv_tokens, "kv_tokens", minimum=0, integer=True)
+    inference_tokens = _number(inference_tokens, "inference_tokens", minimum=0)
+    _name(dtype, "dtype", optional=False)
+    _name(method, "method", PLAN_METHODS)
+    _name(law, "law")
+    _name(preset, "preset")
+    if experts is not None:
+        experts = ([_number(experts, "experts", positive=True, integer=True)]
+                   if isinstance(experts, numbers.Real) and not isinstance(experts, bool)
+                   else _numbers(experts, "experts", integer=True))
     budget = Budget(compute=compute, memory_bytes=memory_bytes, kv_tokens=kv_tokens,
                     dtype=dtype, inference_tokens=inference_tokens)
     return make_plan(budget, method=method, law=law, preset=preset, fit=fit, experts=experts,
@@ -95,6 +183,15 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
     from moescale.planning.law_plan import loss_function
     from moescale.units import dtype_bytes
 
+    compute = _number(compute, "compute", positive=True)
+    experts = _numbers(experts, "experts", integer=True)
+    memories_bytes = _numbers(memories_bytes, "memories_bytes")
+    sizes = _numbers(sizes, "sizes")
+    kv_tokens = _number(kv_tokens, "kv_tokens", minimum=0, integer=True)
+    tolerance = _number(tolerance, "tolerance", positive=True, below=1)
+    _name(law, "law")
+    _name(preset, "preset")
+    _name(dtype, "dtype", optional=False)
     loss, law_name, _, _ = loss_function(law, preset, fit)
     if not loss.has_experts:
         raise MoescaleError(f"compare needs a law with a number of experts E (e.g. "
@@ -114,7 +211,18 @@ def fit(law, runs, **options: Any):
     :class:`~moescale.runs.RunTable`, a data frame or a file); see
     :func:`moescale.fitting.fit_runs` for ``holdout``, ``bootstrap``, ``delta``, …"""
     from moescale.fitting import fit_runs
+    from moescale.laws import Law
 
+    if not isinstance(law, (str, Law)):
+        raise MoescaleError(f"law must be a law name or a Law, got {_kind(law)}")
+    if options.get("holdout") is not None and not isinstance(options["holdout"], str):
+        raise MoescaleError(f"holdout must be a rule such as 'largest-C:5' (a string), got "
+                            f"{_kind(options['holdout'])}")
+    for key in ("bootstrap", "seed"):
+        if key in options:
+            options[key] = _number(options[key], key, minimum=0, integer=True)
+    if "level" in options:
+        options["level"] = _number(options["level"], "level", positive=True, below=1)
     return fit_runs(law, runs, **options)
 
 

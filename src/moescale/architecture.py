@@ -35,6 +35,7 @@ LIMITS: dict[str, int] = {
     "moe_layer_step": 2**14, "sliding_window": 2**30,
 }
 MLA_LIMIT = 2**16  # every MLA rank and head dimension
+MAX_PARAMS = 1e15  # parameters of one model: ~500x the largest built so far (moescale.units)
 NORM_TYPES = {"rmsnorm": 1, "layernorm": 2}  # parameter vectors per norm (gain, bias)
 QK_NORMS = ("none", "head", "full")
 
@@ -289,6 +290,26 @@ def _validate(a: Architecture) -> None:
         raise MoescaleError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {a.qk_norm!r}")
     _validate_attention(a)
     _validate_moe(a)
+    _validate_size(a)
+
+
+def _validate_size(a: Architecture) -> None:
+    """Fields each within their limits can still multiply to a model far beyond any built
+    (2^18 wide × 2^14 layers): a rough parameter count above :data:`MAX_PARAMS` is refused."""
+    d = a.hidden_size
+    head_dim = a.head_dim or max(d // a.n_heads, 1)
+    attention = 0 if a.mla is not None else (  # MLA ranks are bounded per field (MLA_LIMIT)
+        d * head_dim * (2 * a.n_heads + 2 * (a.n_kv_heads or a.n_heads)))
+    matrices = FFN_TYPES[a.ffn_type]
+    moe = a.n_moe_layers
+    shared = a.n_shared_experts * (a.shared_expert_ffn or a.expert_ffn)
+    ffn = matrices * d * ((a.n_layers - moe) * a.dense_ffn
+                          + moe * (a.n_experts * a.expert_ffn + shared))
+    params = float(a.n_layers) * attention + ffn + a.vocab_size * d * (1 + (not a.tie_embeddings))
+    if params > MAX_PARAMS:
+        raise MoescaleError(f"this architecture has about {params:.2g} parameters, above the "
+                            f"limit of {MAX_PARAMS:.0e} (far beyond any model built); is a size "
+                            "a typo or a unit mistake?")
 
 
 def _validate_attention(a: Architecture) -> None:

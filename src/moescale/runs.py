@@ -204,12 +204,21 @@ class RunTable:
             self._check(name, raw, (values < 0) | (values > 1), "must be in [0, 1]")
         else:
             self._check(name, raw, values <= 0, "must be positive")
+        if name in LOSS_COLUMNS:
+            self._check(name, raw, values > MAX_LOSS,
+                        f"must be at most {MAX_LOSS:g} nats/token (a cross-entropy loss; "
+                        "a perplexity or another unit?)")
         return values
 
     def _check(self, name: str, raw: pd.Series, bad: np.ndarray, what: str) -> None:
         if bad.any():
             raise MoescaleError(f"column {name!r} {what} in rows {_rows(self._rows[bad])} "
                                 f"(e.g. {_show(raw.to_numpy()[bad][0])})")
+
+
+LOSS_COLUMNS = ("loss", "best_loss", "train_loss")
+MAX_LOSS = 1e3  # nats/token: ln(vocabulary) is below 17 for any tokenizer; far above, a loss
+#                 overflows the fit's exp/log space (numpy warnings, a meaningless fit)
 
 
 def parse_mapping(items: Iterable[str]) -> dict[str, str]:

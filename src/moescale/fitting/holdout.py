@@ -67,6 +67,9 @@ def _extreme(frame, col: str, count: str, largest: bool) -> np.ndarray:
         k = float(count[:-1]) / 100 if count.endswith("%") else int(count)
     except ValueError:
         raise MoescaleError(f"--holdout count {count!r} must be an integer or a percentage") from None
+    if isinstance(k, float) and not (np.isfinite(k) and 0 < k <= 1):
+        raise MoescaleError(f"--holdout percentage {count!r} must be above 0 % and at most "
+                            "100 %")
     signed = values if largest else -values
     if isinstance(k, float):
         n = max(1, int(round(k * len(values))))
