@@ -132,7 +132,7 @@ def run_table(store, law: str | None = None):
     mapping = law_mapping(law, frame.columns)
     frame = frame.drop(columns=list(mapping), errors="ignore").rename(columns={v: k for k, v in mapping.items()})
     numeric = frame.select_dtypes("number")
-    for name in DATA_COLUMNS:  # text, kept so that fit can tell corpora apart (and --where)
+    for name in ("id", *DATA_COLUMNS):  # text: run ids name residuals; corpora are told apart
         if name in frame.columns:
             numeric[name] = frame[name]
     return RunTable.from_frame(numeric, source=str(store.path))
