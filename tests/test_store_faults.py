@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from sweep_helpers import micro_spec, moescale_cmd, run_moescale, shared_token_cache  # noqa: F401
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
 from moescale.sweeps.executors import Outcome
 from moescale.sweeps.runner import run_sweep
 from moescale.sweeps.spec import SweepSpec
 from moescale.sweeps.store import DiskFull, SweepStore
+from sweep_helpers import micro_spec, moescale_cmd, run_moescale, shared_token_cache  # noqa: F401
 
 
 def _digest(path: Path) -> str:

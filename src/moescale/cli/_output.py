@@ -10,7 +10,6 @@ import click
 
 from moescale.jsonio import jsonable
 
-
 _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x00, 0x20), 0x7f]}
 _CONTROL.update({c: f"\\x{c:02x}" for c in range(0x80, 0xa0)})
 _CONTROL.update({c: f"\\u{c:04x}" for c in (0x2028, 0x2029, 0x200e, 0x200f, 0x202a, 0x202b,
@@ -62,9 +61,8 @@ def stdout_console():
 
 def print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Print a rich table; numbers right-aligned."""
-    from rich.table import Table
-
     from rich.markup import escape
+    from rich.table import Table
 
     table = Table(title=escape(safe(title)), title_justify="left")
     for i, col in enumerate(columns):

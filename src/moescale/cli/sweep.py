@@ -555,12 +555,10 @@ def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_
 
     from moescale.fitting import fit_runs
     from moescale.laws import get_law
-    from moescale.runs import RunTable
+    from moescale.runs import RunTable, parse_pairs
     from moescale.sweeps import suggest as sg
     from moescale.sweeps.export import run_columns
     from moescale.units import parse_number, parse_positive
-
-    from moescale.runs import parse_pairs
 
     law = get_law(law_name)
     sg.size_variable(law)  # a law with an allocation to pin down, before any fitting

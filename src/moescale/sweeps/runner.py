@@ -34,8 +34,14 @@ from moescale.errors import MoescaleError
 from moescale.sweeps import worker
 from moescale.sweeps.executors import Executor, Outcome, folder_outcome
 from moescale.sweeps.spec import RunSpec, SweepSpec
-from moescale.sweeps.store import (Claim, DiskFull, SweepStore, is_disk_full, result_problem,
-                                   sweep_name_conflict)
+from moescale.sweeps.store import (
+    Claim,
+    DiskFull,
+    SweepStore,
+    is_disk_full,
+    result_problem,
+    sweep_name_conflict,
+)
 
 LEASE_SECONDS = 60.0  # a driver silent this long is presumed dead
 POLL_SECONDS = 0.5
