@@ -99,7 +99,11 @@ class _Heartbeat(threading.Thread):
         self.lost: set[str] = set()  # claims another driver took over
 
     def run(self) -> None:
-        with SweepStore(self.store_path) as store:
+        try:
+            store = SweepStore(self.store_path)
+        except Exception:  # noqa: BLE001 — e.g. a full disk: the driver's own error says so
+            return
+        with store:
             while not self.stopped.wait(self.lease_s / 6):
                 with self.lock:
                     held = [(i, c.token) for i, c in self.claims.items()]
