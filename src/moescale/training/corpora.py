@@ -76,9 +76,13 @@ TOKEN_SUFFIXES = (".bin", ".npy")
 DEFAULT_TEXT_COLUMN = "text"
 PIECE_CHARS = 1 << 16  # long documents are encoded in pieces of about this many characters
 BATCH_CHARS = 1 << 22  # characters per encode_batch call
+# Batches encoded at once, each by a pool thread that also converts its ids: the tokenizer's
+# own thread pool stays busy while one batch's ids become an array (the GIL is released
+# while the tokenizers library encodes), and the tail of one batch overlaps the next.
+WORKERS = 2
 BLOCK_BYTES = 1 << 23  # text files are read in blocks of this many bytes
 BPE_TRAIN_CHARS = 1 << 30  # a BPE is trained on at most the first 1 Gi characters
-SCAN_TOKENS = 1 << 24  # token files are checked in chunks of this many ids (constant memory)
+SCAN_TOKENS = 1 << 20  # token files are checked in chunks of this many ids (constant memory)
 BPE_DEFAULT_VOCAB = 4096
 SEPARATOR = "\n\n"  # between documents, for tokenizers without an end-of-text token
 
@@ -570,18 +574,18 @@ def _prepare_into(source: Source, work: Path, tokenizer: str | None, vocab_size:
     encode = _encoder(tok)
     path = work / "tokens.bin"
     with _progress_bar(progress, source.total_bytes) as bar, open(path, "wb") as f, \
-            ThreadPoolExecutor(max_workers=1) as pool:
+            ThreadPoolExecutor(max_workers=WORKERS) as pool:
         task = bar.add_task("tokenise", total=source.total_bytes, tokens=0) if bar else None
         tick = (lambda n: bar.advance(task, n)) if bar else None
         pending: deque = deque()
         first_doc = True
 
+        def convert(batch: _Batch, first: bool) -> np.ndarray:  # in a pool thread
+            return _flatten(tok, batch, encode(batch.pieces), dtype, first)
+
         def drain() -> None:
-            nonlocal n_tokens, n_docs, first_doc
-            batch, future = pending.popleft()
-            ids = _flatten(tok, batch, future.result(), dtype, first_doc)
-            first_doc = first_doc and not any(batch.starts)
-            n_docs += sum(batch.starts)
+            nonlocal n_tokens
+            ids = pending.popleft().result()
             ids.tofile(f)
             counts[:] += np.bincount(ids, minlength=tok.vocab_size)[:tok.vocab_size]
             n_tokens += len(ids)
@@ -589,8 +593,10 @@ def _prepare_into(source: Source, work: Path, tokenizer: str | None, vocab_size:
                 bar.update(task, tokens=n_tokens)
 
         for batch in _batches(iter_segments(source, tick), separator, digest, stats):
-            pending.append((batch, pool.submit(encode, batch.pieces)))
-            if len(pending) > 1:
+            pending.append(pool.submit(convert, batch, first_doc))
+            first_doc = first_doc and not any(batch.starts)
+            n_docs += sum(batch.starts)
+            if len(pending) > WORKERS:
                 drain()
         while pending:
             drain()
@@ -686,7 +692,22 @@ def _map_tokens(path: Path, dtype: np.dtype, count: int | None = None,
     elif size != count * dtype.itemsize:
         raise MoescaleError(f"{path} is truncated or damaged: it has {size:,} bytes, the manifest "
                             f"says {count:,} {dtype.name} ids ({count * dtype.itemsize:,} bytes)")
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,))
+    return _random_access(np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=(count,)))
+
+
+def _random_access(tokens: np.ndarray) -> np.ndarray:
+    """Tell the kernel the map is read at random (training windows): no read-around, so a
+    window faults in its own pages only, not megabytes around it (measured: 20 batches of a
+    400 MB file otherwise made 215 MB of it resident)."""
+    import mmap
+
+    handle = getattr(tokens, "_mmap", None)
+    if handle is not None and hasattr(handle, "madvise") and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            handle.madvise(mmap.MADV_RANDOM)
+        except OSError:
+            pass
+    return tokens
 
 
 def open_prepared(folder: Path, tokenizer: str | None = None, vocab_size: int | None = None,
@@ -790,7 +811,7 @@ def open_token_file(path: Path, tokenizer: str | None, vocab_size: int | None,
         vocab = model_vocab_size(tok.vocab_size, vocab_size, tok.kind, tok.name)
     if path.suffix == ".npy":
         try:
-            tokens = np.load(path, mmap_mode="r", allow_pickle=False)
+            tokens = _random_access(np.load(path, mmap_mode="r", allow_pickle=False))
         except ValueError as exc:
             why = "truncated" if "mmap length" in str(exc) or "size" in str(exc) else "damaged"
             raise MoescaleError(f"{path} is {why}: {exc}") from None
