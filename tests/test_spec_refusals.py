@@ -30,7 +30,7 @@ def spec(**changes) -> dict:
 
 @pytest.fixture()
 def data_files(tmp_path):
-    binary = tmp_path / "weights.bin"
+    binary = tmp_path / "weights.dat"  # .bin/.npy are token files now
     binary.write_bytes(bytes(range(256)) * 64)
     return {"missing": str(tmp_path / "no-such-corpus.txt"), "binary": str(binary)}
 

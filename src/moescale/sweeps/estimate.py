@@ -90,14 +90,32 @@ def _log_records(run_dir: Path) -> list[dict[str, Any]]:
 
 def corpus_train_tokens(train: dict[str, Any]) -> tuple[int | None, str]:
     """Training-split tokens of a run's data, and how the number was obtained."""
+    from pathlib import Path
+
+    from moescale.training.corpora import read_manifest, resolve_source
     from moescale.training.data import load_text
 
+    share = 1 - float(train.get("val_fraction", 0.05))
     try:
+        source = resolve_source(train.get("data", "kjv"), train.get("text_column"))
+        if source.kind == "prepared":  # the manifest counts the training split exactly
+            return int(read_manifest(Path(source.spec))["tokens"]["train"]), "exact (prepared)"
+        if source.kind == "tokens":
+            path = source.files[0]
+            if path.suffix == ".npy":
+                import numpy as np
+
+                n = int(np.load(path, mmap_mode="r").size)
+            else:  # uint16 unless the name says uint32 (moescale data prepare's layout)
+                wide = any(t in path.name.lower() for t in ("uint32", "u32", "int32"))
+                n = path.stat().st_size // (4 if wide else 2)
+            return int(n * share), "exact (token file)"
+        if source.kind == "rows":
+            return None, "rows of a table: run moescale data prepare to count its tokens"
         text = load_text(train.get("data", "kjv"))
     except MoescaleError as exc:
         return None, str(exc)
     n_bytes = len(text.encode("utf-8"))
-    share = 1 - float(train.get("val_fraction", 0.05))
     if train.get("tokenizer", "bytes") == "bytes":
         return int(n_bytes * share), "exact (bytes)"
     return int(n_bytes / BPE_BYTES_PER_TOKEN * share), "estimated (BPE)"

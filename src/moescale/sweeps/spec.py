@@ -299,7 +299,7 @@ class SweepSpec:
             TrainConfig(**options, tokens=int(train["batch_tokens"]), convention=self.convention)
         except TypeError as exc:  # a value of the wrong kind (e.g. a list for a number)
             raise MoescaleError(f"[train] {exc}") from None
-        _check_data(train.get("data", "kjv"), memo)
+        _check_data(train.get("data", "kjv"), train.get("text_column"), memo)
         memo[key] = True
 
 
@@ -322,36 +322,41 @@ def _check_vocab(fields: dict, train: dict) -> None:
                                    f"({BPE_DEFAULT_VOCAB})" if bpe else "give a positive size"))
 
 
-def _check_data(data, memo: dict) -> None:
-    """``data`` names the built-in corpus or a readable text file / folder of text files."""
+def _check_data(data, text_column, memo: dict) -> None:
+    """``data`` names a usable corpus (:func:`moescale.training.corpora.resolve_source`: the
+    built-in one, text, rows with a text column, token files or a prepared folder); a text
+    file must be UTF-8 text, not a binary file."""
+    from moescale.training.corpora import resolve_source
+
     if not isinstance(data, str) or not data:
-        raise MoescaleError(f"[train] data must be 'kjv', a text file or a folder, got {data!r}")
-    if data == "kjv" or ("data", data) in memo:
+        raise MoescaleError(f"[train] data must be 'kjv', a file or a folder, got {data!r}")
+    if ("data", data, text_column) in memo:
         return
-    path = Path(data)
-    if path.is_dir():
-        if not any(p.suffix in (".txt", ".md") for p in path.rglob("*")):
-            raise MoescaleError(f"[train] data folder {data} holds no .txt or .md file")
-    elif not path.is_file():
-        raise MoescaleError(f"[train] data file {data} not found (give a text file, a folder "
-                            "or 'kjv')")
-    else:
-        try:
-            with open(path, "rb") as f:
-                head = f.read(1 << 16)
-        except OSError as exc:
-            raise MoescaleError(f"[train] data file {data} cannot be read: "
-                                f"{exc.strerror or exc}") from None
-        if b"\0" in head:
-            raise MoescaleError(f"[train] data file {data} is a binary file (a NUL byte at "
-                                f"offset {head.index(bytes(1)):,}), not text")
-        try:
-            head.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if exc.start < len(head) - 4:  # not just a character cut at the end of the read
-                raise MoescaleError(f"[train] data file {data} is not UTF-8 text (invalid byte "
-                                    f"at offset {exc.start:,})") from None
-    memo[("data", data)] = True
+    try:
+        source = resolve_source(data, text_column)
+    except MoescaleError as exc:
+        raise MoescaleError(f"[train] data: {exc}") from None
+    for path in source.files if source.kind == "text" else ():
+        _check_text_file(path)
+    memo[("data", data, text_column)] = True
+
+
+def _check_text_file(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+    except OSError as exc:
+        raise MoescaleError(f"[train] data file {path} cannot be read: "
+                            f"{exc.strerror or exc}") from None
+    if b"\0" in head:
+        raise MoescaleError(f"[train] data file {path} is a binary file (a NUL byte at "
+                            f"offset {head.index(bytes(1)):,}), not text")
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the read
+            raise MoescaleError(f"[train] data file {path} is not UTF-8 text (invalid byte "
+                                f"at offset {exc.start:,})") from None
 
 
 def _grid_point_overlap(spec: SweepSpec, source: str) -> None:
