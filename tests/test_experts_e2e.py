@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 
 SPEC = """
 name = "experts"
-budgets = [2e8, 6e8]
+budgets = [1e9, 3e9]
 seeds = [0]
 
 [base]
@@ -36,11 +36,11 @@ lr = 3e-3
 eval_tokens = 1024
 
 [[runs]]                # a second seed of the middle size: the seed noise
-budget = 2e8
+budget = 1e9
 seed = 1
 hidden_size = 24
 [[runs]]
-budget = 2e8
+budget = 1e9
 seed = 1
 hidden_size = 24
 n_experts = 8
@@ -103,6 +103,8 @@ def test_fit_analyze_suggest_report_keep_the_dense_baseline(experts_store):
                            "ludziejewski2025", "--target-compute", "1e10", "--n", "3",
                            "--json", cwd=tmp)
     assert suggest.returncode == 0, suggest.stderr
+    proposal = json.loads(suggest.stdout)
+    assert proposal["suggestions"] and all("E" in r for r in proposal["suggestions"])
 
     out = tmp / "report"
     report = run_moescale("report", "--store", str(store), "--fit", str(tmp / "joint.json"),

@@ -1,6 +1,7 @@
 """Top-1 routing must train its router from the language-model loss (Switch Transformer,
 arXiv:2101.03961 §2.1: the gate is the chosen expert's probability). Renormalised top-1 gates
-are the constant 1: no gradient, so the trainer and the sweep spec refuse them."""
+are the constant 1: no gradient, so the trainer and the sweep spec refuse them. And a finished
+run resumed at its end keeps its losses."""
 
 import pytest
 
@@ -61,3 +62,20 @@ def test_spec_refuses_renormalised_top1_and_records_the_default():
     assert runs[0].train["norm_topk_prob"] is False
     with pytest.raises(MoescaleError, match="norm_topk_prob"):
         SweepSpec.from_dict({**spec, "train": {**spec["train"], "norm_topk_prob": True}})
+
+
+def test_a_finished_run_resumed_at_its_end_reports_its_losses(tmp_path):
+    """A worker that finished training but whose result was never recorded (its driver died)
+    runs again from the final checkpoint: the result must be the run's, not a NaN that the
+    sweep would record as a divergence."""
+    import math
+
+    from moescale.training.config import TrainConfig
+    from moescale.training.trainer import train
+
+    config = TrainConfig(tokens=32 * 6, batch_tokens=32, seq_len=16, threads=1,
+                         out=str(tmp_path / "run"), eval_tokens=64)
+    first = train(ARCH, config)
+    again = train(ARCH, config.replace(resume=True))
+    assert math.isfinite(again.train_loss) and again.train_loss == first.train_loss
+    assert again.eval_loss == pytest.approx(first.eval_loss)

@@ -166,18 +166,25 @@ def _iterate(problem: Problem, theta: np.ndarray, w: np.ndarray, f: np.ndarray,
 
 
 def newton_decrement(problem: Problem, theta: np.ndarray) -> np.ndarray:
-    """Half the squared Gauss–Newton decrement per start, ``gᵀ(JᵀWJ)⁻¹g / 2``: the decrease of
-    the summed Huber objective a full Gauss–Newton step from ``theta`` (fit space, one row per
-    start) predicts. It is invariant to the parameters' scales, so ``≤ tol·(1 + f)`` is a
-    first-order optimality test (Boyd & Vandenberghe 2004, §9.5.1); ``inf`` where the objective
-    is undefined."""
+    """The decrease of the summed Huber objective that a Gauss–Newton step from ``theta`` (fit
+    space, one row per start) predicts, the step clipped to the parameters' bounds: for an
+    interior point half the squared decrement ``gᵀ(JᵀWJ)⁻¹g / 2``. It is invariant to the
+    parameters' scales, so ``≤ tol·(1 + f)`` is a first-order optimality test (Boyd &
+    Vandenberghe 2004, §9.5.1) that also holds at a bound the data push against (the
+    projected, KKT form); ``inf`` where the objective is undefined."""
     theta = np.atleast_2d(theta)
     w = np.broadcast_to(problem.w, (theta.shape[0], problem.log_y.size))
     r = problem.log_pred(theta) - problem.log_y
     _, psi = huber(r, problem.delta)
-    g = (problem.jacobian(theta) @ np.nan_to_num(w * psi)[:, :, None])[:, :, 0]
+    jac = problem.jacobian(theta)                                    # (starts, P, runs)
+    g = (jac @ np.nan_to_num(w * psi)[:, :, None])[:, :, 0]
     step = _lm_step(problem, theta, r, np.array(w), np.full(theta.shape[0], 1e-12))
-    out = 0.5 * np.abs(np.sum(g * step, axis=1))
+    lo, hi = problem.bounds()
+    step = np.clip(theta + step, lo, hi) - theta                     # feasible part of the step
+    irls = w * np.divide(psi, r, out=np.ones_like(r), where=r != 0)
+    js = np.einsum("spn,sp->sn", jac, step)
+    model = np.sum(g * step, axis=1) + 0.5 * np.sum(irls * js * js, axis=1)
+    out = np.maximum(-model, 0.0)
     return np.where(np.isfinite(out) & np.all(np.isfinite(r), axis=1), out, np.inf)
 
 

@@ -197,6 +197,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.forward_model = self._wrap_model()
         self.step, self.tokens, self.train_seconds = 0, 0, 0.0
+        self.train_loss = float("nan")  # mean loss of the last logged window (checkpointed)
         self.initial_eval_loss: float | None = None
         self.log = JsonlLog(None)  # opened by run(), once a resumed checkpoint has loaded
 
@@ -389,7 +390,7 @@ class Trainer:
     def _state(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "step": self.step, "tokens": self.tokens, "train_seconds": self.train_seconds,
-                "initial_eval_loss": self.initial_eval_loss, "data": self.sampler.state_dict(),
+                "train_loss": self.train_loss, "initial_eval_loss": self.initial_eval_loss, "data": self.sampler.state_dict(),
                 "rng": ckpt.rng_state(), "architecture": self.arch.to_dict(),
                 "config": self.config.to_dict(), "total_steps": self.total_steps}
 
@@ -413,6 +414,7 @@ class Trainer:
             self.step, self.tokens = int(state["step"]), int(state["tokens"])
             self.train_seconds = float(state["train_seconds"])
             self.initial_eval_loss = state["initial_eval_loss"]
+            self.train_loss = float(state.get("train_loss", float("nan")))
         except MoescaleError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
@@ -484,7 +486,7 @@ class Trainer:
         self._write_header()
         if self.initial_eval_loss is None:
             self.initial_eval_loss = self.evaluate()
-        eval_loss, train_loss = None, float("nan")
+        eval_loss = None
         window = {"tokens": 0, "seconds": 0.0, "loss": 0.0, "steps": 0}
         with self._progress(stop) as advance:
             while self.step < stop:
@@ -499,17 +501,17 @@ class Trainer:
                 if evaluated:
                     eval_loss = self.evaluate()
                 if self.step % c.log_every == 0 or evaluated:
-                    train_loss = window["loss"] / window["steps"]
-                    self._record(stats | {"train_loss": train_loss, "step_train_loss":
+                    self.train_loss = window["loss"] / window["steps"]
+                    self._record(stats | {"train_loss": self.train_loss, "step_train_loss":
                                           stats["train_loss"]}, window["tokens"],
                                  window["seconds"], eval_loss if evaluated else None)
                     window = dict.fromkeys(window, 0)
                 if self.step % ckpt_every == 0 or self.step == stop:
                     self.save()
                 advance(stats)
-        if eval_loss is None:  # resumed at the end, or nothing to do
+        if eval_loss is None:  # resumed at the end (a finished run not yet recorded)
             eval_loss = self.evaluate()
-        return self._finish(train_loss, eval_loss)
+        return self._finish(self.train_loss, eval_loss)
 
     def _finish(self, train_loss: float, eval_loss: float) -> TrainResult:
         tps = self.tokens / self.train_seconds if self.train_seconds else float("nan")
