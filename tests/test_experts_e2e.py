@@ -27,7 +27,7 @@ top_k = 1
 expert_ffn = 32
 
 [grid]
-hidden_size = [16, 24, 32]
+hidden_size = [8, 16, 32]
 n_experts = [0, 4, 8]   # dense and two expert counts, one line
 
 [train]
@@ -38,11 +38,11 @@ eval_tokens = 1024
 [[runs]]                # a second seed of the middle size: the seed noise
 budget = 1e9
 seed = 1
-hidden_size = 24
+hidden_size = 16
 [[runs]]
 budget = 1e9
 seed = 1
-hidden_size = 24
+hidden_size = 16
 n_experts = 8
 """
 SWEEP_FIGURES = {"isoflop", "frontier", "optima", "learning_curves", "experts",
