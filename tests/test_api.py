@@ -227,3 +227,14 @@ def test_every_plan_has_the_same_typed_summary(kwargs):
     assert s.total_params == p.counts.total_params
     assert s.training_compute == pytest.approx(s.flops_per_token * s.training_tokens)
     assert p.to_dict()["summary"]["convention"] == p.convention
+
+
+def test_architecture_stays_the_function_after_its_submodule_is_imported():
+    import moescale
+
+    moescale.count("tiny")  # imports the submodule moescale.architecture
+    import moescale.architecture  # noqa: F401  (binds it again, explicitly)
+    from moescale.architecture import Architecture
+
+    arch = moescale.architecture("tiny")
+    assert isinstance(arch, Architecture) and arch.hidden_size == 64  # tiny preset: d = 64

@@ -18,6 +18,8 @@ Nouns: :class:`Architecture`, :class:`Counts`, :class:`Law`, :class:`RunTable`,
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -71,6 +73,24 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
+
+
+# Functions of the top level that share their name with a submodule: importing the submodule
+# (``from moescale.architecture import …`` anywhere) would rebind the package attribute to it.
+_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"architecture"})
+
+
+class _Package(types.ModuleType):
+    """The package keeps ``moescale.architecture`` the function when the import system binds
+    the submodule of that name (the submodule stays in ``sys.modules``)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _FUNCTIONS_NAMED_LIKE_MODULES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
