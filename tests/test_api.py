@@ -238,3 +238,33 @@ def test_architecture_stays_the_function_after_its_submodule_is_imported():
 
     arch = moescale.architecture("tiny")
     assert isinstance(arch, Architecture) and arch.hidden_size == 64  # tiny preset: d = 64
+
+
+def test_objects_people_print_have_short_reprs():
+    import moescale
+
+    counts = moescale.count("mixtral-8x7b")
+    plan = moescale.plan(1e21)
+    law = moescale.get_law("chinchilla")
+    for obj in (counts, plan, law):
+        text = repr(obj)
+        assert len(text) < 300 and "0x" not in text, text  # no dumps, no function addresses
+    import re
+
+    # Mixtral-8x7B model card: 46.7B total, 12.9B active parameters
+    shown = dict(re.findall(r"(\w+_params)=([\d,]+)", repr(counts)))
+    assert round(int(shown["total_params"].replace(",", "")) / 1e9, 1) == 46.7
+    assert round(int(shown["active_params"].replace(",", "")) / 1e9, 1) == 12.9
+    with pytest.raises(moescale.MoescaleError, match="no component 'x'; components: "):
+        counts.component("x")
+
+
+def test_scaling_law_can_be_cloned_as_scikit_learn_does():
+    from moescale.fitting.estimator import ScalingLaw
+
+    est = ScalingLaw("chinchilla", holdout="largest-C:1", bootstrap=5, delta=1e-3)
+    params = est.get_params()
+    clone = type(est)(**params)  # sklearn.base.clone: the class called with get_params()
+    assert clone.get_params() == params and clone is not est
+    assert est.set_params(bootstrap=7, delta=1e-2).get_params()["bootstrap"] == 7
+    assert est.get_params()["delta"] == 1e-2

@@ -20,6 +20,7 @@ from typing import Any
 
 from moescale.architecture import NORM_TYPES, Architecture
 from moescale.conventions import Convention, get_convention
+from moescale.errors import MoescaleError
 from moescale.units import dtype_bytes
 
 COMPONENTS = ("embedding", "attention", "attention_scores", "dense_ffn", "routed_experts",
@@ -71,7 +72,18 @@ class Counts:
     ratios: dict[str, float]
 
     def component(self, name: str) -> ComponentCount:
-        return next(c for c in self.components if c.name == name)
+        """The component called ``name`` (a MoescaleError lists the names when there is none)."""
+        for c in self.components:
+            if c.name == name:
+                return c
+        raise MoescaleError(f"no component {name!r}; components: "
+                            + ", ".join(c.name for c in self.components))
+
+    def __repr__(self) -> str:
+        return (f"Counts({self.architecture.name or 'architecture'!r}, "
+                f"convention={self.convention.name!r}, total_params={self.total_params:,}, "
+                f"active_params={self.active_params:,}, "
+                f"training_flops_per_token={self.training_flops_per_token:.4g})")
 
     def weights_bytes(self, dtype: str = "bf16") -> float:
         """Memory of all weights, ``N_total × bytes(dtype)``."""

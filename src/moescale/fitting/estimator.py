@@ -54,6 +54,21 @@ class ScalingLaw:
         self.level, self.seed, self.weights = level, seed, weights
         self.fit_options = fit_options
 
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor's arguments (scikit-learn's estimator contract: ``clone`` works)."""
+        return {"law": self.law, "holdout": self.holdout, "bootstrap": self.bootstrap,
+                "level": self.level, "seed": self.seed, "weights": self.weights,
+                **self.fit_options}
+
+    def set_params(self, **params: Any) -> ScalingLaw:
+        """Change constructor arguments; returns ``self`` (scikit-learn's contract)."""
+        for key, value in params.items():
+            if key in ("law", "holdout", "bootstrap", "level", "seed", "weights"):
+                setattr(self, key, value)
+            else:
+                self.fit_options[key] = value
+        return self
+
     def fit(self, runs) -> ScalingLaw:
         """Fit to ``runs`` (RunTable, data frame or file path); returns ``self``."""
         from moescale.fitting import fit_runs

@@ -137,6 +137,10 @@ class Law:
     domains: dict[str, Domain] = field(default_factory=dict)
     relations: tuple[tuple[str, str, str], ...] = ()
 
+    def __repr__(self) -> str:
+        return (f"Law({self.name!r}: {self.formula}; variables {', '.join(self.variables)}; "
+                f"presets {', '.join(self.presets) or 'none'})")
+
     def predict(self, params: Mapping[str, float] | str,
                 variables: Mapping[str, float | np.ndarray], *, strict: bool = False) -> np.ndarray:
         """Loss at ``variables``; ``params`` is a dict or the name of a preset.

@@ -111,6 +111,15 @@ class Plan:
     batch_size_sequences: int | None = None
     warnings: list[str] = field(default_factory=list)
 
+    def __repr__(self) -> str:
+        a = self.architecture
+        loss = "-" if self.predicted_loss is None else f"{self.predicted_loss:.4g}"
+        return (f"Plan(method={self.method!r}, law={self.law!r}, compute={self.budget.compute:.3g}, "
+                f"d={getattr(a, 'hidden_size', '?')}, L={getattr(a, 'n_layers', '?')}, "
+                f"experts={getattr(a, 'n_experts', '?')}, "
+                f"tokens={float(self.allocation.get('tokens', float('nan'))):.4g}, "
+                f"predicted_loss={loss}, warnings={len(self.warnings)})")
+
     @property
     def summary(self) -> PlanSummary:
         """The typed numbers of the plan (see :class:`PlanSummary`); ``allocation`` keeps the
