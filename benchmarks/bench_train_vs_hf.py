@@ -144,8 +144,8 @@ def gpu_mfu(steps: int = 20, batch: int = 16, seq: int = 1024) -> None:
     ``transformers``' Mixtral built from the same architecture (same batch, same steps)."""
     import transformers
 
+    from moescale.presets import get_preset
     from moescale.training.metrics import peak_flops
-    from moescale.training.presets import get_preset
 
     arch = get_preset("gpu-100m").replace(seq_len=seq)
     dev = torch.device("cuda")

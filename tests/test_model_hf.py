@@ -12,8 +12,11 @@ from moescale.architecture import Architecture  # noqa: E402
 from moescale.counting import count  # noqa: E402
 from moescale.errors import MoescaleError  # noqa: E402
 from moescale.training.hf_weights import load_hf_weights  # noqa: E402
-from moescale.training.model import ModelOptions, MoETransformer  # noqa: E402
-from moescale.training.moe import MoEOptions  # noqa: E402
+from moescale.training.model import (  # noqa: E402
+    ModelOptions,
+    MoEOptions,  # noqa: E402
+    MoETransformer,
+)
 
 V, SEQ = 96, 24
 

@@ -9,8 +9,11 @@ torch = pytest.importorskip("torch")
 
 from moescale.architecture import Architecture  # noqa: E402
 from moescale.training.config import TrainConfig  # noqa: E402
-from moescale.training.model import MoETransformer  # noqa: E402
-from moescale.training.moe import Router, balance_losses  # noqa: E402
+from moescale.training.model import (  # noqa: E402
+    MoETransformer,  # noqa: E402
+    Router,
+    balance_losses,
+)
 
 
 def test_balance_loss_is_one_for_a_perfectly_balanced_router():

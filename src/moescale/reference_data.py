@@ -19,12 +19,24 @@ CLARK_FINAL_STEP = 249_000
 
 
 def reference_dir() -> Path:
-    """The reference-data folder: ``$MOESCALE_REFERENCE_DATA`` or ``../shared/data``."""
+    """The reference-data folder: ``$MOESCALE_REFERENCE_DATA``, else ``shared/data`` beside
+    the working directory's repository (``../shared/data`` seen from the repository root, as
+    the project lays it out; found by walking up from the current directory, so it works
+    the same for an installed package)."""
     env = os.environ.get("MOESCALE_REFERENCE_DATA")
-    root = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    root = Path(env) if env else _beside_repository(Path.cwd())
     if not root.is_dir():
         raise MoescaleError(f"reference data folder {root} not found; set MOESCALE_REFERENCE_DATA")
     return root
+
+
+def _beside_repository(start: Path) -> Path:
+    """``shared/data`` in the nearest parent of ``start`` that has one (else ``../shared/data``
+    of ``start``, for the error message)."""
+    for folder in (start, *start.parents):
+        if (folder / "shared" / "data").is_dir():
+            return folder / "shared" / "data"
+    return start.parent / "shared" / "data"
 
 
 def epoch_chinchilla(path: str | Path | None = None, drop_highest: int = 5):

@@ -62,10 +62,6 @@ class Problem:
         self.nfev = 0  # parameter vectors at which the law was evaluated (all starts counted)
         self.njev = 0  # parameter vectors at which the Jacobian was evaluated
 
-    def with_weights(self, weights: np.ndarray) -> Problem:
-        """The same problem with other run weights (bootstrap resamples)."""
-        return Problem(self.law, self.v, np.exp(self.log_y), self.delta, weights, self.fixed)
-
     def params(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Natural-unit parameters, each of shape ``(starts, 1)``, from fit-space ``theta``."""
         theta = np.atleast_2d(theta)

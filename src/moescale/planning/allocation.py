@@ -21,7 +21,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moescale.architecture import Architecture
 from moescale.errors import MoescaleError
 
 LossFn = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -74,18 +73,6 @@ def family_kv_values(active_params: float, tokens: int, vocab: int = GPT2_VOCAB)
     """KV cache values ``2·T·N_blocks·d`` for ``T`` cached tokens."""
     d = family_hidden(active_params, vocab)
     return 2 * tokens * d * d / 64
-
-
-def family_architecture(active_params: float, experts: int, vocab: int = GPT2_VOCAB,
-                        seq_len: int = 1024) -> Architecture:
-    """The family member nearest ``N_act``: ``d`` a multiple of 64, ``N_blocks = N_heads = d/64``,
-    SwiGLU width 3·d, top-1 routing (``E = 1`` is dense), untied embeddings."""
-    d = max(64, int(64 * round(family_hidden(active_params, vocab) / 64)))
-    blocks = d // 64
-    moe = dict(n_experts=experts, top_k=1, expert_ffn=3 * d) if experts > 1 else {}
-    return Architecture(hidden_size=d, n_layers=blocks, n_heads=blocks, head_dim=64,
-                        dense_ffn=0 if experts > 1 else 3 * d, vocab_size=vocab,
-                        seq_len=seq_len, name=f"moescale-joint-E{experts}-d{d}", **moe)
 
 
 # ----- optimisation -------------------------------------------------------------------------

@@ -14,8 +14,7 @@ from __future__ import annotations
 import torch
 
 from moescale.errors import MoescaleError
-from moescale.training.model import ModelOptions, MoETransformer
-from moescale.training.moe import MoEOptions
+from moescale.training.model import ModelOptions, MoEOptions, MoETransformer
 
 _ATTN = "model.layers.{i}.self_attn."
 

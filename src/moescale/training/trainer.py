@@ -1,7 +1,7 @@
 """Train an :class:`~moescale.architecture.Architecture` on real text and report loss,
 tokens, FLOPs (by :mod:`moescale.counting`) and speed.
 
->>> from moescale.training.presets import get_preset               # doctest: +SKIP
+>>> from moescale.presets import get_preset               # doctest: +SKIP
 >>> result = train(get_preset("tiny"), TrainConfig(tokens=200_000))  # doctest: +SKIP
 >>> result.eval_loss < result.unigram_entropy                       # doctest: +SKIP
 True
