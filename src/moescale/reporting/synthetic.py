@@ -54,8 +54,7 @@ def synthetic_store(path: str | Path, budgets: Sequence[float] = (3e9, 1e10, 3e1
     if tags:
         runs = [dataclasses.replace(r, tags={**r.tags, **tags}) for r in runs]
     rng = np.random.default_rng(seed)
-    with SweepStore(path) as store:
-        store.db.execute("PRAGMA synchronous = OFF")  # a throwaway file: speed over durability
+    with SweepStore(path, durable=False) as store:  # a throwaway file: speed over durability
         for i, run in enumerate(runs):
             if i >= len(runs) - failed:
                 store.add_runs([run])

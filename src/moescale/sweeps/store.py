@@ -165,10 +165,12 @@ def state(status: str, retired: float | None) -> str:
 class SweepStore:
     """A sweep's SQLite store. Cheap to open; one connection per thread or process."""
 
-    def __init__(self, path: str | Path, create: bool = True, readonly: bool = False) -> None:
+    def __init__(self, path: str | Path, create: bool = True, readonly: bool = False,
+                 durable: bool = True) -> None:
         """Open (``create``: or make) the store at ``path``. ``readonly`` opens it read-only
         (SQLite ``mode=ro``): nothing is ever written, and a file that is not a moescale
-        store (an empty file, another program's database) is refused."""
+        store (an empty file, another program's database) is refused. ``durable=False``
+        skips the fsync of every commit (throwaway stores: synthetic data, benchmarks)."""
         self.path = Path(path)
         self.readonly = readonly
         self.problems: list[str] = []  # rows read that could not be used (see :meth:`rows`)
@@ -204,7 +206,7 @@ class SweepStore:
                 raise
             self.db.execute("COMMIT")
             self.db.execute("PRAGMA journal_mode = WAL")
-            self.db.execute("PRAGMA synchronous = FULL")
+            self.db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'OFF'}")
         except MoescaleError:
             self.db.close()
             raise
