@@ -50,8 +50,8 @@ README_COMMANDS = [
     "predict --law ludziejewski2025 --N-active 1e9 --D 2e10 --E 8",
     "predict --law ludziejewski2025 --N-active 1e9 --D 2e10 --E 8 --json",
     "predict --law chinchilla --preset hoffmann2022 --N 70e9 --D 1.4e12",
-    "predict --fit fit.json --N 7e9 --D 1.4e12",
-    "predict --fit fit.json --N 7e9 --D 1.4e12 --json",
+    "predict --fit fit.json --N 1e9 --D 1e11",
+    "predict --fit fit.json --N 1e9 --D 1e11 --json",
 ]
 
 

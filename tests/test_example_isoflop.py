@@ -44,7 +44,7 @@ def test_reduced_example_end_to_end(tmp_path, capsys):
     assert json.loads(out)["counts"]["done"] == 6
     code, out, err = run_cli(["sweep", "status", "--store", str(db), "--json"], capsys)
     status = json.loads(out)
-    assert status["counts"] == {"pending": 0, "running": 0, "done": 6, "failed": 0}
+    assert status["counts"] == {"pending": 0, "running": 0, "done": 6, "failed": 0, "retired": 0}
     assert all(r["eval_loss"] < 5.0 for r in status["runs"])  # below ln 256 = 5.55
     code, out, err = run_cli(["sweep", "analyze", "--store", str(db), "--json"], capsys)
     assert code == 0, err
