@@ -11,6 +11,7 @@ import pytest
 from conftest import run_cli
 from moescale.errors import MoescaleError
 from moescale.sweeps.spec import MAX_RUNS, SweepSpec
+from sweep_helpers import MICRO_BASE
 
 BASE = {"n_layers": 1, "n_heads": 2, "vocab_size": 256, "seq_len": 32, "n_experts": 4,
         "top_k": 1, "expert_ffn": 32, "dense_ffn": 64}
@@ -129,16 +130,7 @@ def _write(tmp_path, text: str):
     return path
 
 
-MICRO = """
-[base]
-n_layers = 1
-n_heads = 2
-vocab_size = 256
-seq_len = 32
-n_experts = 4
-top_k = 1
-expert_ffn = 32
-dense_ffn = 64
+MICRO = MICRO_BASE + """
 [grid]
 hidden_size = [16]
 """
