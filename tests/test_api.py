@@ -53,7 +53,8 @@ def fitted():
 
 
 def test_fit_result_is_frozen_with_the_optimiser_report_at_the_top(fitted):
-    assert fitted.success is True and "converged" in fitted.message.lower() or fitted.message
+    assert fitted.success is True, fitted.message
+    assert "converge" in fitted.message.lower(), fitted.message
     assert fitted.nfev > fitted.n_starts > 0 and fitted.nit > 0
     assert fitted.fun == fitted.objective["value"]
     assert fitted.bootstrap_converged is not None and 0 <= fitted.bootstrap_converged <= 20

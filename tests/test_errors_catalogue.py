@@ -4,6 +4,7 @@ and click's own errors (missing option, bad integer, unknown command)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -309,7 +310,8 @@ def test_predict_with_a_valid_fit_file_still_works(bad_input, capsys):
 
 # ----- train ---------------------------------------------------------------------------------
 
-pytest.importorskip("torch")
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="training needs torch (the train extra)")
 
 TT = ["--preset", "tiny", "--batch-tokens", "1024", "--seq-len", "64", "--threads", "1"]
 OK_TOKENS = ["--tokens", "4096"]
@@ -350,11 +352,13 @@ TRAIN = [
 ]
 
 
+@needs_torch
 @pytest.mark.parametrize("args, message", TRAIN, ids=[" ".join(a)[-60:] for a, _ in TRAIN])
 def test_train_bad_inputs(bad_input, args, message):
     bad_input(["train", *args], message)
 
 
+@needs_torch
 def test_a_diverging_run_stops_with_a_clear_error(tmp_path, monkeypatch, capsys):
     """NaN loss: exit 2, one line naming the step, the log records why; no `null` result."""
     monkeypatch.chdir(tmp_path)

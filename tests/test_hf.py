@@ -15,12 +15,12 @@ from moescale.errors import MoescaleError
 from moescale.hf import FAMILIES, from_hf_config, to_hf_config, to_megatron_args
 from moescale.presets import HF_CONFIGS, PRESETS, get_preset
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-
 
 def hf_model(cfg: dict, device: str = "meta"):
-    """The transformers causal LM of ``cfg`` (eager attention and experts)."""
+    """The transformers causal LM of ``cfg`` (eager attention and experts); the test that
+    asks for one skips without the hf extra (only those tests: the rest need neither)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
     cfg = {k: v for k, v in cfg.items() if k != "_name_or_path"}
     config = transformers.AutoConfig.for_model(**cfg)
     with torch.device(device):

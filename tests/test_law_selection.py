@@ -34,13 +34,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import reference_file
 from conftest import run_cli as run
 from moescale.errors import MoescaleError
 from moescale.fitting import FitResult
@@ -74,16 +73,8 @@ WANG_TRUTH = dict(A=300.0, alpha=0.3, gamma=0.15, B=400.0, beta=0.3, sigma=1.7)
 
 
 def clark_csv():
-    """Clark et al.'s curves; missing data fails under CI (it must be there) and skips
-    elsewhere."""
-    path = SHARED_DATA / "clark2022_routing" / "curves.csv"
-    if not path.exists():
-        message = (f"reference data clark2022_routing/curves.csv not found under {SHARED_DATA} "
-                   "(set MOESCALE_REFERENCE_DATA to the shared/data folder)")
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    """Clark et al.'s curves (missing: skipped locally, a failure under CI)."""
+    return reference_file("clark2022_routing/curves.csv")
 
 
 def synthetic(name: str, seed: int = 0, n: int = 120, noise: float = 0.003) -> RunTable:

@@ -4,7 +4,6 @@ valid images, a page that references each of them, escaping, and the command lin
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import SHARED_DATA, run_cli
+from conftest import reference_file, run_cli
 
 pytest.importorskip("matplotlib")
 
@@ -28,14 +27,8 @@ PLAN_FIGURES = {"landscape", "d_sweep", "band_width", "experts_memory", "flop_sa
 
 
 def shared(relative: str) -> Path:
-    """A reference-data file; skipped when absent, but a failure under CI."""
-    path = SHARED_DATA / relative
-    if not path.exists():
-        message = f"reference data {relative} not found under {SHARED_DATA}"
-        if os.environ.get("CI"):
-            pytest.fail(message + " (CI must have the shared data)")
-        pytest.skip(message + " (set MOESCALE_REFERENCE_DATA)")
-    return path
+    """A reference-data file (missing: skipped locally, a failure under CI)."""
+    return reference_file(relative)
 
 
 def check_png(path: Path) -> tuple[int, int]:
