@@ -269,3 +269,22 @@ def test_scaling_law_can_be_cloned_as_scikit_learn_does():
     assert clone.get_params() == params and clone is not est
     assert est.set_params(bootstrap=7, delta=1e-2).get_params()["bootstrap"] == 7
     assert est.get_params()["delta"] == 1e-2
+
+
+@pytest.mark.parametrize("preset", sorted(__import__("moescale.presets").presets.PRESETS))
+def test_api_and_cli_train_resolve_every_preset_to_the_same_model(preset, monkeypatch):
+    """``moescale.train(preset)`` and ``moescale train --preset`` build the same architecture
+    with the same model options (an HF preset's RoPE θ, norm ε and routing included)."""
+    pytest.importorskip("torch")
+    import moescale.training.trainer as trainer
+    from moescale.cli.train import _architecture, _model_options
+
+    seen = {}
+    monkeypatch.setattr(trainer, "train", lambda a, c, o: seen.update(arch=a, options=o))
+    moescale.train(preset, tokens=1024)
+    cli_arch, hf = _architecture(None, None, None, preset)
+    assert seen["arch"] == cli_arch
+    cli_options = _model_options(hf, None, None)
+    from moescale.training.model import ModelOptions
+
+    assert (seen["options"] or ModelOptions()) == cli_options

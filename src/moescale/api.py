@@ -86,17 +86,23 @@ def architecture(arch: Architecture | str | Path | None = None, **overrides: Any
     >>> architecture("tiny", n_layers=4).n_layers
     4
     """
+    return _resolve(arch, overrides)[0]
+
+
+def _resolve(arch, overrides: dict[str, Any]) -> tuple[Architecture, dict | None]:
+    """The architecture and, for an HF preset or config file, its config dict — through
+    :func:`moescale.presets.resolve_architecture`, the resolver every command uses."""
     from moescale.presets import PRESETS, resolve_architecture
 
     if arch is not None and not isinstance(arch, (Architecture, str, os.PathLike)):
         raise MoescaleError(f"arch must be an Architecture, a preset name or a file path, "
                             f"got {_kind(arch)}")
     if isinstance(arch, Architecture):
-        return arch.replace(**overrides) if overrides else arch
+        return (arch.replace(**overrides) if overrides else arch), None
     if arch is None:
-        return resolve_architecture(overrides=overrides)[0]
+        return resolve_architecture(overrides=overrides)
     if isinstance(arch, str) and arch in PRESETS:
-        return resolve_architecture(preset=arch, overrides=overrides)[0]
+        return resolve_architecture(preset=arch, overrides=overrides)
     path = Path(arch)
     if not path.is_file():
         raise MoescaleError(f"{arch!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
@@ -108,7 +114,7 @@ def architecture(arch: Architecture | str | Path | None = None, **overrides: Any
         raise MoescaleError(f"{path} is not a JSON file") from None
     hf = isinstance(raw, dict) and ("model_type" in raw or "num_hidden_layers" in raw)
     return resolve_architecture(hf_config=path if hf else None, arch=None if hf else path,
-                                overrides=overrides)[0]
+                                overrides=overrides)
 
 
 def count(arch: Architecture | str | Path, convention: str = "exact", **kwargs: Any):
@@ -230,10 +236,16 @@ def train(arch: Architecture | str | Path, config=None, options=None, **config_f
     """Train ``arch`` (object, preset name or file) and return the
     :class:`~moescale.training.trainer.TrainResult`; ``config`` is a
     :class:`~moescale.training.config.TrainConfig` or its fields as keywords (needs the
-    ``train`` extra: torch)."""
+    ``train`` extra: torch). ``options`` default to those ``moescale train`` uses: the
+    Hugging Face config's for an HF preset or file, else the model's defaults."""
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train as _train
 
     if config is not None and config_fields:
         config = config.replace(**config_fields)
-    return _train(architecture(arch), config or TrainConfig(**config_fields), options)
+    resolved, hf = _resolve(arch, {})
+    if options is None and hf is not None:  # RoPE θ, norm ε and routing of the HF config
+        from moescale.training.hf_weights import options_from_hf_config
+
+        options = options_from_hf_config(hf)
+    return _train(resolved, config or TrainConfig(**config_fields), options)
