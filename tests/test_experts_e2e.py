@@ -121,3 +121,15 @@ def test_fit_analyze_suggest_report_keep_the_dense_baseline(experts_store):
     svg = (out / "figures" / "isoflop.svg").read_text()
     assert "dense (E = 1)" in svg
     assert "best dense run per budget" in (out / "figures" / "frontier.svg").read_text()
+
+
+def test_the_leaderboard_states_the_seed_noise(experts_store):
+    tmp, store = experts_store
+    board = run_moescale("fit", "--store", str(store), "--law", "chinchilla,ludziejewski2025",
+                         "--json", cwd=tmp)
+    assert board.returncode == 0, board.stderr
+    noise = json.loads(board.stdout)["seed_noise"]
+    assert noise["n_configs"] == 2 and noise["sd"] > 0
+    text = run_moescale("fit", "--store", str(store), "--law", "chinchilla,ludziejewski2025",
+                        cwd=tmp)
+    assert "seed noise σ = " in text.stdout

@@ -83,10 +83,22 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
                                 "write: " + "; ".join(f"{s.law}: {s.status} ({s.reason})"
                                                        for s in result.not_ranked))
         result.best.fit.save(output)
+    from moescale.sweeps.experts import seed_noise
+
+    noise = seed_noise(runs.frame, "loss") if "loss" in runs.frame.columns else None
     if as_json:
-        echo_json(result.to_dict())
+        extra = {} if noise is None or noise.sd is None else {"seed_noise": {
+            "sd": noise.sd, "n_configs": noise.n_configs, "dof": noise.dof}}
+        echo_json(result.to_dict() | extra)
     else:
         print_selection(result, output)
+        if noise is not None and noise.sd is not None:
+            close = [s.law for s in result.leaderboard[1:] if s.holdout_rmse is not None
+                     and result.leaderboard[0].holdout_rmse is not None
+                     and s.holdout_rmse - result.leaderboard[0].holdout_rmse < noise.sd]
+            click.echo(f"{noise.describe()}" + (
+                f"; held-out RMSE within σ of the best: {', '.join(close)} (not distinguishable "
+                "from the best by these runs)" if close else ""))
 
 
 def load_runs(data, store_path, mapping, derive, where, law: str | None = None):
