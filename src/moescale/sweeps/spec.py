@@ -342,21 +342,19 @@ def _check_data(data, text_column, memo: dict) -> None:
 
 
 def _check_text_file(path: Path) -> None:
+    """The first 64 KiB of a text source must be UTF-8 text (a data file named by mistake)."""
+    from moescale.training.data import check_text_bytes
+
     try:
         with open(path, "rb") as f:
             head = f.read(1 << 16)
     except OSError as exc:
         raise MoescaleError(f"[train] data file {path} cannot be read: "
                             f"{exc.strerror or exc}") from None
-    if b"\0" in head:
-        raise MoescaleError(f"[train] data file {path} is a binary file (a NUL byte at "
-                            f"offset {head.index(bytes(1)):,}), not text")
     try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut at the end of the read
-            raise MoescaleError(f"[train] data file {path} is not UTF-8 text (invalid byte "
-                                f"at offset {exc.start:,})") from None
+        check_text_bytes(path, head, head=True)
+    except MoescaleError as exc:
+        raise MoescaleError(f"[train] data file {exc}") from None
 
 
 def _grid_point_overlap(spec: SweepSpec, source: str) -> None:

@@ -77,15 +77,23 @@ def read_text_file(path: Path) -> str:
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise MoescaleError(f"cannot read {path}: {exc.strerror or exc}") from None
+    check_text_bytes(path, raw)
+    return raw.decode("utf-8")
+
+
+def check_text_bytes(path: Path, raw: bytes, head: bool = False) -> None:
+    """Raise a MoescaleError naming the offset when ``raw`` (the bytes of ``path``, or with
+    ``head`` its first bytes, whose last character may be cut) is not UTF-8 text."""
     nul = raw.find(b"\0")
     if nul >= 0:
         raise MoescaleError(f"{path} is a binary file (a NUL byte at offset {nul:,}), not text; "
                             "give a UTF-8 text file")
     try:
-        return raw.decode("utf-8")
+        raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MoescaleError(f"{path} is not UTF-8 text (invalid byte at offset {exc.start:,}); "
-                            "convert it to UTF-8") from None
+        if not head or exc.start < len(raw) - 4:  # not just a character cut at the end
+            raise MoescaleError(f"{path} is not UTF-8 text (invalid byte at offset "
+                                f"{exc.start:,}); convert it to UTF-8") from None
 
 
 def cached_tokens(text: str, tokenizer, cache_dir: Path | None = None) -> np.ndarray:
