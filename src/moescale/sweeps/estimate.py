@@ -92,7 +92,7 @@ def corpus_train_tokens(train: dict[str, Any]) -> tuple[int | None, str]:
     """Training-split tokens of a run's data, and how the number was obtained."""
     from pathlib import Path
 
-    from moescale.training.corpora import read_manifest, resolve_source
+    from moescale.training.corpora import read_manifest, resolve_source, token_file_dtype
     from moescale.training.data import load_text
 
     share = 1 - float(train.get("val_fraction", 0.05))
@@ -106,9 +106,9 @@ def corpus_train_tokens(train: dict[str, Any]) -> tuple[int | None, str]:
                 import numpy as np
 
                 n = int(np.load(path, mmap_mode="r").size)
-            else:  # uint16 unless the name says uint32 (moescale data prepare's layout)
-                wide = any(t in path.name.lower() for t in ("uint32", "u32", "int32"))
-                n = path.stat().st_size // (4 if wide else 2)
+            else:
+                vocab = train.get("vocab_size")
+                n = path.stat().st_size // token_file_dtype(path, vocab).itemsize
             return int(n * share), "exact (token file)"
         if source.kind == "rows":
             return None, "rows of a table: run moescale data prepare to count its tokens"

@@ -760,7 +760,9 @@ def model_vocab_size(tokenizer_vocab: int, vocab_size: int | None, kind: str | N
     return int(vocab_size)
 
 
-def _token_file_dtype(path: Path, vocab: int | None) -> np.dtype:
+def token_file_dtype(path: Path, vocab: int | None) -> np.dtype:
+    """Ids of a flat ``.bin``: ``uint32`` when the name says so, else the narrowest dtype that
+    holds ``vocab`` ids (``uint16`` for a vocabulary of 65,536 or fewer; nanoGPT's layout)."""
     name = path.name.lower()
     if any(tag in name for tag in ("uint32", "u32", "int32")):
         return np.dtype(np.uint32)
@@ -823,7 +825,7 @@ def open_token_file(path: Path, tokenizer: str | None, vocab_size: int | None,
         if tokens.size == 0:
             raise MoescaleError(f"{path} is empty: it holds no tokens")
     else:
-        tokens = _map_tokens(path, _token_file_dtype(path, vocab))
+        tokens = _map_tokens(path, token_file_dtype(path, vocab))
         if tokens.dtype == np.uint16 and len(tokens) >= 2048:
             head = np.asarray(tokens[:1 << 16])
             if not head[1::2].any() and head[0::2].any():
