@@ -1,6 +1,6 @@
 """Report rendering speed: the full report of a 2,000-run sweep store.
 
-A synthetic store (``moescale.reporting.synthetic``: real run specs expanded and counted by
+A synthetic store (``tests/synthetic_sweep.py``: real run specs expanded and counted by
 the sweep library, losses and curves from a Chinchilla-form law plus noise) with 2,000 finished
 runs (8 budgets × 25 hidden sizes × 10 seeds) and their learning curves — hundreds of
 thousands of curve points. Timed separately: writing the store (setup), reading it into frames
@@ -15,6 +15,7 @@ curve) and rasterised.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +31,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from moescale.reporting import build
-    from moescale.reporting.synthetic import synthetic_store
+
+    # the synthetic store is a test fixture: it lives in the tests folder, not the package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from synthetic_sweep import synthetic_store
 
     out = args.keep or Path(tempfile.mkdtemp(prefix="moescale-bench-report-"))
     out.mkdir(parents=True, exist_ok=True)

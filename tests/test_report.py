@@ -17,7 +17,7 @@ pytest.importorskip("matplotlib")
 
 from moescale import reporting  # noqa: E402
 from moescale.reporting import build  # noqa: E402
-from moescale.reporting.synthetic import synthetic_store  # noqa: E402
+from synthetic_sweep import synthetic_store  # noqa: E402
 
 SWEEP_FIGURES = {"isoflop", "frontier", "optima", "learning_curves", "experts",
                  "compute_multiplier"}
@@ -78,11 +78,11 @@ def store(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def plan_file(tmp_path_factory) -> Path:
-    from moescale.cli._output import _jsonable
+    from moescale.jsonio import jsonable
     from moescale.planning import Budget, plan_holistic
 
     path = tmp_path_factory.mktemp("plan") / "plan.json"
-    path.write_text(json.dumps(_jsonable(plan_holistic(Budget(compute=1e20)).to_dict())))
+    path.write_text(json.dumps(jsonable(plan_holistic(Budget(compute=1e20)).to_dict())))
     return path
 
 
@@ -289,16 +289,76 @@ def test_cli_plan_json_and_compare_json(plan_file, tmp_path, capsys):
     assert names == {"experts_memory", "flop_savings", "architecture"}
 
 
-def test_plan_figures_tolerate_missing_keys(plan_file, tmp_path):
+@pytest.mark.parametrize("edit, key", [
+    (lambda p: p.pop("counts"), "counts"),
+    (lambda p: p.update(arch=p.pop("architecture")), "architecture"),  # a renamed key
+    (lambda p: p["allocation"].pop("M_over_Na_target"), "M_over_Na_target"),
+    (lambda p: p["counts"]["ratios"].pop("N_a"), "N_a"),
+    (lambda p: p["budget"].pop("memory_bytes"), "memory_bytes"),
+])
+def test_a_plan_with_a_missing_or_renamed_key_is_a_clear_error(plan_file, tmp_path, edit, key):
+    """Read time, naming the key — not a figure silently left out of the page."""
     plan = json.loads(plan_file.read_text())
-    for key in ("near_optimal_band", "alternatives", "counts", "assumptions"):
-        plan.pop(key, None)
-    del plan["allocation"]["M_over_Na_target"]
-    inp = build.ReportInputs(plan=plan)
+    edit(plan)
+    with pytest.raises(build.MoescaleError, match=f"has no '{key}'"):
+        build.ReportInputs(plan=plan)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(plan))
+    with pytest.raises(build.MoescaleError, match=f"{path}.* has no '{key}'"):
+        build.load_plan(path)
+
+
+def test_a_comparison_or_leaderboard_with_a_missing_key_is_a_clear_error():
+    compare = {"compute": 1e20, "law": "ludziejewski2025", "dense_vs_moe": [],
+               "experts_by_memory": [{"memory_bytes": 8e9, "experts": 4}]}
+    build.ReportInputs(compare=compare)
+    with pytest.raises(build.MoescaleError, match="has no 'law'"):
+        build.ReportInputs(compare={k: v for k, v in compare.items() if k != "law"})
+    compare["experts_by_memory"] = [{"memory": 8e9, "experts": 4}]  # a renamed row key
+    with pytest.raises(build.MoescaleError, match="experts_by_memory row has no 'memory_bytes'"):
+        build.ReportInputs(compare=compare)
+    with pytest.raises(build.MoescaleError, match="has no 'rank_by'"):
+        build.ReportInputs(selection={"leaderboard": [], "not_ranked": []})
+
+
+def test_a_law_plan_leaves_the_holistic_figures_out_and_says_why(tmp_path):
+    from moescale.planning import Budget
+    from moescale.planning.law_plan import plan_with_law
+
+    inp = build.ReportInputs(plan=plan_with_law(Budget(compute=1e20)))  # a Plan object
     names = build.available_figures(inp)
     assert "architecture" in names and "landscape" not in names
     report = build.build_report(inp, tmp_path, figures=["architecture"])
     check_png(report.figures[0].files[0])
+    with pytest.raises(build.MoescaleError, match="landscape.*method='holistic'"):
+        build.build_report(inp, tmp_path, figures=["landscape"])
+
+
+def test_a_figure_the_data_cannot_support_says_why_on_the_page(tmp_path):
+    """flop_savings of a comparison without FLOP-savings rows: left out, with the reason."""
+    compare = {"compute": 1e20, "law": "ludziejewski2025", "dense_vs_moe": [],
+               "experts_by_memory": [{"memory_bytes": m * 1e9, "experts": e, "loss": 2.5}
+                                     for m, e in ((2, 1), (8, 4), (80, 32))]}
+    report = build.build_report(build.ReportInputs(compare=compare), tmp_path)
+    assert [d.name for d in report.figures] == ["experts_memory"]
+    reason = dict(report.skipped)["flop_savings"]
+    assert reason.startswith("could not be drawn: no FLOP-savings rows")
+    html = report.page.read_text(encoding="utf-8")
+    assert "<code>flop_savings</code>: could not be drawn: no FLOP-savings rows" in html
+    # inputs that are absent are listed with the parameter that would supply them
+    assert "<code>isoflop</code>: needs finished runs (`store` or `runs`)" in html
+
+
+@pytest.mark.parametrize("bug", [TypeError("unsupported operand"), KeyError("hidden_size"),
+                                 ValueError("plain ValueError from numpy")])
+def test_a_bug_in_a_figure_propagates(plan_file, tmp_path, monkeypatch, bug):
+    """Only FigureUnavailable / MoescaleError mean "cannot be drawn"; anything else is a bug."""
+    def broken(plan):
+        raise bug
+
+    monkeypatch.setattr(build.planfig, "architecture", broken)
+    with pytest.raises(type(bug), match=str(bug.args[0])):
+        build.build_report(build.load_plan(plan_file), tmp_path, figures=["architecture"])
 
 
 def test_report_help_lists_examples(capsys):

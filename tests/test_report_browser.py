@@ -51,7 +51,7 @@ def _driver():
 @pytest.mark.slow
 def test_page_opens_from_disk_in_headless_chromium(tmp_path):
     from moescale.reporting import build
-    from moescale.reporting.synthetic import synthetic_store
+    from synthetic_sweep import synthetic_store
 
     store = tmp_path / "sweep.db"
     synthetic_store(store, n_experts=(1, 4), points=20, failed=1,

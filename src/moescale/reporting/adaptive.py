@@ -29,8 +29,8 @@ def load_adaptive(path: str | Path) -> dict[str, Any]:
         rounds = None
     if rounds is None or rounds.ndim != 3 or rounds.shape[2] != 4 or rounds.size == 0:
         raise MoescaleError(f"{p} needs 'rounds': seeds × rounds × [grid FLOPs, grid width, "
-                            "suggested FLOPs, suggested width] (benchmarks/bench_adaptive.py "
-                            "--json)")
+                            "suggested FLOPs, suggested width] (the JSON that "
+                            "benchmarks/bench_adaptive.py writes)")
     return {**data, "rounds": rounds}
 
 

@@ -23,6 +23,7 @@ from moescale.reporting import fits as fitfig
 from moescale.reporting import plans as planfig
 from moescale.reporting import style
 from moescale.reporting import sweeps as sweepfig
+from moescale.reporting.inputs import Comparison, Leaderboard, PlanData
 
 BUDGETS_PER_DECADE = 4  # runs without a budget column: C rounded to quarter decades
 
@@ -33,8 +34,12 @@ class ReportInputs:
 
     ``runs`` has one row per run (a sweep store's ``runs_frame`` or a run table's frame);
     ``curves`` the store's ``curves_frame``; ``fits`` are :class:`FitResult` s with, in
-    ``fit_runs``, the run table each was fitted on (or ``None``); ``plan`` is the
-    ``moescale plan --json`` object; ``compare`` the ``moescale compare --json`` object.
+    ``fit_runs``, the run table each was fitted on (or ``None``); ``plan`` a
+    :class:`~moescale.planning.Plan` or its ``to_dict``; ``compare`` the comparison
+    ``moescale compare --json`` writes; ``selection`` a leaderboard (``Selection`` or its
+    ``to_dict``). ``plan``, ``compare`` and ``selection`` are read into
+    :class:`~moescale.reporting.inputs.PlanData`, ``Comparison`` and ``Leaderboard`` when
+    set, so a missing or renamed key is an error then, not a figure silently left out.
     ``sources`` names the files (shown on the page, escaped).
     """
 
@@ -42,8 +47,8 @@ class ReportInputs:
     curves: pd.DataFrame | None = None
     fits: list[Any] = field(default_factory=list)
     fit_runs: list[Any] = field(default_factory=list)
-    plan: dict | None = None
-    compare: dict | None = None
+    plan: PlanData | None = None
+    compare: Comparison | None = None
     target_compute: float | None = None
     sources: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -51,10 +56,18 @@ class ReportInputs:
     bootstrap: int = 200
     seed: int = 0
     joint_law: str | None = None
-    selection: dict | None = None     # moescale fit --law all --json (reporting.selection)
+    selection: Leaderboard | None = None  # a law leaderboard (reporting.selection)
     sensitivity: dict | None = None   # moescale fit --sensitivity --json
     adaptive: dict | None = None      # benchmarks/bench_adaptive.py --json (reporting.adaptive)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    _TYPED = {"plan": PlanData, "compare": Comparison, "selection": Leaderboard}
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Read ``plan``, ``compare`` and ``selection`` into their typed objects when set."""
+        if name in self._TYPED and value is not None:
+            value = self._TYPED[name].of(value)
+        super().__setattr__(name, value)
 
     # ----- derived inputs (library calls, cached) --------------------------------------------
     def done(self) -> pd.DataFrame | None:
@@ -127,8 +140,8 @@ class ReportInputs:
         largest budget when a fitted law can draw the frontier there."""
         if self.target_compute:
             return float(self.target_compute)
-        if self.plan and self.plan.get("compute"):
-            return float(self.plan["compute"])
+        if self.plan:
+            return self.plan.compute
         runs = self.done()
         if runs is not None and "C" in runs.columns and self.frontier_fit() is not None:
             return float(10 ** math.ceil(math.log10(runs["C"].max()) + 1e-9))
@@ -141,42 +154,47 @@ class ReportInputs:
 
         if self.joint_law:
             return self.joint_law
-        law = (self.plan or {}).get("law")
+        law = self.plan.law if self.plan else None
         return law if law in ALLOCATABLE else "ludziejewski2025"
+
+    def joint_law_name(self) -> str:
+        """The law the joint-MoE figures were drawn with: the comparison's, else
+        :meth:`plan_law`."""
+        return self.compare.law if self.compare else self.plan_law()
 
     def experts_by_memory(self) -> list[dict]:
         if "ebm" not in self._cache:
-            if self.compare and self.compare.get("experts_by_memory"):
-                rows = list(self.compare["experts_by_memory"])
+            if self.compare:
+                rows = self.compare.experts_by_memory
             else:
                 from moescale.planning import compare as cmp
                 from moescale.planning.law_plan import loss_function
 
                 loss, *_ = loss_function(self.plan_law())
-                mem = planfig._get(self.plan, "budget", "memory_bytes")
+                mem = self.plan.memory_bytes
                 memories = sorted({*(g * 1e9 for g in (1, 4, 16, 80, 320, 1280)),
                                    *([mem] if mem else [])})
-                rows = cmp.experts_by_memory(loss, float(self.plan["compute"]), memories,
+                rows = cmp.experts_by_memory(loss, self.plan.compute, memories,
                                              (1, 2, 4, 8, 16, 32, 64))
             self._cache["ebm"] = rows
         return self._cache["ebm"]
 
     def savings(self) -> dict[float, list[dict]]:
         if "savings" not in self._cache:
-            if self.compare and self.compare.get("dense_vs_moe"):
-                series = {float(self.compare["compute"]): list(self.compare["dense_vs_moe"])}
+            if self.compare:
+                series = {self.compare.compute: self.compare.dense_vs_moe}
             else:
                 from moescale.planning import compare as cmp
                 from moescale.planning.law_plan import loss_function
 
                 loss, *_ = loss_function(self.plan_law())
-                c = float(self.plan["compute"])
+                c = self.plan.compute
                 series = {c * f: cmp.flop_savings(loss, c * f, (1, 8, 64))
                           for f in (1e-2, 1.0, 1e2)}
             self._cache["savings"] = series
         return self._cache["savings"]
 
-    def band_plans(self) -> list[dict]:
+    def band_plans(self) -> list[PlanData]:
         if "bands" not in self._cache:
             self._cache["bands"] = planfig.band_series(self.plan)
         return self._cache["bands"]
@@ -202,7 +220,7 @@ def _need_runs(*cols: str):
     def check(inp: ReportInputs) -> str | None:
         runs = inp.done()
         if runs is None:
-            return "needs finished runs (--store or --runs)"
+            return "needs finished runs (`store` or `runs`)"
         absent = [c for c in cols if c not in runs.columns]
         return f"the runs have no column {', '.join(absent)}" if absent else None
     return check
@@ -232,7 +250,7 @@ def _fit_specs(i: int, n: int) -> list[FigureSpec]:
 
     def runs_missing(inp):
         return None if inp.fit_runs[i] is not None else \
-            "needs the runs the fit was fitted on (--runs, --store, or the fit's source file)"
+            "needs the runs the fit was fitted on (`runs`, `store`, or the fit's source file)"
 
     def never(inp):
         return None
@@ -240,7 +258,7 @@ def _fit_specs(i: int, n: int) -> list[FigureSpec]:
     return [
         FigureSpec(f"fit_parity{suffix}", f"fit{i}", "predicted against observed",
                    "Each run's observed loss against the fitted law's prediction; held-out runs "
-                   "(the fit's --holdout) as triangles; RMSE and largest error from the fit.",
+                   "(the fit's holdout) as triangles; RMSE and largest error from the fit.",
                    lambda inp: fitfig.fit_parity(inp.fits[i], inp.fit_runs[i]), runs_missing,
                    family="fit_parity"),
         FigureSpec(f"fit_residuals{suffix}", f"fit{i}", "residuals",
@@ -258,19 +276,17 @@ def _fit_specs(i: int, n: int) -> list[FigureSpec]:
 def _plan_missing(holistic: bool = False):
     def check(inp):
         if not inp.plan:
-            return "needs a plan (--plan plan.json)"
-        if holistic and not planfig.is_holistic(inp.plan):
-            return "needs a holistic plan (moescale plan --method holistic --json)"
+            return "needs a plan (`plan`)"
+        if holistic and not inp.plan.holistic:
+            return planfig.HOLISTIC_NEEDED
         return None
     return check
 
 
 def _joint_missing(inp):
-    if inp.compare:
+    if inp.compare or inp.plan:
         return None
-    if not inp.plan or not inp.plan.get("compute"):
-        return "needs a plan (--plan) or a comparison (--compare)"
-    return None
+    return "needs a plan (`plan`) or a comparison (`compare`)"
 
 
 def figure_specs(inp: ReportInputs) -> list[FigureSpec]:
@@ -356,14 +372,12 @@ def figure_specs(inp: ReportInputs) -> list[FigureSpec]:
                    "The loss-optimal number of experts for each memory budget for the weights "
                    "(joint-MoE paper; memory-constrained optimum truncated at compute-optimal).",
                    lambda i: planfig.experts_memory(
-                       i.experts_by_memory(), i.plan_law() if not i.compare else
-                       str(i.compare.get("law", "")),
-                       planfig._get(i.plan, "budget", "memory_bytes")), _joint_missing),
+                       i.experts_by_memory(), i.joint_law_name(),
+                       i.plan.memory_bytes if i.plan else None), _joint_missing),
         FigureSpec("flop_savings", "plan", "FLOP savings",
                    "Share of the compute a compute-optimal MoE with E experts saves to reach the "
                    "loss of the compute-optimal dense model.",
-                   lambda i: planfig.flop_savings(i.savings(), i.plan_law() if not i.compare
-                                                  else str(i.compare.get("law", ""))),
+                   lambda i: planfig.flop_savings(i.savings(), i.joint_law_name()),
                    _joint_missing),
         FigureSpec("architecture", "plan", "planned architecture",
                    "Shares of total parameters, active parameters and training FLOPs per token "
@@ -385,15 +399,14 @@ def _selection_specs() -> list[FigureSpec]:
                    "the best (ordered by BIC); laws not ranked listed with the reason.",
                    lambda i: selfig.leaderboard_figure(i.selection),
                    lambda i: None if i.selection else
-                   "needs a leaderboard (--selection, from moescale fit --law all --json)"),
+                   "needs a leaderboard (`selection`, a select_laws result)"),
         FigureSpec("sensitivity", "selection", "sensitivity of the optimum",
                    "The compute-optimal point at the target budget refitted under other Huber "
                    "δ, residuals on L, other start grids and without the smallest or largest "
                    "runs, as a ratio to the baseline's.",
                    lambda i: selfig.sensitivity_figure(i.sensitivity),
                    lambda i: None if i.sensitivity else
-                   "needs a sensitivity study (--sensitivity, from moescale fit --sensitivity "
-                   "--json)"),
+                   "needs a sensitivity study (`sensitivity`, a sensitivity result)"),
         FigureSpec("adaptive", "selection", "adaptive sweep against a regular grid",
                    "Width of the target optimum's interval against the FLOPs spent, for runs "
                    "proposed by `moescale sweep suggest` and for the next rungs of a regular "
@@ -401,8 +414,8 @@ def _selection_specs() -> list[FigureSpec]:
                    "thick: mean).",
                    lambda i: _adaptive_figure(i.adaptive),
                    lambda i: None if i.adaptive else
-                   "needs an adaptive comparison (--adaptive, from benchmarks/bench_adaptive.py "
-                   "--json)"),
+                   "needs an adaptive comparison (`adaptive`, the JSON that "
+                   "benchmarks/bench_adaptive.py writes)"),
     ]
 
 
@@ -479,7 +492,10 @@ def build_report(inp: ReportInputs, directory: str | Path, figures: Sequence[str
     ``directory/figures`` and write ``directory/index.html``.
 
     A figure named in ``figures`` that the inputs cannot support is an error; otherwise such
-    figures are listed on the page with the reason.
+    figures are listed on the page with the reason: the one its spec's ``missing`` gives, or
+    the one it raised while drawing (:class:`FigureUnavailable`, or a
+    :class:`MoescaleError` from the library it calls). Any other exception is a bug and
+    propagates.
     """
     t0 = time.perf_counter()
     directory = Path(directory)
@@ -495,7 +511,9 @@ def build_report(inp: ReportInputs, directory: str | Path, figures: Sequence[str
             t = time.perf_counter()
             try:
                 fig = spec.draw(inp)
-            except (ValueError, KeyError, MoescaleError) as exc:
+            # only "these data cannot make this figure" (FigureUnavailable is a MoescaleError);
+            # a KeyError, TypeError or plain ValueError from figure code is a bug: propagate
+            except MoescaleError as exc:
                 reason = f"could not be drawn: {exc}"
             else:
                 files = style.save(fig, fig_dir, spec.name, formats)
@@ -559,7 +577,7 @@ def load_runs(path: str | Path, mapping: dict | None = None, derive: dict | None
     if where:
         from moescale.fitting.holdout import query_mask
 
-        runs = runs.subset(query_mask(runs.frame, where, "--where"))
+        runs = runs.subset(query_mask(runs.frame, where, "`where`"))
     frame = runs.frame
     if "budget" not in frame.columns and "C" in frame.columns:
         frame = assign_budgets(frame)
@@ -610,7 +628,7 @@ def _fit_runs(inp: ReportInputs, fit):
         if table.data_hash() == (fit.data or {}).get("hash"):
             return table
         inp.notes.append(f"the {fit.law} fit's source {source} has changed since the fit "
-                         "(or was read with --map/--derive); pass it with --runs")
+                         "(or was read with `mapping`/`derive`); pass it as `runs`")
     return None
 
 
@@ -630,21 +648,16 @@ def load_json(path: str | Path, what: str) -> dict:
 
 
 def load_plan(path: str | Path, inp: ReportInputs | None = None) -> ReportInputs:
+    """Read a plan file (``Plan.to_dict`` as JSON); a missing or renamed key is an error."""
     inp = inp or ReportInputs()
-    plan = load_json(path, "plan")
-    if "compute" not in plan or not isinstance(plan.get("compute"), (int, float)):
-        raise MoescaleError(f"{path} is not a moescale plan (no numeric 'compute'; write one "
-                            "with moescale plan --json or -o)")
-    inp.plan = plan
+    inp.plan = PlanData.from_dict(load_json(path, "plan"), source=str(path))
     inp.sources["plan"] = str(path)
     return inp
 
 
 def load_compare(path: str | Path, inp: ReportInputs | None = None) -> ReportInputs:
+    """Read a comparison file (``moescale compare --json``); a missing key is an error."""
     inp = inp or ReportInputs()
-    data = load_json(path, "comparison")
-    if not any(k in data for k in ("dense_vs_moe", "experts_by_memory")):
-        raise MoescaleError(f"{path} is not a moescale comparison (moescale compare --json)")
-    inp.compare = data
+    inp.compare = Comparison.from_dict(load_json(path, "comparison"), source=str(path))
     inp.sources["compare"] = str(path)
     return inp

@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from moescale.errors import MoescaleError
 from moescale.reporting import style
+from moescale.reporting.inputs import FigureUnavailable
 from moescale.reporting.style import label
 
 
@@ -30,14 +32,14 @@ def observed_predicted(fit, runs) -> tuple[pd.DataFrame, np.ndarray, np.ndarray,
     frame = _frame(runs)
     missing = [v for v in (*law.variables, fit.target) if v not in frame.columns]
     if missing:
-        raise ValueError(f"the runs lack {', '.join(missing)}, needed by the {fit.law} fit")
+        raise FigureUnavailable(f"the runs lack {', '.join(missing)}, needed by the {fit.law} fit")
     keep = np.ones(len(frame), dtype=bool)
     for v in (*law.variables, fit.target):
         vals = pd.to_numeric(frame[v], errors="coerce").to_numpy(float)
         keep &= np.isfinite(vals) & (vals > 0 if v != "S" else vals >= 0)
     frame = frame.loc[keep].reset_index(drop=True)
     if frame.empty:
-        raise ValueError(f"no run has finite, positive values of {', '.join(law.variables)}")
+        raise FigureUnavailable(f"no run has finite, positive values of {', '.join(law.variables)}")
     observed = frame[fit.target].to_numpy(float)
     # the fit's own runs, held-out ones included (beyond the fitted range by design): no warning
     predicted = np.asarray(fit.predict({v: frame[v].to_numpy(float) for v in law.variables},
@@ -47,7 +49,8 @@ def observed_predicted(fit, runs) -> tuple[pd.DataFrame, np.ndarray, np.ndarray,
     if spec:
         try:
             held = holdout_mask(frame, spec)
-        except Exception:  # the runs given are not the fitted ones; show them all as train
+        # the spec names a column these runs lack (not the fitted runs): show all as train
+        except MoescaleError:
             held = np.zeros(len(frame), dtype=bool)
     return frame, observed, predicted, held
 
@@ -133,7 +136,7 @@ def fit_warnings(fit) -> list[str]:
         out.append(f"the optimiser did not report convergence ({opt.get('message', '')})")
     try:
         law = fit.law_object()
-    except Exception:
+    except MoescaleError:  # a law this version does not know: only the fit's own warnings
         return out
     fixed = set(fit.fixed or {})
     theta = law.to_fit_space({**{k: 1.0 for k in law.params}, **fit.params})

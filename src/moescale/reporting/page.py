@@ -16,34 +16,36 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from moescale.errors import MoescaleError
 from moescale.reporting import fits as fitfig
 from moescale.reporting import plans as planfig
 from moescale.reporting.style import human, sci
 
+# colours: ink #1d2733, muted #5b6672, rule #d9dee4, accent #0072B2, warning #b34700 (written
+# out rather than as CSS custom properties, whose names read like command-line flags)
 CSS = """
-:root { --ink: #1d2733; --muted: #5b6672; --rule: #d9dee4; --accent: #0072B2; --warn: #b34700; }
 * { box-sizing: border-box; }
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink);
+body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2733;
        margin: 0 auto; max-width: 1480px; padding: 24px 28px 48px; background: #fff; }
 h1 { font-size: 1.6rem; margin: 0 0 4px; }
-h2 { font-size: 1.2rem; margin: 32px 0 10px; border-bottom: 1px solid var(--rule); padding-bottom: 4px; }
+h2 { font-size: 1.2rem; margin: 32px 0 10px; border-bottom: 1px solid #d9dee4; padding-bottom: 4px; }
 h3 { font-size: 1rem; margin: 18px 0 6px; }
-.sub { color: var(--muted); margin: 0 0 16px; }
-.summary { background: #f5f8fb; border: 1px solid var(--rule); border-radius: 6px; padding: 10px 18px; }
+.sub { color: #5b6672; margin: 0 0 16px; }
+.summary { background: #f5f8fb; border: 1px solid #d9dee4; border-radius: 6px; padding: 10px 18px; }
 .summary li { margin: 3px 0; }
-.warn { color: var(--warn); }
+.warn { color: #b34700; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(560px, 1fr)); gap: 18px; }
-figure { margin: 0; border: 1px solid var(--rule); border-radius: 6px; padding: 8px; background: #fff; }
+figure { margin: 0; border: 1px solid #d9dee4; border-radius: 6px; padding: 8px; background: #fff; }
 figure img { width: 100%; height: auto; display: block; }
-figcaption { font-size: 0.86rem; color: var(--muted); margin-top: 6px; }
-figcaption b { color: var(--ink); }
+figcaption { font-size: 0.86rem; color: #5b6672; margin-top: 6px; }
+figcaption b { color: #1d2733; }
 table { border-collapse: collapse; font-size: 0.88rem; margin: 6px 0 12px; }
-th, td { border-bottom: 1px solid var(--rule); padding: 3px 10px; text-align: right; }
+th, td { border-bottom: 1px solid #d9dee4; padding: 3px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #eef3f8; }
 code { font-size: 0.9em; background: #f0f2f5; padding: 0 3px; border-radius: 3px; }
-.left-out li { color: var(--muted); font-size: 0.88rem; }
-a { color: var(--accent); }
+.left-out li { color: #5b6672; font-size: 0.88rem; }
+a { color: #0072B2; }
 """
 
 SECTIONS = {"sweep": "Runs and sweep", "plan": "Laws and the plan",
@@ -280,31 +282,28 @@ def _fit_items(inp, i: int, fit) -> list[str]:
 
 
 def _plan_items(inp) -> list[str]:
+    """The plan in one sentence (``inp.plan`` is a :class:`PlanData`)."""
     plan = inp.plan
     if not plan:
         return []
-    arch = plan.get("architecture") or {}
-    alloc = plan.get("allocation") or {}
-    ratios = planfig._get(plan, "counts", "ratios", default={})
-    text = (f"Plan for C = <b>{e(sci(float(plan['compute'])))}</b> FLOPs "
-            f"({e(plan.get('method', '?'))}, {e(plan.get('law', '?'))}): ")
-    shape = [f"d = {e(arch.get('hidden_size', '?'))}", f"{e(arch.get('n_layers', '?'))} layers"]
-    if arch.get("n_experts"):
-        shape.append(f"{e(arch['n_experts'])} experts, top-{e(arch.get('top_k', '?'))}")
+    arch = plan.architecture
+    text = (f"Plan for C = <b>{e(sci(plan.compute))}</b> FLOPs "
+            f"({e(plan.method)}, {e(plan.law)}): ")
+    shape = [f"d = {e(arch.hidden_size)}", f"{e(arch.n_layers)} layers"]
+    if arch.n_experts:
+        shape.append(f"{e(arch.n_experts)} experts, top-{e(arch.top_k)}")
     text += ", ".join(shape)
-    n_a = ratios.get("N_a") or alloc.get("active_params")
-    n = ratios.get("N") or alloc.get("total_params")
-    if n_a and n:
-        text += f"; N<sub>a</sub> = {e(human(float(n_a)))}, N = {e(human(float(n)))}"
-    if alloc.get("tokens"):
-        text += f", D = {e(human(float(alloc['tokens'])))} tokens"
-    if plan.get("predicted_loss") is not None:
-        text += f"; predicted loss <b>{_num(plan['predicted_loss'])}</b>"
-        ci = plan.get("predicted_loss_ci")
-        if ci:
-            text += f" [{_num(ci[0])}, {_num(ci[1])}]"
-    if plan.get("binding_constraint"):
-        text += f"; binding constraint: {e(plan['binding_constraint'])}"
+    text += (f"; N<sub>a</sub> = {e(human(float(plan.ratios['N_a'])))}, "
+             f"N = {e(human(float(plan.ratios['N'])))}")
+    if plan.allocation.get("tokens"):  # every planner's allocation says D; older files may not
+        text += f", D = {e(human(float(plan.allocation['tokens'])))} tokens"
+    if plan.predicted_loss is not None:
+        text += f"; predicted loss <b>{_num(plan.predicted_loss)}</b>"
+        if plan.predicted_loss_ci:
+            lo, hi = plan.predicted_loss_ci
+            text += f" [{_num(lo)}, {_num(hi)}]"
+    if plan.binding_constraint:
+        text += f"; binding constraint: {e(plan.binding_constraint)}"
     return [text + "."]
 
 
@@ -369,18 +368,20 @@ def _fit_table(fit) -> list[str]:
 
 
 def _plan_tables(inp) -> list[str]:
+    """The planned architecture's main fields and its per-component counts."""
     plan = inp.plan
-    if not plan or not plan.get("architecture"):
+    if not plan:
         return []
-    arch = plan["architecture"]
+    arch = plan.architecture
     keys = ["name", "hidden_size", "n_layers", "first_dense_layers", "n_heads", "n_kv_heads",
             "head_dim", "dense_ffn", "n_experts", "top_k", "expert_ffn", "n_shared_experts",
             "vocab_size", "seq_len"]
-    rows = [[e(k), e(arch[k])] for k in keys if arch.get(k) not in (None, "", [])]
+    rows = [[e(k), e(getattr(arch, k))] for k in keys
+            if getattr(arch, k) not in (None, "", [])]
     out = ["<h3>Planned architecture</h3>", _table(["field", "value"], rows)]
     try:
         shares = planfig.component_shares(plan)
-    except Exception as exc:  # an architecture this version cannot count
+    except MoescaleError as exc:  # an architecture the counting library refuses to count
         return out + [f'<p class="warn">per-component counts unavailable: {e(exc)}</p>']
     rows = [[e(planfig.COMPONENT_NAMES.get(r["component"], r["component"])),
              _num(r["params"]), f"{100 * r['params_share']:.1f} %",

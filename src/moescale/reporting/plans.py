@@ -2,8 +2,10 @@
 ``d`` sweep, band width against compute, the best number of experts against memory, FLOP
 savings of MoE over dense, and the planned architecture's per-component shares.
 
-A plan is the ``moescale plan --json`` object (or a :class:`~moescale.planning.Plan`); every
-figure reads only the keys it needs and the report leaves a figure out when they are absent.
+A plan is a :class:`~moescale.reporting.inputs.PlanData`, a :class:`~moescale.planning.Plan`
+or its ``to_dict`` (the ``moescale plan --json`` object), read once by ``PlanData.of``: a missing
+or renamed key is an error there. A figure the plan cannot support (the landscape of a law
+plan) raises :class:`~moescale.reporting.inputs.FigureUnavailable` with the reason.
 Candidates, bands and comparisons come from the planning library's public functions
 (``planning.holistic.enumerate_candidates``, ``plan_holistic``, ``planning.compare``), never
 from a second copy of their formulas.
@@ -19,92 +21,78 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from moescale.errors import MoescaleError
 from moescale.reporting import style
+from moescale.reporting.inputs import FigureUnavailable, PlanData
 
-
-def as_dict(plan: Any) -> dict:
-    """A plan as its JSON dict (a :class:`Plan` is converted with ``to_dict``)."""
-    if plan is None:
-        return {}
-    if hasattr(plan, "to_dict"):
-        from moescale.jsonio import jsonable
-
-        return jsonable(plan.to_dict())
-    return dict(plan)
-
-
-def _get(d: Mapping, *path: str, default: Any = None) -> Any:
-    for key in path:
-        if not isinstance(d, Mapping) or key not in d or d[key] is None:
-            return default
-        d = d[key]
-    return d
+HOLISTIC_NEEDED = "needs a holistic plan (a `plan` made with method='holistic')"
 
 
 # ----- holistic candidates (from the library) -------------------------------------------------
-def is_holistic(plan: Mapping) -> bool:
-    alloc = _get(plan, "allocation", default={})
-    return plan.get("method") == "holistic" and all(
-        k in alloc for k in ("flops_per_token_target", "M_over_Na_target", "N_over_Na_target"))
+def is_holistic(plan: Any) -> bool:
+    """Whether ``plan`` (a :class:`PlanData`, :class:`~moescale.planning.Plan` or its dict)
+    came from the holistic search."""
+    return PlanData.of(plan).holistic
 
 
-def _settings(plan: Mapping):
+def _settings(plan: PlanData):
     """``HolisticSettings`` rebuilt from the plan's architecture (only fields the class has)."""
     from moescale.planning.holistic import HolisticSettings
 
-    arch = _get(plan, "architecture", default={})
-    d, dm = int(arch.get("hidden_size") or 8), int(arch.get("expert_ffn") or 8)
+    arch = plan.architecture
+    d, dm = int(arch.hidden_size or 8), int(arch.expert_ffn or 8)
     align = next((a for a in (128, 64, 32, 16, 8) if d % a == 0 and dm % a == 0), 8)
     values = {
-        "seq_len": arch.get("seq_len"), "top_k": arch.get("top_k"),
-        "n_experts": arch.get("n_experts"), "n_shared_experts": arch.get("n_shared_experts"),
-        "vocab_size": arch.get("vocab_size"),
-        "dense_ffn_ratio": (arch["dense_ffn"] // d) if arch.get("dense_ffn") else None,
-        "heads": (arch["head_dim"], arch["n_heads"], arch["n_kv_heads"])
-        if all(arch.get(k) for k in ("head_dim", "n_heads", "n_kv_heads")) else None,
-        "tolerance": _get(plan, "near_optimal_band", "tolerance"),
-        "align": _get(plan, "allocation", "align") or align,
+        "seq_len": arch.seq_len, "top_k": arch.top_k, "n_experts": arch.n_experts,
+        "n_shared_experts": arch.n_shared_experts, "vocab_size": arch.vocab_size,
+        "dense_ffn_ratio": (arch.dense_ffn // d) if arch.dense_ffn else None,
+        "heads": (arch.head_dim, arch.n_heads, arch.n_kv_heads)
+        if all((arch.head_dim, arch.n_heads, arch.n_kv_heads)) else None,
+        "tolerance": plan.band.get("tolerance"),
+        # holistic plans do not record their alignment: the largest the shape allows
+        "align": plan.allocation.get("align") or align,
     }
     known = {f.name for f in fields(HolisticSettings)}
     return HolisticSettings(**{k: v for k, v in values.items() if k in known and v is not None})
 
 
-def holistic_candidates(plan: Mapping):
+def holistic_candidates(plan: Any):
     """``(candidates, settings)`` around the plan's targets, enumerated by the library (with
     the plan's landscape scale when the planner reports one)."""
     import inspect
 
-    from moescale.errors import MoescaleError
     from moescale.planning import holistic as hs
 
-    if not is_holistic(plan):
-        raise ValueError("the landscape needs a holistic plan (moescale plan --json)")
+    plan = PlanData.of(plan)
+    if not plan.holistic:
+        raise FigureUnavailable(f"the landscape {HOLISTIC_NEEDED}")
     s = _settings(plan)
-    a = plan["allocation"]
-    heads = s.heads_for(float(a.get("training_compute") or plan.get("compute")))
+    a = plan.allocation
+    heads = s.heads_for(plan.training_compute)
     accepted = inspect.signature(hs.enumerate_candidates).parameters
+    # older planners report no landscape scale
     kw = {"scale": float(a["landscape_scale"])} if "scale" in accepted and \
         a.get("landscape_scale") else {}
     args = (float(a["flops_per_token_target"]), float(a["M_over_Na_target"]),
             float(a["N_over_Na_target"]), s, heads)
     try:
         cands = hs.enumerate_candidates(*args, **kw)
-    except MoescaleError:
+    except MoescaleError:  # no candidate in the usual window: the library's wider one, if any
         if "wide" not in accepted:
             raise
         cands = hs.enumerate_candidates(*args, **kw, wide=True)
     return cands, s
 
 
-def _chosen_ratios(plan: Mapping) -> tuple[float | None, float | None]:
-    r = _get(plan, "counts", "ratios", default={})
-    return r.get("M_over_Na"), r.get("N_over_Na")
+def _tolerance(plan: PlanData, s) -> float:
+    """The band's tolerance in percent (the settings' default when the plan has none)."""
+    return 100.0 * float(plan.band.get("tolerance", s.tolerance))
 
 
 def landscape(plan: Any):
     """Relative loss excess over (M/N_a, N/N_a) — the best ``d`` of each pair — with the
     near-optimal band and the chosen point."""
-    plan = as_dict(plan)
+    plan = PlanData.of(plan)
     cands, s = holistic_candidates(plan)
     frame = pd.DataFrame({"x": cands.target_M_over_Na, "y": cands.target_N_over_Na,
                           "e": 100.0 * (cands.excess - cands.excess.min())})
@@ -120,35 +108,33 @@ def landscape(plan: Any):
                          cmap=style.HEATMAP, norm=norm, rasterized=True)
     fig.colorbar(mesh, ax=ax, label="loss above the best (%, capped at 10)", pad=0.01,
                  fraction=0.05)
-    tol = 100.0 * float(_get(plan, "near_optimal_band", "tolerance", default=s.tolerance))
+    tol = _tolerance(plan, s)
     X, Y = np.meshgrid(xs, ys, indexing="ij")
     if np.nanmin(z) <= tol <= np.nanmax(z):
         ax.contour(X, Y, np.where(np.isfinite(z), z, np.nanmax(finite)), levels=[tol],
                    colors="white", linewidths=1.4)
-    band = _get(plan, "near_optimal_band", default={})
+    band = plan.band
     handles = []
     from matplotlib.lines import Line2D
     from matplotlib.patches import Rectangle
 
-    if band.get("M_over_Na") and band.get("N_over_Na"):
+    if band.get("M_over_Na") and band.get("N_over_Na"):  # the ranges a holistic band has
         (x0, x1), (y0, y1) = band["M_over_Na"], band["N_over_Na"]
         ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=style.OKABE_ITO[1],
                                lw=1.6, ls="--", zorder=4))
         handles.append(Line2D([], [], color=style.OKABE_ITO[1], ls="--",
                               label=f"near-optimal band (within {tol:g} %)"))
     handles.append(Line2D([], [], color="white", lw=1.4, label=f"{tol:g} % contour"))
-    cx, cy = _chosen_ratios(plan)
-    if cx and cy:
-        ax.scatter([cx], [cy], marker="*", s=200, color=style.OKABE_ITO[3], ec="white",
-                   lw=0.8, zorder=5)
-        handles.append(Line2D([], [], marker="*", ls="", ms=12, color=style.OKABE_ITO[3],
-                              label=f"plan: M/N_a = {cx:.2f}, N/N_a = {cy:.1f}"))
-    y_t = float(plan["allocation"]["N_over_Na_target"])
+    cx, cy = plan.ratios["M_over_Na"], plan.ratios["N_over_Na"]
+    ax.scatter([cx], [cy], marker="*", s=200, color=style.OKABE_ITO[3], ec="white",
+               lw=0.8, zorder=5)
+    handles.append(Line2D([], [], marker="*", ls="", ms=12, color=style.OKABE_ITO[3],
+                          label=f"plan: M/N_a = {cx:.2f}, N/N_a = {cy:.1f}"))
+    y_t = float(plan.allocation["N_over_Na_target"])
     ax.set_ylim(max(float(ys.min()), y_t - 8.0) - 0.5, min(float(ys.max()), y_t + 8.0) + 0.5)
     ax.set_xlabel(style.label("M_over_Na"))
     ax.set_ylabel(style.label("N_over_Na"))
-    compute = _get(plan, "allocation", "training_compute") or plan.get("compute")
-    ax.set_title(f"holistic landscape at C = {style.sci(float(compute))} FLOPs")
+    ax.set_title(f"holistic landscape at C = {style.sci(plan.training_compute)} FLOPs")
     leg = ax.legend(handles=handles, loc="lower right", facecolor="0.2", framealpha=0.7,
                     frameon=True, labelcolor="white")
     leg.get_frame().set_edgecolor("none")
@@ -157,7 +143,7 @@ def landscape(plan: Any):
 
 def d_sweep(plan: Any):
     """Loss excess against hidden size ``d`` at the plan's (M/N_a, N/N_a), with the band."""
-    plan = as_dict(plan)
+    plan = PlanData.of(plan)
     cands, s = holistic_candidates(plan)
     best = int(np.argmin(cands.excess))
     pair = (cands.target_M_over_Na == cands.target_M_over_Na[best]) & \
@@ -166,7 +152,7 @@ def d_sweep(plan: Any):
     e = 100.0 * (cands.excess[pair] - cands.excess.min())
     order = np.argsort(d)
     d, e = d[order], e[order]
-    tol = 100.0 * float(_get(plan, "near_optimal_band", "tolerance", default=s.tolerance))
+    tol = _tolerance(plan, s)
     fig, ax = style.figure()
     inside = e <= tol
     ax.plot(d, e, color="0.55", lw=1, zorder=1)
@@ -177,17 +163,16 @@ def d_sweep(plan: Any):
     if inside.any():
         ax.axvspan(d[inside].min(), d[inside].max(), color=style.OKABE_ITO[2], alpha=0.12, lw=0)
     ax.axhline(tol, color=style.OKABE_ITO[2], ls=":", lw=1)
-    band_d = _get(plan, "near_optimal_band", "hidden_size")
+    band_d = plan.band.get("hidden_size")  # the holistic band's range of d
     if band_d:
         ax.axvline(band_d[0], color=style.OKABE_ITO[1], ls="--", lw=1)
         ax.axvline(band_d[1], color=style.OKABE_ITO[1], ls="--", lw=1,
                    label=f"plan's band of d: {band_d[0]}–{band_d[1]}")
-    chosen = _get(plan, "architecture", "hidden_size")
-    if chosen:
-        ce = np.interp(chosen, d, e) if d.size else 0.0
-        ax.scatter([chosen], [ce], marker="*", s=180, color=style.OKABE_ITO[3], zorder=5,
-                   ec="0.1", lw=0.5, label=f"plan: d = {chosen}")
-    median = _get(plan, "allocation", "median_feasible_hidden_size")
+    chosen = plan.architecture.hidden_size
+    ce = np.interp(chosen, d, e) if d.size else 0.0
+    ax.scatter([chosen], [ce], marker="*", s=180, color=style.OKABE_ITO[3], zorder=5,
+               ec="0.1", lw=0.5, label=f"plan: d = {chosen}")
+    median = plan.allocation.get("median_feasible_hidden_size")  # reported by newer planners
     if median:
         ax.axvline(median, color="0.4", ls="-.", lw=1, label=f"median feasible d = {median:g}")
     ax.set_xlabel(style.label("d"))
@@ -198,13 +183,13 @@ def d_sweep(plan: Any):
     return fig
 
 
-def band_series(plan: Any, budgets: Sequence[float] | None = None) -> list[dict]:
-    """Plans at budgets around ``plan``'s compute (``plan_holistic`` with the same settings),
-    as JSON dicts: the input of :func:`band_width`."""
+def band_series(plan: Any, budgets: Sequence[float] | None = None) -> list[PlanData]:
+    """Plans at budgets around ``plan``'s compute (``plan_holistic`` with the same settings):
+    the input of :func:`band_width`. A budget the planner cannot realise is left out."""
     from moescale.planning import Budget, plan_holistic
 
-    plan = as_dict(plan)
-    c = float(_get(plan, "allocation", "training_compute") or plan["compute"])
+    plan = PlanData.of(plan)
+    c = plan.training_compute
     if budgets is None:
         lo = math.floor(math.log10(c)) - 2
         budgets = [10.0**k for k in range(max(lo, 18), max(lo, 18) + 5)]
@@ -214,31 +199,28 @@ def band_series(plan: Any, budgets: Sequence[float] | None = None) -> list[dict]
     out = []
     for b in budgets:
         try:
-            out.append(as_dict(plan_holistic(Budget(compute=float(b)), s)))
-        except Exception:  # a budget outside what the planner can realise: leave it out
+            out.append(PlanData.of(plan_holistic(Budget(compute=float(b)), s)))
+        except MoescaleError:  # a budget outside what the planner can realise: leave it out
             continue
     return out
 
 
 def band_width(plans: Sequence[Any]):
-    """Width of the near-optimal band (M/N_a and d, relative to their centre) against compute."""
+    """Width of the near-optimal band (M/N_a and d, relative to its centre) against compute."""
     rows = []
-    for p in map(as_dict, plans):
-        band = _get(p, "near_optimal_band", default={})
-        c = _get(p, "allocation", "training_compute") or p.get("compute")
-        if not c:
-            continue
-        row = {"C": float(c)}
+    for p in map(PlanData.of, plans):
+        row = {"C": p.training_compute}
         for key in ("M_over_Na", "N_over_Na", "hidden_size", "width_ratio"):
-            if band.get(key):
-                lo, hi = map(float, band[key])
+            if p.band.get(key):  # the ranges a holistic band has
+                lo, hi = map(float, p.band[key])
                 row[key] = 2.0 * (hi - lo) / (hi + lo) * 100.0
         rows.append(row)
     frame = pd.DataFrame(rows).sort_values("C") if rows else pd.DataFrame()
     keys = [k for k in ("M_over_Na", "N_over_Na", "hidden_size", "width_ratio")
             if k in frame.columns]
     if len(frame) < 2 or not keys:
-        raise ValueError("band_width needs plans at two or more budgets")
+        raise FigureUnavailable("needs holistic plans with a near-optimal band at two or more "
+                                "budgets")
     fig, ax = style.figure()
     names = {"M_over_Na": "M/N_a", "N_over_Na": "N/N_a", "hidden_size": "hidden size d",
              "width_ratio": "MoE width ratio (K+1)·d_m/d"}
@@ -259,7 +241,7 @@ def experts_memory(rows: Sequence[Mapping], law: str = "", memory: float | None 
     rows), with the optimum's loss; ``memory`` marks the plan's own budget."""
     frame = pd.DataFrame(list(rows))
     if frame.empty or not {"memory_bytes", "experts"} <= set(frame.columns):
-        raise ValueError("experts_memory needs rows with memory_bytes and experts")
+        raise FigureUnavailable("needs rows with memory_bytes and experts")
     frame = frame.sort_values("memory_bytes")
     fig, ax = style.figure()
     gb = frame["memory_bytes"].to_numpy(float) / 1e9
@@ -297,7 +279,8 @@ def flop_savings(series: Mapping[float, Sequence[Mapping]], law: str = ""):
     rows = [{"C": float(c), **r} for c, rs in series.items() for r in rs]
     frame = pd.DataFrame(rows)
     if frame.empty or not {"experts", "flop_savings"} <= set(frame.columns):
-        raise ValueError("flop_savings needs compare.flop_savings rows")
+        raise FigureUnavailable("no FLOP-savings rows to draw (rows need experts and "
+                                "flop_savings)")
     frame = frame[frame["experts"] > 1]
     fig, ax = style.figure()
     experts = sorted(frame["experts"].unique())
@@ -332,14 +315,9 @@ COMPONENT_NAMES = {"embedding": "embedding", "attention": "attention",
 def component_shares(plan: Any) -> list[dict[str, Any]]:
     """Per-component parameters and training FLOPs of the planned architecture (exact count by
     ``counting.count``) and their shares of the totals."""
-    from moescale.architecture import Architecture
     from moescale.counting import count
 
-    plan = as_dict(plan)
-    arch = _get(plan, "architecture")
-    if not arch:
-        raise ValueError("the plan has no architecture")
-    c = count(Architecture.from_dict(arch), "exact")
+    c = count(PlanData.of(plan).architecture, "exact")
     tot_p, tot_a = max(c.total_params, 1), max(c.active_params, 1)
     tot_f = max(sum(x.training_flops for x in c.components), 1.0)
     return [{"component": x.name, "params": x.params, "active_params": x.active_params,
@@ -350,7 +328,7 @@ def component_shares(plan: Any) -> list[dict[str, Any]]:
 
 def architecture(plan: Any):
     """Per-component shares of total parameters, active parameters and training FLOPs."""
-    plan = as_dict(plan)
+    plan = PlanData.of(plan)
     rows = component_shares(plan)
     names = [COMPONENT_NAMES.get(r["component"], style.text(r["component"])) for r in rows]
     y = np.arange(len(rows))
@@ -369,8 +347,7 @@ def architecture(plan: Any):
     ax.invert_yaxis()
     ax.set_xlim(0, 112)
     ax.set_xlabel("share of the model's total (%)")
-    arch = plan.get("architecture", {})
-    ax.set_title(f"planned architecture {style.text(arch.get('name') or '')}: "
+    ax.set_title(f"planned architecture {style.text(plan.architecture.name or '')}: "
                  "where parameters and FLOPs go", fontsize=10)
     ax.legend(loc="lower right")
     return fig

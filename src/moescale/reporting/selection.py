@@ -15,6 +15,7 @@ from typing import Any
 
 from moescale.errors import MoescaleError
 from moescale.reporting import style
+from moescale.reporting.inputs import FigureUnavailable, Leaderboard
 
 __all__ = ["leaderboard_figure", "load_selection", "load_sensitivity", "sensitivity_figure"]
 
@@ -37,47 +38,48 @@ def leaderboard_figure(selection: Any):
 
     Parameters
     ----------
-    selection : Selection or dict
-        :func:`~moescale.fitting.selection.select_laws`'s result or its ``to_dict()``.
+    selection : Selection, Leaderboard or dict
+        :func:`~moescale.fitting.selection.select_laws`'s result, its ``to_dict()`` or
+        that dict read by :class:`~moescale.reporting.inputs.Leaderboard` (a missing key is
+        an error naming it).
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    sel = _as_dict(selection)
-    board = list(sel.get("leaderboard") or [])
+    sel = Leaderboard.of(selection)
+    board = sel.leaderboard
     if not board:
-        raise MoescaleError("the leaderboard ranks no law; nothing to draw")
-    cv = sel.get("rank_by") == "cv"
-    key = "cv_rmse" if cv else "holdout_rmse"
-    if not any(_finite(s.get(key)) for s in board):
+        raise FigureUnavailable("the leaderboard ranks no law; nothing to draw")
+    key = "cv_rmse" if sel.rank_by == "cv" else "holdout_rmse"
+    if not any(_finite(s[key]) for s in board):
         key = "train_rmse"
-    others = list(sel.get("not_ranked") or [])
+    others = sel.not_ranked
     rows = len(board) + 1
     if others:
         fig, (ax, ax_text) = style.figure(
             nrows=2, height=0.45 * rows + 0.2 * len(others) + 1.6,
             gridspec_kw={"height_ratios": [0.45 * rows + 0.8, 0.2 * len(others) + 0.1]})
         ax_text.axis("off")
-        lines = [f"{s['law']}: {s['status']} ({s.get('reason') or ''})"[:100] for s in others]
+        lines = [f"{s['law']}: {s['status']} ({s['reason'] or ''})"[:100] for s in others]
         ax_text.text(0.0, 1.0, style.text("\n".join(lines)), fontsize=7.5, color="0.35",
                      va="top", ha="left", transform=ax_text.transAxes)
     else:
         fig, ax = style.figure(height=0.45 * rows + 1.4)
     y = list(range(len(board)))[::-1]
-    vals = [s.get(key) if _finite(s.get(key)) else float("nan") for s in board]
-    colors = [style.FIT if s.get("within_one_se") else "0.65" for s in board]
+    vals = [s[key] if _finite(s[key]) else float("nan") for s in board]
+    colors = [style.FIT if s["within_one_se"] else "0.65" for s in board]
     ax.barh(y, vals, color=colors, height=0.6,
             label={"cv_rmse": "cross-validated RMSE", "holdout_rmse": "held-out RMSE",
                    "train_rmse": "train RMSE"}[key] + " (blue: within one SE of the best)")
-    ax.scatter([s.get("train_rmse") for s in board], y, color=style.HELD_OUT, marker="|",
+    ax.scatter([s["train_rmse"] for s in board], y, color=style.HELD_OUT, marker="|",
                s=200, linewidths=2, zorder=3, label="train RMSE")
-    ax.set_yticks(y, [f"{s.get('rank')}. {style.text(s['law'])} (k={s.get('n_params')}, "
-                      f"ΔBIC {s.get('delta_bic', float('nan')):.0f})" for s in board])
+    ax.set_yticks(y, [f"{s['rank']}. {style.text(s['law'])} (k={s['n_params']}, "
+                      f"ΔBIC {s['delta_bic']:.0f})" for s in board])
     ax.set_ylim(-0.6, len(board) - 0.4 + 0.6)
     ax.set_xlabel("RMSE of the loss (nats/token)")
-    split = sel.get("cv") and f"leave-one-{sel['cv']}-out" or sel.get("holdout") or "no split"
-    ax.set_title(f"laws ranked on {sel.get('n_runs', '?')} runs (held out: {style.text(split)})")
+    split = f"leave-one-{sel.cv}-out" if sel.cv else sel.holdout or "no split"
+    ax.set_title(f"laws ranked on {sel.n_runs} runs (held out: {style.text(split)})")
     ax.legend(loc="upper right", fontsize=7.5)
     return fig
 
@@ -116,7 +118,7 @@ def sensitivity_figure(result: Any):
             plotted = True
             ax.scatter([], [], color=color, marker="o", s=34, label=label)
     if not plotted:
-        raise MoescaleError("no variant has an optimum; nothing to draw")
+        raise FigureUnavailable("no variant has an optimum; nothing to draw")
     ax.axvline(1.0, color="0.3", lw=0.9)
     labels = []
     for v in variants:
@@ -147,22 +149,21 @@ def sensitivity_figure(result: Any):
     return fig
 
 
-def _load(path: str | Path, what: str, keys: tuple[str, ...], how: str) -> dict:
+def load_selection(path: str | Path) -> Leaderboard:
+    """A leaderboard written by ``moescale fit --law all --json``; a missing key is an error."""
     from moescale.reporting.build import load_json
 
-    data = load_json(path, what)
-    if not all(k in data for k in keys):
-        raise MoescaleError(f"{path} is not a moescale {what} (write one with {how})")
-    return data
-
-
-def load_selection(path: str | Path) -> dict:
-    """A leaderboard written by ``moescale fit --law all --json``."""
-    return _load(path, "leaderboard", ("leaderboard", "not_ranked"),
-                 "moescale fit DATA --law all --json > leaderboard.json")
+    return Leaderboard.from_dict(load_json(path, "leaderboard"), source=str(path))
 
 
 def load_sensitivity(path: str | Path) -> dict:
     """A sensitivity study written by ``moescale fit --sensitivity --json``."""
-    return _load(path, "sensitivity study", ("baseline", "variants", "target_compute"),
-                 "moescale fit DATA --law NAME --sensitivity --target-compute C --json > sens.json")
+    from moescale.reporting.build import load_json
+
+    data = load_json(path, "sensitivity study")
+    missing = [k for k in ("law", "baseline", "variants", "target_compute") if k not in data]
+    if missing:
+        raise MoescaleError(f"{path} is not a moescale sensitivity study: it has no "
+                            f"{', '.join(map(repr, missing))} (expected a sensitivity "
+                            "result's to_dict)")
+    return data

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from moescale.errors import MoescaleError
 from moescale.reporting import style
+from moescale.reporting.inputs import FigureUnavailable
 from moescale.reporting.style import label
 
 
@@ -179,7 +181,7 @@ def frontier_supported(fit) -> bool:
     """Whether ``fit``'s law is a loss law of (N or N_active, D[, E]) with ``C = 6·N·D``."""
     try:
         law = fit.law_object()
-    except Exception:  # an unknown law in a foreign fit file
+    except MoescaleError:  # a law this version does not know (a foreign fit file)
         return False
     names = set(law.variables)
     return law.target == "loss" and "D" in names and bool(names & {"N", "N_active"}) and \
@@ -298,7 +300,7 @@ def optima(analyses: Mapping[str, Any]):
     if first is not None:
         panels.append(("D", first, "D_opt", None, "D_opt"))
     if not panels:
-        raise ValueError("optima needs a sweep analysis with at least one interior optimum")
+        raise FigureUnavailable("optima needs a sweep analysis with at least one interior optimum")
     fig, axes = style.figure(ncols=len(panels), width=min(3.5 * len(panels), 10.5) + 0.6,
                              height=3.9)
     axes = np.atleast_1d(axes)
@@ -353,13 +355,13 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame | None = None,
     from matplotlib.collections import LineCollection
 
     if curves is None or len(curves) == 0:
-        raise ValueError("learning_curves needs curve points")
+        raise FigureUnavailable("learning_curves needs curve points")
     x = x or next((c for c in ("flops", "tokens", "step") if c in curves.columns
                    and curves[c].notna().any()), None)
     y = y or next((c for c in ("eval_loss", "train_loss", "loss") if c in curves.columns
                    and curves[c].notna().any()), None)
     if x is None or y is None or "run_id" not in curves.columns:
-        raise ValueError("learning_curves needs run_id, flops or tokens, and a loss column")
+        raise FigureUnavailable("learning_curves needs run_id, flops or tokens, and a loss column")
     frame = curves[["run_id", x, y]].dropna()
     frame = frame[(frame[x] > 0) & np.isfinite(frame[y].to_numpy(float))]
     frame = frame.sort_values(["run_id", x], kind="stable")
@@ -437,7 +439,7 @@ def experts(comparison):
     :class:`~moescale.sweeps.experts.ExpertsComparison`."""
     best = list(attr(comparison, "best") or [])
     if len({float(attr(b, "E")) for b in best}) < 2:
-        raise ValueError("experts needs runs at two or more numbers of experts")
+        raise FigureUnavailable("experts needs runs at two or more numbers of experts")
     noise = attr(comparison, "noise")
     sd = attr(noise, "sd") if noise is not None else None
     fig, ax = style.figure()
@@ -478,7 +480,7 @@ def experts_at_size(runs: pd.DataFrame, size: str | None = None):
                         and frame.groupby("_size")["budget"].nunique().max() > 1 else [])
     groups = [(k, g) for k, g in frame.groupby(keys) if g["E"].nunique() >= 2]
     if not groups:
-        raise ValueError("experts needs runs at two or more numbers of experts for one size")
+        raise FigureUnavailable("experts needs runs at two or more numbers of experts for one size")
     fig, ax = style.figure()
     colours = style.sequential(len(groups))
     for colour, (key, g) in zip(colours, groups, strict=True):
@@ -505,7 +507,7 @@ def compute_multiplier(comparison):
     mults = [m for m in attr(comparison, "multipliers") or []
              if attr(m, "multiplier") is not None]
     if not mults:
-        raise ValueError("compute_multiplier needs dense runs at two or more budgets and MoE "
+        raise FigureUnavailable("compute_multiplier needs dense runs at two or more budgets and MoE "
                          "runs")
     fig, ax = style.figure()
     budgets = sorted({float(attr(m, "budget")) for m in mults if attr(m, "budget") is not None})
@@ -542,6 +544,6 @@ def compute_multiplier(comparison):
 def _require(frame: pd.DataFrame, columns: Sequence[str], figure: str) -> None:
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{figure} needs column(s) {', '.join(missing)}")
+        raise FigureUnavailable(f"{figure} needs column(s) {', '.join(missing)}")
     if frame.empty:
-        raise ValueError(f"{figure} needs at least one finished run")
+        raise FigureUnavailable(f"{figure} needs at least one finished run")

@@ -1,6 +1,8 @@
 """A synthetic sweep store: real run specs (expanded by the sweep library, counted exactly)
-with losses and learning curves drawn from a Chinchilla-form law plus noise — for examples,
-tests and the report benchmark, without training anything.
+with losses and learning curves drawn from a Chinchilla-form law plus noise — for the report
+tests and benchmark, without training anything. A test fixture, not part of the package:
+tests import it as ``from synthetic_sweep import synthetic_store`` (the tests folder is on
+``sys.path`` under pytest); ``benchmarks/bench_report.py`` adds that folder itself.
 
 >>> import tempfile, pathlib
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "demo.db"
