@@ -14,6 +14,11 @@ when a figure is drawn) from library objects — for notebooks as much as for th
 :func:`build_report` draws every figure its :class:`ReportInputs` support into
 ``DIR/figures/NAME.png|svg`` and writes ``DIR/index.html`` (:mod:`~moescale.reporting.page`);
 ``moescale report`` is its command line. Style: :mod:`~moescale.reporting.style`.
+
+The JSON inputs (a plan, a comparison, a leaderboard) are read once into typed objects
+(:mod:`~moescale.reporting.inputs`: :class:`PlanData`, :class:`Comparison`,
+:class:`Leaderboard`), so a missing or renamed key is an error when they are read. A figure its
+inputs cannot support raises :class:`FigureUnavailable`; the page lists it with the reason.
 """
 
 from moescale.reporting.build import (
@@ -32,6 +37,7 @@ from moescale.reporting.build import (
     load_store,
 )
 from moescale.reporting.fits import fit_params, fit_parity, fit_residuals, fit_warnings
+from moescale.reporting.inputs import Comparison, FigureUnavailable, Leaderboard, PlanData
 from moescale.reporting.plans import (
     architecture,
     band_series,
@@ -53,7 +59,8 @@ from moescale.reporting.sweeps import (
 )
 
 __all__ = [
-    "FigureSpec", "Report", "ReportInputs", "add_fit", "architecture", "assign_budgets",
+    "Comparison", "FigureSpec", "FigureUnavailable", "Leaderboard", "PlanData", "Report",
+    "ReportInputs", "add_fit", "architecture", "assign_budgets",
     "available_figures", "band_series", "band_width", "build_report", "compute_multiplier",
     "d_sweep", "experts", "experts_at_size", "experts_memory", "figure_names", "figure_specs", "fit_params", "fit_parity",
     "fit_residuals", "fit_warnings", "flop_savings", "frontier", "isoflop", "landscape",

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -61,7 +61,8 @@ class ReportInputs:
     adaptive: dict | None = None      # benchmarks/bench_adaptive.py --json (reporting.adaptive)
     _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    _TYPED = {"plan": PlanData, "compare": Comparison, "selection": Leaderboard}
+    _TYPED: ClassVar[dict[str, Any]] = {"plan": PlanData, "compare": Comparison,
+                                        "selection": Leaderboard}
 
     def __setattr__(self, name: str, value: Any) -> None:
         """Read ``plan``, ``compare`` and ``selection`` into their typed objects when set."""

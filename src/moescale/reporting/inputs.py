@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from moescale.errors import MoescaleError
 
@@ -115,13 +115,17 @@ class PlanData:
         for key in ("N_a", "N", "M_over_Na", "N_over_Na"):
             need(ratios, key, f"{source}'s counts.ratios")
         ci = need(data, "predicted_loss_ci")
+        try:
+            architecture = Architecture.from_dict(need(data, "architecture"))
+        except MoescaleError as exc:  # the library's own check of the fields: say where
+            raise MoescaleError(f"{source}'s architecture: {exc}") from None
         return cls(
             compute=_number(need(data, "compute"), "compute", source),
             method=method,
             law=str(need(data, "law")),
             memory_bytes=_optional_number(need(need(data, "budget"), "memory_bytes",
                                                f"{source}'s budget"), "memory_bytes", source),
-            architecture=Architecture.from_dict(dict(need(data, "architecture"))),
+            architecture=architecture,
             allocation=dict(allocation),
             ratios=dict(ratios),
             band=dict(band),
@@ -188,8 +192,9 @@ class Leaderboard:
     cv: str | None
     n_runs: int
 
-    RANKED = ("law", "rank", "n_params", "train_rmse", "holdout_rmse", "cv_rmse", "delta_bic",
-              "within_one_se")
+    # the keys of a ranked law the leaderboard figure draws
+    RANKED: ClassVar[tuple[str, ...]] = ("law", "rank", "n_params", "train_rmse",
+                                         "holdout_rmse", "cv_rmse", "delta_bic", "within_one_se")
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "the leaderboard") -> Leaderboard:
