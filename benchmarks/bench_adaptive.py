@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from moescale.fitting import fit_runs
+from moescale import fitting
 from moescale.laws import get_law
 from moescale.laws.chinchilla import compute_optimal
 from moescale.runs import RunTable
@@ -54,7 +54,7 @@ def observe(frame: pd.DataFrame, rng) -> pd.DataFrame:
 
 def width(frame: pd.DataFrame, seed: int):
     table = RunTable.from_frame(frame[["N", "D", "C", "loss"]], source="synthetic")
-    fit = fit_runs("chinchilla", table, bootstrap=100, seed=seed, grid=GRID if FAST else None)
+    fit = fitting.fit("chinchilla", table, bootstrap=100, seed=seed, grid=GRID if FAST else None)
     theta = np.array([to_theta(LAW, b) for b in fit.bootstrap_params])
     q = quantity(LAW, theta[np.isfinite(theta).all(axis=1)], TARGET, {}, "allocation")
     lo, hi = np.quantile(q[np.isfinite(q)], [0.025, 0.975])

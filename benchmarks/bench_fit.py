@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
 
-from moescale.fitting import fit
+from moescale.fitting import fit_arrays
 from moescale.laws import get_law
 
 DATA = Path(os.environ.get("MOESCALE_REFERENCE_DATA",
@@ -72,9 +72,9 @@ def scipy_loop(n, d, y):
 def bench_chinchilla(skip_reference: bool) -> None:
     n, d, y = epoch_points()
     law = get_law("chinchilla")
-    fit(law, {"N": n[:50], "D": d[:50]}, y[:50], grid={"A": [5], "B": [5]})  # warm imports
+    fit_arrays(law, {"N": n[:50], "D": d[:50]}, y[:50], grid={"A": [5], "B": [5]})  # warm imports
     t0 = time.perf_counter()
-    ours = fit(law, {"N": n, "D": d}, y, delta=DELTA)
+    ours = fit_arrays(law, {"N": n, "D": d}, y, delta=DELTA)
     t_ours = time.perf_counter() - t0
     print(f"chinchilla, Epoch data ({y.size} points), {ours.n_starts} starts")
     print(f"  moescale : {t_ours:7.2f} s   objective {ours.fun:.10f}   "
@@ -97,7 +97,7 @@ def bench_joint_moe() -> None:
     law = get_law("ludziejewski2025")
     v, y = runs.arrays(law.variables), runs.target()
     t0 = time.perf_counter()
-    res = fit(law, v, y)
+    res = fit_arrays(law, v, y)
     seconds = time.perf_counter() - t0
     print(f"joint-MoE law, Clark final-step runs ({y.size} runs), paper grid {res.n_starts} starts")
     print(f"  moescale : {seconds:7.2f} s (target < 30 s)   objective {res.fun:.6g}   "

@@ -96,18 +96,18 @@ def test_fit_takes_a_law_object_a_frame_and_a_path(tmp_path):
     frame = _chinchilla_runs()
     path = tmp_path / "runs.csv"
     frame.to_csv(path, index=False)
-    from moescale.fitting import fit_runs
+    from moescale import fitting
 
-    a = fit_runs(moescale.get_law("chinchilla"), frame)
-    b = fit_runs("chinchilla", str(path))
+    a = fitting.fit(moescale.get_law("chinchilla"), frame)
+    b = fitting.fit("chinchilla", str(path))
     assert a.params == pytest.approx(b.params)
-    with pytest.raises(MoescaleError, match="registered name or a Law"):
-        fit_runs(3, frame)
+    with pytest.raises(MoescaleError, match="law name or a Law"):
+        fitting.fit(3, frame)
 
 
 def test_fit_on_arrays_returns_the_same_result_type():
     frame = _chinchilla_runs()
-    r = moescale.fitting.fit("chinchilla", {"N": frame.N.to_numpy(), "D": frame.D.to_numpy()},
+    r = moescale.fitting.fit_arrays("chinchilla", {"N": frame.N.to_numpy(), "D": frame.D.to_numpy()},
                              frame.loss.to_numpy())
     assert isinstance(r, moescale.FitResult) and r.data["source"] == "arrays"
     assert r.predict(N=1e9, D=2e10) > 0
@@ -117,16 +117,16 @@ def test_success_is_measured_not_assumed(monkeypatch):
     """When LM stops at its iteration limit and L-BFGS-B does worse, the fit says so."""
     from scipy.optimize import OptimizeResult
 
-    import moescale.fitting as fitting
+    import moescale.fitting.engine as engine
 
-    real_refine = fitting.ms.refine
-    monkeypatch.setattr(fitting.ms, "refine",
+    real_refine = engine.ms.refine
+    monkeypatch.setattr(engine.ms, "refine",
                         lambda problem, theta, **kw: real_refine(problem, theta,
                                                                  **{**kw, "max_iter": 1}))
-    monkeypatch.setattr(fitting.ms, "polish", lambda problem, theta: OptimizeResult(
+    monkeypatch.setattr(engine.ms, "polish", lambda problem, theta: OptimizeResult(
         x=theta, fun=np.inf, success=True, message="patched"))
     frame = _chinchilla_runs()
-    r = fitting.fit_runs("chinchilla", frame)
+    r = moescale.fitting.fit("chinchilla", frame)
     assert r.success is False and "iteration limit" in r.message
     assert any("did not converge" in w for w in r.warnings)
 
@@ -136,7 +136,7 @@ def test_a_collapsed_parameter_and_a_flat_direction_are_reported():
     N = np.geomspace(1e8, 1e10, 12)
     D = np.geomspace(1e9, 1e11, 12)[::-1]
     loss = 1.7 + 400 / N**0.34
-    r = moescale.fitting.fit("chinchilla", {"N": N, "D": D}, loss)
+    r = moescale.fitting.fit_arrays("chinchilla", {"N": N, "D": D}, loss)
     text = " ".join(r.warnings)
     assert "collapsed" in text or "bound" in text or "not identifiable" in text, r.warnings
 
@@ -171,14 +171,14 @@ def test_planners_take_a_fit_object_or_its_file(tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["tiny", "mixtral-8x7b", "example"])
-def test_one_preset_namespace_for_count_and_train(preset):
-    from moescale.cli.count import load_architecture
-    from moescale.cli.train import _architecture
+def test_count_command_and_api_count_the_same_preset(preset, capsys):
+    from moescale.cli import main
 
-    a = load_architecture(None, None, preset, {})
-    b, hf = _architecture(None, None, None, preset)
-    assert a == b
-    assert (hf is not None) == (preset == "mixtral-8x7b")
+    main(["count", "--preset", preset, "--json"])
+    shown = json.loads(capsys.readouterr().out)
+    counts = moescale.count(preset)
+    assert shown["total_params"] == counts.total_params
+    assert shown["active_params"] == counts.active_params
 
 
 def test_count_accepts_objects_names_and_files(tmp_path):
@@ -189,17 +189,6 @@ def test_count_accepts_objects_names_and_files(tmp_path):
     assert len(totals) == 1
     with pytest.raises(MoescaleError, match="neither a preset"):
         moescale.count("no-such-model")
-
-
-def test_cli_helpers_no_longer_own_the_json_conversion():
-    from moescale.cli._output import _jsonable
-    from moescale.jsonio import jsonable
-
-    assert _jsonable({"x": np.float32(1)}) == jsonable({"x": np.float32(1)}) == {"x": 1.0}
-    import pathlib
-
-    text = pathlib.Path(moescale.fitting.result.__file__).read_text()
-    assert "moescale.cli" not in text
 
 
 def test_experts_by_memory_reports_only_budgets_that_do_not_fit():
@@ -277,14 +266,21 @@ def test_api_and_cli_train_resolve_every_preset_to_the_same_model(preset, monkey
     with the same model options (an HF preset's RoPE θ, norm ε and routing included)."""
     pytest.importorskip("torch")
     import moescale.training.trainer as trainer
-    from moescale.cli.train import _architecture, _model_options
+    from moescale.cli import main
 
-    seen = {}
-    monkeypatch.setattr(trainer, "train", lambda a, c, o: seen.update(arch=a, options=o))
-    moescale.train(preset, tokens=1024)
-    cli_arch, hf = _architecture(None, None, None, preset)
-    assert seen["arch"] == cli_arch
-    cli_options = _model_options(hf, None, None)
+    seen = []
+
+    def record(arch, config, options):
+        seen.append((arch, options))
+        raise SystemExit(0)  # stop before the command prints a result
+
+    monkeypatch.setattr(trainer, "train", record)
+    with pytest.raises(SystemExit):
+        moescale.train(preset, tokens=1024)
+    with pytest.raises(SystemExit):
+        main(["train", "--preset", preset, "--tokens", "1024"])
+    (api_arch, api_options), (cli_arch, cli_options) = seen
+    assert api_arch == cli_arch
     from moescale.training.model import ModelOptions
 
-    assert (seen["options"] or ModelOptions()) == cli_options
+    assert (api_options or ModelOptions()) == (cli_options or ModelOptions())

@@ -282,7 +282,7 @@ def test_sweep_spec_takes_a_prepared_folder(files, tmp_path):
 def test_export_columns_and_fit_refuses_mixed_corpora():
     import pandas as pd
 
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.sweeps.export import result_columns
 
     base = {"tokens": 1000, "unique_tokens": 1000, "repeated_tokens": 0, "eval_loss": 3.0}
@@ -295,5 +295,5 @@ def test_export_columns_and_fit_refuses_mixed_corpora():
     frame = pd.DataFrame({"N": n, "D": 20 * n, "loss": 2 + 400 / n**0.3,
                           "corpus": ["kjv@aa"] * 5 + ["web@bb"] * 3})
     with pytest.raises(MoescaleError, match=r"mix 2 corpora: kjv@aa \(5 runs\), web@bb \(3 runs\)"):
-        fit_runs("chinchilla", frame)
-    fit_runs("chinchilla", frame.assign(corpus="kjv@aa"))  # one corpus fits
+        fitting.fit("chinchilla", frame)
+    fitting.fit("chinchilla", frame.assign(corpus="kjv@aa"))  # one corpus fits

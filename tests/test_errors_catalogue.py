@@ -347,7 +347,7 @@ TRAIN = [
     ([*TT, *OK_TOKENS, "--threads", "0"], "--threads"),
     (["--preset", "tiny", *OK_TOKENS, "--batch-tokens", "0"], "--batch-tokens"),
     (["--preset", "tiny", *OK_TOKENS, "--seq-len", "1"], "--seq-len"),
-    ([*OK_TOKENS], "exactly one of"),
+    ([*OK_TOKENS], "no architecture given"),
     (["--preset", "tiny", *OK_TOKENS, "--schedule", "linear"], "linear"),
 ]
 

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import reference_file
 from moescale.errors import MoescaleError
-from moescale.fitting import FitResult, fit
+from moescale.fitting import FitResult, fit_arrays
 from moescale.fitting.holdout import holdout_mask
 from moescale.fitting.objective import Problem, huber
 from moescale.laws import get_law
@@ -47,7 +47,7 @@ def test_chinchilla_replication_on_epoch_data():
     # α=0.3473, β=0.3672 from the 4,500-point grid with summed Huber δ=1e-3 on ln L.
     n, d, y = epoch_points()
     assert y.size == 240
-    res = fit("chinchilla", {"N": n, "D": d}, y, delta=1e-3)
+    res = fit_arrays("chinchilla", {"N": n, "D": d}, y, delta=1e-3)
     assert res.n_starts == 4500
     assert res.success
     assert res.fun == pytest.approx(0.00101827, rel=1e-5)
@@ -62,7 +62,7 @@ def test_chinchilla_replication_on_epoch_data():
 def test_varpro_starts_reach_the_same_optimum():
     n, d, y = epoch_points()
     grid = {"alpha": np.arange(0.1, 1.01, 0.15), "beta": np.arange(0.1, 1.01, 0.15)}
-    res = fit("chinchilla", {"N": n, "D": d}, y, method="varpro", grid=grid)
+    res = fit_arrays("chinchilla", {"N": n, "D": d}, y, method="varpro", grid=grid)
     assert res.fun == pytest.approx(0.00101827, rel=1e-5)
 
 
@@ -81,12 +81,12 @@ def test_a_single_start_at_hoffmann_values_is_not_enough():
 def test_bootstrap_standard_errors_match_the_replication():
     # Besiroglu et al. 2024: bootstrap SEs A 124.5, B 1293.3, E 0.026, α 0.0154, β 0.0206
     # (4,000 refits). 300 refits here: same size within a factor of ~1.6.
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.runs import RunTable
 
     n, d, y = epoch_points()
     runs = RunTable.from_frame(pd.DataFrame({"N": n, "D": d, "loss": y}))
-    res = fit_runs("chinchilla", runs, bootstrap=300, seed=1)
+    res = fitting.fit("chinchilla", runs, bootstrap=300, seed=1)
     published = {"A": 124.5, "B": 1293.3, "E": 0.026, "alpha": 0.0154, "beta": 0.0206}
     for k, se in published.items():
         assert se / 1.6 < res.se[k] < se * 1.6, (k, res.se[k])
@@ -124,7 +124,7 @@ def test_recovers_its_own_parameters_from_noisy_synthetic_runs(name):
     rng = np.random.default_rng(0)
     v = _design(law, rng)
     y = law.predict(truth, v) * np.exp(rng.normal(0, 0.002, v[law.variables[0]].size))
-    res = fit(law, v, y)
+    res = fit_arrays(law, v, y)
     pred_true, pred_fit = law.predict(truth, v), law.predict(res.params, v)
     assert np.max(np.abs(pred_fit / pred_true - 1)) < 0.005
     exps = [k for k in law.params if k in ("alpha", "beta")]
@@ -146,7 +146,7 @@ def test_holdout_specs():
 
 
 def test_fit_result_round_trips_through_json(tmp_path):
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.runs import RunTable
 
     law = get_law("chinchilla")
@@ -154,7 +154,7 @@ def test_fit_result_round_trips_through_json(tmp_path):
     v = _design(law, rng, 60)
     y = law.predict("hoffmann2022", v) * np.exp(rng.normal(0, 0.003, 60))
     runs = RunTable.from_frame(pd.DataFrame({**v, "loss": y}))
-    res = fit_runs("chinchilla", runs, holdout="largest-N:5", bootstrap=20)
+    res = fitting.fit("chinchilla", runs, holdout="largest-N:5", bootstrap=20)
     path = tmp_path / "fit.json"
     res.save(path)
     back = FitResult.load(path)
@@ -187,7 +187,7 @@ def test_every_law_recovers_its_parameters_from_noisy_synthetic_runs(name):
     rng = np.random.default_rng(1)
     v = example_variables(law, n=200, seed=2)
     y = law.predict(truth, v) * np.exp(rng.normal(0, 0.001, 200))
-    res = fit(law, v, y)
+    res = fit_arrays(law, v, y)
     rel = np.abs(law.predict(res.params, v) / law.predict(truth, v) - 1)
     assert rel.max() < 0.004, rel.max()
     for k in law.params:  # exponents and other O(1) shape parameters come back close
@@ -197,7 +197,7 @@ def test_every_law_recovers_its_parameters_from_noisy_synthetic_runs(name):
 
 def test_weights_count_like_repeated_runs():
     """A weight of 2 on a run is the same objective as listing that run twice."""
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.runs import RunTable
 
     law = get_law("chinchilla")
@@ -205,9 +205,9 @@ def test_weights_count_like_repeated_runs():
     v = _design(law, rng, 40)
     y = law.predict("hoffmann2022", v) * np.exp(rng.normal(0, 0.01, 40))
     w = np.where(np.arange(40) < 10, 2.0, 1.0)
-    weighted = fit_runs("chinchilla", RunTable.from_frame(pd.DataFrame({**v, "loss": y, "w": w})),
+    weighted = fitting.fit("chinchilla", RunTable.from_frame(pd.DataFrame({**v, "loss": y, "w": w})),
                         weights="w")
-    doubled = fit("chinchilla", {k: np.concatenate([a, a[:10]]) for k, a in v.items()},
+    doubled = fit_arrays("chinchilla", {k: np.concatenate([a, a[:10]]) for k, a in v.items()},
                   np.concatenate([y, y[:10]]))
     assert weighted.objective["value"] == pytest.approx(doubled.fun, rel=1e-6)
     assert weighted.params["alpha"] == pytest.approx(doubled.params["alpha"], rel=1e-4)

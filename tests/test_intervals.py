@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 
 import moescale.fitting as fitting
+import moescale.fitting.engine as engine
 from conftest import run_cli as run
 from moescale.errors import MoescaleError
-from moescale.fitting import fit_runs
 from moescale.laws import get_law
 
 
@@ -31,14 +31,14 @@ def chinchilla_runs(n=40, seed=5, noise=3e-3) -> pd.DataFrame:
 @pytest.fixture
 def no_convergence(monkeypatch):
     """One Levenberg–Marquardt iteration per refit: no refit can meet its tolerance."""
-    monkeypatch.setattr(fitting, "BOOTSTRAP_LM_ITER", 1)
+    monkeypatch.setattr(engine, "BOOTSTRAP_LM_ITER", 1)
 
 
 @pytest.fixture(scope="module")
 def fit_file(tmp_path_factory):
     """A bootstrapped chinchilla fit saved as JSON (its runs reach D = 2e11)."""
     path = tmp_path_factory.mktemp("fit") / "fit.json"
-    result = fit_runs("chinchilla", chinchilla_runs(), bootstrap=40, seed=1)
+    result = fitting.fit("chinchilla", chinchilla_runs(), bootstrap=40, seed=1)
     assert result.interval_refused is None
     result.save(path)
     return path
@@ -46,9 +46,9 @@ def fit_file(tmp_path_factory):
 
 # ----- bootstrap convergence ------------------------------------------------------------------
 def test_refits_that_cannot_converge_refuse_the_interval(no_convergence):
-    result = fit_runs("chinchilla", chinchilla_runs(), bootstrap=40, seed=1)
+    result = fitting.fit("chinchilla", chinchilla_runs(), bootstrap=40, seed=1)
     converged = result.bootstrap_converged
-    assert converged is not None and converged < fitting.bootstrap_needed(40) == 20
+    assert converged is not None and converged < engine.bootstrap_needed(40) == 20
     reason = result.interval_refused
     assert reason and f"only {converged} of 40 refits converged" in reason
     assert reason.startswith("bootstrap interval refused")
@@ -77,7 +77,7 @@ def test_refused_interval_in_the_cli_json_and_table(no_convergence, tmp_path, ca
 
 
 def test_a_converged_bootstrap_gives_intervals_around_the_estimate():
-    result = fit_runs("chinchilla", chinchilla_runs(), bootstrap=60, seed=2)
+    result = fitting.fit("chinchilla", chinchilla_runs(), bootstrap=60, seed=2)
     assert result.interval_refused is None and result.bootstrap_converged == 60
     assert len(result.bootstrap_params) == 60
     for k, value in {**result.params, **result.derived}.items():
@@ -90,13 +90,13 @@ def test_a_converged_bootstrap_gives_intervals_around_the_estimate():
 
 
 def test_an_estimate_outside_its_own_interval_is_a_warning():
-    warnings = fitting._interval_warnings({"alpha": 0.30, "beta": 0.28},
+    warnings = engine._interval_warnings({"alpha": 0.30, "beta": 0.28},
                                           {"alpha": [0.32, 0.36], "beta": [0.25, 0.30]}, 0.95)
     assert len(warnings) == 1 and warnings[0].startswith("alpha = 0.3 lies outside its own 95%")
 
 
 def test_the_refusal_rule():
-    assert [fitting.bootstrap_needed(n) for n in (8, 20, 40, 41, 100, 1000)] == \
+    assert [engine.bootstrap_needed(n) for n in (8, 20, 40, 41, 100, 1000)] == \
         [20, 20, 20, 21, 50, 500]
 
 
@@ -162,8 +162,8 @@ def test_the_leaderboard_and_a_single_fit_use_the_same_delta(monkeypatch):
     assert objective.default_delta("chinchilla") == objective.HUBER_DELTA == 1e-3
     monkeypatch.setitem(objective.PAPER_DELTA, "chinchilla", 0.05)   # one place to change it
     runs = RunTable.from_frame(chinchilla_runs(n=24))
-    single = fit_runs("chinchilla", runs)
-    board = select_laws(runs, ["chinchilla"], holdout="none")
+    single = fitting.fit("chinchilla", runs)
+    board = select_laws(runs, ["chinchilla"], holdout=None)
     score = board.leaderboard[0]
     assert single.objective["delta"] == score.delta == score.fit.objective["delta"] == 0.05
     assert board.delta is None                                        # no δ given: each law's

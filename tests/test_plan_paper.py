@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from moescale.planning import Budget, HolisticSettings, make_plan, plan_holistic
+from moescale.api import plan as make_plan
+from moescale.planning import Budget, HolisticSettings, plan_holistic
 from moescale.planning import holistic as hs
 
 # Table 4 (papers.md §1): budget → (d_qkv, N_q, N_kv)
@@ -61,7 +62,7 @@ def test_between_and_beyond_table4_the_stated_rule():
 
 
 def test_head_overrides_still_win():
-    p = make_plan(Budget(compute=1e20), method="holistic", heads=4, kv_heads=2, head_dim=64)
+    p = make_plan(1e20, method="holistic", heads=4, kv_heads=2, head_dim=64)
     a = p.architecture
     assert (a.n_heads, a.n_kv_heads, a.head_dim) == (4, 2, 64)
 

@@ -88,13 +88,13 @@ def plan_file(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_every_figure_from_a_synthetic_store_fit_and_plan(store, plan_file, tmp_path):
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.sweeps.export import run_table
     from moescale.sweeps.store import SweepStore
 
     with SweepStore(store, create=False) as s:
         table = run_table(s, law="chinchilla")
-    fit = fit_runs("chinchilla", table, holdout="largest-C:1", bootstrap=30)
+    fit = fitting.fit("chinchilla", table, holdout="largest-C:1", bootstrap=30)
     fit_path = tmp_path / "fit.json"
     fit.save(fit_path)
     inp = build.load_store(store)
@@ -143,11 +143,11 @@ def test_synthetic_runs_without_curves_or_failures_use_the_loss_column(store, tm
 # ----- real data ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_chinchilla_replication_data(tmp_path):
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.reference_data import epoch_chinchilla
 
     runs = epoch_chinchilla(shared("epoch_chinchilla_svg_extracted_data.csv"))
-    fit = fit_runs("chinchilla", runs, holdout="largest-C:5", bootstrap=40)
+    fit = fitting.fit("chinchilla", runs, holdout="largest-C:5", bootstrap=40)
     inp = build.ReportInputs()
     inp.runs = build.assign_budgets(runs.frame)
     build.add_fit(inp, fit, runs)
@@ -161,12 +161,12 @@ def test_chinchilla_replication_data(tmp_path):
 
 @pytest.mark.slow
 def test_clark_routed_runs(tmp_path):
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.reference_data import clark2022
 
     path = shared("clark2022_routing/curves.csv")
     runs = clark2022(path)
-    fit = fit_runs("clark2022", runs, holdout="largest-N:1", bootstrap=20)
+    fit = fitting.fit("clark2022", runs, holdout="largest-N:1", bootstrap=20)
     raw = pd.read_csv(path)
     raw = raw[raw["router_type"].isin(["Dense", "S-Base"]) & (raw["k"] == 1)
               & (raw["routing_frequency"] == 0.5)]

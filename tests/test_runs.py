@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from moescale.cli._options import parse_derive, parse_mapping
 from moescale.errors import MoescaleError
-from moescale.runs import UNITS, RunTable, parse_derive, parse_mapping
+from moescale.runs import UNITS, RunTable
 
 FRAME = pd.DataFrame({"N": [1e8, 2e8, 4e8], "D": [2e9, 4e9, 8e9], "loss": [3.1, 2.9, 2.7],
                       "tag": ["a", "b", "c"]})
@@ -198,11 +199,11 @@ def test_derive_overwrites_chains_and_reads_numbers_functions_and_aliases():
 
 
 @pytest.mark.parametrize("derive, message", [
-    ({"C": "6 * Q"}, "--derive C=6 * Q: column 'Q' is missing (columns: N, D, loss, tag)"),
-    ({"C": "6 * (N"}, "--derive C=6 * (N failed"),
-    ({"C": "6 *"}, "--derive C=6 * failed"),
+    ({"C": "6 * Q"}, "`derive` C=6 * Q: column 'Q' is missing (columns: N, D, loss, tag)"),
+    ({"C": "6 * (N"}, "`derive` C=6 * (N failed"),
+    ({"C": "6 *"}, "`derive` C=6 * failed"),
     ({"N": "N = 6 * N"}, "must be an expression"),
-    ({"C": "nosuchfunction(N)"}, "--derive C=nosuchfunction(N) failed"),
+    ({"C": "nosuchfunction(N)"}, "`derive` C=nosuchfunction(N) failed"),
 ])
 def test_bad_derive_expressions(derive, message):
     assert message in error(RunTable.from_frame, FRAME, derive=derive)
@@ -212,7 +213,7 @@ def test_bad_derive_expressions(derive, message):
 
 @pytest.mark.parametrize("frame, names, message", [
     (FRAME.drop(columns="D"), ["N", "D"],
-     "column 'D' is missing; the table has: N, loss, tag (rename one with --map \"COLUMN=D\""),
+     "column 'D' is missing; the table has: N, loss, tag (rename one to 'D' with `mapping`"),
     (FRAME.drop(columns="loss"), ["N"], "column 'loss' is missing"),
     (FRAME.assign(D=[2e9, np.nan, 8e9]), ["N", "D"],
      "column 'D' is not a finite number in rows 2 (e.g. nan)"),

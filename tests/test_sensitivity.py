@@ -57,12 +57,12 @@ def test_every_choice_is_a_variant_and_moves_little_on_clean_runs(study):
 
 
 def test_linear_residual_law_recovers_noise_free_parameters():
-    from moescale.fitting import fit_runs
+    from moescale import fitting
 
     N, D = (a.ravel() for a in np.meshgrid(np.geomspace(2e7, 2e9, 6), np.geomspace(2e9, 1e11, 5)))
     frame = pd.DataFrame({"N": N, "D": D})
     frame["loss"] = np.exp(get_law("chinchilla").predict(TRUTH, {"N": N, "D": D}))
-    res = fit_runs(linear_residual_law("chinchilla"), RunTable.from_frame(frame),
+    res = fitting.fit(linear_residual_law("chinchilla"), RunTable.from_frame(frame),
                    grid=coarse_grid("chinchilla"), polish_top=1)
     assert res.params["alpha"] == pytest.approx(TRUTH["alpha"], rel=1e-3)
 

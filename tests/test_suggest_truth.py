@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
+from moescale import fitting
 from moescale.errors import MoescaleError
-from moescale.fitting import fit_runs
 from moescale.laws import get_law
 from moescale.runs import RunTable
 from moescale.sweeps.suggest import normalise, quantity, store_candidates, suggest, to_theta
@@ -54,7 +54,7 @@ def _candidates(n_old, d_old):
 def design():
     n, d = _grid()
     runs = _table(n, d, np.random.default_rng(0))
-    fit = fit_runs("chinchilla", runs, bootstrap=100, seed=0)
+    fit = fitting.fit("chinchilla", runs, bootstrap=100, seed=0)
     cand, cost = _candidates(n, d)
     return n, d, runs, fit, cand, cost, suggest(fit, runs, cand, cost, TARGET, "allocation", n=6)
 
@@ -73,7 +73,7 @@ def test_claimed_sd_after_matches_refits_against_the_known_truth(design):
     new_d = np.array([s.variables["D"] for s in result.suggestions])
     optima = []
     for r in range(40):  # the design's runs added, each time with fresh noise, refitted
-        refit = fit_runs("chinchilla", _table(np.r_[n, new_n], np.r_[d, new_d],
+        refit = fitting.fit("chinchilla", _table(np.r_[n, new_n], np.r_[d, new_d],
                                               np.random.default_rng(1000 + r)))
         optima.append(quantity(LAW, to_theta(LAW, refit.params)[None], TARGET, {},
                                "allocation")[0])
@@ -98,9 +98,9 @@ def test_refused_intervals_say_so_and_name_fix(design):
         suggest(refused, runs, cand, cost, TARGET)
     message = str(err.value)
     assert "only 4 of 100 bootstrap refits converged" in message
-    assert "--fix NAME=VALUE" in message and "\n" not in message
+    assert "`fixed`" in message and "\n" not in message
     few = dataclasses.replace(fit, bootstrap_params=fit.bootstrap_params[:3])
-    with pytest.raises(MoescaleError, match="only 3 usable bootstrap refits .* --fix NAME=VALUE"):
+    with pytest.raises(MoescaleError, match="only 3 usable bootstrap refits .* `fixed`"):
         suggest(few, runs, cand, cost, TARGET)
 
 

@@ -44,7 +44,7 @@ _EXPORTS: dict[str, str] = {
     "runs_from_train_folders": "moescale.training.runs:runs_from_train_folders",
     "architecture": "moescale.api:architecture",
     "count": "moescale.api:count",
-    "fit": "moescale.api:fit",
+    "fit": "moescale.fitting:fit",
     "plan": "moescale.api:plan",
     "compare": "moescale.api:compare",
     "train": "moescale.api:train",

@@ -148,15 +148,28 @@ def count(arch: Architecture | str | Path, convention: str = "exact", **kwargs: 
 def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 0,
          dtype: str = "bf16", inference_tokens: float = 0.0, method: str | None = None,
          law: str | None = None, preset: str | None = None, fit=None,
-         experts: Sequence[int] | None = None, **options: Any):
-    """The architecture to train with ``compute`` FLOPs (and, optionally, a memory budget,
-    a KV cache of ``kv_tokens`` tokens and ``inference_tokens`` served).
+         experts: int | Sequence[int] | None = None, top_k: int | None = None,
+         m_ratio_fit=None, n_ratio_fit=None, vocab: int | None = None,
+         seq_len: int | None = None, align: int | None = None, heads: int | None = None,
+         kv_heads: int | None = None, head_dim: int | None = None, top: int = 5):
+    """The architecture to train with ``compute`` FLOPs (and, optionally, a memory budget of
+    ``memory_bytes``, a KV cache of ``kv_tokens`` tokens and ``inference_tokens`` served).
+    Returns a :class:`~moescale.planning.Plan` with ``top`` alternatives.
 
-    ``fit`` is a :class:`~moescale.fitting.FitResult` or the path of a saved one; ``options``
-    go to :func:`moescale.planning.make_plan` (``align``, ``seq_len``, ``vocab``, ``top_k``,
-    ``m_ratio_fit``, ``n_ratio_fit``, ``top``, …). Returns a :class:`~moescale.planning.Plan`.
+    ``method`` is ``"law"`` (:func:`~moescale.planning.plan_with_law`, the realisable model
+    with the lowest loss under ``law``/``preset`` or ``fit``) or ``"holistic"``
+    (:func:`~moescale.planning.plan_holistic`, the holistic paper's two-phase search); it
+    defaults to ``"law"`` when a loss law or a fit of one is given, else ``"holistic"`` (also
+    for a fit of ``holistic2026``, the C → D_opt law). Fits (``fit``, ``m_ratio_fit``,
+    ``n_ratio_fit``) are :class:`~moescale.fitting.FitResult` objects or paths of saved ones.
+
+    Shape options (``None`` keeps each method's default): ``vocab`` (holistic 152064, law
+    50257), ``seq_len`` (8192 / 512), ``align`` (8 / 64), ``heads``, ``kv_heads``,
+    ``head_dim``; holistic only: one number of routed ``experts`` (288) and ``top_k`` (8); law
+    only: the numbers of ``experts`` to compare (1, 2, 4, 8, 16, 32).
     """
-    from moescale.planning import Budget, make_plan
+    from moescale.planning import Budget, plan_holistic, plan_with_law
+    from moescale.planning.holistic_plan import Targets
 
     compute = _number(compute, "compute", positive=True)
     memory_bytes = _number(memory_bytes, "memory_bytes", positive=True, optional=True)
@@ -170,10 +183,73 @@ def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 
         experts = ([_number(experts, "experts", positive=True, integer=True)]
                    if isinstance(experts, numbers.Real) and not isinstance(experts, bool)
                    else _numbers(experts, "experts", integer=True))
+    shape = {k: _number(v, k, positive=True, integer=True, optional=True)
+             for k, v in dict(top_k=top_k, vocab=vocab, seq_len=seq_len, align=align,
+                              heads=heads, kv_heads=kv_heads, head_dim=head_dim).items()}
+    top = _number(top, "top", minimum=0, integer=True)
     budget = Budget(compute=compute, memory_bytes=memory_bytes, kv_tokens=kv_tokens,
                     dtype=dtype, inference_tokens=inference_tokens)
-    return make_plan(budget, method=method, law=law, preset=preset, fit=fit, experts=experts,
-                     **options)
+    if preset and not law:
+        raise MoescaleError("`preset` selects coefficients of `law`; give `law` too")
+    if fit is not None and law:
+        raise MoescaleError("give either `law` (with `preset`) or `fit`, not both: a fit "
+                            "already names its law")
+    if fit is not None:
+        from moescale.fitting import FitResult
+
+        fit = FitResult.coerce(fit)  # read once, used by every step below
+    if method is None:
+        holistic_fit = fit is not None and fit.law == "holistic2026"
+        method = "law" if (law or fit is not None) and not holistic_fit else "holistic"
+    if method == "holistic":
+        if law:
+            raise MoescaleError("`law` drives `method` law; the holistic method takes its "
+                                "targets from the paper or from `fit`, `m_ratio_fit` and "
+                                "`n_ratio_fit`")
+        settings = _holistic_settings(experts, **shape)
+        targets = Targets.from_fits(fit, m_ratio_fit, n_ratio_fit)
+        return plan_holistic(budget, settings, top=top, targets=targets)
+    if m_ratio_fit or n_ratio_fit:
+        raise MoescaleError("`m_ratio_fit` and `n_ratio_fit` go with `method` holistic")
+    if shape["top_k"] not in (None, 1):
+        raise MoescaleError("`top_k` goes with `method` holistic; the joint-MoE family of "
+                            "`method` law routes each token to one expert")
+    from moescale.planning.family import FamilySettings
+
+    given = {k: v for k, v in dict(vocab_size=shape["vocab"], seq_len=shape["seq_len"],
+                                   align=shape["align"], n_heads=shape["heads"],
+                                   n_kv_heads=shape["kv_heads"],
+                                   head_dim=shape["head_dim"]).items() if v is not None}
+    return plan_with_law(budget, law=law, preset=preset, fit=fit,
+                         experts=tuple(experts) if experts else LAW_EXPERTS, top=top,
+                         family=FamilySettings(**given))
+
+
+LAW_EXPERTS = (1, 2, 4, 8, 16, 32)  # numbers of experts method="law" compares by default
+
+
+def _holistic_settings(experts, *, top_k, align, seq_len, vocab, heads, kv_heads, head_dim):
+    """:class:`~moescale.planning.HolisticSettings` from :func:`plan`'s options (``None``
+    keeps the paper's constants)."""
+    from moescale.planning import HolisticSettings
+
+    if experts is not None and len(experts) != 1:
+        raise MoescaleError("`method` holistic plans one number of routed experts; give one "
+                            f"`experts` (got {len(experts)} values)")
+    given = {k: v for k, v in dict(n_experts=experts[0] if experts else None, top_k=top_k,
+                                   align=align, seq_len=seq_len, vocab_size=vocab).items()
+             if v is not None}
+    s = HolisticSettings(**given)
+    if s.top_k < 1 or s.n_experts <= s.top_k:
+        raise MoescaleError(f"`top_k` must be at least 1 and below `experts` (got top_k "
+                            f"{s.top_k}, experts {s.n_experts})")
+    if heads or kv_heads or head_dim:
+        nq = heads or 4
+        nkv = kv_heads or max(1, nq // 2)
+        if nq % nkv:
+            raise MoescaleError(f"`kv_heads` {nkv} must divide `heads` {nq}")
+        s = HolisticSettings(**given, heads=(head_dim or 64, nq, nkv))
+    return s
 
 
 def compare(compute: float, *, law: str | None = None, preset: str | None = None, fit=None,
@@ -210,26 +286,6 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
         "comprehensive": [{"N": n, **zhao2025.efficiency_aware_optimum(n, tolerance)}
                           for n in sizes],
     }
-
-
-def fit(law, runs, **options: Any):
-    """Fit ``law`` (name or :class:`~moescale.laws.Law`) to ``runs`` (a
-    :class:`~moescale.runs.RunTable`, a data frame or a file); see
-    :func:`moescale.fitting.fit_runs` for ``holdout``, ``bootstrap``, ``delta``, …"""
-    from moescale.fitting import fit_runs
-    from moescale.laws import Law
-
-    if not isinstance(law, (str, Law)):
-        raise MoescaleError(f"law must be a law name or a Law, got {_kind(law)}")
-    if options.get("holdout") is not None and not isinstance(options["holdout"], str):
-        raise MoescaleError(f"holdout must be a rule such as 'largest-C:5' (a string), got "
-                            f"{_kind(options['holdout'])}")
-    for key in ("bootstrap", "seed"):
-        if key in options:
-            options[key] = _number(options[key], key, minimum=0, integer=True)
-    if "level" in options:
-        options["level"] = _number(options["level"], "level", positive=True, below=1)
-    return fit_runs(law, runs, **options)
 
 
 def train(arch: Architecture | str | Path, config=None, options=None, **config_fields: Any):

@@ -17,6 +17,6 @@ class TrainingDiverged(MoescaleError):
     """
 
     def __init__(self, step: int, what: str = "loss", value: float = float("nan"),
-                 hint: str = "lower --lr, raise --grad-accum or check the data") -> None:
+                 hint: str = "lower `lr`, raise `grad_accum` or check the data") -> None:
         self.step, self.what, self.value = step, what, value
         super().__init__(f"training diverged at step {step}: the {what} became {value}; {hint}")

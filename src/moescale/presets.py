@@ -193,10 +193,10 @@ def resolve_architecture(*, preset: str | None = None, arch: str | Path | None =
     >>> a.n_layers, hf["model_type"]
     (2, 'mixtral')
     """
-    given = [n for n, v in (("--preset", preset), ("--arch", arch), ("--hf-config", hf_config),
-                            ("--plan", plan)) if v]
+    given = [f"`{n}`" for n, v in (("preset", preset), ("arch", arch), ("hf_config", hf_config),
+                                  ("plan", plan)) if v]
     if len(given) > 1:
-        raise MoescaleError(f"give only one of --preset, --arch, --hf-config and --plan "
+        raise MoescaleError(f"give only one of `preset`, `arch`, `hf_config` and `plan` "
                             f"(got {', '.join(given)})")
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     hf: dict[str, Any] | None = None
@@ -212,7 +212,8 @@ def resolve_architecture(*, preset: str | None = None, arch: str | Path | None =
     else:
         if not overrides:
             raise MoescaleError(
-                "no architecture given; use --hf-config FILE, --arch FILE.json, --plan "
-                "plan.json, --preset NAME or size flags (--hidden-size, --layers, --heads, ...)")
+                "no architecture given; give `hf_config` (a config.json), `arch` (an architecture "
+                "JSON), `plan` (a plan JSON), `preset` or the sizes (`hidden_size`, `n_layers`, "
+                "`n_heads`, ...)")
         return Architecture.from_dict(overrides), None
     return (base.replace(**overrides) if overrides else base), hf

@@ -181,8 +181,8 @@ class RunTable:
         if name not in self.frame.columns:
             where = "the table" if self.source == "<frame>" else "the file"
             raise MoescaleError(f"column {name!r} is missing; {where} has: "
-                                f"{_listing(self.columns)} (rename one with --map "
-                                f"\"COLUMN={name}\" or compute it with --derive)")
+                                f"{_listing(self.columns)} (rename one to {name!r} "
+                                "with `mapping`, or compute it with `derive`)")
         return self.frame[name]
 
     def _floats(self, name: str) -> np.ndarray:
@@ -219,31 +219,6 @@ class RunTable:
 LOSS_COLUMNS = ("loss", "best_loss", "train_loss")
 MAX_LOSS = 1e3  # nats/token: ln(vocabulary) is below 17 for any tokenizer; far above, a loss
 #                 overflows the fit's exp/log space (numpy warnings, a meaningless fit)
-
-
-def parse_mapping(items: Iterable[str]) -> dict[str, str]:
-    """``["Model Size=N", "Training FLOP=C"]`` → ``{"Model Size": "N", ...}`` (``--map``)."""
-    return parse_pairs(items, "--map", "COLUMN=NAME")
-
-
-def parse_derive(items: Iterable[str]) -> dict[str, str]:
-    """``["D=C/(6*N)"]`` → ``{"D": "C/(6*N)"}`` (the CLI's ``--derive``)."""
-    return parse_pairs(items, "--derive", "NAME=EXPRESSION")
-
-
-def parse_pairs(items: Iterable[str], flag: str, form: str = "NAME=VALUE") -> dict[str, str]:
-    """``["a=1", "b = x"]`` → ``{"a": "1", "b": "x"}``; a malformed or repeated item is one
-    clear error naming ``flag``."""
-    out: dict[str, str] = {}
-    for item in [items] if isinstance(items, str) else items:
-        key, sep, value = str(item).partition("=")
-        key, value = key.strip(), value.strip()
-        if not sep or not key or not value:
-            raise MoescaleError(f"{flag} {item!r} must look like {form}")
-        if key in out:
-            raise MoescaleError(f"{flag} gives {key!r} twice ({key}={out[key]} and {item})")
-        out[key] = value
-    return out
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -334,7 +309,7 @@ def _rename(df: pd.DataFrame, mapping: dict, source: str) -> pd.DataFrame:
                for k, v in mapping.items()}
     missing = [k for k in renames if k not in df.columns]
     if missing:
-        raise MoescaleError(f"--map names column {missing[0]!r}, which {source} does not have "
+        raise MoescaleError(f"`mapping` names column {missing[0]!r}, which {source} does not have "
                             f"(columns: {_listing(df.columns)})")
     for alias, name in ALIASES.items():  # an alias only where the name is not there already
         names = [renames.get(c, c) for c in df.columns]
@@ -365,7 +340,7 @@ def _as_numbers(df: pd.DataFrame) -> pd.DataFrame:
 
 def _derive(df: pd.DataFrame, name: str, expr: str) -> str:
     name = ALIASES.get(name.strip(), name.strip())
-    df[name] = _eval(df, expr, f"--derive {name}={expr}")
+    df[name] = _eval(df, expr, f"`derive` {name}={expr}")
     return name
 
 

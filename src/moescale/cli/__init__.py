@@ -12,6 +12,7 @@ import sys
 import click
 
 from moescale import __version__
+from moescale.cli._output import as_flags
 from moescale.errors import MoescaleError
 
 # name -> "module:attribute"; each module holds one command (or a small group of commands).
@@ -68,6 +69,18 @@ def _one_line(message: object) -> str:
     return "; ".join(lines) or "unknown error"
 
 
+def _invoked_command(argv: list[str]) -> click.Command:
+    """The (sub-)command that ``argv`` names: ``["sweep", "run", "x.toml"]`` → ``sweep run``."""
+    command: click.Command = cli
+    for token in argv:
+        if not isinstance(command, click.Group):
+            break
+        sub = command.get_command(click.Context(command), token)
+        if sub is not None:
+            command = sub
+    return command
+
+
 def _fail(message: object, status: int = 2) -> None:
     click.echo(f"Error: {_one_line(message)}", err=True)
     sys.exit(status)
@@ -80,10 +93,11 @@ def main(argv: list[str] | None = None) -> None:
     and an unreadable file print exactly one ``Error: …`` line on stderr — no usage text — and
     exit with status 2. Any other exception is a bug and keeps its traceback.
     """
+    argv = sys.argv[1:] if argv is None else argv
     try:
         cli.main(args=argv, prog_name="moescale", standalone_mode=False)
     except MoescaleError as exc:
-        _fail(exc)
+        _fail(as_flags(str(exc), _invoked_command(argv)))
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -23,7 +23,7 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
         weight_column, delta, method, exhaustive, grid_items, fix_items, output, as_json,
         sensitivity, cv, rank_by, target_compute, at_items) -> None:
     """Load the runs, run the selection or the sensitivity study, print it."""
-    from moescale.runs import parse_pairs
+    from moescale.cli._options import parse_pairs
     from moescale.units import parse_positive
 
     if weight_column:
@@ -72,7 +72,8 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
     if grid and len(names) > 1:
         raise MoescaleError("--grid names one law's parameters; give it with a single --law")
     with progress() as step:
-        result = select_laws(runs, names, holdout=holdout, cv=cv, rank_by=rank_by, delta=delta,
+        split = "auto" if holdout is None else None if holdout.strip().lower() == "none" else holdout
+        result = select_laws(runs, names, holdout=split, cv=cv, rank_by=rank_by, delta=delta,
                              bootstrap=bootstrap, level=level, seed=seed,
                              target_compute=target, at=at or None,
                              grids={names[0]: grid} if grid else None,
@@ -104,7 +105,8 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
 def load_runs(data, store_path, mapping, derive, where, law: str | None = None):
     """The runs of ``moescale fit``: DATA or ``--store`` (columns under ``law``'s convention
     when given), renamed and derived, then filtered by ``--where``."""
-    from moescale.runs import RunTable, parse_derive, parse_mapping
+    from moescale.cli._options import parse_derive, parse_mapping
+    from moescale.runs import RunTable
 
     if (data is None) == (store_path is None):
         raise MoescaleError("give a runs file (DATA) or --store sweep.db, not both or neither")
@@ -126,8 +128,8 @@ def load_runs(data, store_path, mapping, derive, where, law: str | None = None):
 def _grid(grid_items, law_name: str) -> dict:
     if not grid_items:
         return {}
+    from moescale.cli._options import parse_pairs
     from moescale.laws import get_law
-    from moescale.runs import parse_pairs
     from moescale.units import parse_number
 
     if "," in law_name or law_name.strip().lower() == "all":

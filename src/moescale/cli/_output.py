@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -23,9 +24,28 @@ def safe(text: object) -> str:
     return str(text).translate(_CONTROL)
 
 
-def _jsonable(obj: Any) -> Any:
-    """Kept for old callers; see :func:`moescale.jsonio.jsonable`."""
-    return jsonable(obj)
+_PARAMETER = re.compile(r"`([A-Za-z_][A-Za-z0-9_]*)`(=True|=False)?")
+
+
+def as_flags(message: str, command: click.Command) -> str:
+    """A library message in ``command``'s words: the library names Python parameters in
+    backticks (`` `memory_bytes` ``, `` `measure`=False ``); each becomes the command's flag
+    for that parameter (``--memory``, ``--no-estimate``), or the metavar of an argument. A name
+    the command has no option for is printed as the library wrote it."""
+    params = {p.name: p for p in command.params if p.name}
+
+    def flag(m: re.Match) -> str:
+        param, value = params.get(m.group(1)), m.group(2)
+        if isinstance(param, click.Option):
+            if value == "=False" and param.secondary_opts:
+                return param.secondary_opts[0]
+            if value is None or param.is_flag:
+                return next((o for o in param.opts if o.startswith("--")), param.opts[0])
+        elif param is not None and value is None:
+            return param.human_readable_name
+        return m.group(1) + (value or "")
+
+    return _PARAMETER.sub(flag, message)
 
 
 def echo_json(obj: Any) -> None:

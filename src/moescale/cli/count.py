@@ -4,70 +4,20 @@ from __future__ import annotations
 
 import click
 
+from moescale.cli._architecture import architecture_options, resolve
 from moescale.cli._output import echo_json, fmt_num, print_table
 from moescale.errors import MoescaleError
 
-# flag name -> Architecture field
-_FLAGS = {
-    "hidden_size": "hidden_size", "layers": "n_layers", "heads": "n_heads",
-    "kv_heads": "n_kv_heads", "head_dim": "head_dim", "dense_ffn": "dense_ffn",
-    "experts": "n_experts", "top_k": "top_k", "expert_ffn": "expert_ffn",
-    "shared_experts": "n_shared_experts", "shared_ffn": "shared_expert_ffn",
-    "dense_layers": "first_dense_layers", "moe_step": "moe_layer_step",
-    "ffn_type": "ffn_type", "seq_len": "seq_len", "vocab": "vocab_size",
-}
-
-
-def load_architecture(hf_config: str | None, arch: str | None, preset: str | None,
-                      flags: dict[str, object]) -> object:
-    """The architecture a command was given: exactly one of a HF config, a JSON file, a preset
-    or size flags (flags given together with a file override its fields); see
-    :func:`moescale.presets.resolve_architecture`."""
-    from moescale.presets import resolve_architecture
-
-    given = {_FLAGS[k]: v for k, v in flags.items() if v is not None}
-    return resolve_architecture(preset=preset, arch=arch, hf_config=hf_config,
-                                overrides=given)[0]
-
-
-def architecture_options(func):
-    """Decorator adding the shared ways of naming an architecture to a command."""
-    opts = [
-        click.option("--hf-config", type=click.Path(dir_okay=False), help="Hugging Face config.json."),
-        click.option("--arch", "arch_file", type=click.Path(dir_okay=False),
-                     help="Architecture JSON (from `count --json`, `plan --json` or Architecture.to_json)."),
-        click.option("--preset", help="Built-in architecture, e.g. mixtral-8x7b, deepseek-v3, example, tiny."),
-        click.option("--hidden-size", type=int, help="d, the model width."),
-        click.option("--layers", type=int, help="L, number of layers."),
-        click.option("--heads", type=int, help="N_q, query heads."),
-        click.option("--kv-heads", type=int, help="N_kv, key/value heads (GQA)."),
-        click.option("--head-dim", type=int, help="d_qkv (default hidden/heads)."),
-        click.option("--dense-ffn", type=int, help="d_d, dense FFN width."),
-        click.option("--experts", type=int, help="N_e, routed experts per MoE layer (0 = dense)."),
-        click.option("--top-k", type=int, help="K, routed experts per token."),
-        click.option("--expert-ffn", type=int, help="d_m, width of one expert."),
-        click.option("--shared-experts", type=int, help="Shared experts per MoE layer."),
-        click.option("--shared-ffn", type=int, help="Width of one shared expert (default d_m)."),
-        click.option("--dense-layers", type=int, help="L_d, leading dense layers."),
-        click.option("--moe-step", type=int, help="Every k-th layer after the dense ones is MoE."),
-        click.option("--ffn-type", type=click.Choice(["swiglu", "geglu", "gelu", "relu"])),
-        click.option("--seq-len", type=int, help="S, training sequence length."),
-        click.option("--vocab", type=int, help="Vocabulary size."),
-    ]
-    for opt in reversed(opts):
-        func = opt(func)
-    return func
-
 
 @click.command()
-@architecture_options
+@architecture_options()
 @click.option("--convention", default="exact", show_default=True,
               help="Counting convention: exact, megatron, holistic, chinchilla, kaplan.")
 @click.option("--context", type=int, help="Training context for attention FLOPs [default: seq_len].")
 @click.option("--kv-tokens", type=int, help="Cached tokens for KV-cache size and decode FLOPs [default: seq_len].")
 @click.option("--dtype", default="bf16", show_default=True, help="Weights / KV-cache dtype.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def count(hf_config, arch_file, preset, convention, context, kv_tokens, dtype, as_json, **flags):
+def count(convention, context, kv_tokens, dtype, as_json, **options):
     """Count parameters, FLOPs per token and memory of an (MoE) transformer.
 
     \b
@@ -87,7 +37,7 @@ def count(hf_config, arch_file, preset, convention, context, kv_tokens, dtype, a
         if value is not None and value > LIMITS["seq_len"]:
             raise MoescaleError(f"{name} must be at most {LIMITS['seq_len']:,} tokens, got {value:,}")
     dtype_bytes(dtype)
-    a = load_architecture(hf_config, arch_file, preset, flags)
+    a, _ = resolve(options)
     c = count_arch(a, convention, context=context, inference_context=kv_tokens)
     if as_json:
         echo_json(c.to_dict(dtype))

@@ -30,7 +30,8 @@ def _floats(text: str, what: str) -> list[float]:
 @click.option("--where", default=None, metavar="EXPR",
               help="Keep only the runs matching a pandas query, e.g. \"step == 249000 and k == 1\".")
 @click.option("--holdout", default=None, metavar="SPEC",
-              help="Held-out runs: largest-C:5, largest-N:1, lowest-loss:30, tag:COL=VALUE, query:EXPR.")
+              help="Held-out runs: largest-C:5, largest-N:1, lowest-loss:30, tag:COL=VALUE, "
+                   "query:EXPR [one law: none; --law LIST: the largest size or budget, or none].")
 @click.option("--bootstrap", type=click.IntRange(0, 10_000), default=0,
               help="Bootstrap refits (resampled runs) for confidence intervals.")
 @click.option("--level", type=FiniteFloat(0.5, 0.999), default=0.95, show_default=True,
@@ -88,9 +89,9 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
 
     if _fit_selection.wants_selection(law_name, sensitivity, cv, rank_by, target_compute, at_items):
         return _fit_selection.run(**{k: v for k, v in locals().items() if k != "_fit_selection"})
-    from moescale.fitting import fit_runs
+    from moescale import fitting
+    from moescale.cli._options import parse_pairs
     from moescale.laws import get_law
-    from moescale.runs import parse_pairs
 
     law = get_law(law_name)
     runs = _fit_selection.load_runs(data, store_path, mapping, derive, where, law=law.name)
@@ -115,7 +116,7 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
     import sys
 
     with StageProgress(not as_json and sys.stderr.isatty()) as progress:
-        result = fit_runs(law.name, runs, holdout=holdout, bootstrap=bootstrap, level=level,
+        result = fitting.fit(law.name, runs, holdout=holdout, bootstrap=bootstrap, level=level,
                           seed=seed, weights=weight_column, delta=delta, method=method, grid=grid or None,
                           fixed=fixed or None, screen=not exhaustive, progress=progress)
     if output:

@@ -18,14 +18,14 @@ from moescale.errors import MoescaleError
                    "model with the lowest loss under --law/--fit [default when either is given].")
 @click.option("--law", default=None, help="Law for --method law (default ludziejewski2025).")
 @click.option("--preset", default=None, help="Preset coefficients of --law (needs --law).")
-@click.option("--fit", "fit_file", type=click.Path(dir_okay=False),
+@click.option("--fit", "fit", type=click.Path(dir_okay=False),
               help="A fit.json from `moescale fit`: a loss law (--method law) or holistic2026 "
                    "(C → D_opt, for the holistic method).")
 @click.option("--m-ratio-fit", type=click.Path(dir_okay=False),
               help="power_law_C fit of the optimal M/N_a in C (holistic method).")
 @click.option("--n-ratio-fit", type=click.Path(dir_okay=False),
               help="power_law_C fit of the optimal N/N_a in C (holistic method).")
-@click.option("--memory", default=None, help="Memory budget for weights (+ KV cache), e.g. 80GB.")
+@click.option("--memory", "memory_bytes", default=None, help="Memory budget for weights (+ KV cache), e.g. 80GB.")
 @click.option("--kv-tokens", default="0", show_default=True,
               help="Tokens of KV cache that must fit in --memory.")
 @click.option("--dtype", default="bf16", show_default=True, help="Dtype of weights and KV cache.")
@@ -52,7 +52,7 @@ from moescale.errors import MoescaleError
               help="Write Megatron-LM arguments for the planned model here.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the plan JSON here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
-def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memory, kv_tokens,
+def plan(compute, method, law, preset, fit, m_ratio_fit, n_ratio_fit, memory_bytes, kv_tokens,
          dtype, inference_tokens, corpus_tokens, experts, top_k, vocab, seq_len, heads, kv_heads, head_dim,
          align, top, hf_out, hf_family, megatron_out, output, as_json):
     """Plan an MoE for a compute budget (and optionally memory and serving load).
@@ -71,33 +71,32 @@ def plan(compute, method, law, preset, fit_file, m_ratio_fit, n_ratio_fit, memor
       moescale plan --compute 1e21 --fit fit.json --hf-config planned/config.json
       moescale plan --compute 1e15 --fit fit.json --corpus-tokens 4e6 --vocab 256
     """
+    from moescale.api import plan as make_plan
     from moescale.fitting import FitResult
-    from moescale.planning import Budget, make_plan
     from moescale.planning.plan import with_warnings
     from moescale.units import parse_bytes, parse_positive
 
     corpus = parse_positive(corpus_tokens, "--corpus-tokens") if corpus_tokens else None
-    budget = Budget(
-        compute=parse_positive(compute, "--compute"),
-        memory_bytes=parse_bytes(memory, "--memory") if memory is not None else None,
+    p = make_plan(
+        parse_positive(compute, "--compute"),
+        memory_bytes=parse_bytes(memory_bytes, "--memory") if memory_bytes is not None else None,
         kv_tokens=parse_int(kv_tokens, "--kv-tokens", 0), dtype=dtype,
         inference_tokens=(parse_positive(inference_tokens, "--inference-tokens")
                           if inference_tokens is not None else 0.0),
-    )
-    p = make_plan(budget, method=method, law=law, preset=preset, fit=fit_file,
-                  experts=parse_int_list(experts) if experts is not None else None,
-                  align=parse_int(align, "--align"), seq_len=parse_int(seq_len, "--seq-len", 2),
-                  top=parse_int(top, "--top", 0), m_ratio_fit=m_ratio_fit, n_ratio_fit=n_ratio_fit,
-                  vocab=parse_int(vocab, "--vocab", 2), top_k=parse_int(top_k, "--top-k"),
-                  heads=parse_int(heads, "--heads"), kv_heads=parse_int(kv_heads, "--kv-heads"),
-                  head_dim=parse_int(head_dim, "--head-dim"))
-    fits = [FitResult.load(f) for f in (fit_file, m_ratio_fit, n_ratio_fit) if f]
+        method=method, law=law, preset=preset, fit=fit,
+        experts=parse_int_list(experts) if experts is not None else None,
+        align=parse_int(align, "--align"), seq_len=parse_int(seq_len, "--seq-len", 2),
+        top=parse_int(top, "--top", 0), m_ratio_fit=m_ratio_fit, n_ratio_fit=n_ratio_fit,
+        vocab=parse_int(vocab, "--vocab", 2), top_k=parse_int(top_k, "--top-k"),
+        heads=parse_int(heads, "--heads"), kv_heads=parse_int(kv_heads, "--kv-heads"),
+        head_dim=parse_int(head_dim, "--head-dim"))
+    fits = [FitResult.load(f) for f in (fit, m_ratio_fit, n_ratio_fit) if f]
     p = with_warnings(p, fits, corpus)
     _write_exports(p, hf_out, hf_family, megatron_out, output)
     if as_json:
         echo_json(p.to_dict())
     else:
-        _print_plan(p, fits[0].ci_level if fit_file else 0.95)
+        _print_plan(p, fits[0].ci_level if fit else 0.95)
         for w in p.warnings:
             click.echo(f"warning: {w}", err=True)
 

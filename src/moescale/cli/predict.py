@@ -40,9 +40,9 @@ def predict(law_name, preset, fit_file, extra, corpus_tokens, as_json, **values)
       moescale predict --law ludziejewski2025 --N-active 1e9 --D 2e10 --E 8 --json
       moescale predict --fit fit.json --N 7e9 --D 1.4e12
     """
+    from moescale.cli._options import parse_pairs
     from moescale.laws import get_law
     from moescale.planning.plan import corpus_size, corpus_warning, fit_warnings
-    from moescale.runs import parse_pairs
     from moescale.units import parse_positive
 
     corpus = parse_positive(corpus_tokens, "--corpus-tokens") if corpus_tokens else None

@@ -95,7 +95,7 @@ def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compa
     if store:
         build.load_store(store, inp)
     if runs_file:
-        from moescale.runs import parse_derive, parse_mapping
+        from moescale.cli._options import parse_derive, parse_mapping
 
         build.load_runs(runs_file, parse_mapping(mapping), parse_derive(derive), where, inp)
     for path in fit_files:

@@ -53,10 +53,10 @@ def sweep() -> None:
               show_default=True,
               help="The sweep's store, when it exists: runs already done there are not estimated.")
 @click.option("--workers", type=click.IntRange(min=1), help="Workers assumed for the time estimate.")
-@click.option("--no-estimate", is_flag=True,
-              help="Skip the wall-time estimate (it times short real runs, a few seconds).")
+@click.option("--estimate/--no-estimate", "measure", default=True,
+              help="Estimate the wall time by timing short real runs (a few seconds).")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan_cmd(spec_path, store_path, workers, no_estimate, as_json):
+def plan_cmd(spec_path, store_path, workers, measure, as_json):
     """List the runs of SPEC (id, architecture, tokens, FLOPs, done or left in the store), the
     total compute, repeated data and an estimated wall time on this machine of the runs left.
 
@@ -80,7 +80,7 @@ def plan_cmd(spec_path, store_path, workers, no_estimate, as_json):
                                            spec_path)
         if conflict:
             click.echo(f"warning: {safe(conflict)}", err=True)
-    plan = sweep_plan(spec, workers, measure=not no_estimate,
+    plan = sweep_plan(spec, workers, measure=measure,
                       done={i for i, s in states.items() if s == "done"},
                       failed={i for i, s in states.items() if s == "failed"})
     if as_json:
@@ -528,14 +528,14 @@ def _write_fits(result, folder: str) -> list[str]:
               help="Bootstrap refits that measure the current uncertainty.")
 @click.option("--per-flop", is_flag=True,
               help="Rank candidates by variance removed per FLOP (cheap runs first).")
-@click.option("--fix", "fix_items", multiple=True, metavar="NAME=VALUE",
+@click.option("--fix", "fixed", multiple=True, metavar="NAME=VALUE",
               help="Hold a law parameter fixed in the fit (one the runs cannot identify, e.g. "
                    "E_start of ludziejewski2025 on a small sweep). Repeatable.")
 @click.option("--append", "append_to", type=click.Path(dir_okay=False), default=None,
               help="Append the proposed runs to this spec as [[runs]] tables.")
 @click.option("--json", "as_json", is_flag=True, help="Print the proposal as JSON.")
 def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_run_flops,
-                quantity, bootstrap, per_flop, fix_items, append_to, as_json):
+                quantity, bootstrap, per_flop, fixed, append_to, as_json):
     """Propose the next runs that most shrink the uncertainty of the target optimum.
 
     Fits LAW to the store's runs with bootstrap refits, then chooses among the store's
@@ -551,58 +551,31 @@ def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_
       moescale sweep suggest --store sweep.db --law chinchilla --target-compute 1e15 \\
         --budget-flops 3e12 --append sweep.toml && moescale sweep run sweep.toml --store sweep.db
     """
-    import numpy as np
-
-    from moescale.fitting import fit_runs
+    from moescale.cli._options import parse_pairs
     from moescale.laws import get_law
-    from moescale.runs import RunTable, parse_pairs
-    from moescale.sweeps import suggest as sg
-    from moescale.sweeps.export import run_columns
+    from moescale.sweeps.suggest import suggest_from_store
     from moescale.units import parse_number, parse_positive
 
     law = get_law(law_name)
-    sg.size_variable(law)  # a law with an allocation to pin down, before any fitting
-    target = parse_positive(target_compute, "--target-compute")
-    budget = parse_positive(budget_flops, "--budget-flops") if budget_flops else None
-    fixed = {}
-    for k, v in parse_pairs(fix_items, "--fix", "NAME=VALUE").items():
+    pinned = {}
+    for k, v in parse_pairs(fixed, "--fix", "NAME=VALUE").items():
         if k not in law.params:
             raise MoescaleError(f"--fix {k}: law {law.name!r} has no parameter {k!r} (it has "
                                 f"{', '.join(law.params)})")
-        value = parse_number(v, f"--fix {k}")
-        fixed[k] = law.check_param(k, value, f"--fix {k}")
-    store = _open(store_path)
-    rows = [r for r in store.rows() if r["status"] == "done"]
-    _report_problems(store)
-    if not rows:
-        raise MoescaleError(f"{store_path} has no finished run to fit")
-    runs = RunTable.from_store(store_path, law=law.name)
-    largest = max(r["spec"]["budget"] for r in rows)
-    top = parse_positive(max_run_flops, "--max-run-flops") if max_run_flops else 4 * largest
-    smallest = min(r["spec"]["budget"] for r in rows)
-    budgets = np.geomspace(min(smallest, top), top, 8)
-    candidates = sg.store_candidates(rows, budgets, max_flops=top)
-    if not candidates:
-        raise MoescaleError(f"no candidate run of at most {top:.3g} FLOPs: every architecture "
-                            "of the store is already run at every candidate budget; raise "
-                            "--max-run-flops")
-    variables, costs = sg.candidates_from_runs(candidates, law)
-    fit = fit_runs(law.name, runs, bootstrap=bootstrap, fixed=fixed or None)
-    result = sg.suggest(fit, runs, variables, costs, target, quantity, n_runs, budget,
-                        candidates, per_flop=per_flop)
-    appended = 0
-    if append_to and result.suggestions:
-        note = (f"suggested by moescale sweep suggest ({law.name}, {quantity} at "
-                f"{target:.3g} FLOPs)")
-        appended = sg.append_runs(append_to, result.suggestions, note)
-    epochs, warnings = sg.corpus_repeats(result.suggestions, rows)
-    experts = [run_columns(s.run.to_dict())["E"] for s in result.suggestions]
+        pinned[k] = law.check_param(k, parse_number(v, f"--fix {k}"), f"--fix {k}")
+    target = parse_positive(target_compute, "--target-compute")
+    with _open(store_path) as store:
+        _report_problems(store)
+    out = suggest_from_store(
+        store_path, law, target, quantity=quantity, n_runs=n_runs,
+        budget_flops=parse_positive(budget_flops, "--budget-flops") if budget_flops else None,
+        max_run_flops=(parse_positive(max_run_flops, "--max-run-flops") if max_run_flops
+                       else None),
+        bootstrap=bootstrap, fixed=pinned, per_flop=per_flop, append_to=append_to)
     if as_json:
-        out = result.to_dict() | {"appended": appended, "warnings": warnings}
-        for s, e, n_experts in zip(out["suggestions"], epochs, experts, strict=True):
-            s |= {"E": n_experts, "epochs": e}
-        echo_json(out)
+        echo_json(out.to_dict())
         return
+    result, appended = out.result, out.appended
     what = "N_opt" if quantity == "allocation" else "loss"
     click.echo(f"{law.name}: {what} at {target:.3g} FLOPs = {result.value:.4g}; s.d. of "
                f"ln {what} {result.sd_now:.3f} now, {result.sd_after:.3f} after "
@@ -613,10 +586,11 @@ def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_
                   s.run.architecture["n_layers"], n_experts,
                   s.variables.get("N", s.variables.get("N_active")), s.run.tokens,
                   "-" if e is None else f"{e:.2f}", f"{s.sd_after:.3f}")
-                 for s, e, n_experts in zip(result.suggestions, epochs, experts, strict=True)])
+                 for s, e, n_experts in zip(result.suggestions, out.epochs, out.experts,
+                                            strict=True)])
     if appended:
         click.echo(f"appended {appended} [[runs]] to {append_to}")
-    for warning in warnings:
+    for warning in out.warnings:
         click.echo(f"warning: {warning}", err=True)
 
 

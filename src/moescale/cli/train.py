@@ -8,25 +8,11 @@ import time
 
 import click
 
-from moescale.architecture import Architecture
-from moescale.cli._output import echo_json, print_table
+from moescale.cli._architecture import architecture_options, resolve
+from moescale.cli._output import as_flags, echo_json, print_table
 from moescale.errors import MoescaleError
 from moescale.training.config import MAX_TOKENS  # no torch import
 from moescale.units import FiniteFloat, PositiveNumber
-
-
-def _architecture(arch: str | None, hf_config: str | None, plan: str | None,
-                  preset: str | None) -> tuple[Architecture, dict | None]:
-    """The one architecture source given, and the HF config dict when there is one (an HF file
-    or an HF preset such as mixtral-8x7b)."""
-    from moescale.presets import resolve_architecture
-
-    given = [n for n, v in (("--arch", arch), ("--hf-config", hf_config), ("--plan", plan),
-                            ("--preset", preset)) if v]
-    if len(given) != 1:
-        raise MoescaleError("give exactly one of --arch, --hf-config, --plan or --preset "
-                            f"(got {', '.join(given) or 'none'})")
-    return resolve_architecture(preset=preset, arch=arch, hf_config=hf_config, plan=plan)
 
 
 def _model_options(hf: dict | None, capacity_factor: float | None, router: str | None,
@@ -64,10 +50,7 @@ def _print_result(r) -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--arch", type=click.Path(), help="Architecture JSON (Architecture.to_dict()).")
-@click.option("--hf-config", type=click.Path(), help="Hugging Face config.json of an MoE family.")
-@click.option("--plan", type=click.Path(), help="Plan JSON from `moescale plan --json`.")
-@click.option("--preset", help="A small built-in architecture: tiny, small, small-shared, gpu-100m.")
+@architecture_options(own=("seq_len", "vocab_size"))
 @click.option("--tokens", type=PositiveNumber(integer=True, maximum=MAX_TOKENS),
               help="Training tokens, e.g. 5e6 or 20M (at most 1e15) [default: the plan's].")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True),
@@ -121,9 +104,10 @@ def _print_result(r) -> None:
 @click.option("--threads", type=click.IntRange(1, 4096),
               help="CPU threads for this run (default: torch's; 1 per run on a busy machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
+def train(tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
           data, text_column, tokenizer, vocab_size, out, eval_every, capacity_factor, router, norm_topk_prob,
-          aux_loss_coef, z_loss_coef, router_loss_reduction, resume, compile_, fused, seed, device, threads, as_json):
+          aux_loss_coef, z_loss_coef, router_loss_reduction, resume, compile_, fused, seed, device, threads, as_json,
+          **arch_options):
     """Train an MoE language model on real text; print loss, tokens, FLOPs and speed.
 
     Writes OUT/log.jsonl (one flushed line per log step), OUT/run.json and
@@ -132,13 +116,15 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
     \b
     Examples:
       moescale train --preset tiny --tokens 5e6
+      moescale train --preset tiny --experts 8 --top-k 1 --tokens 5e6 --out runs/e8
       moescale train --hf-config config.json --tokens 2e7 --schedule cosine --out runs/a
       moescale train --plan plan.json --tokens 1e8 --data my_texts/ --tokenizer bpe --json
       moescale data prepare shards/ --tokenizer qwen/tokenizer.json -o corpus/
       moescale train --preset small --tokens 1e8 --data corpus/
       torchrun --nproc-per-node 8 -m moescale train --preset gpu-100m --tokens 1e9
     """
-    architecture, hf = _architecture(arch, hf_config, plan, preset)
+    architecture, hf = resolve(arch_options)
+    plan = arch_options["plan"]
     if plan:  # the plan's values unless overridden on the command line (which is reported)
         from moescale.planning.training_values import plan_training_values
 
@@ -146,7 +132,7 @@ def train(arch, hf_config, plan, preset, tokens, lr, batch_tokens, seq_len, grad
             tokens=tokens, lr=lr, batch_tokens=batch_tokens, seq_len=seq_len,
             tokenizer=tokenizer, vocab_size=vocab_size), grad_accum)
         for line in overrides:
-            click.echo(f"note: {line}", err=True)
+            click.echo(f"note: {as_flags(line, click.get_current_context().command)}", err=True)
         tokens, lr, batch_tokens, seq_len, tokenizer, vocab_size = (values[k] for k in (
             "tokens", "lr", "batch_tokens", "seq_len", "tokenizer", "vocab_size"))
     lr, batch_tokens, tokenizer = lr or 3e-3, batch_tokens or 4096, tokenizer or "bytes"

@@ -1,4 +1,4 @@
-"""A scikit-learn style estimator over :func:`~moescale.fitting.fit_runs`.
+"""A scikit-learn style estimator over :func:`~moescale.fitting.fit`.
 
 The constructor only stores settings; :meth:`ScalingLaw.fit` validates, fits and returns
 ``self``; fitted values end in ``_``; :meth:`ScalingLaw.predict` before ``fit`` is a clear
@@ -31,7 +31,7 @@ class ScalingLaw:
     ----------
     law : str or Law
     holdout, bootstrap, level, seed, weights
-        As in :func:`~moescale.fitting.fit_runs`.
+        As in :func:`~moescale.fitting.fit`.
     **fit_options
         ``delta``, ``fixed``, ``grid``, ``method``, ``screen``.
 
@@ -71,9 +71,9 @@ class ScalingLaw:
 
     def fit(self, runs) -> ScalingLaw:
         """Fit to ``runs`` (RunTable, data frame or file path); returns ``self``."""
-        from moescale.fitting import fit_runs
+        from moescale import fitting
 
-        self.result_ = fit_runs(self.law, runs, holdout=self.holdout, bootstrap=self.bootstrap,
+        self.result_ = fitting.fit(self.law, runs, holdout=self.holdout, bootstrap=self.bootstrap,
                                 level=self.level, seed=self.seed, weights=self.weights,
                                 **self.fit_options)
         self.params_ = dict(self.result_.params)
@@ -97,7 +97,7 @@ class ScalingLaw:
 
     def score(self, runs) -> float:
         """Negative RMSE of the target on ``runs`` (higher is better, as scikit-learn)."""
-        from moescale.fitting import _as_runs
+        from moescale.fitting.engine import _as_runs
 
         result = self._fitted()
         table = _as_runs(runs)

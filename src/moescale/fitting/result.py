@@ -57,11 +57,11 @@ class FitResult:
     Examples
     --------
     >>> import numpy as np
-    >>> from moescale.fitting import fit
+    >>> from moescale.fitting import fit_arrays
     >>> N, D = np.meshgrid(np.geomspace(1e8, 1e10, 5), np.geomspace(1e9, 1e11, 5))
     >>> v = {"N": N.ravel(), "D": D.ravel()}
     >>> from moescale.laws import get_law
-    >>> r = fit("chinchilla", v, get_law("chinchilla").predict("hoffmann2022", v))
+    >>> r = fit_arrays("chinchilla", v, get_law("chinchilla").predict("hoffmann2022", v))
     >>> r.success, round(r.params["alpha"], 2)
     (True, 0.34)
     >>> float(r.predict(N=1e9, D=2e10)) > 1.69
@@ -235,8 +235,8 @@ class FitResult:
         if self.interval_refused:
             raise MoescaleError(f"{self.describe()}: {self.interval_refused}")
         if not self.bootstrap_params:
-            raise MoescaleError("this fit has no bootstrap refits; fit again with --bootstrap N "
-                                "(bootstrap=N in fit_runs)")
+            raise MoescaleError("this fit has no bootstrap refits; fit again with `bootstrap` "
+                                "refits")
         if level is not None and not 0 < level < 1:
             raise MoescaleError(f"level must be in (0, 1), got {level!r}")
         law, v = self.law_object(), {**(variables or {}), **kw}

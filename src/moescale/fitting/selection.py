@@ -3,15 +3,16 @@ the same way, and rank them.
 
 Protocol
 --------
-- **Same runs, same split, the fit of one law.** Every law is fitted with :func:`fit_runs` to
+- **Same runs, same split, the fit of one law.** Every law is fitted with :func:`~moescale.fitting.fit` to
   the same training runs, with the same held-out runs and the Huber threshold ``δ`` on
   ``ln L`` residuals that a single fit of that law uses
   (:func:`~moescale.fitting.objective.default_delta`: the law's paper, else 1e-3), so the
   leaderboard's fit of a law is the fit ``moescale fit --law NAME`` gives. Each law's AIC and
   BIC use the Huber density with its own ``δ`` (a normalised density of ``ln L`` either way);
-  ``delta=`` (``--delta``) gives every law one ``δ``, hence one noise model.
+  ``delta=`` gives every law one ``δ``, hence one noise model.
 - **Held-out extrapolation** (the literature's protocol): without a ``holdout``, the runs of
-  the largest model size or compute budget are held out (:func:`default_holdout`) and
+  the largest model size or compute budget are held out (``holdout="auto"``,
+  :func:`default_holdout`) and
   predicted by laws fitted on the rest. ``cv`` adds leave-one-group-out cross-validation
   (``cv="budget"``: one fold per compute budget).
 - **Not ranked**: a law whose variables the runs lack is *not applicable*; a law with a
@@ -100,7 +101,7 @@ def resolve_laws(spec: str | Sequence[str]) -> list[str]:
     else:
         names = [str(s).strip() for s in spec]
     if not names or any(not n for n in names):
-        raise MoescaleError(f"--law {spec!r}: give law names separated by commas, or all")
+        raise MoescaleError(f"`laws` {spec!r}: give law names separated by commas, or all")
     seen = set()
     for name in names:
         law = get_law(name)
@@ -108,7 +109,7 @@ def resolve_laws(spec: str | Sequence[str]) -> list[str]:
             raise MoescaleError(f"law {name!r} predicts {law.target}, not the loss; law "
                                 f"selection compares loss laws ({', '.join(loss_laws())})")
         if name in seen:
-            raise MoescaleError(f"--law names {name!r} twice")
+            raise MoescaleError(f"`laws` names {name!r} twice")
         seen.add(name)
     return names
 
@@ -562,20 +563,20 @@ def _cv_groups(runs, cv: str) -> tuple[str, np.ndarray]:
     if cv == "budget":
         col = "budget" if "budget" in runs.frame.columns else "C"
     if col not in runs.frame.columns:
-        raise MoescaleError(f"--cv {cv}: the runs have no column {col!r} "
+        raise MoescaleError(f"`cv` {cv}: the runs have no column {col!r} "
                             f"(columns: {', '.join(runs.columns)})")
     values = runs.frame[col].to_numpy()
     groups = np.unique(values)
     if groups.size < 2:
-        raise MoescaleError(f"--cv {cv}: column {col!r} has a single value; nothing to leave out")
+        raise MoescaleError(f"`cv` {cv}: column {col!r} has a single value; nothing to leave out")
     if groups.size > MAX_FOLDS:
-        raise MoescaleError(f"--cv {cv}: column {col!r} has {groups.size} distinct values; "
+        raise MoescaleError(f"`cv` {cv}: column {col!r} has {groups.size} distinct values; "
                             f"leave-one-group-out needs a grid of at most {MAX_FOLDS} (a budget "
                             "or size column)")
     return col, values
 
 
-def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None = None,
+def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None = "auto",
                 cv: str | None = None, rank_by: str | None = None, delta: float | None = None,
                 bootstrap: int = 0, level: float = 0.95, seed: int = 0,
                 target_compute: float | None = None, at: Mapping[str, float] | None = None,
@@ -591,9 +592,10 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
     laws : str or sequence of str
         ``"all"`` (every registered loss law), a comma-separated list or names.
     holdout : str, optional
-        The held-out split shared by every law (``--holdout`` syntax); default
-        :func:`default_holdout` (largest size or budget). ``"none"``: no held-out runs (then
-        laws are ranked by BIC unless ``cv`` is given).
+        The held-out split shared by every law (the syntax of :func:`~moescale.fitting.fit`);
+        ``"auto"`` (the default): :func:`default_holdout`, the largest size or budget.
+        ``None``: no held-out runs, as in every fit (then laws are ranked by BIC unless ``cv``
+        is given).
     cv : str, optional
         Leave-one-group-out cross-validation over a column: ``"budget"`` (``budget``, else
         ``C``) or any column with at most 30 distinct values.
@@ -614,9 +616,9 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
     grids : mapping, optional
         Start grids per law name (fit space) replacing the published ones.
     screen : bool
-        Successive-halving screening of the starts (see :func:`fit_runs`).
+        Successive-halving screening of the starts (see :func:`~moescale.fitting.fit`).
     fit_options : mapping, optional
-        More options of :func:`fit_runs` for every fit (e.g. ``polish_top``).
+        More options of :func:`~moescale.fitting.fit` for every fit (e.g. ``polish_top``).
 
     Returns
     -------
@@ -625,7 +627,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
     """
     import time
 
-    from moescale.fitting import fit_runs
+    from moescale import fitting
 
     t_start = time.perf_counter()
     names = resolve_laws(laws)
@@ -633,9 +635,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
                               or not math.isfinite(delta) or delta <= 0):
         raise MoescaleError(f"delta (the Huber threshold) must be a positive number, got {delta!r}")
     given_delta = float(delta) if delta else None
-    if holdout is not None and holdout.strip().lower() == "none":
-        holdout = None
-    elif holdout is None:
+    if holdout == "auto":
         holdout = default_holdout(runs)
     test = _mask(runs, holdout)
     cv_col, cv_values = _cv_groups(runs, cv) if cv else (None, None)
@@ -644,9 +644,9 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
     if rank_by not in RANK_BY:
         raise MoescaleError(f"rank by {rank_by!r}: choose one of {', '.join(RANK_BY)}")
     if rank_by == "cv" and not cv:
-        raise MoescaleError("ranking by cv needs cross-validation (--cv budget or --cv COLUMN)")
+        raise MoescaleError("ranking by cv needs cross-validation (`cv` budget or a column)")
     if rank_by == "holdout" and not holdout:
-        raise MoescaleError("ranking by held-out error needs held-out runs (--holdout SPEC)")
+        raise MoescaleError("ranking by held-out error needs held-out runs (`holdout`)")
     if target_compute is None and "C" in runs.frame.columns:
         c = runs.frame["C"].to_numpy(dtype=float)
         target_compute = float(np.max(c[np.isfinite(c)])) if np.isfinite(c).any() else None
@@ -663,7 +663,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
         t0 = time.perf_counter()
         delta = given_delta or default_delta(name)
         try:
-            res = fit_runs(law, runs, holdout=holdout, bootstrap=bootstrap, level=level,
+            res = fitting.fit(law, runs, holdout=holdout, bootstrap=bootstrap, level=level,
                            seed=seed, delta=delta, grid=grids.get(name), screen=screen,
                            **dict(fit_options or {}))
         except MoescaleError as exc:
@@ -711,7 +711,7 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
 def _cross_validate(law, runs, col, values, delta, grid, screen, fit_options=None):
     """Leave-one-group-out errors of ``law``: pooled RMSE and largest error over the folds
     whose training runs identify the law."""
-    from moescale.fitting import fit_runs
+    from moescale import fitting
 
     errors, skipped = [], []
     y_all = runs.target(law.target)
@@ -723,7 +723,7 @@ def _cross_validate(law, runs, col, values, delta, grid, screen, fit_options=Non
             skipped.append(g)
             continue
         try:
-            res = fit_runs(law, runs.subset(~test), delta=delta, grid=grid, screen=screen,
+            res = fitting.fit(law, runs.subset(~test), delta=delta, grid=grid, screen=screen,
                            **dict(fit_options or {}))
         except MoescaleError:
             skipped.append(g)

@@ -185,13 +185,13 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
     screen : bool
         Successive-halving screening of the starts.
     fit_options : mapping, optional
-        More options of :func:`~moescale.fitting.fit_runs` for every refit (``polish_top``).
+        More options of :func:`~moescale.fitting.fit` for every refit (``polish_top``).
 
     Returns
     -------
     Sensitivity
     """
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.fitting.objective import default_delta
     from moescale.fitting.selection import choice_values, law_status, optimum, size_variable
 
@@ -268,7 +268,7 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
             if "linear" in change:
                 params = _fit_linear(law, sub, change["linear"], g, screen, fit_options)
             else:
-                res = fit_runs(law, sub, delta=change.get("delta", base_delta), grid=g,
+                res = fitting.fit(law, sub, delta=change.get("delta", base_delta), grid=g,
                                screen=screen, **dict(fit_options or {}))
                 params = dict(res.params)
             pred = law.predict(params, {k: a[keep] for k, a in v_all.items()})
@@ -297,12 +297,12 @@ def _fit_linear(law: Law, runs, delta: float, grid, screen: bool,
     """Parameters of ``law`` fitted with Huber on ``L`` residuals (:func:`linear_residual_law`)."""
     import pandas as pd
 
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.runs import RunTable
 
     frame = pd.DataFrame({k: a for k, a in runs.arrays(law.variables).items()})
     frame[law.target] = np.exp(runs.target(law.target))
-    res = fit_runs(linear_residual_law(law), RunTable.from_frame(frame, source=runs.source),
+    res = fitting.fit(linear_residual_law(law), RunTable.from_frame(frame, source=runs.source),
                    delta=delta, grid=grid, screen=screen, **dict(fit_options or {}))
     return dict(res.params)
 

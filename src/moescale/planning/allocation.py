@@ -105,7 +105,7 @@ def memory_constrained(loss: LossFn, compute: float, experts: int, memory_bytes:
     if used(smallest) > memory_bytes:
         raise DoesNotFit(
             f"memory budget {memory_bytes / 1e9:.3g} GB cannot hold even the smallest model "
-            f"with E={experts} ({used(smallest) / 1e9:.3g} GB, mostly embeddings); raise --memory"
+            f"with E={experts} ({used(smallest) / 1e9:.3g} GB, mostly embeddings); raise `memory_bytes`"
         )
     n = brentq(lambda n: used(n) - memory_bytes, smallest, best.active_params, rtol=1e-10)
     return _allocation(loss, n, compute / (6 * n), experts, "memory")
@@ -117,7 +117,7 @@ def inference_aware(loss: LossFn, compute: float, experts: int, inference_tokens
     if n_hi <= N_MIN:
         raise MoescaleError(
             f"serving {inference_tokens:.3g} tokens leaves no compute for training; "
-            "raise --compute or lower --inference-tokens"
+            "raise `compute` or lower `inference_tokens`"
         )
 
     def tokens(n):
@@ -132,7 +132,7 @@ def _argmin_log(f: Callable[[float], float], lo: float, hi: float) -> float:
     from scipy.optimize import minimize_scalar
 
     if hi <= lo:
-        raise MoescaleError("the compute budget is too small for any model; raise --compute")
+        raise MoescaleError("the compute budget is too small for any model; raise `compute`")
     grid = np.geomspace(lo, hi, 200)
     vals = np.array([f(x) for x in grid])
     vals[~np.isfinite(vals)] = np.inf

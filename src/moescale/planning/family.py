@@ -42,9 +42,9 @@ class FamilySettings:
                 raise MoescaleError(f"{name} must be a positive integer, got {getattr(self, name)}")
         if self.n_heads is not None and self.n_heads < 1 or \
                 self.n_kv_heads is not None and self.n_kv_heads < 1:
-            raise MoescaleError("--heads and --kv-heads must be positive integers")
+            raise MoescaleError("`heads` and `kv_heads` must be positive integers")
         if self.n_heads and self.n_kv_heads and self.n_heads % self.n_kv_heads:
-            raise MoescaleError(f"--kv-heads {self.n_kv_heads} must divide --heads {self.n_heads}")
+            raise MoescaleError(f"`kv_heads` {self.n_kv_heads} must divide `heads` {self.n_heads}")
 
 
 @dataclass(frozen=True)

@@ -72,12 +72,12 @@ class Targets:
 
         t: dict[str, Any] = {}
         if tokens_fit:
-            tokens = load(tokens_fit, "holistic2026", "--fit with --method holistic")
+            tokens = load(tokens_fit, "holistic2026", "`fit` with `method` holistic")
             t.update(tokens=tokens, flops_per_token=lambda c: np.asarray(c) / tokens(c))
         if m_ratio_fit:
-            t["m_over_na"] = load(m_ratio_fit, "power_law_C", "--m-ratio-fit")
+            t["m_over_na"] = load(m_ratio_fit, "power_law_C", "`m_ratio_fit`")
         if n_ratio_fit:
-            t["n_over_na"] = load(n_ratio_fit, "power_law_C", "--n-ratio-fit")
+            t["n_over_na"] = load(n_ratio_fit, "power_law_C", "`n_ratio_fit`")
         used = tuple(f if isinstance(f, str) else FitResult.coerce(f).describe()
                      for f in (tokens_fit, m_ratio_fit, n_ratio_fit) if f)
         return cls(**t, sources=used, fitted_ratios=bool(m_ratio_fit or n_ratio_fit))
@@ -161,13 +161,13 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
             best = int(i)
             break
     if best < 0:
-        raise MoescaleError("no candidate fits the memory budget; raise --memory")
+        raise MoescaleError("no candidate fits the memory budget; raise `memory_bytes`")
     r = counts.ratios
     tokens = math.floor((budget.compute - 2.0 * r["N_a"] * budget.inference_tokens) / r["M"])
     if tokens < s.seq_len:
         raise MoescaleError(f"the budget leaves {max(tokens, 0)} training tokens for the planned "
-                            f"model, less than one sequence of {s.seq_len}; raise --compute or "
-                            "lower --inference-tokens / --seq-len")
+                            f"model, less than one sequence of {s.seq_len}; raise `compute` or "
+                            "lower `inference_tokens` / `seq_len`")
     extrap = _extrapolations(c_train, r, tokens)
     base_loss = _law_loss(loss_law, arch, tokens)
     loss = tv.cap_loss(None if base_loss is None else base_loss * (1 + float(cands.excess[best])),
@@ -293,7 +293,7 @@ def _training_compute(budget: Budget, t: Targets) -> tuple[float, str]:
             * budget.inference_tokens <= 0.01 * budget.compute:
         raise MoescaleError(
             f"serving {budget.inference_tokens:.3g} tokens costs more than the whole compute "
-            f"budget {budget.compute:.3g} FLOPs; raise --compute or lower --inference-tokens")
+            f"budget {budget.compute:.3g} FLOPs; raise `compute` or lower `inference_tokens`")
     return c_train, "inference"
 
 
@@ -319,8 +319,8 @@ def _apply_memory(c: hs.Candidates, budget: Budget, s: hs.HolisticSettings,
         raise MoescaleError(
             f"memory budget {budget.memory_bytes / 1e9:.3g} GB is below the smallest candidate "
             f"({used[i] / 1e9:.3g} GB of weights and KV cache, embeddings alone "
-            f"{2 * s.vocab_size * int(c.hidden[i]) * per / 1e9:.3g} GB); raise --memory or "
-            "lower --compute")
+            f"{2 * s.vocab_size * int(c.hidden[i]) * per / 1e9:.3g} GB); raise `memory_bytes` or "
+            "lower `compute`")
     if fits[int(np.argmin(c.excess))]:
         return c, binding, fits
     shifted = dataclasses.replace(c, excess=c.excess - c.excess[fits].min())

@@ -44,10 +44,10 @@ def loss_function(law: str | None, preset: str | None = None, fit=None):
     from moescale import laws
 
     if fit and law:
-        raise MoescaleError("give either --law (with --preset) or --fit, not both: a fit "
+        raise MoescaleError("give either `law` (with `preset`) or `fit`, not both: a fit "
                             "already names its law")
     if preset and not law:
-        raise MoescaleError("--preset selects coefficients of --law; give --law too")
+        raise MoescaleError("`preset` selects coefficients of `law`; give `law` too")
     if fit:
         from moescale.fitting import FitResult
 
@@ -58,11 +58,11 @@ def loss_function(law: str | None, preset: str | None = None, fit=None):
         law_obj = laws.get_law(law)
         if not law_obj.presets:
             raise MoescaleError(f"law {law!r} has no published coefficients; fit it first and "
-                                "pass --fit fit.json")
+                                "give the fit as `fit`")
         params, result = law_obj.preset(preset or next(iter(law_obj.presets))).values, None
     if law not in ALLOCATABLE:
         raise MoescaleError(f"law {law!r} cannot drive a continuous allocation; use one of "
-                            f"{', '.join(ALLOCATABLE)} (or --method holistic)")
+                            f"{', '.join(ALLOCATABLE)} (or `method` holistic)")
     names = law_obj.variables
 
     def loss(n, d, e):
@@ -135,7 +135,7 @@ def _best_member(loss, budget: Budget, e: int, s: fam.FamilySettings) -> dict[st
             f"the smallest realisable model (d = {int(m.hidden[0]) if m.hidden.size else 8}, "
             f"N_act = {smallest:.3g} with a "
             f"{s.vocab_size}-token vocabulary) leaves less than one sequence of training tokens; "
-            "raise --compute or lower --vocab / --inference-tokens")
+            "raise `compute` or lower `vocab` / `inference_tokens`")
     losses = np.where(valid, loss(m.active, np.maximum(tokens, 1.0), e), np.inf)
     free = int(np.argmin(losses))
     binding = "inference" if budget.inference_tokens else "compute"
@@ -181,7 +181,7 @@ def _continuous(loss, budget: Budget, e: int) -> al.Allocation:
 
     if hi <= 10.0:
         raise MoescaleError(f"serving {d_inf:.3g} tokens leaves no compute for training; "
-                            "raise --compute or lower --inference-tokens")
+                            "raise `compute` or lower `inference_tokens`")
     n = al._argmin_log(lambda n: loss(n, tokens(n), e), 10.0, hi)
     return al.Allocation(experts=e, active_params=n, total_params=float("nan"),
                          tokens=tokens(n), loss=float(loss(n, tokens(n), e)),

@@ -24,7 +24,7 @@ def check_compute(compute: float) -> None:
     if compute > MAX_COMPUTE:
         raise MoescaleError(
             f"compute {compute:.3g} FLOPs is beyond what moescale plans (≤ {MAX_COMPUTE:.0e}; "
-            "the laws were fitted at 1e17–1e21 FLOPs); lower --compute"
+            "the laws were fitted at 1e17–1e21 FLOPs); lower `compute`"
         )
 
 
@@ -106,14 +106,13 @@ def plan_training_values(path: str, given: dict, grad_accum: int = 1) -> tuple[d
     plan = {"tokens": alloc.get("tokens"), "lr": data.get("learning_rate"),
             "batch_tokens": data.get("batch_size_tokens"), "seq_len": arch.get("seq_len")}
     out, notes = dict(given), []
-    for key, flag in (("tokens", "--tokens"), ("lr", "--lr"), ("batch_tokens", "--batch-tokens"),
-                      ("seq_len", "--seq-len")):
+    for key in ("tokens", "lr", "batch_tokens", "seq_len"):
         if plan[key] is None:
             continue
         if given.get(key) is None:
             out[key] = plan[key]
         elif float(given[key]) != float(plan[key]):
-            notes.append(f"{flag} {given[key]:g} overrides the plan's {float(plan[key]):g}")
+            notes.append(f"`{key}` {given[key]:g} overrides the plan's {float(plan[key]):g}")
     for key in ("tokens", "batch_tokens", "seq_len"):
         if out.get(key) is not None:
             out[key] = int(out[key])

@@ -1,7 +1,7 @@
 """Figures of a fit: predicted against observed loss, residuals against each variable, and the
 parameter table with intervals and warnings.
 
-They draw a :class:`~moescale.fitting.FitResult` (from ``fit_runs`` or ``moescale fit -o``)
+They draw a :class:`~moescale.fitting.FitResult` (from :func:`moescale.fit` or a saved fit)
 and the runs it was fitted on: predictions are the fit's own ``predict``, held-out runs are
 the fit's own ``--holdout`` spec applied by the library's ``holdout_mask``.
 """

@@ -155,7 +155,7 @@ def _power_laws(optima: list[IsoflopOptimum], x: str, by: str | None) -> dict[st
     one fit per group when ``by`` is given)."""
     import pandas as pd
 
-    from moescale.fitting import fit_runs
+    from moescale import fitting
     from moescale.runs import RunTable
 
     out = {}
@@ -173,5 +173,5 @@ def _power_laws(optima: list[IsoflopOptimum], x: str, by: str | None) -> dict[st
                 continue
             table = RunTable.from_frame(pd.DataFrame({"C": C, "y": values}),
                                         source=f"sweep optima of {name}")
-            out[name + suffix] = fit_runs("power_law_C", table)
+            out[name + suffix] = fitting.fit("power_law_C", table)
     return out

@@ -75,7 +75,7 @@ def _probe_result(run: RunSpec, run_dir: Path, wall: float, code: int) -> Probe:
         except (OSError, ValueError, KeyError):
             reason = f"exit status {code}"
         raise MoescaleError(f"the timing run for the estimate failed ({reason}); "
-                            "skip it with --no-estimate")
+                            "plan without it (`measure`=False)")
     batch = int(run.train["batch_tokens"])
     steps = [batch / p["tokens_per_second"] for p in _log_records(run_dir)
              if p.get("tokens_per_second")]

@@ -180,6 +180,6 @@ def _end_record(folder: Path) -> dict[str, Any]:
                 end = rec
     if end is None:
         raise MoescaleError(f"{folder} has not finished (no end record in {worker.LOG_FILE}); "
-                            "resume it with moescale train --resume first")
+                            "resume its training first")
     end.pop("event")
     return end

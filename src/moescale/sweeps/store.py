@@ -107,7 +107,7 @@ def sweep_name_conflict(store_names: Iterable[str], name: str, store: str | Path
         return None
     held = ", ".join(repr(o) for o in others[:3]) + (", …" if len(others) > 3 else "")
     return (f"{store} holds sweep {held}, not {name!r} (the sweep of {source}); use another "
-            f"--store, or --merge to add {name!r}'s runs to this store")
+            f"`store`, or `merge` to add {name!r}'s runs to this store")
 
 
 @dataclass(frozen=True)

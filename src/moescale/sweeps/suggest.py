@@ -203,7 +203,7 @@ def suggest(fit_result, runs, candidates: Mapping[str, np.ndarray], costs: np.nd
     law = get_law(fit_result.law)
     fixed = sorted(getattr(fit_result, "fixed", None) or ())
     free = [p for p in law.params if p not in fixed]
-    hint = (f"pin parameters the runs cannot identify with --fix NAME=VALUE (free: "
+    hint = (f"pin parameters the runs cannot identify with `fixed` (free: "
             f"{', '.join(free)})")
     if fit_result.interval_refused:
         raise MoescaleError(f"{law.name}: {fit_result.interval_refused}; the suggestion needs "
@@ -215,7 +215,7 @@ def suggest(fit_result, runs, candidates: Mapping[str, np.ndarray], costs: np.nd
     if len(boot) < len(law.params) + 2:
         raise MoescaleError(f"{law.name}: only {len(boot)} usable bootstrap refits (at least "
                             f"{len(law.params) + 2} needed to know the fit's uncertainty); "
-                            f"fit with more --bootstrap, or {hint}")
+                            f"fit with more `bootstrap` refits, or {hint}")
     v = runs.arrays(law.variables)
     keep = distinct(candidates, v)
     candidates = {k: np.asarray(a)[keep] for k, a in candidates.items()}
@@ -378,3 +378,66 @@ def _toml_value(v) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(v)
+
+
+@dataclass(frozen=True)
+class StoreSuggestion:
+    """:func:`suggest_from_store`'s answer: the design, the number of ``[[runs]]`` appended to
+    a spec, and per suggested run its number of experts ``E`` and the epochs of its corpus
+    (``None`` when unknown), with warnings about repeated data."""
+
+    result: SuggestResult
+    experts: list[int]
+    epochs: list[float | None]
+    warnings: list[str]
+    appended: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.result.to_dict() | {"appended": self.appended, "warnings": self.warnings}
+        for s, e, n_experts in zip(out["suggestions"], self.epochs, self.experts, strict=True):
+            s |= {"E": n_experts, "epochs": e}
+        return out
+
+
+def suggest_from_store(store_path, law: str | Law, target_compute: float, *,
+                       quantity: str = "allocation", n_runs: int = 8,
+                       budget_flops: float | None = None, max_run_flops: float | None = None,
+                       bootstrap: int = 100, fixed: Mapping[str, float] | None = None,
+                       per_flop: bool = False, append_to=None) -> StoreSuggestion:
+    """The next runs for a sweep store (``moescale sweep suggest``): fit ``law`` to the
+    store's finished runs with ``bootstrap`` refits, then choose among the store's
+    architectures at 8 budgets up to ``max_run_flops`` (default 4 × the largest in the store)
+    the at most ``n_runs`` runs, within ``budget_flops`` FLOPs in all, that most shrink the
+    variance of the ``quantity`` at ``target_compute`` (:func:`suggest`). ``fixed`` pins law
+    parameters the runs cannot identify; ``append_to`` appends the runs to that spec."""
+    from moescale import fitting
+    from moescale.runs import RunTable
+    from moescale.sweeps.export import run_columns
+    from moescale.sweeps.store import SweepStore
+
+    law = get_law(law) if isinstance(law, str) else law
+    size_variable(law)  # a law with an allocation to pin down, before any fitting
+    with SweepStore(store_path, create=False, readonly=True) as store:
+        rows = [r for r in store.rows() if r["status"] == "done"]
+    if not rows:
+        raise MoescaleError(f"{store_path} has no finished run to fit")
+    runs = RunTable.from_store(store_path, law=law.name)
+    largest = max(r["spec"]["budget"] for r in rows)
+    top = max_run_flops or 4 * largest
+    smallest = min(r["spec"]["budget"] for r in rows)
+    candidates = store_candidates(rows, np.geomspace(min(smallest, top), top, 8), max_flops=top)
+    if not candidates:
+        raise MoescaleError(f"no candidate run of at most {top:.3g} FLOPs: every architecture "
+                            "of the store is already run at every candidate budget; raise "
+                            "`max_run_flops`")
+    variables, costs = candidates_from_runs(candidates, law)
+    fit = fitting.fit(law.name, runs, bootstrap=bootstrap, fixed=fixed or None)
+    result = suggest(fit, runs, variables, costs, target_compute, quantity, n_runs,
+                     budget_flops, candidates, per_flop=per_flop)
+    appended = 0
+    if append_to and result.suggestions:
+        note = f"suggested by moescale ({law.name}, {quantity} at {target_compute:.3g} FLOPs)"
+        appended = append_runs(append_to, result.suggestions, note)
+    epochs, warnings = corpus_repeats(result.suggestions, rows)
+    experts = [run_columns(s.run.to_dict())["E"] for s in result.suggestions]
+    return StoreSuggestion(result, experts, epochs, warnings, appended)
