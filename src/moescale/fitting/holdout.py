@@ -22,7 +22,7 @@ def holdout_mask(frame, spec: str) -> np.ndarray:
     """Boolean mask of held-out rows of ``frame`` (a pandas DataFrame) for ``spec``."""
     kind, _, arg = spec.partition(":")
     if not arg:
-        raise MoescaleError(f"--holdout {spec!r}: expected largest-COL:k, lowest-COL:k, "
+        raise MoescaleError(f"`holdout` {spec!r}: expected largest-COL:k, lowest-COL:k, "
                             "tag:COL=VALUE or query:EXPR")
     if kind.startswith(("largest-", "lowest-")):
         mask = _extreme(frame, kind.split("-", 1)[1], arg, kind.startswith("largest-"))
@@ -31,12 +31,12 @@ def holdout_mask(frame, spec: str) -> np.ndarray:
         _need(frame, col)
         mask = (frame[col].astype(str) == value).to_numpy()
     elif kind == "query":
-        mask = query_mask(frame, arg, "--holdout query")
+        mask = query_mask(frame, arg, "`holdout` query")
     else:
-        raise MoescaleError(f"--holdout kind {kind!r} unknown; use largest-COL:k, lowest-COL:k, "
+        raise MoescaleError(f"`holdout` kind {kind!r} unknown; use largest-COL:k, lowest-COL:k, "
                             "tag:COL=VALUE or query:EXPR")
     if mask.all() or not mask.any():
-        raise MoescaleError(f"--holdout {spec!r} selects {int(mask.sum())} of {len(mask)} runs; "
+        raise MoescaleError(f"`holdout` {spec!r} selects {int(mask.sum())} of {len(mask)} runs; "
                             "it must leave some runs on each side")
     return mask
 
@@ -56,7 +56,7 @@ def query_mask(frame, expr: str, what: str) -> np.ndarray:
 
 def _need(frame, col: str) -> None:
     if col not in frame.columns:
-        raise MoescaleError(f"--holdout names column {col!r}, which the runs do not have "
+        raise MoescaleError(f"`holdout` names column {col!r}, which the runs do not have "
                             f"(columns: {', '.join(map(str, frame.columns))})")
 
 
@@ -66,9 +66,9 @@ def _extreme(frame, col: str, count: str, largest: bool) -> np.ndarray:
     try:
         k = float(count[:-1]) / 100 if count.endswith("%") else int(count)
     except ValueError:
-        raise MoescaleError(f"--holdout count {count!r} must be an integer or a percentage") from None
+        raise MoescaleError(f"`holdout` count {count!r} must be an integer or a percentage") from None
     if isinstance(k, float) and not (np.isfinite(k) and 0 < k <= 1):
-        raise MoescaleError(f"--holdout percentage {count!r} must be above 0 % and at most "
+        raise MoescaleError(f"`holdout` percentage {count!r} must be above 0 % and at most "
                             "100 %")
     signed = values if largest else -values
     if isinstance(k, float):
@@ -77,7 +77,7 @@ def _extreme(frame, col: str, count: str, largest: bool) -> np.ndarray:
     else:
         distinct = np.unique(signed)
         if k < 1:
-            raise MoescaleError(f"--holdout count must be at least 1, got {count!r}")
+            raise MoescaleError(f"`holdout` count must be at least 1, got {count!r}")
         cut = distinct[-min(k, distinct.size)]
     return signed >= cut
 

@@ -205,7 +205,7 @@ def sensitivity(runs, law: Law | str, target_compute: float, *, delta: float | N
                             "krajewski2024")
     if (isinstance(target_compute, bool) or not isinstance(target_compute, (int, float))
             or not math.isfinite(target_compute) or target_compute <= 0):
-        raise MoescaleError(f"--target-compute must be a positive number of FLOPs, got "
+        raise MoescaleError(f"`target_compute` must be a positive number of FLOPs, got "
                             f"{target_compute!r}")
     bad = [d for d in deltas if not (isinstance(d, (int, float)) and d > 0)]
     if bad:

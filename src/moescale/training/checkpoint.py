@@ -36,13 +36,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     truncated or foreign file is a :class:`MoescaleError`."""
     path = Path(path)
     if not path.is_file():
-        raise MoescaleError(f"no checkpoint to resume from at {path}; drop --resume or fix --out")
+        raise MoescaleError(f"no checkpoint to resume from at {path}; drop `resume` or fix `out`")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         raise MoescaleError(f"{path} is not a readable moescale checkpoint ({reason}); "
-                            "it may be truncated or from another program — use a new --out "
+                            "it may be truncated or from another program — use a new `out` "
                             "or the run's own folder") from None
     if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
         missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]

@@ -90,11 +90,11 @@ class TrainConfig:
             if not _is_int(self.vocab_size):
                 raise MoescaleError(f"vocab_size must be a whole number, got {self.vocab_size!r}")
             if self.tokenizer == "bytes" and self.vocab_size != 256 and not self._token_data():
-                raise MoescaleError("the byte tokenizer has 256 tokens; drop --vocab-size or "
-                                    "use --tokenizer bpe")
+                raise MoescaleError("the byte tokenizer has 256 tokens; drop `vocab_size` or "
+                                    "use `tokenizer` bpe")
             if self.tokenizer == "bpe" and not 257 <= self.vocab_size <= 1 << 20 \
                     and not self._token_data():
-                raise MoescaleError(f"--vocab-size for BPE must be in 257..1048576, "
+                raise MoescaleError(f"`vocab_size` for BPE must be in 257..1048576, "
                                     f"got {self.vocab_size}")
             if not 1 <= self.vocab_size <= 1 << 24:
                 raise MoescaleError(f"vocab_size must be in 1..16777216, got {self.vocab_size}")
@@ -104,7 +104,7 @@ class TrainConfig:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise MoescaleError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if self.resume and not self.out:
-            raise MoescaleError("--resume needs --out (the run folder holding checkpoint.pt)")
+            raise MoescaleError("`resume` needs `out` (the run folder holding checkpoint.pt)")
 
     def _token_data(self) -> bool:
         """Whether ``data`` holds token ids already (then 'bytes' says nothing)."""
@@ -185,4 +185,4 @@ def _check_floats(c: TrainConfig) -> None:
 
 def _check_device_name(device: str) -> None:
     if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
-        raise MoescaleError(f"--device {device!r} is not supported; use cpu, cuda, cuda:N or mps")
+        raise MoescaleError(f"`device` {device!r} is not supported; use cpu, cuda, cuda:N or mps")

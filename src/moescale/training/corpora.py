@@ -127,7 +127,7 @@ def resolve_source(data: str | Path, text_column: str | None = None) -> Source:
     spec = str(data)
     if spec == "kjv":
         if text_column is not None:
-            raise MoescaleError("--text-column applies to Parquet, JSON Lines, Arrow and saved "
+            raise MoescaleError("`text_column` applies to Parquet, JSON Lines, Arrow and saved "
                                 "dataset sources, not to 'kjv'")
         return Source(spec, "kjv", (_kjv_file(),), label="kjv")
     path = Path(spec)
@@ -165,7 +165,7 @@ def resolve_source(data: str | Path, text_column: str | None = None) -> Source:
 
 def _no_column(what: str, text_column: str | None) -> None:
     if text_column is not None:
-        raise MoescaleError(f"--text-column {text_column!r} applies to Parquet, JSON Lines, "
+        raise MoescaleError(f"`text_column` {text_column!r} applies to Parquet, JSON Lines, "
                             f"Arrow and saved dataset sources, not to {what}")
 
 
@@ -311,7 +311,7 @@ def _text_file_segments(path: Path, tick) -> Iterator[Segment]:
 
 def _column_error(path: Path, column: str, names) -> MoescaleError:
     return MoescaleError(f"{path} has no column {column!r} (it has {', '.join(map(str, names))}); "
-                         "name the text column with --text-column (text_column in a spec)")
+                         "name the text column with `text_column`")
 
 
 def _strings(path: Path, column: str, values: list) -> Iterator[str]:
@@ -320,7 +320,7 @@ def _strings(path: Path, column: str, values: list) -> Iterator[str]:
             continue
         if not isinstance(v, str):
             raise MoescaleError(f"{path}: column {column!r} holds {type(v).__name__} values, "
-                                "not text; name the text column with --text-column")
+                                "not text; name the text column with `text_column`")
         if v:
             yield v
 
@@ -386,7 +386,7 @@ def _jsonl_rows(path: Path, column: str, tick) -> Iterator[str]:
             if column not in row:
                 raise MoescaleError(f"{path}: line {number} has no field {column!r} (it has "
                                     f"{', '.join(row) or 'none'}); name the text column with "
-                                    "--text-column (text_column in a spec)")
+                                    "`text_column`")
             yield from _strings(path, column, [row[column]])
 
 
@@ -415,8 +415,8 @@ def make_source_tokenizer(source: Source, tokenizer: str | None, vocab_size: int
     ``vocab_size`` tokens trained on the source (saved as ``workdir/tokenizer.json``)."""
     if tokenizer in (None, "bytes"):
         if vocab_size not in (None, 256):
-            raise MoescaleError("the byte tokenizer has 256 tokens; drop --vocab-size or use "
-                                "--tokenizer bpe")
+            raise MoescaleError("the byte tokenizer has 256 tokens; drop `vocab_size` or use "
+                                "`tokenizer` bpe")
         return ByteTokenizer()
     if tokenizer == "bpe":
         size = int(vocab_size or BPE_DEFAULT_VOCAB)
@@ -519,7 +519,7 @@ def prepare(data: str | Path, out: str | Path, tokenizer: str | None = None,
         raise MoescaleError(f"val_fraction must be in (0, 1), got {val_fraction}")
     if out.exists():
         if not force and (not out.is_dir() or any(out.iterdir())):
-            raise MoescaleError(f"{out} exists and is not empty; choose a new -o or add --force "
+            raise MoescaleError(f"{out} exists and is not empty; choose a new `out` or add `force` "
                                 "to replace it")
     set_threads(threads)
     work = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -733,8 +733,8 @@ def open_prepared(folder: Path, tokenizer: str | None = None, vocab_size: int | 
     if tokenizer not in (None, *BUILTIN_TOKENIZERS):
         given = file_sha256(tokenizer_file(tokenizer))
         if given != desc.get("sha256"):
-            raise MoescaleError(f"--tokenizer {tokenizer} is not the tokenizer {folder} was "
-                                f"prepared with ({desc.get('name')}); drop --tokenizer or "
+            raise MoescaleError(f"`tokenizer` {tokenizer} is not the tokenizer {folder} was "
+                                f"prepared with ({desc.get('name')}); drop `tokenizer` or "
                                 "prepare the corpus with it")
     vocab = model_vocab_size(tok_vocab, vocab_size, desc.get("kind"), desc.get("name"))
     info = {"corpus": manifest.get("corpus"), "corpus_sha256": manifest["source"].get("sha256"),
@@ -751,8 +751,8 @@ def model_vocab_size(tokenizer_vocab: int, vocab_size: int | None, kind: str | N
     if vocab_size is None:
         return tokenizer_vocab
     if kind == "bytes" and vocab_size != 256:
-        raise MoescaleError("the byte tokenizer has 256 tokens; drop --vocab-size or use "
-                            "--tokenizer bpe")
+        raise MoescaleError("the byte tokenizer has 256 tokens; drop `vocab_size` or use "
+                            "`tokenizer` bpe")
     if vocab_size < tokenizer_vocab:
         raise MoescaleError(f"vocab_size {vocab_size:,} is smaller than the vocabulary of the "
                             f"tokenizer {name} ({tokenizer_vocab:,} ids); drop vocab_size or "
@@ -807,8 +807,8 @@ def open_token_file(path: Path, tokenizer: str | None, vocab_size: int | None,
     tok = HFTokenizer(tokenizer) if tokenizer not in (None, *BUILTIN_TOKENIZERS) else None
     vocab = vocab_size or (tok.vocab_size if tok else None) or model_vocab
     if vocab is None:
-        raise MoescaleError(f"{path} holds token ids of some tokenizer: give --vocab-size or "
-                            "--tokenizer (its tokenizer.json)")
+        raise MoescaleError(f"{path} holds token ids of some tokenizer: give `vocab_size` or "
+                            "`tokenizer` (its tokenizer.json)")
     if tok is not None:
         vocab = model_vocab_size(tok.vocab_size, vocab_size, tok.kind, tok.name)
     if path.suffix == ".npy":
@@ -840,8 +840,8 @@ def open_token_file(path: Path, tokenizer: str | None, vocab_size: int | None,
     if max_id >= vocab:
         position = _first_at_least(tokens, vocab)
         raise MoescaleError(f"{path}: token id {max_id:,} (first at position {position:,}) is "
-                            f"beyond the vocabulary ({vocab:,} ids); give the --vocab-size or "
-                            "--tokenizer these ids come from")
+                            f"beyond the vocabulary ({vocab:,} ids); give the `vocab_size` or "
+                            "`tokenizer` these ids come from")
     train, val = tokens[:-n_val], tokens[-n_val:]
     label = path.resolve().name
     info = {"corpus": f"{label}@{scan['sha256'][:12]}", "corpus_sha256": scan["sha256"],

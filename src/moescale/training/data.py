@@ -132,7 +132,7 @@ def split_tokens(tokens: np.ndarray, val_fraction: float, seq_len: int) -> Split
     if len(tokens) - n_val < 2 * (seq_len + 1):
         raise MoescaleError(
             f"the corpus has {len(tokens):,} tokens: too few for seq_len={seq_len}; "
-            "use more text or a shorter --seq-len")
+            "use more text or a shorter `seq_len`")
     return Split(tokens[:-n_val], tokens[-n_val:])
 
 
@@ -183,7 +183,7 @@ class WindowSampler:
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state["n_windows"] != self.n_windows or state["seed"] != self.seed:
             raise MoescaleError("the checkpoint was trained on different data or seed; "
-                                "resume with the same --data, --seq-len and --seed")
+                                "resume with the same `data`, `seq_len` and `seed`")
         self.epoch, self.cursor = state["epoch"], state["cursor"]
         self.windows_seen = state["windows_seen"]
         self._order = self._permutation(self.epoch)

@@ -51,7 +51,7 @@ class BPETokenizer:
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         if not 256 < vocab_size <= 1 << 20:
-            raise MoescaleError(f"--vocab-size for BPE must be in 257..1048576, got {vocab_size}")
+            raise MoescaleError(f"`vocab_size` for BPE must be in 257..1048576, got {vocab_size}")
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
         path = cache_dir / f"bpe{vocab_size}-{digest}.json" if cache_dir else None
         if path is not None and path.is_file():
@@ -84,7 +84,7 @@ def make_tokenizer(kind: str, text: str, vocab_size: int | None = None,
     """``"bytes"`` (vocab 256) or ``"bpe"`` (trained on ``text``, ``vocab_size`` tokens)."""
     if kind == "bytes":
         if vocab_size not in (None, 256):
-            raise MoescaleError("the byte tokenizer has 256 tokens; drop --vocab-size or use --tokenizer bpe")
+            raise MoescaleError("the byte tokenizer has 256 tokens; drop `vocab_size` or use `tokenizer` bpe")
         return ByteTokenizer()
     if kind == "bpe":
         return BPETokenizer.train(text, vocab_size or 4096, cache_dir)
@@ -205,7 +205,7 @@ def train_bpe_file(lines, vocab_size: int, path: Path) -> Path:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if not 256 < vocab_size <= 1 << 20:
-        raise MoescaleError(f"--vocab-size for BPE must be in 257..1048576, got {vocab_size}")
+        raise MoescaleError(f"`vocab_size` for BPE must be in 257..1048576, got {vocab_size}")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()

@@ -88,15 +88,15 @@ def _device(config: TrainConfig) -> torch.device:
     name = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise MoescaleError("--device cuda was asked for but no CUDA GPU is visible")
+            raise MoescaleError("`device` cuda was asked for but no CUDA GPU is visible")
         index = int(name.split(":")[1]) if ":" in name else 0
         if index >= torch.cuda.device_count():
-            raise MoescaleError(f"--device {name}: only {torch.cuda.device_count()} CUDA "
+            raise MoescaleError(f"`device` {name}: only {torch.cuda.device_count()} CUDA "
                                 "device(s) are visible")
     elif name == "mps" and not torch.backends.mps.is_available():
-        raise MoescaleError("--device mps was asked for but no Apple GPU (MPS) is available")
+        raise MoescaleError("`device` mps was asked for but no Apple GPU (MPS) is available")
     elif name not in ("cpu", "mps"):
-        raise MoescaleError(f"--device {name!r} is not supported; use cpu, cuda, cuda:N or mps")
+        raise MoescaleError(f"`device` {name!r} is not supported; use cpu, cuda, cuda:N or mps")
     return torch.device(name)
 
 
@@ -110,12 +110,12 @@ def check_out_folder(config: TrainConfig) -> None:
     if out is None:
         return
     if out.exists() and not out.is_dir():
-        raise MoescaleError(f"--out {out} is a file, not a folder")
+        raise MoescaleError(f"`out` {out} is a file, not a folder")
     if not config.resume:
         found = [name for name in RUN_FILES if (out / name).exists()]
         if found:
-            raise MoescaleError(f"--out {out} already holds a run ({', '.join(found)}); add "
-                                "--resume to continue it or choose a new --out")
+            raise MoescaleError(f"`out` {out} already holds a run ({', '.join(found)}); add "
+                                "`resume` to continue it or choose a new `out`")
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -225,7 +225,7 @@ class Trainer:
         if n_train < 2 * (self.seq_len + 1) or n_val < self.seq_len + 1:
             raise MoescaleError(
                 f"the corpus has {n_train:,} training and {n_val:,} validation tokens: too few "
-                f"for seq_len={self.seq_len}; use more text or a shorter --seq-len")
+                f"for seq_len={self.seq_len}; use more text or a shorter `seq_len`")
         per_step = self.seq_len * c.grad_accum * self.dist.world_size
         if c.batch_tokens % per_step:
             raise MoescaleError(
@@ -404,8 +404,8 @@ class Trainer:
         path = self.config.out_path / ckpt.CHECKPOINT_NAME
         state = ckpt.load_checkpoint(path)
         if state["architecture"] != self.arch.to_dict() or state["total_steps"] != self.total_steps:
-            raise MoescaleError("the checkpoint in --out belongs to a different architecture or "
-                                "token budget; resume with the same settings or use a new --out")
+            raise MoescaleError("the checkpoint in `out` belongs to a different architecture or "
+                                "token budget; resume with the same settings or use a new `out`")
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -420,10 +420,10 @@ class Trainer:
         except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
             reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
             raise MoescaleError(f"{path} is damaged and cannot be resumed ({reason}); "
-                                "use a new --out") from None
+                                "use a new `out`") from None
         if not 0 <= self.step <= self.total_steps:
             raise MoescaleError(f"{path} is damaged: step {self.step} is outside "
-                                f"0..{self.total_steps}; use a new --out")
+                                f"0..{self.total_steps}; use a new `out`")
 
     # ----- the loop ------------------------------------------------------------------------
     def _write_header(self) -> None:

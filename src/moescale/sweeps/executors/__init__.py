@@ -77,7 +77,7 @@ def make_executor(name: str, **options: Any) -> Executor:
         try:
             __import__(module)
         except ImportError:
-            raise MoescaleError(f"--executor {name} needs {module}: pip install "
+            raise MoescaleError(f"`executor` {name} needs {module}: pip install "
                                 f"'moescale[{extra}]'") from None
     if name == "local":
         from moescale.sweeps.executors.local import LocalExecutor

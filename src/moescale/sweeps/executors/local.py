@@ -69,7 +69,7 @@ class LocalExecutor:
             workers = (len(self.gpus) // per_run_gpus if self.gpus
                        else max(cpus // max(cpus_per_run or 1, 1), 1))
         if workers < 1:
-            raise MoescaleError(f"--workers must be at least 1, got {workers}")
+            raise MoescaleError(f"`workers` must be at least 1, got {workers}")
         self.capacity = workers
         self.threads = threads or max(cpus // workers, 1)
         self.gpu_slots = [self.gpus[i * per_run_gpus:(i + 1) * per_run_gpus]

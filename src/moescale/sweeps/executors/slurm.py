@@ -55,7 +55,7 @@ def parse_slurm_args(items: tuple[str, ...]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise MoescaleError(f"--slurm-arg expects KEY=VALUE (an sbatch option), got {item!r}")
+            raise MoescaleError(f"`slurm_args` expects KEY=VALUE (an sbatch option), got {item!r}")
         out[key.strip().lstrip("-").replace("-", "_")] = value.strip()
     return out
 
