@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from moescale.architecture import Architecture
 from moescale.counting import count
+from moescale.hf import to_hf_config
 from moescale.training.data import kjv_text
 from moescale.training.model import ModelOptions, MoETransformer
 
@@ -151,7 +152,7 @@ def gpu_mfu(steps: int = 20, batch: int = 16, seq: int = 1024) -> None:
     dev = torch.device("cuda")
     torch.manual_seed(0)
     ours = MoETransformer(arch).to(dev).train()
-    hf_cfg = transformers.MixtralConfig(**{k: v for k, v in arch.to_hf_config("mixtral").items()
+    hf_cfg = transformers.MixtralConfig(**{k: v for k, v in to_hf_config(arch, "mixtral").items()
                                            if k not in ("model_type", "architectures")})
     ref = transformers.MixtralForCausalLM(hf_cfg).to(dev).train()
 

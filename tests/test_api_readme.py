@@ -37,9 +37,10 @@ def test_readme_python_example_runs(index, tmp_path, monkeypatch):
 
 
 def test_the_fixed_readme_export_works():
+    from moescale.hf import to_hf_config
     from moescale.planning import Budget, plan_holistic
 
     plan = plan_holistic(Budget(compute=1e21, memory_bytes=80e9))
     assert plan.to_hf_config()["model_type"] == "glm4_moe"
-    assert plan.architecture.to_hf_config("glm4_moe")["num_hidden_layers"] == \
+    assert to_hf_config(plan.architecture, "glm4_moe")["num_hidden_layers"] == \
         plan.architecture.n_layers

@@ -63,3 +63,106 @@ def test_the_cli_translates_parameters_into_the_invoked_commands_flags():
     assert as_flags("`resume`", _invoked_command(["train"])) == "--resume"
     assert as_flags("`memory_bytes`", _invoked_command(["count"])) == "memory_bytes"
     assert _invoked_command(["sweep", "run", "x.toml"]).name == "run"
+
+
+# ----- the import graph: every import, at module level or inside a function ---------------------
+# Layers, lowest first (README, "Layout"): a module imports only from its own layer or below.
+LAYERS = [
+    ("moescale.errors", "moescale.units", "moescale.jsonio", "moescale.conventions"),
+    ("moescale.architecture", "moescale.hf", "moescale.presets", "moescale.counting"),
+    ("moescale.laws",),
+    ("moescale.runs", "moescale.reference_data", "moescale.fitting"),
+    ("moescale.planning",),
+    ("moescale.training",),
+    ("moescale.sweeps",),
+    ("moescale.reporting",),
+    ("moescale.api", "moescale.cli", "moescale.__main__"),
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module → the moescale modules it imports anywhere (``if TYPE_CHECKING:`` blocks left
+    out: they never run). ``from package import name`` counts as an import of the submodule
+    ``package.name`` when there is one, else of the package."""
+    files = {_module_name(p): p for p in SRC.rglob("*.py")}
+    graph = {}
+    for name, path in files.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found: set[str] = set()
+
+        def visit(node, found=found, package=package):
+            if isinstance(node, ast.If) and getattr(node.test, "id",
+                                                    getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+                for child in node.orelse:
+                    visit(child)
+                return
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[:len(package.split(".")) - node.level + 1]
+                    base = ".".join(up + ([base] if base else []))
+                for a in node.names:
+                    sub = f"{base}.{a.name}"
+                    found.add(sub if sub in files else base)
+            for child in ast.iter_child_nodes(node):
+                visit(child)
+
+        visit(ast.parse(path.read_text(encoding="utf-8")))
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def _layer(module: str) -> int:
+    if module == "moescale":  # the root package: __version__ and lazy names only
+        return 0
+    return next(i for i, layer in enumerate(LAYERS)
+                for prefix in layer if module == prefix or module.startswith(prefix + "."))
+
+
+def test_no_import_cycle_between_modules():
+    graph = _import_graph()
+    assert len(graph) > 80 and "moescale.fitting.engine" in graph["moescale.fitting"]
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def strong(v):  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            if component:
+                cycles.append(sorted([v, *component]))
+
+    for v in graph:
+        if v not in index:
+            strong(v)
+    assert not cycles, cycles
+
+
+def test_no_import_from_a_higher_layer():
+    upward = [f"{m} -> {d}" for m, deps in _import_graph().items() for d in sorted(deps)
+              if _layer(d) > _layer(m)]
+    assert not upward, upward
+
+
+def test_the_import_graph_sees_imports_inside_functions():
+    graph = _import_graph()
+    # api imports the planners only inside plan(): a module-level scan would miss it
+    assert "moescale.planning.holistic_plan" in graph["moescale.api"]

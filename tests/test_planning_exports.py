@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import run_cli as run
-from moescale.hf import from_hf_config
+from moescale.hf import from_hf_config, to_hf_config
 from moescale.planning import Budget, plan_holistic
 
 torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) is required")
@@ -22,7 +22,7 @@ transformers = pytest.importorskip("transformers", reason="the hf extra is requi
 @pytest.mark.parametrize("compute", [1e18, 3e19, 3e20])
 def test_exported_hf_config_loads_and_counts_equal(compute):
     p = plan_holistic(Budget(compute=compute))
-    cfg = p.architecture.to_hf_config("glm4_moe")
+    cfg = to_hf_config(p.architecture, "glm4_moe")
     hf_cfg = transformers.AutoConfig.for_model(**cfg)
     with torch.device("meta"):
         model = transformers.AutoModelForCausalLM.from_config(hf_cfg)

@@ -13,6 +13,7 @@ from conftest import run_cli
 from moescale.laws import get_law
 from moescale.laws.chinchilla import compute_optimal
 from moescale.sweeps.analyze import analyze
+from moescale.sweeps.export import runs_frame, runs_from_store
 from moescale.sweeps.spec import SweepSpec
 from moescale.sweeps.store import SweepStore
 
@@ -63,7 +64,7 @@ HIDDEN = [512, 768, 1024, 1536, 2048, 3072, 4096]
 
 def test_recovers_the_known_optimum_and_its_power_law(tmp_path):
     store = synthetic_store(tmp_path, HIDDEN)
-    frame = store.runs_frame()
+    frame = runs_frame(store)
     assert len(frame) == 21
     # chinchilla convention: realised C = 6·N·D exactly (up to whole steps)
     np.testing.assert_allclose(frame["C_chinchilla"], 6 * frame["N_chinchilla"] * frame["D"])
@@ -84,7 +85,7 @@ def test_recovers_the_known_optimum_and_its_power_law(tmp_path):
 
 def test_refuses_a_budget_whose_minimum_is_at_the_grid_edge(tmp_path):
     store = synthetic_store(tmp_path, [512, 640, 768, 1024])  # all far below N_opt(1e20)
-    result = analyze(store.runs_frame().pipe(lambda f: f.assign(N=f["N_chinchilla"])), x="N")
+    result = analyze(runs_frame(store).pipe(lambda f: f.assign(N=f["N_chinchilla"])), x="N")
     b = next(b for b in result.budgets if b.budget == 1e20)
     assert b.status == "edge-high" and b.x_opt is None
     assert "extend the grid to larger N" in b.message
@@ -134,9 +135,8 @@ def test_errors_of_analyze_and_export(tmp_path, capsys):
 
 def test_fit_reads_the_store_directly(tmp_path, capsys):
     store = synthetic_store(tmp_path, HIDDEN, noise=0.0)
-    from moescale.runs import RunTable
 
-    table = RunTable.from_store(store.path, law="chinchilla")
+    table = runs_from_store(store.path, law="chinchilla")
     assert len(table) == 21 and {"N", "D", "loss"} <= set(table.columns)
     code, out, err = run_cli(["fit", "--store", str(store.path), "--law", "chinchilla",
                               "--json"], capsys)

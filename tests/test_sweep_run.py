@@ -17,6 +17,7 @@ from sweep_helpers import micro_spec, moescale_cmd, shared_token_cache  # noqa: 
 pytest.importorskip("torch")
 
 from moescale.sweeps.executors.local import LocalExecutor  # noqa: E402
+from moescale.sweeps.export import runs_from_store  # noqa: E402
 from moescale.sweeps.runner import run_sweep  # noqa: E402
 from moescale.sweeps.spec import SweepSpec  # noqa: E402
 from moescale.sweeps.store import SweepStore  # noqa: E402
@@ -134,9 +135,8 @@ def test_import_train_run_folders(tmp_path, capsys):
     assert code == 0 and "imported 1 run" in out
     code, out, err = run_cli(["sweep", "import", "--store", str(db), str(out_dir)], capsys)
     assert "imported 0 run(s)" in out and "1 already there" in out
-    from moescale.runs import RunTable
 
-    table = RunTable.from_store(db)
+    table = runs_from_store(db)
     assert len(table) == 1
     assert table.frame["loss"][0] == pytest.approx(trained["eval_loss"])
     assert table.frame["D"][0] == trained["tokens"] and table.frame["C"][0] == trained["flops"]

@@ -35,7 +35,7 @@ def test_train_folders_become_a_run_table(run_folders):
 
 
 def test_a_folder_without_runs_is_one_clear_error(tmp_path):
-    from moescale.training.runs import runs_from_train_folders
+    from moescale.sweeps.export import runs_from_train_folders
 
     with pytest.raises(MoescaleError, match="no moescale train run folder"):
         runs_from_train_folders(tmp_path)

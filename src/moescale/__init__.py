@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "PRESETS": "moescale.presets:PRESETS",
     "get_preset": "moescale.presets:get_preset",
     "TrainConfig": "moescale.training.config:TrainConfig",
-    "runs_from_train_folders": "moescale.training.runs:runs_from_train_folders",
+    "runs_from_train_folders": "moescale.sweeps.export:runs_from_train_folders",
     "architecture": "moescale.api:architecture",
     "count": "moescale.api:count",
     "fit": "moescale.fitting:fit",
@@ -95,15 +95,15 @@ sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from moescale import laws
-    from moescale.api import architecture, compare, count, fit, plan, train
+    from moescale.api import architecture, compare, count, plan, train
     from moescale.architecture import Architecture
     from moescale.counting import Counts
     from moescale.errors import MoescaleError
-    from moescale.fitting import FitResult
+    from moescale.fitting import FitResult, fit
     from moescale.fitting.estimator import ScalingLaw
     from moescale.laws import LAWS, Law, get_law
     from moescale.planning import Budget, Plan
     from moescale.presets import PRESETS, get_preset
     from moescale.runs import RunTable
+    from moescale.sweeps.export import runs_from_train_folders
     from moescale.training.config import TrainConfig
-    from moescale.training.runs import runs_from_train_folders

@@ -234,20 +234,6 @@ class Architecture:
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
 
-    @classmethod
-    def from_hf_config(cls, config: str | Path | dict[str, Any]) -> Architecture:
-        """Read a Hugging Face ``config.json`` (path or dict); see :mod:`moescale.hf`."""
-        from moescale.hf import from_hf_config
-
-        return from_hf_config(config)
-
-    def to_hf_config(self, family: str) -> dict[str, Any]:
-        """A Hugging Face config dict for ``family`` (e.g. "mixtral", "qwen3_moe", "deepseek_v3")."""
-        from moescale.hf import to_hf_config
-
-        return to_hf_config(self, family)
-
-
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

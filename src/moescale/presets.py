@@ -205,7 +205,7 @@ def resolve_architecture(*, preset: str | None = None, arch: str | Path | None =
         hf = dict(HF_CONFIGS[preset]) if preset in HF_CONFIGS else None
     elif hf_config:
         path = Path(hf_config)
-        base = Architecture.from_hf_config(path)  # a missing or bad file is a MoescaleError
+        base = from_hf_config(path)  # a missing or bad file is a MoescaleError
         hf = json.loads(path.read_text(encoding="utf-8"))
     elif arch or plan:
         base = Architecture.from_json(arch or plan)

@@ -92,16 +92,6 @@ class RunTable:
         derived = [_derive(frame, name, expr) for name, expr in (derive or {}).items()]
         return cls(frame, source, [*dict.fromkeys(derived), *_auto_derive(frame)])
 
-    @classmethod
-    def from_store(cls, path, law: str | None = None) -> RunTable:
-        """The finished runs of a sweep store (:mod:`moescale.sweeps`); with ``law``, ``N``,
-        ``N_active`` and ``C`` are counted under that law's convention."""
-        from moescale.sweeps.export import run_table
-        from moescale.sweeps.store import SweepStore
-
-        with SweepStore(path, create=False, readonly=True) as store:
-            return run_table(store, law)
-
     def __len__(self) -> int:
         return len(self.frame)
 

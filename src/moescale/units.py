@@ -11,9 +11,8 @@ Only ASCII digits; spaces around the number and before the unit are allowed. ``n
 that overflows to infinity (``1e400``). Every mistake is a :class:`~moescale.errors.MoescaleError`
 whose message names the option.
 
-Command-line options use the click parameter types at the end of this module
-(:class:`FiniteFloat`, :class:`PositiveNumber`, :class:`ByteSize`), which apply the same
-grammar and report a mistake as one ``Error: --x must …`` line (a click ``UsageError``).
+Command-line options use click parameter types that apply the same grammar
+(:mod:`moescale.cli._options`).
 """
 
 from __future__ import annotations
@@ -22,12 +21,10 @@ import math
 import numbers
 import re
 
-import click
-
 from moescale.errors import MoescaleError
 
-__all__ = ["DTYPE_BYTES", "dtype_bytes", "parse_number", "parse_positive", "parse_count",
-           "parse_bytes", "FiniteFloat", "PositiveNumber", "ByteSize"]
+__all__ = ["DTYPE_BYTES", "dtype_bytes", "parse_bytes", "parse_count", "parse_number",
+           "parse_positive"]
 
 DTYPE_BYTES: dict[str, float] = {
     "fp32": 4, "float32": 4, "tf32": 4,
@@ -61,7 +58,7 @@ def dtype_bytes(dtype: str) -> float:
         ) from None
 
 
-def _show(text: object) -> str:
+def shown(text: object) -> str:
     s = repr(text)
     return s if len(s) <= 40 else s[:37] + "..."
 
@@ -74,20 +71,20 @@ def _from_python_number(value: object, what: str) -> float | None:
         try:
             return float(value)
         except (OverflowError, ValueError, TypeError):
-            raise MoescaleError(f"{what} must be a finite number, got {_show(value)}") from None
+            raise MoescaleError(f"{what} must be a finite number, got {shown(value)}") from None
     return None
 
 
 def _finite(value: float, text: object, what: str) -> float:
     if not math.isfinite(value):
-        raise MoescaleError(f"{what} must be a finite number, got {_show(text)}")
+        raise MoescaleError(f"{what} must be a finite number, got {shown(text)}")
     return value
 
 
 def _match(pattern: re.Pattern, text: object, what: str, expected: str) -> re.Match:
     m = pattern.fullmatch(text) if isinstance(text, str) and len(text) <= _MAX_TEXT else None
     if not m:
-        raise MoescaleError(f"{what} must {expected}, got {_show(text)}")
+        raise MoescaleError(f"{what} must {expected}, got {shown(text)}")
     return m
 
 
@@ -112,11 +109,11 @@ def parse_positive(text: str | float | int, what: str, *, integer: bool = False,
         value = float(m.group(1)) * _SUFFIX[m.group(2).lower()]
     _finite(value, text, what)
     if value <= 0:
-        raise MoescaleError(f"{what} must be positive, got {_show(text)}")
+        raise MoescaleError(f"{what} must be positive, got {shown(text)}")
     if integer and not float(value).is_integer():
-        raise MoescaleError(f"{what} must be a whole number, got {_show(text)}")
+        raise MoescaleError(f"{what} must be a whole number, got {shown(text)}")
     if maximum is not None and value > maximum:
-        raise MoescaleError(f"{what} must be at most {maximum:g}, got {_show(text)}")
+        raise MoescaleError(f"{what} must be at most {maximum:g}, got {shown(text)}")
     return value
 
 
@@ -132,86 +129,10 @@ def parse_bytes(text: str | float | int, what: str = "memory") -> float:
         m = _match(_BYTES_RE, text, what, "look like 80GB, 80GiB or 1e11")
         unit = m.group(2).lower()
         if unit not in _BYTE_UNITS:
-            raise MoescaleError(f"{what} must look like 80GB, 80GiB or 1e11, got {_show(text)} "
+            raise MoescaleError(f"{what} must look like 80GB, 80GiB or 1e11, got {shown(text)} "
                                 f"(units: B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)")
         value = float(m.group(1)) * _BYTE_UNITS[unit]
     _finite(value, text, what)
     if value <= 0:
-        raise MoescaleError(f"{what} must be positive, got {_show(text)}")
+        raise MoescaleError(f"{what} must be positive, got {shown(text)}")
     return value
-
-
-# ----- click parameter types ---------------------------------------------------------------
-
-class _Strict(click.ParamType):
-    """Shared conversion: the library parser; its MoescaleError (which names the option)
-    becomes click's usage error, printed by the CLI as one ``Error: …`` line."""
-
-    def _parse(self, value, what: str):  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def convert(self, value, param, ctx):
-        what = (max(param.opts, key=len) if getattr(param, "opts", None)
-                else getattr(param, "name", None)) or "value"
-        if isinstance(value, (str, numbers.Real)):
-            try:
-                return self._parse(value, what)
-            except MoescaleError as exc:
-                raise click.UsageError(str(exc), ctx) from None
-        raise click.UsageError(f"{what} must be a number, got {_show(value)}", ctx)
-
-
-class FiniteFloat(_Strict):
-    """A finite float (NaN and ±inf rejected), optionally inside ``[min, max]``.
-
-    ``min_open``/``max_open`` make a limit exclusive. For ``--lr``, ``--tolerance``, ``--level``,
-    fitted-parameter values, … (no size suffixes; use :class:`PositiveNumber` for those).
-    """
-
-    name = "number"
-
-    def __init__(self, min: float | None = None, max: float | None = None,
-                 min_open: bool = False, max_open: bool = False) -> None:
-        self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
-
-    def _parse(self, value, what: str) -> float:
-        x = parse_number(value, what)
-        if self.min is not None and (x < self.min or (self.min_open and x == self.min)):
-            raise MoescaleError(f"{what} must be {'>' if self.min_open else '>='} {self.min:g}, "
-                                f"got {_show(value)}")
-        if self.max is not None and (x > self.max or (self.max_open and x == self.max)):
-            raise MoescaleError(f"{what} must be {'<' if self.max_open else '<='} {self.max:g}, "
-                                f"got {_show(value)}")
-        return x
-
-    def __repr__(self) -> str:
-        return f"FiniteFloat({self.min}, {self.max})"
-
-
-class PositiveNumber(_Strict):
-    """A positive finite number with optional suffix (``2e6``, ``7B``, ``300M``).
-
-    ``integer=True`` requires a whole number and returns an ``int`` (token counts);
-    ``maximum`` is an inclusive upper limit (a sanity bound, e.g. 1e15 training tokens).
-    """
-
-    name = "number"
-
-    def __init__(self, integer: bool = False, maximum: float | None = None) -> None:
-        self.integer, self.maximum = integer, maximum
-
-    def _parse(self, value, what: str):
-        x = parse_positive(value, what, integer=self.integer, maximum=self.maximum)
-        return int(x) if self.integer else x
-
-    def __repr__(self) -> str:
-        return f"PositiveNumber(integer={self.integer}, maximum={self.maximum})"
-
-
-class ByteSize(_Strict):
-    """A memory size: ``80GB``, ``24GiB``, ``1e11`` (bytes, float)."""
-
-    name = "size"
-
-    def _parse(self, value, what: str) -> float:
-        return parse_bytes(value, what)

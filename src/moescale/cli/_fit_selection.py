@@ -107,11 +107,12 @@ def load_runs(data, store_path, mapping, derive, where, law: str | None = None):
     when given), renamed and derived, then filtered by ``--where``."""
     from moescale.cli._options import parse_derive, parse_mapping
     from moescale.runs import RunTable
+    from moescale.sweeps.export import runs_from_store
 
     if (data is None) == (store_path is None):
         raise MoescaleError("give a runs file (DATA) or --store sweep.db, not both or neither")
     if store_path:
-        runs = RunTable.from_store(store_path, law=law)
+        runs = runs_from_store(store_path, law=law)
         if mapping or derive:
             runs = RunTable.from_frame(runs.frame, parse_mapping(mapping) or None,
                                        parse_derive(derive) or None, source=runs.source)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
 
+import click
+
 from moescale.errors import MoescaleError
+from moescale.units import parse_bytes, parse_number, parse_positive, shown
 
 
 def parse_int_list(text: str, what: str = "--experts") -> tuple[int, ...]:
@@ -54,3 +58,79 @@ def parse_pairs(items: Iterable[str], flag: str, form: str = "NAME=VALUE") -> di
             raise MoescaleError(f"{flag} gives {key!r} twice ({key}={out[key]} and {item})")
         out[key] = value
     return out
+
+
+# ----- click parameter types: the grammar of moescale.units --------------------------------
+
+class _Strict(click.ParamType):
+    """Shared conversion: the library parser; its MoescaleError (which names the option)
+    becomes click's usage error, printed by the CLI as one ``Error: …`` line."""
+
+    def _parse(self, value, what: str):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def convert(self, value, param, ctx):
+        what = (max(param.opts, key=len) if getattr(param, "opts", None)
+                else getattr(param, "name", None)) or "value"
+        if isinstance(value, (str, numbers.Real)):
+            try:
+                return self._parse(value, what)
+            except MoescaleError as exc:
+                raise click.UsageError(str(exc), ctx) from None
+        raise click.UsageError(f"{what} must be a number, got {shown(value)}", ctx)
+
+
+class FiniteFloat(_Strict):
+    """A finite float (NaN and ±inf rejected), optionally inside ``[min, max]``.
+
+    ``min_open``/``max_open`` make a limit exclusive. For ``--lr``, ``--tolerance``, ``--level``,
+    fitted-parameter values, … (no size suffixes; use :class:`PositiveNumber` for those).
+    """
+
+    name = "number"
+
+    def __init__(self, min: float | None = None, max: float | None = None,
+                 min_open: bool = False, max_open: bool = False) -> None:
+        self.min, self.max, self.min_open, self.max_open = min, max, min_open, max_open
+
+    def _parse(self, value, what: str) -> float:
+        x = parse_number(value, what)
+        if self.min is not None and (x < self.min or (self.min_open and x == self.min)):
+            raise MoescaleError(f"{what} must be {'>' if self.min_open else '>='} {self.min:g}, "
+                                f"got {shown(value)}")
+        if self.max is not None and (x > self.max or (self.max_open and x == self.max)):
+            raise MoescaleError(f"{what} must be {'<' if self.max_open else '<='} {self.max:g}, "
+                                f"got {shown(value)}")
+        return x
+
+    def __repr__(self) -> str:
+        return f"FiniteFloat({self.min}, {self.max})"
+
+
+class PositiveNumber(_Strict):
+    """A positive finite number with optional suffix (``2e6``, ``7B``, ``300M``).
+
+    ``integer=True`` requires a whole number and returns an ``int`` (token counts);
+    ``maximum`` is an inclusive upper limit (a sanity bound, e.g. 1e15 training tokens).
+    """
+
+    name = "number"
+
+    def __init__(self, integer: bool = False, maximum: float | None = None) -> None:
+        self.integer, self.maximum = integer, maximum
+
+    def _parse(self, value, what: str):
+        x = parse_positive(value, what, integer=self.integer, maximum=self.maximum)
+        return int(x) if self.integer else x
+
+    def __repr__(self) -> str:
+        return f"PositiveNumber(integer={self.integer}, maximum={self.maximum})"
+
+
+class ByteSize(_Strict):
+    """A memory size: ``80GB``, ``24GiB``, ``1e11`` (bytes, float)."""
+
+    name = "size"
+
+    def _parse(self, value, what: str) -> float:
+        return parse_bytes(value, what)

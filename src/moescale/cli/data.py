@@ -7,8 +7,8 @@ import sys
 
 import click
 
+from moescale.cli._options import FiniteFloat
 from moescale.cli._output import echo_json, print_table
-from moescale.units import FiniteFloat
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

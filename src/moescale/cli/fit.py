@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from moescale.cli._options import FiniteFloat
 from moescale.cli._output import StageProgress, echo_json, fmt_num, print_table
 from moescale.errors import MoescaleError
-from moescale.units import FiniteFloat
 
 
 def _floats(text: str, what: str) -> list[float]:

@@ -188,7 +188,13 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
     import sys
 
     from moescale.sweeps.executors import make_executor
-    from moescale.sweeps.runner import LineReport, LiveDisplay, SweepInterrupted, run_sweep
+    from moescale.sweeps.runner import (
+        LineReport,
+        LiveDisplay,
+        SweepInterrupted,
+        previous_engine,
+        run_sweep,
+    )
     from moescale.sweeps.runner import runs_dir as default_runs_dir
     from moescale.sweeps.spec import SweepSpec
 
@@ -205,7 +211,7 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
                **{k: spec.resources[k] for k in ("cpus_per_run", "gpus_per_run")
                   if k in spec.resources}}
     if executor == "ray":
-        options |= {"address": address, "store_path": store_path}
+        options |= {"address": address, "previous_address": previous_engine(store_path)}
     elif executor == "slurm":
         from moescale.sweeps.executors.slurm import parse_slurm_args
 
@@ -376,13 +382,13 @@ def export_cmd(store_path, output, all_runs, law):
       moescale sweep export --store sweep.db -o runs.parquet --all
       moescale sweep export --store sweep.db -o joint.csv --law ludziejewski2025
     """
-    from moescale.sweeps.export import law_mapping
+    from moescale.sweeps.export import law_mapping, runs_frame
 
     out = Path(output)
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise MoescaleError(f"-o must end in .csv or .parquet, got {out.name}")
     store = _open(store_path)
-    frame = store.runs_frame(None if all_runs else "done")
+    frame = runs_frame(store, None if all_runs else "done")
     _report_problems(store)
     if frame.empty:
         raise MoescaleError(f"{store_path} has no {'' if all_runs else 'finished '}run to export")
@@ -428,9 +434,10 @@ def analyze_cmd(store_path, axis, by, bootstrap, seed, output, as_json):
     """
     from moescale.sweeps.analyze import analyze
     from moescale.sweeps.experts import compare_experts, seed_noise
+    from moescale.sweeps.export import runs_frame
 
     store = _open(store_path)
-    frame = store.runs_frame()
+    frame = runs_frame(store)
     _report_problems(store)
     if frame.empty:
         raise MoescaleError(f"{store_path} has no finished run to analyse")

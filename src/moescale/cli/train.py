@@ -9,10 +9,10 @@ import time
 import click
 
 from moescale.cli._architecture import architecture_options, resolve
+from moescale.cli._options import FiniteFloat, PositiveNumber
 from moescale.cli._output import as_flags, echo_json, print_table
 from moescale.errors import MoescaleError
 from moescale.training.config import MAX_TOKENS  # no torch import
-from moescale.units import FiniteFloat, PositiveNumber
 
 
 def _model_options(hf: dict | None, capacity_factor: float | None, router: str | None,

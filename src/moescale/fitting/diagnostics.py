@@ -95,7 +95,7 @@ def parameter_warnings(law, theta: Mapping[str, float], params: Mapping[str, flo
         v = abs(params[k])
         if k in law.log_params and (v < COLLAPSE or v > 1 / COLLAPSE):
             out.append(f"{k} = {params[k]:.3g} has collapsed: the term it scales has left the "
-                       "law (the data do not support it; fix it with --fix or drop the term)")
+                       "law (the data do not support it; fix it with `fixed` or drop the term)")
     return out
 
 

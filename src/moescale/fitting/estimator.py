@@ -71,11 +71,11 @@ class ScalingLaw:
 
     def fit(self, runs) -> ScalingLaw:
         """Fit to ``runs`` (RunTable, data frame or file path); returns ``self``."""
-        from moescale import fitting
+        from moescale.fitting.engine import fit
 
-        self.result_ = fitting.fit(self.law, runs, holdout=self.holdout, bootstrap=self.bootstrap,
-                                level=self.level, seed=self.seed, weights=self.weights,
-                                **self.fit_options)
+        self.result_ = fit(self.law, runs, holdout=self.holdout, bootstrap=self.bootstrap,
+                           level=self.level, seed=self.seed, weights=self.weights,
+                           **self.fit_options)
         self.params_ = dict(self.result_.params)
         self.success_ = self.result_.success
         self.warnings_ = list(self.result_.warnings)

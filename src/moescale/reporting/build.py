@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from moescale.errors import MoescaleError
+from moescale.jsonio import read_json_object
 from moescale.reporting import fits as fitfig
 from moescale.reporting import plans as planfig
 from moescale.reporting import style
@@ -554,6 +555,7 @@ def assign_budgets(frame: pd.DataFrame, per_decade: int = BUDGETS_PER_DECADE) ->
 
 def load_store(path: str | Path, inp: ReportInputs | None = None) -> ReportInputs:
     """Runs (every status), curves and status counts of a sweep store."""
+    from moescale.sweeps.export import runs_frame
     from moescale.sweeps.store import SweepStore
 
     inp = inp or ReportInputs()
@@ -561,7 +563,7 @@ def load_store(path: str | Path, inp: ReportInputs | None = None) -> ReportInput
     if not path.is_file():
         raise MoescaleError(f"sweep store not found: {path}")
     with SweepStore(path, create=False, readonly=True) as store:
-        inp.runs = store.runs_frame(status=None)
+        inp.runs = runs_frame(store, status=None)
         inp.curves = store.curves_frame()
         inp.store_counts = store.counts()
     inp.sources["store"] = str(path)
@@ -633,25 +635,11 @@ def _fit_runs(inp: ReportInputs, fit):
     return None
 
 
-def load_json(path: str | Path, what: str) -> dict:
-    import json
-
-    path = Path(path)
-    if not path.is_file():
-        raise MoescaleError(f"{what} file not found: {path}")
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MoescaleError(f"{path} is not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise MoescaleError(f"{path} is not a moescale {what} (expected a JSON object)")
-    return data
-
-
 def load_plan(path: str | Path, inp: ReportInputs | None = None) -> ReportInputs:
     """Read a plan file (``Plan.to_dict`` as JSON); a missing or renamed key is an error."""
     inp = inp or ReportInputs()
-    inp.plan = PlanData.from_dict(load_json(path, "plan"), source=str(path))
+    inp.plan = PlanData.from_dict(read_json_object(path, "a moescale plan", kind="plan file"),
+                                 source=str(path))
     inp.sources["plan"] = str(path)
     return inp
 
@@ -659,6 +647,7 @@ def load_plan(path: str | Path, inp: ReportInputs | None = None) -> ReportInputs
 def load_compare(path: str | Path, inp: ReportInputs | None = None) -> ReportInputs:
     """Read a comparison file (``moescale compare --json``); a missing key is an error."""
     inp = inp or ReportInputs()
-    inp.compare = Comparison.from_dict(load_json(path, "comparison"), source=str(path))
+    inp.compare = Comparison.from_dict(
+        read_json_object(path, "a moescale comparison", kind="comparison file"), source=str(path))
     inp.sources["compare"] = str(path)
     return inp

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from moescale.errors import MoescaleError
+from moescale.jsonio import read_json_object
 from moescale.reporting import style
 from moescale.reporting.inputs import FigureUnavailable, Leaderboard
 
@@ -151,16 +152,14 @@ def sensitivity_figure(result: Any):
 
 def load_selection(path: str | Path) -> Leaderboard:
     """A leaderboard written by ``moescale fit --law all --json``; a missing key is an error."""
-    from moescale.reporting.build import load_json
-
-    return Leaderboard.from_dict(load_json(path, "leaderboard"), source=str(path))
+    return Leaderboard.from_dict(
+        read_json_object(path, "a moescale leaderboard", kind="leaderboard file"),
+        source=str(path))
 
 
 def load_sensitivity(path: str | Path) -> dict:
     """A sensitivity study written by ``moescale fit --sensitivity --json``."""
-    from moescale.reporting.build import load_json
-
-    data = load_json(path, "sensitivity study")
+    data = read_json_object(path, "a moescale sensitivity study", kind="sensitivity study file")
     missing = [k for k in ("law", "baseline", "variants", "target_compute") if k not in data]
     if missing:
         raise MoescaleError(f"{path} is not a moescale sensitivity study: it has no "

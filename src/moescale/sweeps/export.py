@@ -24,6 +24,7 @@ Columns (units: parameters, tokens, FLOPs, nats per token, seconds):
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +184,60 @@ def _end_record(folder: Path) -> dict[str, Any]:
                             "resume its training first")
     end.pop("event")
     return end
+
+
+def runs_from_store(path, law: str | None = None):
+    """The finished runs of the sweep store at ``path`` as a :class:`~moescale.runs.RunTable`;
+    with ``law``, ``N``, ``N_active`` and ``C`` are counted under that law's convention."""
+    from moescale.sweeps.store import SweepStore
+
+    with SweepStore(path, create=False, readonly=True) as store:
+        return run_table(store, law)
+
+
+def runs_from_train_folders(folders: str | Path | Iterable[str | Path], law: str | None = None):
+    """A RunTable of finished ``moescale train`` run folders (``run.json`` and the ``end``
+    record of ``log.jsonl``), one row per folder with the columns of a sweep's export
+    (:func:`run_columns`, :func:`result_columns`).
+
+    Parameters
+    ----------
+    folders : path or iterable of paths
+        Run folders, or one folder whose sub-folders are runs (``runs/*``).
+    law : str, optional
+        Take ``N``, ``N_active`` and ``C`` under this law's counting convention (as
+        ``moescale fit --store`` does), so the table fits that law directly.
+    """
+    import pandas as pd
+
+    from moescale.runs import RunTable
+
+    paths = _run_folders(folders)
+    rows = []
+    for folder in paths:
+        run, result, _ = spec_from_train_folder(folder)
+        rows.append(run_columns(run.to_dict()) | result_columns(result, str(folder))
+                    | {"folder": str(folder)})
+    frame = pd.DataFrame(rows)
+    mapping = law_mapping(law, frame.columns)
+    frame = frame.drop(columns=list(mapping), errors="ignore") \
+        .rename(columns={v: k for k, v in mapping.items()})
+    source = str(paths[0].parent if len(paths) > 1 else paths[0])
+    return RunTable.from_frame(frame.select_dtypes("number"), source=source)
+
+
+def _run_folders(folders) -> list[Path]:
+    """The run folders named, a folder of run folders expanded; none is an error."""
+    given = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+    out: list[Path] = []
+    for path in given:
+        if (path / "run.json").is_file():
+            out.append(path)
+        elif path.is_dir():
+            out.extend(sorted(p for p in path.iterdir() if (p / "run.json").is_file()))
+        else:
+            raise MoescaleError(f"run folder not found: {path}")
+    if not out:
+        raise MoescaleError("no moescale train run folder (with run.json) in "
+                            + ", ".join(map(str, given)))
+    return out

@@ -46,6 +46,15 @@ from moescale.sweeps.store import (
 LEASE_SECONDS = 60.0  # a driver silent this long is presumed dead
 POLL_SECONDS = 0.5
 MAX_ATTEMPTS = 3  # a run whose worker died (not one that raised) is tried this often
+ENGINE_ADDRESS = "engine_address"  # store meta: an engine the executor started (e.g. Ray)
+
+
+def previous_engine(store_path: str | Path) -> str | None:
+    """The address of the engine an interrupted driver of this store had started, if any."""
+    if not Path(store_path).is_file():
+        return None
+    with SweepStore(store_path, create=False, readonly=True) as store:
+        return store.meta(ENGINE_ADDRESS) or None
 
 
 def runs_dir(store_path: str | Path) -> Path:
@@ -142,6 +151,8 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
     store.retire(retired)
     if retry_failed:
         store.retry_failed(ids)
+    if executor.address:  # an engine the executor started: a restarted driver reconnects
+        store.meta(ENGINE_ADDRESS, executor.address)
     loop = _Loop(store, executor, ids, Path(folder) if folder else runs_dir(store_path),
                  lease_s, max_attempts, progress)
     loop.out.runs, loop.out.retired = len(runs), retired
@@ -153,6 +164,8 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
         with progress or contextlib.nullcontext():
             loop.run()
         executor.close()
+        if executor.address:
+            store.meta(ENGINE_ADDRESS, "")
     except BaseException as exc:
         executor.shutdown()
         reason = "disk full" if isinstance(exc, DiskFull) else "interrupted"
@@ -231,10 +244,8 @@ class _Loop:
         if not batch:
             return
         items = [(c.run, d) for c, d in batch]
-        submit_batch = getattr(self.executor, "submit_batch", None)
         try:
-            job_ids = (submit_batch(items) if submit_batch
-                       else [self.executor.submit(run, d) for run, d in items])
+            job_ids = self.executor.submit_batch(items)
         except OSError as exc:
             if is_disk_full(exc):
                 raise DiskFull(f"disk full: cannot start a worker in {self.folder} "

@@ -578,12 +578,6 @@ class SweepStore:
             "SELECT step, tokens, flops, train_loss, eval_loss FROM curves WHERE run_id = ? "
             "ORDER BY step", (run_id,))]
 
-    def runs_frame(self, status: str | None = "done"):
-        """The run table (pandas): one row per run, columns of :mod:`moescale.sweeps.export`."""
-        from moescale.sweeps.export import runs_frame
-
-        return runs_frame(self, status)
-
     def curves_frame(self):
         """Every logged point of every run: run_id, step, tokens, flops, train_loss, eval_loss."""
         import pandas as pd

@@ -411,8 +411,7 @@ def suggest_from_store(store_path, law: str | Law, target_compute: float, *,
     variance of the ``quantity`` at ``target_compute`` (:func:`suggest`). ``fixed`` pins law
     parameters the runs cannot identify; ``append_to`` appends the runs to that spec."""
     from moescale import fitting
-    from moescale.runs import RunTable
-    from moescale.sweeps.export import run_columns
+    from moescale.sweeps.export import run_columns, runs_from_store
     from moescale.sweeps.store import SweepStore
 
     law = get_law(law) if isinstance(law, str) else law
@@ -421,7 +420,7 @@ def suggest_from_store(store_path, law: str | Law, target_compute: float, *,
         rows = [r for r in store.rows() if r["status"] == "done"]
     if not rows:
         raise MoescaleError(f"{store_path} has no finished run to fit")
-    runs = RunTable.from_store(store_path, law=law.name)
+    runs = runs_from_store(store_path, law=law.name)
     largest = max(r["spec"]["budget"] for r in rows)
     top = max_run_flops or 4 * largest
     smallest = min(r["spec"]["budget"] for r in rows)

@@ -5,64 +5,29 @@ An executor starts a run (:meth:`Executor.submit`, returning the engine's job id
 store keeps), reports the runs that ended (:meth:`Executor.poll`), takes back a run that a
 dead driver left running (:meth:`Executor.reattach`) and stops its runs
 (:meth:`Executor.shutdown`). It never writes the store: a run's worker writes ``result.json``
-or ``error.json`` into the run's folder and returns it; the driver records the outcome.
+or ``error.json`` into the run's folder and returns it; the driver records the outcome (and
+the ``address`` of an engine the executor started, so a restarted driver reconnects).
 
 Engines: ``local`` (processes on this machine), ``ray`` (a Ray cluster, or a local Ray
-instance started for the sweep), ``slurm`` (submitit jobs; ``--cluster local`` runs the same
+instance started for the sweep), ``slurm`` (submitit jobs; ``cluster="local"`` runs the same
 jobs through submitit's local executor).
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from moescale.errors import MoescaleError
-from moescale.sweeps import worker
-from moescale.sweeps.spec import RunSpec
+from moescale.sweeps.executors.base import (
+    Executor,
+    Outcome,
+    exit_outcome,
+    exit_reason,
+    folder_outcome,
+)
 
-
-@dataclass(frozen=True)
-class Outcome:
-    """How one submitted run ended: ``done`` with its result, or ``failed`` with a reason.
-
-    ``retryable`` marks failures of the machinery (a killed worker, a lost node), which the
-    driver retries up to its attempt limit; a run that raised or diverged is not retried.
-    ``curve`` is sent back by engines whose workers may not share the driver's file system.
-    """
-
-    run_id: str
-    status: str  # "done" or "failed"
-    result: dict[str, Any] | None = None
-    error: str | None = None
-    retryable: bool = False
-    curve: list[dict[str, Any]] | None = None
-    busy: bool = False  # another worker holds the run folder: nothing was run or written
-    disk_full: bool = False  # the disk is full: the sweep stops, the run stays resumable
-
-
-class Executor(Protocol):
-    """The interface every engine implements."""
-
-    name: str
-    capacity: int  # runs in flight at once
-    threads: int | None  # CPU threads per run
-    description: str  # one line for people: "2 local workers × 1 thread"
-
-    def submit(self, run: RunSpec, run_dir: Path) -> str | None: ...
-
-    def poll(self) -> list[Outcome]: ...
-
-    def reattach(self, run: RunSpec, run_dir: Path, job_id: str) -> bool: ...
-
-    def running(self) -> set[str]: ...
-
-    def shutdown(self) -> None: ...  # stop every run in flight (interrupt), then close
-
-    def close(self) -> None: ...  # the sweep ended: release the engine
-
+__all__ = ["EXECUTORS", "Executor", "Outcome", "exit_outcome", "exit_reason", "folder_outcome",
+           "make_executor"]
 
 EXECUTORS = ("local", "ray", "slurm")
 EXTRAS = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
@@ -90,36 +55,3 @@ def make_executor(name: str, **options: Any) -> Executor:
     from moescale.sweeps.executors.slurm import SlurmExecutor
 
     return SlurmExecutor(**options)
-
-
-def folder_outcome(run_id: str, run_dir: Path, with_curve: bool = False) -> Outcome | None:
-    """The outcome a worker left in its folder (``result.json`` / ``error.json``), if any."""
-    result, error = run_dir / worker.RESULT_FILE, run_dir / worker.ERROR_FILE
-    curve = worker.read_curve(run_dir) if with_curve else None
-    try:
-        if result.is_file():
-            return Outcome(run_id, "done", result=json.loads(result.read_text()), curve=curve)
-        if error.is_file():
-            data = json.loads(error.read_text())
-            return Outcome(run_id, "failed", error=str(data["error"]),
-                           disk_full=bool(data.get("disk_full")))
-    except (json.JSONDecodeError, KeyError, OSError, TypeError):
-        return None
-    return None
-
-
-def exit_outcome(run_id: str, run_dir: Path, exitcode: int | None) -> Outcome:
-    """The outcome a worker process left in its folder, or a failure saying how it died
-    (retryable; ``busy`` when another worker held the folder, ``disk_full`` on ENOSPC)."""
-    if exitcode == worker.EXIT_LOCKED:
-        return Outcome(run_id, "failed", busy=True, retryable=True,
-                       error="another worker holds the run folder (it trains this run)")
-    found = folder_outcome(run_id, run_dir)
-    if found is not None and (exitcode == 0 or found.status == "failed"):
-        return found
-    if exitcode == worker.EXIT_DISK_FULL:
-        return Outcome(run_id, "failed", disk_full=True, retryable=True,
-                       error=f"disk full: the worker could not write into {run_dir}")
-    from moescale.sweeps.executors.local import exit_reason
-
-    return Outcome(run_id, "failed", error=exit_reason(exitcode), retryable=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
-from moescale.sweeps.executors import Outcome
+from moescale.sweeps.executors.base import Outcome, exit_outcome
 from moescale.sweeps.spec import RunSpec
 
 
@@ -43,22 +42,11 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
 
 
-def exit_reason(code: int | None) -> str:
-    if code == worker.EXIT_LOCKED:
-        return "another worker holds the run folder (it trains this run)"
-    if code == worker.EXIT_DISK_FULL:
-        return "disk full: the worker could not write its run folder"
-    if code is not None and code < 0:
-        name = signal.Signals(-code).name
-        hint = " (out of memory?)" if -code == signal.SIGKILL else ""
-        return f"worker process killed by {name}{hint}"
-    return f"worker process exited with status {code} without a result"
-
-
 class LocalExecutor:
     """A pool of ``workers`` processes on this machine."""
 
     name = "local"
+    address = None
 
     def __init__(self, workers: int | None = None, threads: int | None = None,
                  cpus_per_run: int | None = None, gpus_per_run: int | None = None) -> None:
@@ -78,6 +66,9 @@ class LocalExecutor:
         self.description = (f"{workers} local worker{'s' * (workers > 1)} × "
                             f"{self.threads} thread{'s' * (self.threads > 1)}{where}")
         self._procs: dict[str, tuple[subprocess.Popen, Path, int]] = {}
+
+    def submit_batch(self, items: list[tuple[RunSpec, Path]]) -> list[str]:
+        return [self.submit(run, run_dir) for run, run_dir in items]
 
     def submit(self, run: RunSpec, run_dir: Path) -> str:
         slot = self._free_slot()
@@ -144,10 +135,3 @@ def start_worker(run: RunSpec, run_dir: Path, threads: int | None, device: str,
         return subprocess.Popen(
             [*launcher, "-m", "moescale.sweeps.worker", str(run_dir), str(threads or "-"),
              device], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-
-
-def exit_outcome(run_id: str, run_dir: Path, exitcode: int | None) -> Outcome:
-    """The outcome a worker left in its folder, or a retryable failure saying how it died."""
-    from moescale.sweeps.executors import exit_outcome as outcome
-
-    return outcome(run_id, run_dir, exitcode)

@@ -7,8 +7,9 @@ result and the learning curve to the driver, so workers need not share the drive
 (their run folders live at the same path on their node). Because the actors are detached, a
 driver that dies leaves them running; the next driver finds them by name and takes them back.
 
-Without ``--address`` a local Ray instance is started for the sweep (its address is kept in
-the store so a restarted driver can find it) and shut down at the end.
+Without an ``address`` a local Ray instance is started for the sweep and shut down at the end;
+its address is :attr:`RayExecutor.address`, which the driver keeps in the store, and a
+restarted driver gives it back as ``previous_address`` to reconnect.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
-from moescale.sweeps.executors import Outcome, exit_outcome, folder_outcome
+from moescale.sweeps.executors.base import Outcome, exit_outcome, folder_outcome
 from moescale.sweeps.executors.local import available_cpus, start_worker
 from moescale.sweeps.spec import RunSpec
 
@@ -76,7 +77,7 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, cpus_per_run: int | None = None,
                  gpus_per_run: int | None = None, threads: int | None = None,
-                 workers: int | None = None, store_path: str | Path | None = None,
+                 workers: int | None = None, previous_address: str | None = None,
                  local_cpus: int | None = None) -> None:
         if not address:  # a local instance: keep all of Ray's traffic on the loopback
             os.environ.setdefault(LOOPBACK_ENV, "0")
@@ -85,9 +86,8 @@ class RayExecutor:
         self.ray = ray
         self.cpus, self.gpus = max(cpus_per_run or 1, 1), gpus_per_run or 0
         self.threads = threads or self.cpus
-        self.store_path = store_path
-        self.started_local = False
-        self._connect(address, local_cpus)
+        self.address: str | None = None  # set when this executor starts its own instance
+        self._connect(address, previous_address, local_cpus)
         total = ray.cluster_resources().get("CPU", 1)
         self.capacity = workers or max(int(total // self.cpus), 1)
         where = address or "a local Ray instance"
@@ -97,7 +97,8 @@ class RayExecutor:
         self._running: dict[str, tuple[Any, Path]] = {}
 
     # ----- connection ------------------------------------------------------------------------
-    def _connect(self, address: str | None, local_cpus: int | None) -> None:
+    def _connect(self, address: str | None, previous: str | None,
+                 local_cpus: int | None) -> None:
         ray = self.ray
         options = dict(namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR",
                        include_dashboard=False)
@@ -108,25 +109,18 @@ class RayExecutor:
                 raise MoescaleError(f"cannot reach the Ray cluster at {address}: "
                                     f"{str(exc).splitlines()[0]}") from None
             return
-        previous = self._meta("ray_address")
         if previous and _reachable(previous):  # the instance a killed driver started
             ray.init(address=previous, **options)
-            self.started_local = True
+            self.address = previous
             return
         ray.init(num_cpus=local_cpus or available_cpus(), object_store_memory=128 * 2**20,
                  **options)
-        self.started_local = True
-        self._meta("ray_address", ray.get_runtime_context().gcs_address)
-
-    def _meta(self, key: str, value: str | None = None) -> str | None:
-        if self.store_path is None:
-            return None
-        from moescale.sweeps.store import SweepStore
-
-        with SweepStore(self.store_path) as store:
-            return store.meta(key, value)
+        self.address = ray.get_runtime_context().gcs_address
 
     # ----- the interface ---------------------------------------------------------------------
+    def submit_batch(self, items: list[tuple[RunSpec, Path]]) -> list[str]:
+        return [self.submit(run, run_dir) for run, run_dir in items]
+
     def submit(self, run: RunSpec, run_dir: Path) -> str:
         name = f"moescale-run-{run.id}"
         self._kill_named(name)  # a finished or stale actor of an earlier attempt
@@ -180,8 +174,6 @@ class RayExecutor:
         """Disconnect; stop the local instance this sweep started."""
         if self.ray.is_initialized():
             self.ray.shutdown()
-        if self.started_local:
-            self._meta("ray_address", "")
 
     def _kill(self, actor) -> None:
         try:

@@ -20,7 +20,7 @@ from typing import Any
 
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
-from moescale.sweeps.executors import Outcome, folder_outcome
+from moescale.sweeps.executors.base import Outcome, folder_outcome
 from moescale.sweeps.spec import RunSpec
 from moescale.sweeps.store import pid_alive
 
@@ -64,6 +64,7 @@ class SlurmExecutor:
     """Runs as submitit jobs on SLURM (or submitit's local executor)."""
 
     name = "slurm"
+    address = None
 
     def __init__(self, folder: str | Path, cluster: str | None = None,
                  partition: str | None = None, time_min: int = 60, account: str | None = None,
