@@ -36,7 +36,7 @@ def test_readme_python_example_runs(index, tmp_path, monkeypatch):
     exec(compile(block, f"README.md python block {index}", "exec"), {})
 
 
-def test_the_fixed_readme_export_works():
+def test_the_readme_export_loads_as_a_glm4_moe_config():
     from moescale.hf import to_hf_config
     from moescale.planning import Budget, plan_holistic
 

@@ -60,7 +60,7 @@ def test_api_refuses_with_the_parameters_name(call, fragment):
     assert fragment in str(err.value) and "\n" not in str(err.value)
 
 
-def test_good_calls_still_work_and_mean_what_they_say():
+def test_good_calls_work_and_mean_what_they_say():
     assert moescale.plan(1e20, experts=16).architecture.n_experts == 16
     assert moescale.plan(1e20, experts=[16]).architecture.n_experts == 16  # not 6
     assert moescale.count("tiny", context=128).total_params == moescale.count("tiny").total_params

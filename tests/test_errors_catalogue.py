@@ -300,7 +300,7 @@ def test_predict_bad_inputs(bad_input, args, message):
     bad_input(["predict", *args], message)
 
 
-def test_predict_with_a_valid_fit_file_still_works(bad_input, capsys):
+def test_predict_with_a_valid_fit_file_works(bad_input, capsys):
     code, out, err = run_cli(["predict", "--fit", "fit_ok.json", "--N", "7e9", "--D", "1.4e12",
                               "--json"], capsys)
     assert code == 0 and err == ""

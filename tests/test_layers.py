@@ -166,3 +166,30 @@ def test_the_import_graph_sees_imports_inside_functions():
     graph = _import_graph()
     # api imports the planners only inside plan(): a module-level scan would miss it
     assert "moescale.planning.holistic_plan" in graph["moescale.api"]
+
+
+def test_every_documented_module_exists():
+    """Each ``moescale.a.b`` named in the README, the docs or a docstring is a module of the
+    package, or a name of a module / of the curated top level (checked on the files, without
+    importing anything)."""
+    import moescale
+
+    root = SRC.parents[1]
+    texts = [root / "README.md", *(root / "docs").rglob("*.md"), *SRC.rglob("*.py")]
+    missing = set()
+    for path in texts:
+        for dotted in re.findall(r"\bmoescale(?:\.[A-Za-z_][A-Za-z0-9_]*)+", path.read_text()):
+            parts = dotted.split(".")[1:]
+            module = SRC
+            while parts and module.is_dir() and ((module / parts[0]).is_dir()
+                                                 or (module / f"{parts[0]}.py").is_file()):
+                name = parts.pop(0)
+                module = module / name if (module / name).is_dir() else module / f"{name}.py"
+            if module == SRC and parts[0] not in moescale.__all__:
+                missing.add(f"{path.name}: {dotted}")
+            elif module != SRC and parts:  # a name inside the module: defined there
+                source = module / "__init__.py" if module.is_dir() else module
+                if not re.search(rf"^\s*(def|class)\s+{parts[0]}\b|^{parts[0]}\s*[:=]|"
+                                 rf"import .*\b{parts[0]}\b", source.read_text(), re.M):
+                    missing.add(f"{path.name}: {dotted}")
+    assert not missing, sorted(missing)

@@ -7,8 +7,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from moescale.training.activations import activation  # noqa: E402
 from moescale.training.fused import RoutedExperts, dispatch  # noqa: E402
-from moescale.training.model import MoEFeedForward, MoEOptions, activation  # noqa: E402
+from moescale.training.model import MoEFeedForward, MoEOptions  # noqa: E402
 
 
 def _naive_moe(layer: MoEFeedForward, x_TD: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ def test_between_and_beyond_table4_the_stated_rule():
     assert dq * nq < 256 and nq == 2 * nkv
 
 
-def test_head_overrides_still_win():
+def test_head_overrides_win():
     p = make_plan(1e20, method="holistic", heads=4, kv_heads=2, head_dim=64)
     a = p.architecture
     assert (a.n_heads, a.n_kv_heads, a.head_dim) == (4, 2, 64)

@@ -100,10 +100,13 @@ def test_writers_refuse_foreign_files_too(tmp_path, kind):
 class InstantExecutor:
     """Finishes every run at once with a given result (no training)."""
 
-    name, capacity, threads, description = "instant", 2, 1, "instant"
+    name, capacity, threads, description, address = "instant", 2, 1, "instant", None
 
     def __init__(self, result):
         self.result, self.pending = result, []
+
+    def submit_batch(self, items):
+        return [self.submit(run, run_dir) for run, run_dir in items]
 
     def submit(self, run, run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -138,7 +141,7 @@ def test_a_store_of_another_sweep_is_not_merged_silently(tmp_path):
     second = SweepSpec.load(micro_spec(tmp_path, name="second", budgets="[3e8]"))
     with pytest.raises(MoescaleError) as err:
         run_sweep(second, db, InstantExecutor(GOOD))
-    assert "holds sweep 'first', not 'second'" in str(err.value) and "--merge" in str(err.value)
+    assert "holds sweep 'first', not 'second'" in str(err.value) and "`merge`" in str(err.value)
     assert SweepStore(db).counts()["done"] == 2  # nothing added
     out = run_sweep(second, db, InstantExecutor(GOOD), merge=True)
     assert out.counts["done"] == 2 and SweepStore(db).counts()["done"] == 4

@@ -102,7 +102,7 @@ def test_ddp_two_processes_gloo_matches_single_process(tmp_path):
 @pytest.mark.parametrize("kw, match", [
     (dict(tokens=0), "tokens must be positive"),
     (dict(schedule="linear"), "schedule"),
-    (dict(resume=True), "needs --out"),
+    (dict(resume=True), "needs `out`"),
 ])
 def test_bad_settings_raise(kw, match):
     with pytest.raises(MoescaleError, match=match):

@@ -78,7 +78,7 @@ def family_kv_values(active_params: float, tokens: int, vocab: int = GPT2_VOCAB)
 # ----- optimisation -------------------------------------------------------------------------
 def compute_optimal(loss: LossFn, compute: float, experts: int) -> Allocation:
     """``min L(N, C/(6N), E)`` over ``N`` (bounded scalar search in ``log N``)."""
-    n = _argmin_log(lambda n: loss(n, compute / (6 * n), experts), N_MIN, compute / 6 / 1.0)
+    n = argmin_log(lambda n: loss(n, compute / (6 * n), experts), N_MIN, compute / 6 / 1.0)
     return _allocation(loss, n, compute / (6 * n), experts, "compute")
 
 
@@ -111,24 +111,9 @@ def memory_constrained(loss: LossFn, compute: float, experts: int, memory_bytes:
     return _allocation(loss, n, compute / (6 * n), experts, "memory")
 
 
-def inference_aware(loss: LossFn, compute: float, experts: int, inference_tokens: float) -> Allocation:
-    """``min L`` s.t. ``6·N·D + 2·N·D_inf = C``: serving cost comes out of the budget."""
-    n_hi = compute / (2 * inference_tokens)
-    if n_hi <= N_MIN:
-        raise MoescaleError(
-            f"serving {inference_tokens:.3g} tokens leaves no compute for training; "
-            "raise `compute` or lower `inference_tokens`"
-        )
-
-    def tokens(n):
-        return (compute - 2 * n * inference_tokens) / (6 * n)
-
-    n = _argmin_log(lambda n: loss(n, tokens(n), experts), N_MIN, n_hi * (1 - 1e-9))
-    return _allocation(loss, n, tokens(n), experts, "inference")
-
-
-def _argmin_log(f: Callable[[float], float], lo: float, hi: float) -> float:
-    """Minimiser of ``f`` over ``[lo, hi]`` in log space (grid, then bounded Brent)."""
+def argmin_log(f: Callable[[float], float], lo: float, hi: float) -> float:
+    """Minimiser of ``f`` over ``[lo, hi]`` in log space (grid, then bounded Brent): the
+    continuous optimum of a law over ``N`` that every allocation here and the law planner use."""
     from scipy.optimize import minimize_scalar
 
     if hi <= lo:

@@ -182,7 +182,7 @@ def _continuous(loss, budget: Budget, e: int) -> al.Allocation:
     if hi <= 10.0:
         raise MoescaleError(f"serving {d_inf:.3g} tokens leaves no compute for training; "
                             "raise `compute` or lower `inference_tokens`")
-    n = al._argmin_log(lambda n: loss(n, tokens(n), e), 10.0, hi)
+    n = al.argmin_log(lambda n: loss(n, tokens(n), e), 10.0, hi)
     return al.Allocation(experts=e, active_params=n, total_params=float("nan"),
                          tokens=tokens(n), loss=float(loss(n, tokens(n), e)),
                          training_compute=6 * n * tokens(n),

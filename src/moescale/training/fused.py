@@ -23,6 +23,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from moescale.training.activations import ffn_activation
+
 
 def eager() -> bool:
     """True outside ``torch.compile`` tracing (compiled graphs use the reference formulas)."""
@@ -116,22 +118,13 @@ def qkv_rope(qkv_BSX: torch.Tensor, n_heads: int, n_kv: int, cos_Sd: torch.Tenso
 
 # ----- routed experts -----------------------------------------------------------------------
 
-def _act(ffn_type: str, h: torch.Tensor, width: int) -> torch.Tensor:
-    """The model's activation of ``h`` (gate‖up halves for gated types, tanh GELU)."""
-    if ffn_type == "swiglu":
-        return F.silu(h[:, :width]) * h[:, width:]
-    if ffn_type == "geglu":
-        return F.gelu(h[:, :width], approximate="tanh") * h[:, width:]
-    return F.gelu(h, approximate="tanh") if ffn_type == "gelu" else F.relu(h)
-
-
 def _expert_forward(ffn_type: str, h: torch.Tensor, width: int):
     """``(act(h), kept)``: the activation of one expert's rows and what its backward needs
     besides ``h`` (SwiGLU keeps ``silu(gate)``, so backward evaluates one exponential, not two)."""
     if ffn_type == "swiglu":
         silu = F.silu(h[:, :width])
         return silu * h[:, width:], silu
-    return _act(ffn_type, h, width), None
+    return ffn_activation(ffn_type, h), None
 
 
 def _expert_backward(ffn_type: str, grad_a: torch.Tensor, h: torch.Tensor, kept,
@@ -148,7 +141,7 @@ def _expert_backward(ffn_type: str, grad_a: torch.Tensor, h: torch.Tensor, kept,
         aten.silu_backward.grad_input(grad_a.mul_(up), gate, grad_input=grad_h[:, :width])
         return a
     if want_a:
-        a = _act(ffn_type, h, width)
+        a = ffn_activation(ffn_type, h)
     if ffn_type == "geglu":
         torch.mul(grad_a, F.gelu(gate, approximate="tanh"), out=grad_h[:, width:])
         aten.gelu_backward.grad_input(grad_a * up, gate, approximate="tanh",
