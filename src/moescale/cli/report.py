@@ -13,7 +13,7 @@ FORMATS = ("png", "svg")
 @click.command()
 @click.option("--store", type=click.Path(dir_okay=False), metavar="SWEEP.db",
               help="A sweep store (moescale sweep run): runs, learning curves, isoFLOP analysis.")
-@click.option("--runs", "runs_file", type=click.Path(dir_okay=False), metavar="FILE",
+@click.option("--runs", "runs", type=click.Path(dir_okay=False), metavar="FILE",
               help="A run table (CSV, TSV, Parquet, JSONL, JSON), read as `moescale fit` reads it.")
 @click.option("--map", "mapping", multiple=True, metavar="COLUMN=NAME",
               help="Rename a column of --runs to a run variable, e.g. \"Model Size=N\". Repeatable.")
@@ -23,15 +23,15 @@ FORMATS = ("png", "svg")
               help="Keep only the --runs rows matching a pandas query.")
 @click.option("--fit", "fit_files", multiple=True, type=click.Path(dir_okay=False),
               metavar="FIT.json", help="A fit from `moescale fit -o`. Repeatable.")
-@click.option("--plan", "plan_file", type=click.Path(dir_okay=False), metavar="PLAN.json",
+@click.option("--plan", "plan", type=click.Path(dir_okay=False), metavar="PLAN.json",
               help="A plan from `moescale plan -o` (or --json).")
-@click.option("--compare", "compare_file", type=click.Path(dir_okay=False),
+@click.option("--compare", "compare", type=click.Path(dir_okay=False),
               metavar="COMPARE.json", help="A comparison from `moescale compare --json`.")
-@click.option("--selection", "selection_file", type=click.Path(dir_okay=False),
+@click.option("--selection", "selection", type=click.Path(dir_okay=False),
               metavar="LEADERBOARD.json", help="A leaderboard from `moescale fit --law all --json`.")
-@click.option("--sensitivity", "sensitivity_file", type=click.Path(dir_okay=False),
+@click.option("--sensitivity", "sensitivity", type=click.Path(dir_okay=False),
               metavar="SENS.json", help="A study from `moescale fit --sensitivity --json`.")
-@click.option("--adaptive", "adaptive_file", type=click.Path(dir_okay=False),
+@click.option("--adaptive", "adaptive", type=click.Path(dir_okay=False),
               metavar="ADAPTIVE.json",
               help="Suggested vs grid runs from `benchmarks/bench_adaptive.py --json`.")
 @click.option("--target", default=None, metavar="FLOPS",
@@ -48,9 +48,9 @@ FORMATS = ("png", "svg")
               help="Folder for index.html and figures/ (required unless --list-figures).")
 @click.option("--list-figures", is_flag=True, help="List every figure name and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
-def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compare_file, target,
+def report(store, runs, mapping, derive, where, fit_files, plan, compare, target,
            figures, formats, bootstrap, title, output, list_figures, as_json,
-           selection_file=None, sensitivity_file=None, adaptive_file=None):
+           selection=None, sensitivity=None, adaptive=None):
     """Draw the figures of a sweep, a fit and a plan, and write one HTML page.
 
     Writes DIR/index.html (opens from disk, no network) and DIR/figures/NAME.png and .svg.
@@ -81,10 +81,10 @@ def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compa
     bad = [f for f in fmts if f not in FORMATS]
     if bad or not fmts:
         raise MoescaleError(f"--format {formats!r}: choose from {', '.join(FORMATS)}")
-    if (mapping or derive or where) and not runs_file:
+    if (mapping or derive or where) and not runs:
         raise MoescaleError("--map, --derive and --where apply to --runs; give --runs FILE")
-    if not any((store, runs_file, fit_files, plan_file, compare_file, selection_file,
-                sensitivity_file, adaptive_file)):
+    if not any((store, runs, fit_files, plan, compare, selection,
+                sensitivity, adaptive)):
         raise MoescaleError("nothing to report: give --store, --runs, --fit, --plan, --compare, "
                             "--selection, --sensitivity or --adaptive")
     inp = build.ReportInputs(bootstrap=bootstrap)
@@ -94,30 +94,30 @@ def report(store, runs_file, mapping, derive, where, fit_files, plan_file, compa
         inp.target_compute = parse_positive(target, "--target")
     if store:
         build.load_store(store, inp)
-    if runs_file:
+    if runs:
         from moescale.cli._options import parse_derive, parse_mapping
 
-        build.load_runs(runs_file, parse_mapping(mapping), parse_derive(derive), where, inp)
+        build.load_runs(runs, parse_mapping(mapping), parse_derive(derive), where, inp)
     for path in fit_files:
         build.add_fit(inp, path)
-    if plan_file:
-        build.load_plan(plan_file, inp)
-    if compare_file:
-        build.load_compare(compare_file, inp)
-    if selection_file or sensitivity_file:
+    if plan:
+        build.load_plan(plan, inp)
+    if compare:
+        build.load_compare(compare, inp)
+    if selection or sensitivity:
         from moescale.reporting import selection as selfig
 
-        if selection_file:
-            inp.selection = selfig.load_selection(selection_file)
-            inp.sources["selection"] = str(selection_file)
-        if sensitivity_file:
-            inp.sensitivity = selfig.load_sensitivity(sensitivity_file)
-            inp.sources["sensitivity"] = str(sensitivity_file)
-    if adaptive_file:
+        if selection:
+            inp.selection = selfig.load_selection(selection)
+            inp.sources["selection"] = str(selection)
+        if sensitivity:
+            inp.sensitivity = selfig.load_sensitivity(sensitivity)
+            inp.sources["sensitivity"] = str(sensitivity)
+    if adaptive:
         from moescale.reporting.adaptive import load_adaptive
 
-        inp.adaptive = load_adaptive(adaptive_file)
-        inp.sources["adaptive"] = str(adaptive_file)
+        inp.adaptive = load_adaptive(adaptive)
+        inp.sources["adaptive"] = str(adaptive)
     result = build.build_report(inp, output, figures=figures or None, formats=fmts, title=title)
     if as_json:
         from moescale.cli._output import echo_json
