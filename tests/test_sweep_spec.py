@@ -261,7 +261,8 @@ def test_plan_json_lists_runs_compute_and_repeats(tmp_path, capsys):
 
     plan = json.loads(out)
     assert plan["n_runs"] == 6 and len(plan["runs"]) == 6
-    assert plan["total_flops"] == pytest.approx(sum(r["flops"] for r in plan["runs"]))
+    assert plan["flops_total"] == pytest.approx(sum(r["flops"] for r in plan["runs"]))
+    assert plan["flops_without_reuse"] == plan["flops_total"]  # no reuse: the same
     assert plan["estimated_seconds"] > 0
     # 3e13 FLOPs at d=32 needs ~1e8 tokens: far more than the KJV's ~4M training bytes.
     repeats = [w for w in plan["warnings"] if "repeats its corpus" in w]

@@ -86,13 +86,15 @@ def plan_cmd(spec_path, store_path, workers, measure, as_json):
     if as_json:
         echo_json(plan)
         return
+    reuse = any(r["role"] != "run" for r in plan["runs"])
     rows = [(r["id"], fmt_num(r["budget"], 3), r["d"], r["L"], f"{r['E']}/{r['top_k']}",
              r["N"], r["N_active"], r["tokens"], r["steps"], r["flops"],
              "-" if r["epochs"] is None else f"{r['epochs']:.2f}", r["state"])
+            + ((_lineage(r), r["own_flops"]) if reuse else ())
             for r in plan["runs"]]
     print_table(f"sweep {safe(plan['name'])}: {len(rows)} runs",
                 ["id", "budget", "d", "L", "E/K", "N", "N active", "tokens", "steps", "FLOPs",
-                 "epochs", "state"], rows)
+                 "epochs", "state"] + (["role", "FLOPs spent"] if reuse else []), rows)
     if states:
         failed = f", {plan['n_failed']} failed (run again with --retry-failed)" \
             if plan["n_failed"] else ""
@@ -102,9 +104,19 @@ def plan_cmd(spec_path, store_path, workers, measure, as_json):
                 f"; estimated wall time of the {plan['n_left']} run(s) left "
                 f"{_duration(plan['estimated_seconds'])} with {plan['workers']} worker(s) "
                 f"({plan['estimate_basis']})")
-    click.echo(f"total compute {fmt_num(plan['total_flops'], 3)} FLOPs{estimate}")
+    saved = ("" if plan["flops_total"] >= plan["flops_without_reuse"] else
+             f" ({plan['flops_total'] / plan['flops_without_reuse']:.2f}× the "
+             f"{fmt_num(plan['flops_without_reuse'], 3)} of independent runs: trunks reused)")
+    click.echo(f"total compute {fmt_num(plan['flops_total'], 3)} FLOPs{saved}{estimate}")
     for warning in plan["warnings"]:
         click.echo(f"warning: {warning}", err=True)
+
+
+def _lineage(row: dict) -> str:
+    """``trunk``, ``branch @ step 1,966 of trunk-3b78…`` or ``run``."""
+    if row["role"] == "branch":
+        return f"branch @ step {row['branch_step']:,} of {row['trunk'][:12]}…"
+    return row["role"]
 
 
 def _cap_threads(threads: int | None) -> int | None:

@@ -124,11 +124,15 @@ def corpus_train_tokens(train: dict[str, Any]) -> tuple[int | None, str]:
 def sweep_plan(spec: SweepSpec, workers: int | None = None, measure: bool = True,
                done: set[str] | frozenset[str] = frozenset(),
                failed: set[str] | frozenset[str] = frozenset()) -> dict[str, Any]:
-    """The ``sweep plan`` object: runs, total FLOPs, time estimate and warnings.
+    """The ``sweep plan`` object: runs, FLOPs, time estimate and warnings.
 
-    ``done`` and ``failed`` are ids already done or failed in the sweep's store: the estimate
-    covers only the runs left (failed runs run again only with ``--retry-failed``).
-    ``measure=False`` skips the estimate (see the module's description).
+    ``flops_total`` is what the sweep spends: with ``[train] reuse = "trunk"`` each trunk up
+    to its last branch point plus each branch's cooldown (:attr:`RunSpec.own_flops`);
+    ``flops_without_reuse`` what the same runs cost trained from scratch (the sum of their
+    budgets' realised FLOPs, as the papers count each run). ``done`` and ``failed`` are ids
+    already done or failed in the sweep's store: the estimate covers only the runs left
+    (failed runs run again only with ``retry_failed``). ``measure=False`` skips the estimate
+    (see the module's description).
     """
     from moescale.sweeps.executors.local import available_cpus
 
@@ -145,7 +149,7 @@ def sweep_plan(spec: SweepSpec, workers: int | None = None, measure: bool = True
             corpora[key] = corpus_train_tokens(run.train)
         corpus, how = corpora[key]
         epochs = run.tokens / corpus if corpus else None
-        if epochs is not None and epochs > 1:
+        if epochs is not None and epochs > 1 and run.role != "trunk":  # said of its branches
             warnings.append(f"run {run.id} ({run.label()}) repeats its corpus: {run.tokens:,} "
                             f"tokens over {corpus:,} training tokens ({how}) = {epochs:.2f} epochs")
         state = "done" if run.id in done else "failed" if run.id in failed else "left"
@@ -153,8 +157,9 @@ def sweep_plan(spec: SweepSpec, workers: int | None = None, measure: bool = True
     left = [r for r in runs if r.id not in done and r.id not in failed]
     out = {"name": spec.name, "runs": rows, "n_runs": len(runs),
            "n_done": sum(r.id in done for r in runs), "n_failed": sum(r.id in failed for r in runs),
-           "n_left": len(left), "total_flops": sum(r.flops for r in runs),
-           "left_flops": sum(r.flops for r in left), "workers": workers,
+           "n_left": len(left), "flops_total": sum(r.own_flops for r in runs),
+           "flops_without_reuse": sum(r.flops for r in runs if r.role != "trunk"),
+           "left_flops": sum(r.own_flops for r in left), "workers": workers,
            "threads_per_run": threads, "estimated_seconds": None,
            "estimate_basis": "not measured", "warnings": warnings}
     if measure and left:
@@ -183,9 +188,11 @@ def _estimate(runs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]
     def seconds(run: RunSpec) -> float:
         at = np.log(run.flops_per_token)
         per_step = np.exp(np.interp(at, x, np.log(step)))
-        return float(np.interp(at, x, fixed) + run.steps * per_step) + DRIVER_SECONDS
+        steps = run.last_step - run.first_step
+        return float(np.interp(at, x, fixed) + steps * per_step) + DRIVER_SECONDS
 
-    return {"estimated_seconds": math.ceil(makespan([seconds(r) for r in runs], workers)),
+    return {"estimated_seconds": math.ceil(makespan([seconds(r) for r in runs], workers,
+                                                    _waits(runs))),
             "estimate_basis": "timed " + ", ".join(
                 f"{np.mean([p.step_seconds for p in by_size[k]]) * 1e3:.3g} ms/step + "
                 f"{np.mean([p.fixed_seconds for p in by_size[k]]):.2g} s per run at "
@@ -193,13 +200,33 @@ def _estimate(runs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]
             + f" ({len(probes)} timing runs, {concurrent} at once, {threads} thread(s) each)"}
 
 
-def makespan(durations: list[float], workers: int) -> float:
-    """Wall time of runs taken in order by ``workers`` slots (each starts the next when free)."""
+def makespan(durations: list[float], workers: int,
+             waits: list[tuple[int, float] | None] | None = None) -> float:
+    """Wall time of runs taken in order by ``workers`` slots (each starts the next when free).
+    ``waits[i] = (j, share)``: run ``i`` starts no earlier than ``share`` of the way through
+    run ``j`` (an earlier one; a branch waits for its trunk's branch point)."""
     slots = [0.0] * max(workers, 1)
-    for d in durations:
-        i = int(np.argmin(slots))
-        slots[i] += d
+    start, end = [0.0] * len(durations), [0.0] * len(durations)
+    for i, d in enumerate(durations):
+        k = int(np.argmin(slots))
+        ready = 0.0
+        if waits and waits[i] is not None:
+            j, share = waits[i]
+            ready = start[j] + share * (end[j] - start[j])
+        start[i] = max(slots[k], ready)
+        end[i] = slots[k] = start[i] + d
     return max(slots)
+
+
+def _waits(runs: list[RunSpec]) -> list[tuple[int, float] | None]:
+    """For each branch, its trunk's position in ``runs`` and the share of the trunk's steps
+    before its branch point (a trunk already done: no wait)."""
+    where = {r.id: i for i, r in enumerate(runs)}
+    out: list[tuple[int, float] | None] = []
+    for r in runs:
+        trunk = runs[where[r.trunk]] if r.role == "branch" and r.trunk in where else None
+        out.append(None if trunk is None else (where[trunk.id], r.first_step / trunk.last_step))
+    return out
 
 
 def _row(run: RunSpec, epochs: float | None) -> dict[str, Any]:
@@ -210,6 +237,8 @@ def _row(run: RunSpec, epochs: float | None) -> dict[str, Any]:
     return {"id": run.id, "budget": run.budget, "d": arch.hidden_size, "L": arch.n_layers,
             "E": arch.n_experts, "top_k": arch.top_k, "N": c.total_params,
             "N_active": c.active_params, "tokens": run.tokens, "steps": run.steps,
-            "flops": run.flops, "flops_per_token": run.flops_per_token, "lr": run.train["lr"],
+            "flops": run.flops, "own_flops": run.own_flops, "role": run.role,
+            "trunk": run.trunk, "branch_step": run.branch_step,
+            "flops_per_token": run.flops_per_token, "lr": run.train["lr"],
             "batch_tokens": run.train["batch_tokens"], "epochs": epochs, "tags": run.tags,
             "architecture": run.architecture}

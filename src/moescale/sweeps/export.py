@@ -56,7 +56,8 @@ def run_columns(spec: dict[str, Any]) -> dict[str, Any]:
            "G_act": float(arch.activated_experts), "S": arch.shared_ratio,
            "d": float(arch.hidden_size), "L": float(arch.n_layers),
            "lr": float(run.train["lr"]), "batch_tokens": float(run.train["batch_tokens"]),
-           "seed": run.seed, "spec_hash": run.id}
+           "seed": run.seed, "spec_hash": run.id, "role": run.role, "trunk_id": run.trunk,
+           "branch_step": run.branch_step}
     for name in CONVENTIONS:
         c = count(arch, name, context=seq)
         row |= {f"N_{name}": float(c.params), f"N_active_{name}": float(c.params_active),
@@ -89,18 +90,47 @@ def result_columns(result: dict[str, Any] | None, run_dir: str | None) -> dict[s
             "curve_path": str(Path(run_dir) / worker.LOG_FILE) if run_dir else None}
 
 
-def runs_frame(store, status: str | None = "done"):
-    """pandas DataFrame of the store's runs (``status=None`` → every run)."""
+def runs_frame(store, status: str | None = "done", trunk_points: bool = False):
+    """pandas DataFrame of the store's runs (``status=None`` → every run).
+
+    Trunks (``[train] reuse = "trunk"``) are not runs of a budget and are left out; with
+    ``trunk_points`` each trunk gives one row per branch point instead: its eval loss there,
+    at the peak learning rate (not cooled down), with ``D`` and ``C`` up to that step and
+    ``role = "trunk point"``. Branches are rows like independent runs (``role = "branch"``,
+    with ``trunk_id`` and ``branch_step``)."""
     import pandas as pd
 
     rows = []
     for r in store.rows():
         if status is not None and r["status"] != status:
             continue
+        if r["spec"].get("role") == "trunk":
+            if trunk_points:
+                rows.extend(_trunk_points(store, r))
+            continue
         row = run_columns(r["spec"]) | {"status": r["status"], "attempts": r["attempts"],
                                         "error": r["error"]}
         rows.append(row | result_columns(r["result"], r["run_dir"]))
     return pd.DataFrame(rows)
+
+
+def _trunk_points(store, row: dict[str, Any]) -> list[dict[str, Any]]:
+    """A trunk's eval loss at each of its branch points as rows of the run table, with the
+    token and compute columns of a run that stopped there."""
+    run = RunSpec.from_dict(row["spec"])
+    evals = {p["step"]: p["eval_loss"] for p in store.curve(run.id) if p["eval_loss"] is not None}
+    base = run_columns(row["spec"])
+    out = []
+    for step in run.train.get("keep_steps", ()):
+        if step not in evals:
+            continue
+        share = step / run.steps  # of the trunk's schedule, whose tokens are the longest run's
+        scaled = {k: base[k] * share for k in base if k == "D" or k.startswith("C")}
+        out.append(base | scaled | {
+            "id": f"{run.id}@{step}", "budget": scaled["C"], "role": "trunk point",
+            "trunk_id": run.id, "branch_step": step, "status": row["status"],
+            "loss": evals[step], "attempts": row["attempts"], "error": row["error"]})
+    return out
 
 
 def law_mapping(law_name: str | None, frame_columns) -> dict[str, str]:

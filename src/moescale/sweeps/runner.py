@@ -33,6 +33,7 @@ from typing import Any
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
 from moescale.sweeps.executors import Executor, Outcome, folder_outcome
+from moescale.sweeps.reuse import branch_file
 from moescale.sweeps.spec import RunSpec, SweepSpec
 from moescale.sweeps.store import (
     Claim,
@@ -229,7 +230,7 @@ class _Loop:
         another worker holds is not started: it waits for that worker."""
         batch: list[tuple[Claim, Path]] = []
         while len(self.executor.running()) + len(batch) < self.executor.capacity:
-            claim = self.store.claim(self.ids, self.lease_s)
+            claim = self.store.claim(self.ids, self.lease_s, ready=self.ready)
             if claim is None:
                 break
             run_dir = self.folder / claim.run.id
@@ -254,6 +255,32 @@ class _Loop:
             raise
         for (claim, _), job_id in zip(batch, job_ids, strict=True):
             self.store.set_job(claim.run.id, claim.token, job_id)
+
+    def ready(self, run: RunSpec, states: dict[str, str]) -> bool:
+        """Whether a pending run can start: a branch once its trunk has kept the checkpoint at
+        its branch point (or once it has its own), or once its trunk has ended without it (it
+        then fails, saying so); every other run at once."""
+        if run.role != "branch":
+            return True
+        return ((self.folder / run.id / worker.CHECKPOINT_FILE).is_file()
+                or branch_file(self.folder / run.trunk, run.branch_step).is_file()
+                or states.get(run.trunk) in ("done", "failed"))
+
+    def prune_branch_points(self) -> None:
+        """Delete the checkpoints trunks kept at branch points once every branch that starts
+        there is done or has its own checkpoint (it resumes from that, not the trunk's)."""
+        needed: dict[Path, bool] = {}
+        for row in self.store.rows(self.ids):
+            run = RunSpec.from_dict(row["spec"])
+            if run.role != "branch":
+                continue
+            path = branch_file(self.folder / run.trunk, run.branch_step)
+            started = (row["status"] == "done"
+                       or (self.folder / run.id / worker.CHECKPOINT_FILE).is_file())
+            needed[path] = needed.get(path, False) or not started
+        for path, need in needed.items():
+            if not need:
+                path.unlink(missing_ok=True)
 
     def wait_for(self, claim: Claim, run_dir: Path) -> None:
         """Hold ``claim`` without starting a worker: another worker (of a driver that lost
@@ -335,7 +362,9 @@ class _Loop:
             ok = self.store.finish(run_id, claim.token, outcome.result, curve)
             if ok:
                 out.finished.append(run_id)
-                out.flops += claim.run.flops
+                out.flops += claim.run.own_flops
+                if claim.run.role == "branch":
+                    self.prune_branch_points()
                 if outcome.result.get("checkpoint_discarded"):
                     out.notes[run_id] = outcome.result["checkpoint_discarded"]
         elif ((outcome.retryable or outcome.error == "KeyboardInterrupt")  # Ctrl-C reached it
@@ -483,7 +512,7 @@ class LiveDisplay(LineReport):
         from rich.progress import BarColumn, Progress, TextColumn
 
         super().__init__()
-        self.flops = {r.id: r.flops for r in runs}
+        self.flops = {r.id: r.own_flops for r in runs}
         self.readers: dict[str, LogReader] = {}
         self.tasks: dict[str, Any] = {}
         self.first: tuple[float, float] | None = None  # (time, FLOPs) at the first update
@@ -506,14 +535,15 @@ class LiveDisplay(LineReport):
         now = time.time()
         done = sum(self.flops.get(i, 0.0) for i, s in states.items() if s in ("done", "failed"))
         for run, run_dir in running:
-            reader = self.readers.setdefault(run.id, LogReader(run_dir, run.steps))
+            reader = self.readers.setdefault(run.id, LogReader(run_dir, run.last_step))
             p = reader.read(now)
             if run.id not in self.tasks:
                 self.tasks[run.id] = self.bar.add_task(
-                    "  " + describe(run.architecture, run.budget), total=max(run.steps, 1),
+                    "  " + describe(run.architecture, run.budget), total=max(run.last_step, 1),
                     info="starting")
             self.bar.update(self.tasks[run.id], completed=p.step, info=p.text())
-            done += run.flops * min(p.step / max(run.steps, 1), 1.0)
+            span = max(run.last_step - run.first_step, 1)
+            done += run.own_flops * min(max(p.step - run.first_step, 0) / span, 1.0)
         self.first = self.first or (now, done)
         elapsed, gained = now - self.first[0], done - self.first[1]
         left = ((sum(self.flops.values()) - done) * elapsed / gained

@@ -36,13 +36,14 @@ from typing import Any
 from moescale.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.sweeps import axes
+from moescale.sweeps.reuse import with_trunks
 from moescale.training.config import MAX_TOKENS  # the trainer's limit (no torch import)
 
 TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "points", "grid",
             "train", "holistic", "resources", "runs")
 # TrainConfig fields a spec may set (the sweep owns tokens, seed, out, resume and threads).
 TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "schedule",
-              "warmup_fraction", "decay_fraction", "betas", "weight_decay", "grad_clip",
+              "warmup_fraction", "warmup_steps", "decay_fraction", "cooldown", "betas", "weight_decay", "grad_clip",
               "aux_loss_coef", "z_loss_coef", "bias_update_rate", "eval_every", "eval_tokens",
               "checkpoint_every", "log_every", "data", "tokenizer", "vocab_size", "val_fraction",
               "compile", "device", "text_column") + ("router", "norm_topk_prob", "capacity_factor")
@@ -50,6 +51,9 @@ TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "sc
 # trainer's own: score function, top-k renormalisation and expert capacity.
 ROUTING_KEYS = ("router", "norm_topk_prob", "capacity_factor")
 RESOURCE_KEYS = ("cpus_per_run", "gpus_per_run")
+# [train] reuse: "trunk" trains one constant-LR trunk per model and branches a cooldown per
+# budget (moescale.sweeps.reuse); "none" trains every run from scratch
+REUSE_OPTIONS = ("none", "trunk")
 DEFAULT_TRAIN = {"batch_tokens": 2048, "lr": 3e-3, "data": "kjv", "tokenizer": "bytes"}
 BPE_DEFAULT_VOCAB = 4096  # TrainConfig's BPE default
 MAX_RUNS = 100_000  # runs of one spec; counted before expansion, a larger grid is refused
@@ -75,6 +79,11 @@ class RunSpec:
     flops_per_token: float
     flops_per_token_exact: float
     tags: dict[str, Any] = field(default_factory=dict)  # grid point and targets
+    # lineage under [train] reuse = "trunk" (moescale.sweeps.reuse): a "trunk" trains the
+    # shared constant-LR part; a "branch" starts from its trunk's checkpoint at branch_step
+    role: str = "run"
+    trunk: str | None = None
+    branch_step: int | None = None
 
     @property
     def tokens(self) -> int:
@@ -86,7 +95,26 @@ class RunSpec:
 
     @property
     def steps(self) -> int:
+        """Optimizer steps of the run's schedule (a trunk's: those of its longest branch)."""
         return self.tokens // int(self.train["batch_tokens"])
+
+    @property
+    def first_step(self) -> int:
+        """The step this run starts at: a branch's branch point, else 0."""
+        return int(self.branch_step or 0)
+
+    @property
+    def last_step(self) -> int:
+        """The step this run ends at: a trunk's last branch point, else :attr:`steps`."""
+        return int(self.train["stop_after_steps"]) if self.role == "trunk" else self.steps
+
+    @property
+    def own_flops(self) -> float:
+        """The FLOPs this run itself spends (``first_step`` to ``last_step``): all of an
+        independent run, a trunk up to its last branch point, a branch its cooldown. A branch
+        still counts as the papers count a run (:attr:`flops`, trunk share included)."""
+        return ((self.last_step - self.first_step) * int(self.train["batch_tokens"])
+                * self.flops_per_token)
 
     def arch(self) -> Architecture:
         return Architecture.from_dict(self.architecture)
@@ -97,7 +125,13 @@ class RunSpec:
         return f"budget {self.budget:g}" + (f", {point}" if point else "") + f", seed {self.seed}"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The run as plain data; lineage fields only for trunks and branches (so the specs
+        of independent runs read as before)."""
+        out = dataclasses.asdict(self)
+        if self.role == "run":
+            for key in ("role", "trunk", "branch_step"):
+                del out[key]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
@@ -128,6 +162,7 @@ class SweepSpec:
     runs: tuple[dict[str, Any], ...] = ()
     description: str = ""
     source: str = "<spec>"
+    reuse: str = "none"  # [train] reuse (REUSE_OPTIONS)
 
     @classmethod
     def load(cls, path: str | Path) -> SweepSpec:
@@ -150,12 +185,17 @@ class SweepSpec:
         name = data.get("name")
         if not isinstance(name, str) or not name.strip():
             raise MoescaleError(f"{source}: 'name' must be a non-empty string")
+        train = _train(data, source)
+        reuse = train.pop("reuse", "none")
+        if reuse not in REUSE_OPTIONS:
+            raise MoescaleError(f"{source}: [train] reuse must be one of "
+                                f"{', '.join(map(repr, REUSE_OPTIONS))}, got {reuse!r}")
         spec = cls(name=name, budgets=_budgets(data.get("budgets"), source),
                    convention=_convention(data.get("convention", "exact"), source),
                    seeds=_seeds(data.get("seeds", [0]), source),
                    base=_table(data, "base", source), points=_points(data, source),
                    grid=_grid(data, source),
-                   train={**DEFAULT_TRAIN, **_train(data, source)},
+                   train={**DEFAULT_TRAIN, **train}, reuse=reuse,
                    holistic=_holistic(data, source),
                    resources=_resources(data, source), runs=_explicit_runs(data, source),
                    description=str(data.get("description", "")), source=source)
@@ -214,6 +254,8 @@ class SweepSpec:
                     run = self._run(entry["budget"], fields, train, {**point, **tags}, seed)
                     runs.setdefault(run.id, run)
         object.__setattr__(self, "_memo", {})
+        if self.reuse == "trunk":
+            return with_trunks(runs.values())
         return list(runs.values())
 
     def _variants(self, budget: float, point: dict):
@@ -479,10 +521,10 @@ def _explicit_runs(data: dict, source: str) -> tuple[dict, ...]:
 
 def _train(data: dict, source: str) -> dict:
     train = _table(data, "train", source)
-    unknown = sorted(set(train) - set(TRAIN_KEYS))
+    unknown = sorted(set(train) - set(TRAIN_KEYS) - {"reuse"})
     if unknown:
         raise MoescaleError(f"{source}: [train] has unknown key(s) {', '.join(unknown)}; "
-                            f"valid keys: {', '.join(TRAIN_KEYS)}")
+                            f"valid keys: {', '.join((*TRAIN_KEYS, 'reuse'))}")
     return train
 
 

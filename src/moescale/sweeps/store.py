@@ -33,7 +33,7 @@ import sqlite3
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -323,8 +323,11 @@ class SweepStore:
 
     # ----- claiming ----------------------------------------------------------------------------
     def claim(self, ids: set[str] | None = None, lease_s: float = 60.0,
-              pid: int | None = None, host: str | None = None) -> Claim | None:
-        """Atomically take the first pending run (of ``ids`` when given), or ``None``."""
+              pid: int | None = None, host: str | None = None,
+              ready: Callable[[RunSpec, dict[str, str]], bool] | None = None) -> Claim | None:
+        """Atomically take the first pending run (of ``ids`` when given) that is ``ready``
+        (``ready(run, states)``, with every run's status: a branch waits for its trunk's
+        checkpoint), or ``None``."""
         pid, host = pid or os.getpid(), host or this_host()
 
         def take():
@@ -332,7 +335,12 @@ class SweepStore:
             rows = self.db.execute(
                 "SELECT id, spec FROM runs WHERE status = 'pending' AND retired IS NULL "
                 "ORDER BY ord").fetchall()
-            row = next((r for r in rows if ids is None or r["id"] in ids), None)
+            rows = [r for r in rows if ids is None or r["id"] in ids]
+            if ready is not None and rows:
+                states = dict(self.db.execute("SELECT id, status FROM runs").fetchall())
+                rows = [r for r in rows
+                        if ready(RunSpec.from_dict(self._decode(r, "spec")), states)]
+            row = rows[0] if rows else None
             if row is None:
                 return None
             token, now = uuid.uuid4().hex, time.time()

@@ -11,6 +11,10 @@ driver was paused past its lease) finds the lock held and exits with status 75 w
 writing anything; drivers check the lock before they start a worker
 (:func:`folder_locked`).
 
+A branch of a trunk (``[train] reuse = "trunk"``, :mod:`moescale.sweeps.reuse`) starts its
+first attempt from the checkpoint its trunk kept at the branch point, in the trunk's folder
+beside its own; later attempts resume from its own checkpoint.
+
 A checkpoint that cannot be read is moved aside (``checkpoint.pt.corrupt-TIMESTAMP``) and the
 run starts afresh (``result.json`` says so). A full disk ends the worker with ``error.json``
 marked ``disk_full`` (or exit status 28 when even that cannot be written), after removing its
@@ -220,6 +224,8 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
 
 def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
              main_rank: bool) -> dict[str, Any]:
+    from moescale.errors import MoescaleError
+    from moescale.sweeps.reuse import branch_file
     from moescale.sweeps.spec import ROUTING_KEYS
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train
@@ -234,6 +240,13 @@ def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
     train_options = {k: v for k, v in spec.train.items()
                      if k != "device" and k not in ROUTING_KEYS}
     train_options.setdefault("seq_len", spec.arch().seq_len)  # the spec's resolved context
+    if spec.role == "branch" and not resume:  # its first attempt starts at the trunk's point
+        start = branch_file(run_dir.parent / spec.trunk, spec.branch_step)
+        if not start.is_file():
+            raise MoescaleError(f"its trunk {spec.trunk} kept no checkpoint at step "
+                                f"{spec.branch_step} (the trunk failed or its folder was "
+                                "removed); retry the failed runs, trunk included")
+        train_options["branch_from"] = str(start)
     config = TrainConfig(**train_options, seed=spec.seed, out=str(run_dir), resume=resume,
                          convention=spec.convention, threads=threads,
                          device=device or spec.train.get("device"))

@@ -10,10 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from moescale.errors import MoescaleError
-from moescale.training.schedules import SCHEDULES
+from moescale.training.schedules import COOLDOWNS, SCHEDULES
 
 MAX_TOKENS = 10**15  # training tokens of one run; 25x the largest corpora trained on so far
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]+)?|mps")
+KEPT_CHECKPOINT = "branches/step-{step:09d}.pt"  # a run folder's checkpoint kept at a keep step
+# config fields a branch may set differently from its trunk's checkpoint
+BRANCH_MAY_DIFFER = ("tokens", "out", "resume", "stop_after_steps", "keep_steps", "branch_from",
+                     "progress", "threads", "device", "eval_every", "checkpoint_every",
+                     "log_every", "compile", "cache_dir")
 
 
 @dataclass(frozen=True)
@@ -32,7 +37,9 @@ class TrainConfig:
     min_lr_ratio: float = 0.1  # final lr = min_lr_ratio × lr
     schedule: str = "wsd"  # "wsd", "cosine" or "constant"
     warmup_fraction: float = 0.05  # of the optimizer steps
+    warmup_steps: int | None = None  # overrides warmup_fraction (runs sharing a trunk)
     decay_fraction: float = 0.2  # WSD: last fraction of steps that decay
+    cooldown: str = "linear"  # WSD decay shape: "linear" or "1-sqrt" (Hägele et al. 2024)
     betas: tuple[float, float] = (0.9, 0.95)
     weight_decay: float = 0.1  # on matrices only (not norms, biases, embeddings' rows alike)
     grad_clip: float = 1.0  # global L2 norm; 0 disables
@@ -65,7 +72,9 @@ class TrainConfig:
     seed: int = 0
     device: str | None = None  # None → cuda if available else cpu
     threads: int | None = None  # CPU threads (torch.set_num_threads); None → torch's default
-    stop_after_steps: int | None = None  # stop early (simulates an interruption; resumable)
+    stop_after_steps: int | None = None  # stop early (an interruption, or a trunk's end)
+    keep_steps: tuple[int, ...] = ()  # evaluate and keep a checkpoint at these steps (a trunk)
+    branch_from: str | None = None  # start from this checkpoint of a trunk (a branch)
     progress: bool = False  # rich progress bar (rank 0)
 
     def __post_init__(self) -> None:
@@ -77,6 +86,17 @@ class TrainConfig:
             raise MoescaleError(f"seq_len must be at least 2, got {self.seq_len}")
         if self.schedule not in SCHEDULES:
             raise MoescaleError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.cooldown not in COOLDOWNS:
+            raise MoescaleError(f"cooldown must be one of {', '.join(COOLDOWNS)}, got "
+                                f"{self.cooldown!r}")
+        if self.warmup_steps is not None and (not _is_int(self.warmup_steps)
+                                              or self.warmup_steps < 0):
+            raise MoescaleError(f"warmup_steps must be a whole number ≥ 0, got "
+                                f"{self.warmup_steps!r}")
+        object.__setattr__(self, "keep_steps", tuple(self.keep_steps))
+        if any(not _is_int(s) or s < 1 for s in self.keep_steps):
+            raise MoescaleError(f"keep_steps must be positive step numbers, got "
+                                f"{list(self.keep_steps)}")
         if self.router_loss_reduction not in ("sum", "mean"):
             raise MoescaleError(f"router_loss_reduction must be 'sum' or 'mean', got "
                                 f"{self.router_loss_reduction!r}")

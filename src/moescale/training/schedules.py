@@ -1,8 +1,9 @@
 """Learning-rate schedules: linear warmup, then warmup-stable-decay or cosine.
 
 - WSD (Hu et al. 2024, MiniCPM, arXiv:2404.06395; Hägele et al. 2024, arXiv:2405.18392):
-  constant peak after warmup, linear decay to ``min_ratio · peak`` over the last
-  ``decay_fraction`` of the steps.
+  constant peak after warmup, then a decay to ``min_ratio · peak`` over the last
+  ``decay_fraction`` of the steps, ``linear`` or ``1-sqrt`` (Hägele et al. §3:
+  ``peak − (peak − floor)·sqrt(progress)``, which they find better than linear).
 - Cosine (Loshchilov & Hutter 2017): half a cosine from peak to ``min_ratio · peak``.
 """
 
@@ -13,10 +14,11 @@ import math
 from moescale.errors import MoescaleError
 
 SCHEDULES = ("wsd", "cosine", "constant")
+COOLDOWNS = ("linear", "1-sqrt")  # shapes of the WSD decay
 
 
 def lr_at(step: int, total_steps: int, peak: float, schedule: str = "wsd", warmup_steps: int = 0,
-          decay_fraction: float = 0.2, min_ratio: float = 0.1) -> float:
+          decay_fraction: float = 0.2, min_ratio: float = 0.1, cooldown: str = "linear") -> float:
     """Learning rate of optimizer step ``step`` (0-based) out of ``total_steps``."""
     if schedule not in SCHEDULES:
         raise MoescaleError(f"unknown schedule {schedule!r}; choose one of {', '.join(SCHEDULES)}")
@@ -34,4 +36,6 @@ def lr_at(step: int, total_steps: int, peak: float, schedule: str = "wsd", warmu
     if step < decay_start:
         return peak
     progress = min((step - decay_start + 1) / decay_steps, 1.0)
+    if cooldown == "1-sqrt":
+        return peak + (floor - peak) * math.sqrt(progress)
     return peak + (floor - peak) * progress

@@ -32,7 +32,7 @@ from moescale.architecture import Architecture
 from moescale.counting import count
 from moescale.errors import MoescaleError, TrainingDiverged
 from moescale.training import checkpoint as ckpt
-from moescale.training.config import TrainConfig
+from moescale.training.config import BRANCH_MAY_DIFFER, KEPT_CHECKPOINT, TrainConfig
 from moescale.training.corpora import open_corpus
 from moescale.training.data import WindowSampler, default_cache_dir, eval_windows
 from moescale.training.distributed import DistInfo, all_reduce_sum, barrier, init_from_env
@@ -306,9 +306,10 @@ class Trainer:
     def _train_step(self) -> dict[str, float]:
         """Forward/backward over ``grad_accum`` micro-batches, clip, AdamW, bias update."""
         c = self.config
-        lr = lr_at(self.step, self.total_steps, c.lr, c.schedule,
-                   max(int(c.warmup_fraction * self.total_steps), 0), c.decay_fraction,
-                   c.min_lr_ratio)
+        warmup = (c.warmup_steps if c.warmup_steps is not None
+                  else max(int(c.warmup_fraction * self.total_steps), 0))
+        lr = lr_at(self.step, self.total_steps, c.lr, c.schedule, warmup, c.decay_fraction,
+                   c.min_lr_ratio, c.cooldown)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         sums, load_LE = torch.zeros(4, device=self.device), None
@@ -394,16 +395,27 @@ class Trainer:
                 "rng": ckpt.rng_state(), "architecture": self.arch.to_dict(),
                 "config": self.config.to_dict(), "total_steps": self.total_steps}
 
-    def save(self) -> None:
-        if self.config.out_path is not None and self.dist.is_main:
-            ckpt.save_checkpoint(self.config.out_path / ckpt.CHECKPOINT_NAME, self._state())
+    def save(self, keep: bool = False) -> None:
+        """Write ``checkpoint.pt`` (and, with ``keep``, a copy kept at this step for the
+        branches that start here: ``KEPT_CHECKPOINT``)."""
+        out = self.config.out_path
+        if out is not None and self.dist.is_main:
+            state = self._state()
+            if keep:
+                ckpt.save_checkpoint(out / KEPT_CHECKPOINT.format(step=self.step), state)
+            ckpt.save_checkpoint(out / ckpt.CHECKPOINT_NAME, state)
         barrier(self.dist)
 
-    def restore(self) -> None:
-        """Exact resume: weights, AdamW moments, step, data position and RNG states."""
-        path = self.config.out_path / ckpt.CHECKPOINT_NAME
+    def restore(self, path: Path | None = None) -> None:
+        """Exact resume: weights, AdamW moments, step, data position and RNG states, from the
+        run's own ``checkpoint.pt``, or (``path``) from a trunk's checkpoint kept at the branch
+        point, which must share everything with this run but the token budget."""
+        branch = path is not None
+        path = path or self.config.out_path / ckpt.CHECKPOINT_NAME
         state = ckpt.load_checkpoint(path)
-        if state["architecture"] != self.arch.to_dict() or state["total_steps"] != self.total_steps:
+        if branch:
+            _check_branch_point(state, self.arch, self.config, path, self.total_steps)
+        elif state["architecture"] != self.arch.to_dict() or state["total_steps"] != self.total_steps:
             raise MoescaleError("the checkpoint in `out` belongs to a different architecture or "
                                 "token budget; resume with the same settings or use a new `out`")
         try:
@@ -478,6 +490,8 @@ class Trainer:
         c = self.config
         if c.resume:
             self.restore()
+        elif c.branch_from:
+            self.restore(Path(c.branch_from))
         if c.out_path and self.dist.is_main and self.log.path is None:
             self.log = JsonlLog(c.out_path / "log.jsonl")
         eval_every = c.eval_every or max(self.total_steps // 10, 1)
@@ -497,7 +511,8 @@ class Trainer:
                 for key, v in (("tokens", c.batch_tokens), ("seconds", dt),
                                ("loss", stats["train_loss"]), ("steps", 1)):
                     window[key] += v
-                evaluated = self.step % eval_every == 0 or self.step == stop
+                keep = self.step in c.keep_steps
+                evaluated = self.step % eval_every == 0 or self.step == stop or keep
                 if evaluated:
                     eval_loss = self.evaluate()
                 if self.step % c.log_every == 0 or evaluated:
@@ -506,8 +521,8 @@ class Trainer:
                                           stats["train_loss"]}, window["tokens"],
                                  window["seconds"], eval_loss if evaluated else None)
                     window = dict.fromkeys(window, 0)
-                if self.step % ckpt_every == 0 or self.step == stop:
-                    self.save()
+                if self.step % ckpt_every == 0 or self.step == stop or keep:
+                    self.save(keep)
                 advance(stats)
         if eval_loss is None:  # resumed at the end (a finished run not yet recorded)
             eval_loss = self.evaluate()
@@ -532,3 +547,26 @@ class Trainer:
         self.log.write({"event": "end", **result.to_dict()})
         self.log.close()
         return result
+
+
+def _check_branch_point(state: dict[str, Any], arch: Architecture, config: TrainConfig,
+                        path: Path, total_steps: int) -> None:
+    """A branch starts only from a checkpoint of its own trunk: the same architecture and the
+    same settings except the token budget (``BRANCH_MAY_DIFFER``), before its own end."""
+    if state["architecture"] != arch.to_dict():
+        raise MoescaleError(f"{path} belongs to a different architecture; a branch starts "
+                            "from its own trunk's checkpoint")
+    mine, theirs = config.to_dict(), state["config"]
+    differ = sorted(k for k in mine if k not in BRANCH_MAY_DIFFER
+                    and _plain(mine[k]) != _plain(theirs.get(k)))
+    if differ:
+        raise MoescaleError(f"{path} was trained with other settings ({', '.join(differ)}); "
+                            "a branch shares every setting with its trunk but the tokens")
+    if not 0 < int(state["step"]) < total_steps:
+        raise MoescaleError(f"{path} is at step {state['step']}, not inside this run's "
+                            f"{total_steps} steps")
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
