@@ -326,11 +326,12 @@ def _status_row(r: dict) -> dict:
     for running and interrupted runs, time left for running ones) and result."""
     from moescale.sweeps.export import run_columns
     from moescale.sweeps.runner import read_progress
+    from moescale.sweeps.spec import RunSpec
     from moescale.sweeps.store import state
 
     res, spec = r["result"] or {}, r["spec"]
     cols = run_columns(spec)
-    total = spec["train"]["tokens"] // spec["train"]["batch_tokens"]
+    total = RunSpec.from_dict(spec).last_step
     step, left = None, None
     if r["status"] == "done":
         step = res.get("steps", total)
@@ -385,14 +386,21 @@ def retire_cmd(spec_path, store_path):
 @click.option("--all", "all_runs", is_flag=True, help="Every run, not only the done ones.")
 @click.option("--law", default=None,
               help="Name N, N_active, C, G by this law's counting convention.")
-def export_cmd(store_path, output, all_runs, law):
+@click.option("--trunk-points", is_flag=True,
+              help="With reuse = \"trunk\": add each trunk's loss at every branch point (at the "
+                   "peak learning rate, not cooled down) as rows with role \"trunk point\".")
+def export_cmd(store_path, output, all_runs, law, trunk_points):
     """Write the run table in the fitting module's format (`moescale fit OUTPUT` reads it).
+
+    Columns role, trunk_id and branch_step give each run's lineage under reuse = "trunk"
+    (role "run" for independent runs).
 
     \b
     Examples:
       moescale sweep export --store sweep.db -o runs.csv
       moescale sweep export --store sweep.db -o runs.parquet --all
       moescale sweep export --store sweep.db -o joint.csv --law ludziejewski2025
+      moescale sweep export --store sweep.db -o points.csv --trunk-points
     """
     from moescale.sweeps.export import law_mapping, runs_frame
 
@@ -400,7 +408,7 @@ def export_cmd(store_path, output, all_runs, law):
     if out.suffix.lower() not in (".csv", ".parquet"):
         raise MoescaleError(f"-o must end in .csv or .parquet, got {out.name}")
     store = _open(store_path)
-    frame = runs_frame(store, None if all_runs else "done")
+    frame = runs_frame(store, None if all_runs else "done", trunk_points=trunk_points)
     _report_problems(store)
     if frame.empty:
         raise MoescaleError(f"{store_path} has no {'' if all_runs else 'finished '}run to export")
