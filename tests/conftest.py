@@ -4,6 +4,9 @@ under CI, where ``CI`` is set: a skipped replication there would be a silent pas
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,22 @@ TINY_HF_CONFIGS: dict[str, dict] = {
 @pytest.fixture(scope="session")
 def tiny_hf_configs() -> dict[str, dict]:
     return TINY_HF_CONFIGS
+
+
+@pytest.fixture
+def ray_cluster(monkeypatch):
+    """A 2-CPU Ray cluster started with `ray start` (as on a real cluster), stopped after; on
+    the loopback interface, without Ray's token authentication (a test cluster)."""
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    ray_cli = Path(sys.executable).parent / "ray"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2",
+                    "--node-ip-address=127.0.0.1", "--include-dashboard=false",
+                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([str(ray_cli), "stop"], capture_output=True, timeout=180)

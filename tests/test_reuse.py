@@ -298,3 +298,26 @@ def test_killed_trunk_and_branch_resume_to_the_same_losses(reference, tmp_path):
     with SweepStore(db) as store:
         rows = {r["id"]: r for r in store.rows()}
     assert rows[trunk.id]["result"]["resumed"] and rows[longest.id]["result"]["resumed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["slurm", "ray"])
+def test_reuse_under_slurm_and_ray_gives_the_local_losses(reference, tmp_path, engine, request):
+    """Branches wait for their trunk and start from its checkpoint under every executor (run
+    folders on a file system the workers share, as on a SLURM cluster)."""
+    from moescale.sweeps.executors import make_executor
+    from moescale.sweeps.runner import run_sweep
+
+    _, spec, _ = reference
+    if engine == "slurm":
+        pytest.importorskip("submitit")
+        executor = make_executor("slurm", cluster="local", folder=tmp_path / "runs", threads=1)
+    else:
+        executor = make_executor("ray", address=request.getfixturevalue("ray_cluster"),
+                                 threads=1)
+    out = run_sweep(spec, tmp_path / "s.db", executor, folder=tmp_path / "runs")
+    assert out.counts["done"] == 4, out.failed
+    expected, got = _losses(reference[0] / "s.db"), _losses(tmp_path / "s.db")
+    assert got.keys() == expected.keys()
+    for run_id, loss in expected.items():
+        assert math.isclose(got[run_id], loss, abs_tol=1e-6), run_id

@@ -8,11 +8,9 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -104,25 +102,6 @@ def test_driver_killed_under_slurm_local_reattaches(tmp_path):
     with SweepStore(db) as s:
         attempts = {r["id"]: r["attempts"] for r in s.rows()}
     assert all(attempts[i] == 1 for i in in_flight)
-
-
-@pytest.fixture
-def ray_cluster(monkeypatch):
-    """A 2-CPU Ray cluster started with `ray start` (as on a real cluster), stopped after; on
-    the loopback interface, without Ray's token authentication (a test cluster)."""
-    pytest.importorskip("ray")
-    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    ray_cli = Path(sys.executable).parent / "ray"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    subprocess.run([str(ray_cli), "start", "--head", f"--port={port}", "--num-cpus=2",
-                    "--node-ip-address=127.0.0.1", "--include-dashboard=false",
-                    "--disable-usage-stats"], check=True, capture_output=True, timeout=180)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        subprocess.run([str(ray_cli), "stop"], capture_output=True, timeout=180)
 
 
 def test_ray_same_losses_and_a_killed_driver_reattaches(tmp_path, ray_cluster):
