@@ -108,7 +108,7 @@ def main() -> None:
     for name, reuse in (("independent", False), ("reuse", True)):
         frame, seconds, spent, counted = campaign(folder, name, args.seeds, reuse, args.workers)
         results[name] = (frame, seconds, spent, counted, *summary(frame))
-    (fa, ta, sa, ca, oa, na, fit_a), (_, tb, sb, cb, ob, nb, fit_b) = (
+    (fa, ta, sa, ca, oa, na, fit_a), (fb, tb, sb, cb, ob, nb, fit_b) = (
         results["independent"], results["reuse"])
     print(f"folder {folder}; {len(fa)} runs per campaign, seeds {args.seeds}, "
           f"{args.workers} workers × 1 thread")
@@ -122,18 +122,24 @@ def main() -> None:
     print(f"{'budget':>10} {'N_opt indep':>12} {'N_opt reuse':>12} {'L_opt indep':>12} "
           f"{'L_opt reuse':>12} {'|ΔL|':>8}")
     for budget in sorted(oa):
-        a, b = oa[budget], ob.get(budget)
-        if b is None or a.x_opt is None or b.x_opt is None:
-            print(f"{budget:10.3g}  (no interior optimum: {a.status} / "
-                  f"{getattr(b, 'status', '-')})")
+        a, b = oa[budget], ob[budget]
+        if a.x_opt is None or b.x_opt is None:
+            print(f"{budget:10.3g}  no interior optimum ({a.status} / {b.status}); best runs "
+                  f"{_best(fa, budget)} / {_best(fb, budget)}")
             continue
-        print(f"{budget:10.3g} {a.x_opt:12.4g} {b.x_opt:12.4g} {a.loss_opt:12.4f} {b.loss_opt:12.4f} "
-              f"{abs(a.loss_opt - b.loss_opt):8.4f}")
+        print(f"{budget:10.3g} {a.x_opt:12.4g} {b.x_opt:12.4g} {a.loss_opt:12.4f} "
+              f"{b.loss_opt:12.4f} {abs(a.loss_opt - b.loss_opt):8.4f}")
     print("Chinchilla fit (50 bootstrap refits, 95 % intervals):")
     for name in ("E", "A", "alpha", "B", "beta"):
         ia, ib = fit_a.ci.get(name), fit_b.ci.get(name)
         print(f"  {name:>5}: independent {fit_a.params[name]:9.4g} {_interval(ia)}   "
               f"reuse {fit_b.params[name]:9.4g} {_interval(ib)}")
+
+
+def _best(frame, budget: float) -> str:
+    """The lowest mean loss over seeds at ``budget`` and its N."""
+    at = frame[frame["budget"] == budget].groupby("N")["loss"].mean()
+    return f"N={at.idxmin():.4g} L={at.min():.4f}"
 
 
 def _interval(ci) -> str:

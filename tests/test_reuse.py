@@ -94,7 +94,7 @@ def test_lineage_of_trunks_and_branches(tmp_path):
             assert b.architecture == trunk.architecture and b.seed == trunk.seed
         assert trunk.train["keep_steps"] == sorted(b.branch_step for b in branches)
         assert trunk.last_step == max(b.branch_step for b in branches)
-        assert trunk.train["warmup_steps"] == int(0.05 * max(b.steps for b in branches))
+        assert trunk.train["warmup_steps"] == int(0.05 * min(b.steps for b in branches))
     independent = {r.id for r in _spec(tmp_path, "[3e9, 9e9, 2.7e10]", train="",
                                        name="alone").expand()}
     assert not independent & {r.id for r in runs}  # reused runs never mix with independent ones

@@ -92,15 +92,9 @@ def plan_training_values(path: str, given: dict, grad_accum: int = 1) -> tuple[d
     plan's vocabulary selects the tokenizer: 256 → bytes, more → a BPE of that size. Returns
     the merged values and one message per value the command line overrode.
     """
-    import json
-    from pathlib import Path
+    from moescale.jsonio import read_json_object
 
-    from moescale.errors import MoescaleError
-
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        raise MoescaleError(f"{path} is not a readable plan JSON") from None
+    data = read_json_object(path, "a moescale plan", kind="plan file")
     arch = data.get("architecture") if isinstance(data.get("architecture"), dict) else {}
     alloc = data.get("allocation") if isinstance(data.get("allocation"), dict) else {}
     plan = {"tokens": alloc.get("tokens"), "lr": data.get("learning_rate"),

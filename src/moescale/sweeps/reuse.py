@@ -8,8 +8,10 @@ trains at the peak learning rate and keeps a checkpoint at each **branch point**
 ``T`` optimizer steps is a **branch**: it starts from the trunk's checkpoint at step
 ``s = T − max(round(f·T), 1)`` (the first step of its WSD decay, ``f`` the
 ``decay_fraction``) and decays to its own end. Every run of the group warms up for the same
-number of steps (``warmup_fraction`` of the longest run), so a branch follows exactly the
-schedule an independent WSD run with that warm-up follows, and reaches the same weights.
+number of steps, ``warmup_fraction`` of the *shortest* run (so no branch spends more of its
+steps warming up than an independent run would; Hägele et al. also warm up for a fixed number
+of steps at every length), and a branch follows exactly the schedule of an independent WSD run
+with that warm-up, and reaches the same weights.
 
 FLOPs. With step counts ``T_1 < … < T_n`` of one model, the trunk costs ``s_n`` steps and the
 branches ``Σ (T_i − s_i) ≈ f·Σ T_i`` steps, so against independent runs (``Σ T_i`` steps)
@@ -87,8 +89,9 @@ def with_trunks(runs: Iterable[RunSpec]) -> list[RunSpec]:
 
 def _trunk_and_branches(key: str, members: list[RunSpec]) -> list[RunSpec]:
     longest = max(members, key=lambda m: m.steps)
+    shortest = min(m.steps for m in members)
     fraction = float(longest.train.get("decay_fraction", 0.2))
-    warmup = int(float(longest.train.get("warmup_fraction", 0.05)) * longest.steps)
+    warmup = int(float(longest.train.get("warmup_fraction", 0.05)) * shortest)
     batch = int(longest.train["batch_tokens"])
     steps = sorted({branch_step(m.steps, fraction) for m in members})
     trunk_train = {**longest.train, "warmup_steps": warmup, "stop_after_steps": steps[-1],
