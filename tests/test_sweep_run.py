@@ -64,6 +64,15 @@ def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _share_done(row) -> float:
+    """How far a running run's log got, as a share of its steps."""
+    from moescale.sweeps.runner import read_progress
+    from moescale.sweeps.spec import RunSpec
+
+    total = RunSpec.from_dict(row["spec"]).last_step
+    return read_progress(row["run_dir"], total).step / total
+
+
 def test_sigkill_mid_sweep_loses_nothing(tmp_path):
     spec_path = micro_spec(tmp_path, grid="hidden_size = [16, 24, 32]",
                            budgets="[1.5e9, 2e9]")
@@ -79,12 +88,14 @@ def test_sigkill_mid_sweep_loses_nothing(tmp_path):
             rows = s.rows()
         return ([r for r in rows if r["status"] == "done"],
                 [r for r in rows if r["status"] == "running" and r["run_dir"]
-                 and os.path.exists(os.path.join(r["run_dir"], "checkpoint.pt"))])
+                 and os.path.exists(os.path.join(r["run_dir"], "checkpoint.pt"))
+                 and _share_done(r) < 0.7])  # far from its end: its worker cannot finish
 
     _wait_for(lambda: all(state()), 240, "one run done and one checkpointed in flight")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = {r["id"]: r for r in state()[0]}
+    done_before, checkpointed = state()
+    done_before = {r["id"]: r for r in done_before}
     with SweepStore(db) as s:
         interrupted = {r["id"] for r in s.rows() if r["status"] == "running"}
     assert done_before and interrupted
@@ -99,11 +110,11 @@ def test_sigkill_mid_sweep_loses_nothing(tmp_path):
         assert after["finished"] == before["finished"]
     for row in rows.values():
         assert [h["outcome"] for h in row["history"]].count("done") == 1
-    for run_id in interrupted:
-        assert rows[run_id]["attempts"] == 2
-        assert rows[run_id]["history"][0]["outcome"] == "lost"
-    resumed = [rows[i]["result"]["resumed"] for i in interrupted]
-    assert any(resumed)  # a checkpointed run continued from its checkpoint
+    for run_id in interrupted:  # run again, or (a worker that ended as its driver died) ingested
+        outcomes = [h["outcome"] for h in rows[run_id]["history"]]
+        assert outcomes in (["lost", "done"], ["done"]), outcomes
+    for row in checkpointed:  # far from its end when killed: run again from its checkpoint
+        assert rows[row["id"]]["attempts"] == 2 and rows[row["id"]]["result"]["resumed"]
 
 
 def test_two_drivers_share_one_store(tmp_path):
