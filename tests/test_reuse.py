@@ -112,6 +112,8 @@ def test_bad_reuse_values_are_refused(tmp_path):
         _spec(tmp_path, "[3e9]", train='reuse = "always"')
     with pytest.raises(MoescaleError, match="cooldown must be one of linear, 1-sqrt"):
         _spec(tmp_path, "[3e9]", train='reuse = "trunk"\ncooldown = "cosine"')
+    with pytest.raises(MoescaleError, match="schedule = 'cosine' has none"):
+        _spec(tmp_path, "[3e9]", train='reuse = "trunk"\nschedule = "cosine"')
 
 
 # ----- training: a branch is the independent run -------------------------------------------------

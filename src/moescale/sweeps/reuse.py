@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from moescale.sweeps.spec import RunSpec
 
 
-
 def branch_step(total_steps: int, decay_fraction: float) -> int:
     """The first step of a WSD run's decay: ``T − max(round(f·T), 1)``, as
     :func:`moescale.training.schedules.lr_at` places it."""
@@ -91,7 +90,9 @@ def _trunk_and_branches(key: str, members: list[RunSpec]) -> list[RunSpec]:
     longest = max(members, key=lambda m: m.steps)
     shortest = min(m.steps for m in members)
     fraction = float(longest.train.get("decay_fraction", 0.2))
-    warmup = int(float(longest.train.get("warmup_fraction", 0.05)) * shortest)
+    warmup = longest.train.get("warmup_steps")  # given in [train], else from the shortest run
+    if warmup is None:
+        warmup = int(float(longest.train.get("warmup_fraction", 0.05)) * shortest)
     batch = int(longest.train["batch_tokens"])
     steps = sorted({branch_step(m.steps, fraction) for m in members})
     trunk_train = {**longest.train, "warmup_steps": warmup, "stop_after_steps": steps[-1],

@@ -190,6 +190,9 @@ class SweepSpec:
         if reuse not in REUSE_OPTIONS:
             raise MoescaleError(f"{source}: [train] reuse must be one of "
                                 f"{', '.join(map(repr, REUSE_OPTIONS))}, got {reuse!r}")
+        if reuse == "trunk" and train.get("schedule", "wsd") != "wsd":
+            raise MoescaleError(f"{source}: [train] reuse = \"trunk\" branches the cooldown of "
+                                f"a WSD schedule; schedule = {train['schedule']!r} has none")
         spec = cls(name=name, budgets=_budgets(data.get("budgets"), source),
                    convention=_convention(data.get("convention", "exact"), source),
                    seeds=_seeds(data.get("seeds", [0]), source),
