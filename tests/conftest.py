@@ -3,6 +3,7 @@ under CI, where ``CI`` is set: a skipped replication there would be a silent pas
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -17,6 +18,11 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("MOESCALE_REFERENCE_DATA", ROOT / "../shared/data"))
+
+
+# For the tests that train or load a model: the rest of a module runs without torch.
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None,
+                                 reason="needs torch (the train extra)")
 
 
 def _missing(reason: str) -> None:

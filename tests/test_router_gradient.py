@@ -52,18 +52,6 @@ def test_trainer_refuses_renormalised_top1(tmp_path):
               ModelOptions(moe=MoEOptions(norm_topk_prob=True)))
 
 
-def test_spec_refuses_renormalised_top1_and_records_the_default():
-    from moescale.sweeps.spec import SweepSpec
-
-    spec = {"name": "r", "budgets": [1e9], "base": {"hidden_size": 32, "n_layers": 2,
-            "n_heads": 2, "n_experts": 4, "top_k": 1, "expert_ffn": 32, "seq_len": 16},
-            "train": {"batch_tokens": 64, "seq_len": 16}}
-    runs = SweepSpec.from_dict(spec).expand()
-    assert runs[0].train["norm_topk_prob"] is False
-    with pytest.raises(MoescaleError, match="norm_topk_prob"):
-        SweepSpec.from_dict({**spec, "train": {**spec["train"], "norm_topk_prob": True}})
-
-
 def test_a_finished_run_resumed_at_its_end_reports_its_losses(tmp_path):
     """A worker that finished training but whose result was never recorded (its driver died)
     runs again from the final checkpoint: the result must be the run's, not a NaN that the

@@ -169,3 +169,15 @@ def test_control_characters_in_names_are_escaped(tmp_path, capsys):
     assert code == 0
     assert "\x1b" not in out + err and "\x07" not in out + err
     assert "evil\\x1b[2J" in out
+
+
+def test_spec_refuses_renormalised_top1_and_records_the_default():
+    from moescale.sweeps.spec import SweepSpec
+
+    spec = {"name": "r", "budgets": [1e9], "base": {"hidden_size": 32, "n_layers": 2,
+            "n_heads": 2, "n_experts": 4, "top_k": 1, "expert_ffn": 32, "seq_len": 16},
+            "train": {"batch_tokens": 64, "seq_len": 16}}
+    runs = SweepSpec.from_dict(spec).expand()
+    assert runs[0].train["norm_topk_prob"] is False
+    with pytest.raises(MoescaleError, match="norm_topk_prob"):
+        SweepSpec.from_dict({**spec, "train": {**spec["train"], "norm_topk_prob": True}})

@@ -14,17 +14,14 @@ import time
 
 import pytest
 
-from conftest import run_cli
+from conftest import needs_torch, run_cli
+from moescale.errors import MoescaleError
+from moescale.sweeps.executors import make_executor
+from moescale.sweeps.executors.local import LocalExecutor
+from moescale.sweeps.runner import run_sweep
+from moescale.sweeps.spec import SweepSpec
+from moescale.sweeps.store import SweepStore
 from sweep_helpers import micro_spec, moescale_cmd, shared_token_cache  # noqa: F401
-
-pytest.importorskip("torch")
-
-from moescale.errors import MoescaleError  # noqa: E402
-from moescale.sweeps.executors import make_executor  # noqa: E402
-from moescale.sweeps.executors.local import LocalExecutor  # noqa: E402
-from moescale.sweeps.runner import run_sweep  # noqa: E402
-from moescale.sweeps.spec import SweepSpec  # noqa: E402
-from moescale.sweeps.store import SweepStore  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +31,7 @@ def losses(db) -> dict[str, float]:
         return {r["id"]: r["result"]["eval_loss"] for r in s.rows() if r["status"] == "done"}
 
 
+@needs_torch
 def test_same_losses_under_local_and_slurm(tmp_path):
     pytest.importorskip("submitit")
     spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16, 24]"))
@@ -88,6 +86,7 @@ def _check_restart(db, before, out):
         assert [h["outcome"] for h in row["history"]].count("done") == 1
 
 
+@needs_torch
 def test_driver_killed_under_slurm_local_reattaches(tmp_path):
     pytest.importorskip("submitit")
     spec_path, db, before = _kill_driver_mid_sweep(
@@ -104,6 +103,7 @@ def test_driver_killed_under_slurm_local_reattaches(tmp_path):
     assert all(attempts[i] == 1 for i in in_flight)
 
 
+@needs_torch
 def test_ray_same_losses_and_a_killed_driver_reattaches(tmp_path, ray_cluster):
     # 1. the same 2-run sweep gives the same losses as the local executor
     spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16, 24]"))
@@ -133,6 +133,7 @@ def test_ray_same_losses_and_a_killed_driver_reattaches(tmp_path, ray_cluster):
         assert [h["outcome"] for h in rows[run_id]["history"]] == ["done"]
 
 
+@needs_torch
 def test_a_killed_worker_is_retried(tmp_path):
     spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[1.2e9]"))
     ex = LocalExecutor(workers=1, threads=1)
@@ -177,6 +178,7 @@ def test_bad_slurm_arg(tmp_path, capsys):
     assert code == 2 and "KEY=VALUE" in err and len(err.strip().splitlines()) == 1
 
 
+@needs_torch
 def test_status_while_running(tmp_path):
     """`sweep status` reads the store while a driver writes it (SQLite WAL)."""
     spec_path = micro_spec(tmp_path, grid="hidden_size = [16, 24]", budgets="[8e8]")

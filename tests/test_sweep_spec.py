@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from conftest import run_cli
+from conftest import needs_torch, run_cli
 from moescale.counting import count
 from moescale.errors import MoescaleError
 from moescale.sweeps.spec import SweepSpec
@@ -251,6 +251,7 @@ def test_missing_spec_file(tmp_path, capsys):
     assert code == 2 and err.startswith("Error: sweep spec not found")
 
 
+@needs_torch  # the estimate times real runs
 def test_plan_json_lists_runs_compute_and_repeats(tmp_path, capsys):
     text = ISSUE_SPEC.replace("[3e11, 1e12]", "[3e11, 3e13]")
     path = tmp_path / "s.toml"

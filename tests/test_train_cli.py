@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-pytest.importorskip("torch")
-
-from moescale import cli  # noqa: E402
+from conftest import needs_torch
+from moescale import cli
 
 
 @pytest.fixture
@@ -28,6 +27,7 @@ def run(monkeypatch, capsys, tmp_path):
     return invoke
 
 
+@needs_torch
 def test_json_output_has_the_documented_keys(run, tmp_path):
     code, out, _ = run("train", "--preset", "tiny", "--tokens", "4096", "--batch-tokens", "1024",
                        "--seq-len", "64", "--out", str(tmp_path / "r"), "--json")
@@ -40,6 +40,7 @@ def test_json_output_has_the_documented_keys(run, tmp_path):
     assert (tmp_path / "r" / "log.jsonl").is_file()
 
 
+@needs_torch
 def test_table_output(run, tmp_path):
     code, out, _ = run("train", "--preset", "tiny", "--tokens", "2048", "--batch-tokens", "1024",
                        "--seq-len", "64", "--out", str(tmp_path / "t"))
@@ -47,6 +48,7 @@ def test_table_output(run, tmp_path):
     assert "eval loss" in out and "tokens/s" in out
 
 
+@needs_torch
 def test_arch_json_and_plan_json(run, tmp_path):
     from moescale.presets import get_preset
 
@@ -65,9 +67,12 @@ def test_arch_json_and_plan_json(run, tmp_path):
     (["--tokens", "1e5"], "no architecture given"),
     (["--preset", "tiny", "--arch", "a.json", "--tokens", "1e5"], "give only one of --preset, --arch"),
     (["--preset", "huge", "--tokens", "1e5"], "unknown preset"),
-    (["--preset", "tiny", "--tokens", "1e5", "--resume"], "--resume needs --out"),
-    (["--preset", "tiny", "--tokens", "1e5", "--data", "nowhere.txt"], "data not found"),
-    (["--preset", "tiny", "--tokens", "10"], "less than one batch"),
+    pytest.param(["--preset", "tiny", "--tokens", "1e5", "--resume"], "--resume needs --out",
+                 marks=needs_torch),
+    pytest.param(["--preset", "tiny", "--tokens", "1e5", "--data", "nowhere.txt"],
+                 "data not found", marks=needs_torch),
+    pytest.param(["--preset", "tiny", "--tokens", "10"], "less than one batch",
+                 marks=needs_torch),
 ])
 def test_user_errors_exit_2_with_one_line(run, tmp_path, args, message):
     code, _, err = run("train", *args, "--out", str(tmp_path / "e")) if "--resume" not in args \
@@ -77,6 +82,7 @@ def test_user_errors_exit_2_with_one_line(run, tmp_path, args, message):
     assert err.count("\n") == 1
 
 
+@needs_torch
 def test_unsupported_architecture_is_a_user_error(run, tmp_path):
     from moescale.presets import get_preset
 
@@ -85,3 +91,17 @@ def test_unsupported_architecture_is_a_user_error(run, tmp_path):
     code, _, err = run("train", "--arch", str(tmp_path / "a.json"), "--tokens", "1e5",
                        "--out", str(tmp_path / "u"))
     assert code == 2 and "attention_sinks" in err
+
+
+def test_without_torch_train_is_one_error_naming_the_extra():
+    """A missing optional dependency is one line naming the extra that installs it."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from moescale.cli import main\n"
+            "main(['train', '--preset', 'tiny', '--tokens', '1e5'])\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("Error: this command needs torch, which is not installed: "
+                                   "pip install 'moescale[train]'")

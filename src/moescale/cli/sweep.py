@@ -100,7 +100,9 @@ def plan_cmd(spec_path, store_path, workers, measure, as_json):
             if plan["n_failed"] else ""
         click.echo(f"store {store_path}: {plan['n_done']} done{failed}, {plan['n_left']} left "
                    f"({fmt_num(plan['left_flops'], 3)} FLOPs)")
-    estimate = ("" if plan["estimated_seconds"] is None else
+    estimate = (f"; time {plan['estimate_basis']}"
+                if plan["estimate_basis"].startswith("not measured:") else
+                "" if plan["estimated_seconds"] is None else
                 f"; estimated wall time of the {plan['n_left']} run(s) left "
                 f"{_duration(plan['estimated_seconds'])} with {plan['workers']} worker(s) "
                 f"({plan['estimate_basis']})")

@@ -13,6 +13,7 @@ sweep's sizes); the runs are dealt to the workers in the order the sweep claims 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -45,11 +46,18 @@ class Probe:
     step_seconds: float
 
 
+class NoTiming(MoescaleError):
+    """The timing runs cannot run here (no torch); the plan says so instead of a time."""
+
+
 def probe_runs(runs: list[RunSpec], threads: int, concurrent: int) -> list[Probe]:
     """Time a short real run of each of ``runs`` through the sweep's worker process,
     ``concurrent`` of them at once."""
     from moescale.sweeps.executors.local import start_worker
 
+    if importlib.util.find_spec("torch") is None:
+        raise NoTiming("the timing runs train, which needs torch (pip install "
+                       "'moescale[train]')")
     env = os.environ | dict.fromkeys(worker.THREAD_VARS, str(threads))
     out: list[Probe] = []
     with tempfile.TemporaryDirectory(prefix="moescale-plan-") as tmp:
@@ -163,7 +171,10 @@ def sweep_plan(spec: SweepSpec, workers: int | None = None, measure: bool = True
            "threads_per_run": threads, "estimated_seconds": None,
            "estimate_basis": "not measured", "warnings": warnings}
     if measure and left:
-        out |= _estimate(left, workers, threads)
+        try:
+            out |= _estimate(left, workers, threads)
+        except NoTiming as why:
+            out["estimate_basis"] = f"not measured: {why}"
     elif measure:
         out |= {"estimated_seconds": 0, "estimate_basis": "nothing left to run"}
     return out
