@@ -1,4 +1,4 @@
-"""Catalogue of bad inputs (issue 11): every one gives exit status 2, exactly one stderr line
+"""Catalogue of bad inputs: every one gives exit status 2, exactly one stderr line
 ``Error: …``, nothing on stdout and no file left behind — for count, laws, fit, predict, train
 and click's own errors (missing option, bad integer, unknown command)."""
 

@@ -1,5 +1,5 @@
 """The README's example commands for count, laws, fit, predict and train write no Python
-warning (numpy RuntimeWarning or any other) to stderr, with or without --json (issue 11)."""
+warning (numpy RuntimeWarning or any other) to stderr, with or without --json."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Law selection (issue 15): `moescale fit DATA --law all` ranks every applicable loss law on
+"""Law selection: `moescale fit DATA --law all` ranks every applicable loss law on
 the same runs, split and objective.
 
 Numbers recorded when these tests were written (Huber δ = 1e-3 for every law; RMSE in nats):

@@ -84,7 +84,7 @@ def test_readme_memory_example_fits():
 
 
 def test_infeasible_experts_are_skipped_and_reported():
-    # d shrinks to 8 at micro scale (issue 20): 1.7 MB holds the d = 8 model with E = 1 or 8
+    # d shrinks to 8 at micro scale: 1.7 MB holds the d = 8 model with E = 1 or 8
     # (embeddings 2·8·50257 ≈ 0.80M parameters) but not E = 256 (0.95M parameters, 1.9 MB)
     p = plan_with_law(Budget(compute=1e20, memory_bytes=1.7e6), experts=(1, 8, 256))
     assert p.skipped and all("reason" in s for s in p.skipped)

@@ -1,6 +1,6 @@
 """The default holistic plan at the holistic paper's own budgets (Wan et al. 2026,
 arXiv 2603.21862): Table 4's head shapes, the phase-2 d range and depth L. Golden values are
-the paper's (papers.md §1 and issue 20), never the planner's."""
+the paper's (papers.md §1), never the planner's."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from moescale.planning import holistic as hs
 # Table 4 (papers.md §1): budget → (d_qkv, N_q, N_kv)
 TABLE4 = {1e18: (64, 4, 2), 3e18: (64, 8, 4), 1e19: (64, 8, 4), 3e19: (128, 8, 4),
           1e20: (128, 8, 4), 3e20: (128, 16, 8)}
-# Phase-2 configurations the paper trained (issue 20): swept d range and depth L.
+# Phase-2 configurations the paper trained: swept d range and depth L.
 PHASE2 = {1e18: ((288, 744), {9, 10}), 1e19: ((648, 1272), {13}), 3e20: ((1248, 2200), {16})}
 
 

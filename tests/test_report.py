@@ -1,4 +1,4 @@
-"""moescale report (issue 12): every figure from real data and from a synthetic sweep store,
+"""moescale report: every figure from real data and from a synthetic sweep store,
 valid images, a page that references each of them, escaping, and the command line."""
 
 from __future__ import annotations

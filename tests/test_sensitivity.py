@@ -1,4 +1,4 @@
-"""Sensitivity of the fitted optimum (issue 15): `moescale fit --sensitivity`, the library's
+"""Sensitivity of the fitted optimum: `moescale fit --sensitivity`, the library's
 study and its figures in the report."""
 
 from __future__ import annotations

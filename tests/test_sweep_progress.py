@@ -181,7 +181,7 @@ FAILING = """
 lr = 3e-3
 [[points]]
 lr = 1e6
-"""  # diverges; a missing data file is now refused before any run starts (issue 19)
+"""  # diverges; a missing data file is refused before any run starts
 
 
 @pytest.mark.slow

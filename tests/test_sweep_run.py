@@ -30,7 +30,7 @@ FAILING = """
 lr = 3e-3
 [[points]]
 lr = 1e6
-"""  # a missing data file is refused before any run starts (issue 19: test_spec_refusals.py)
+"""  # a missing data file is refused before any run starts (test_spec_refusals.py)
 
 
 def test_failures_are_recorded_and_the_others_finish(tmp_path, capsys):
