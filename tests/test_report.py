@@ -366,3 +366,19 @@ def test_report_help_lists_examples(capsys):
     assert code == 0 and "moescale report --store sweep.db" in out
     code, out, _ = run_cli(["report", "--list-figures"], capsys)
     assert set(out.split()) == set(build.figure_names())
+
+
+def test_learning_curves_tell_trunks_from_runs():
+    """A sweep with reuse = "trunk": the trunks' curves are drawn grey and named as trunks."""
+    import pandas as pd
+
+    from moescale.reporting import sweeps as sweepfig
+
+    curves = pd.DataFrame({"run_id": ["trunk-a"] * 3 + ["b1"] * 2,
+                           "flops": [1e9, 2e9, 4e9, 3e9, 4e9],
+                           "eval_loss": [3.0, 2.8, 2.7, 2.75, 2.6]})
+    runs = pd.DataFrame({"id": ["b1"], "budget": [4e9]})
+    fig = sweepfig.learning_curves(curves, runs)
+    ax = fig.axes[0]
+    assert ax.get_title() == "learning curves of 1 runs and 1 trunks"
+    assert any("grey: trunks" in t.get_text() for t in ax.texts)

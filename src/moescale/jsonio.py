@@ -15,7 +15,7 @@ from typing import Any
 
 from moescale.errors import MoescaleError
 
-__all__ = ["jsonable", "write_json_atomic"]
+__all__ = ["content_hash", "jsonable", "read_json_object", "write_json_atomic"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -70,3 +70,12 @@ def read_json_object(path: str | Path, what: str = "a JSON object",
     if not isinstance(data, dict):
         raise MoescaleError(f"{p} is not {what}: it must hold a JSON object")
     return data
+
+
+def content_hash(content: Any) -> str:
+    """16 hex digits of the SHA-256 of ``content`` as canonical JSON (sorted keys): the id of a
+    run's content, the same on every machine."""
+    import hashlib
+
+    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

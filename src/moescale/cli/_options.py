@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import click
 
 from moescale.errors import MoescaleError
-from moescale.units import parse_bytes, parse_number, parse_positive, shown
+from moescale.units import parse_number, parse_positive, shown
 
 
 def parse_int_list(text: str, what: str = "--experts") -> tuple[int, ...]:
@@ -125,12 +125,3 @@ class PositiveNumber(_Strict):
 
     def __repr__(self) -> str:
         return f"PositiveNumber(integer={self.integer}, maximum={self.maximum})"
-
-
-class ByteSize(_Strict):
-    """A memory size: ``80GB``, ``24GiB``, ``1e11`` (bytes, float)."""
-
-    name = "size"
-
-    def _parse(self, value, what: str) -> float:
-        return parse_bytes(value, what)

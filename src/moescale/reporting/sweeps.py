@@ -408,7 +408,12 @@ def learning_curves(curves: pd.DataFrame, runs: pd.DataFrame | None = None,
     ax.set_ylabel(label(y))
     if norm is not None:
         _budget_colorbar(fig, ax, norm, label(color_by))
-    ax.set_title(f"learning curves of {len(run_ids):,} runs")
+    trunks = sum(str(i).startswith("trunk-") for i in run_ids)  # reuse = "trunk" (sweeps.reuse)
+    ax.set_title(f"learning curves of {len(run_ids) - trunks:,} runs"
+                 + (f" and {trunks:,} trunks" if trunks else ""))
+    if trunks:
+        style.note(ax, "grey: trunks at the peak LR; each run's curve is its cooldown",
+                   "lower left")
     if len(frame) > len(keep):
         style.note(ax, f"{len(frame):,} points, drawn with ≤ {max_points} per curve",
                    "upper right")

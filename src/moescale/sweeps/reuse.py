@@ -27,12 +27,11 @@ see the same columns as for independent runs.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from moescale.jsonio import content_hash
 from moescale.training.config import KEPT_CHECKPOINT
 
 if TYPE_CHECKING:
@@ -50,15 +49,10 @@ def branch_file(trunk_dir: str | Path, step: int) -> Path:
     return Path(trunk_dir) / KEPT_CHECKPOINT.format(step=step)
 
 
-def _digest(content) -> str:
-    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _group_key(run: RunSpec) -> str:
     """What the runs of one trunk share: everything but the token count and the budget."""
     train = {k: v for k, v in run.train.items() if k != "tokens"}
-    return _digest({"architecture": run.architecture, "train": train, "seed": run.seed,
+    return content_hash({"architecture": run.architecture, "train": train, "seed": run.seed,
                     "convention": run.convention})
 
 
@@ -106,7 +100,7 @@ def _trunk_and_branches(key: str, members: list[RunSpec]) -> list[RunSpec]:
     for m in sorted(members, key=lambda m: m.steps):
         train = {**m.train, "warmup_steps": warmup}
         branches.append(dataclasses.replace(
-            m, id=_digest({"run": m.id, "warmup_steps": warmup, "reuse": "trunk"}),
+            m, id=content_hash({"run": m.id, "warmup_steps": warmup, "reuse": "trunk"}),
             train=train, role="branch", trunk=trunk.id,
             branch_step=branch_step(m.steps, fraction)))
     return [trunk, *branches]

@@ -24,7 +24,6 @@ so editing the spec to add points keeps every finished run.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import math
@@ -35,6 +34,7 @@ from typing import Any
 
 from moescale.architecture import Architecture
 from moescale.errors import MoescaleError
+from moescale.jsonio import content_hash
 from moescale.sweeps import axes
 from moescale.sweeps.reuse import with_trunks
 from moescale.training.config import MAX_TOKENS  # the trainer's limit (no torch import)
@@ -140,9 +140,8 @@ class RunSpec:
 
 def run_id(budget: float, architecture: dict, train: dict, seed: int) -> str:
     """Deterministic id of a run's content (16 hex digits of a SHA-256)."""
-    content = {"budget": budget, "architecture": architecture, "train": train, "seed": seed}
-    blob = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    return content_hash({"budget": budget, "architecture": architecture, "train": train,
+                         "seed": seed})
 
 
 @dataclass(frozen=True)

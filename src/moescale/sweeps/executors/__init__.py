@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from moescale.errors import MoescaleError
+from moescale.errors import EXTRAS, MoescaleError
 from moescale.sweeps.executors.base import (
     Executor,
     Outcome,
@@ -30,15 +30,16 @@ __all__ = ["EXECUTORS", "Executor", "Outcome", "exit_outcome", "exit_reason", "f
            "make_executor"]
 
 EXECUTORS = ("local", "ray", "slurm")
-EXTRAS = {"ray": ("ray", "ray"), "slurm": ("submitit", "slurm")}
+ENGINES = {"ray": "ray", "slurm": "submitit"}  # executor -> the module it needs
 
 
 def make_executor(name: str, **options: Any) -> Executor:
     """The executor called ``name``; a missing optional engine is one clear error."""
     if name not in EXECUTORS:
         raise MoescaleError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
-    if name in EXTRAS:
-        module, extra = EXTRAS[name]
+    if name in ENGINES:
+        module = ENGINES[name]
+        extra = EXTRAS[module]
         try:
             __import__(module)
         except ImportError:
