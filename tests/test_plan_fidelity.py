@@ -12,6 +12,7 @@ import pytest
 from conftest import run_cli
 from moescale.planning import Budget, HolisticSettings, plan_holistic, plan_with_law
 from moescale.planning import holistic as hs
+from moescale.planning import holistic_plan as hp
 
 # papers.md §1, Table 9 phase-1 rows at C = 1e18, M/N_a ≈ 7: (N/N_a grid value, paper's d);
 # M from the Step-1 table (0.2672 GFLOPs/token at 1e18); N_q = 4, N_kv = 2, d_qkv = 64.
@@ -36,15 +37,24 @@ def test_width_ratio_in_appendix_e_range(compute):
 
 
 def test_bands_widen_with_compute():
-    """papers.md §1: the near-optimal band widens with scale, for M/N_a and for d."""
+    """papers.md §1: the near-optimal band widens with scale, for M/N_a and for d — over the
+    paper's budgets for the realisable band, and to 1e22 for the landscape it is drawn from
+    (beyond the paper, depth ≤ 128 and attention at least d wide bound the realisable M/N_a)."""
     widths = {"M_over_Na": [], "hidden_size": [], "N_over_Na": []}
-    for c in (1e18, 1e19, 1e20, 1e21, 1e22):
+    for c in (1e18, 1e19, 1e20, 3e20):
         band = plan_holistic(Budget(compute=c)).near_optimal_band
         for k in widths:
             widths[k].append(band[k][1] - band[k][0])
     for k, w in widths.items():
         assert all(b >= a for a, b in zip(w, w[1:], strict=False)), (k, w)
     assert widths["M_over_Na"][-1] > widths["M_over_Na"][0]
+    s, t = HolisticSettings(), hp.Targets()
+    landscape = []
+    for c in (1e18, 1e19, 1e20, 1e21, 1e22):
+        x, y = t.ratios(c, s, [])
+        lo, hi = hs.landscape_band(x, y, s, hp.landscape_scale(c, x, y, t, s))["M_over_Na"]
+        landscape.append(hi - lo)
+    assert landscape == sorted(landscape) and landscape[-1] > landscape[0]
 
 
 def test_frontier_budget_plans_and_states_the_extrapolation(capsys):

@@ -4,8 +4,10 @@ the paper's (papers.md §1), never the planner's."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from conftest import reference_file
 from moescale.api import plan as make_plan
 from moescale.planning import Budget, HolisticSettings, plan_holistic
 from moescale.planning import holistic as hs
@@ -67,16 +69,27 @@ def test_head_overrides_win():
     assert (a.n_heads, a.n_kv_heads, a.head_dim) == (4, 2, 64)
 
 
-def test_joint_moe_plans_use_their_papers_batch_not_the_holistic_law():
+def test_joint_moe_plans_use_their_papers_batch_then_a_stated_law():
     """Ludziejewski et al. 2025 (arXiv 2502.05172, Appendix E) train with a batch ramped to
-    256K tokens at every size; the holistic C^0.263 law (480K at 1e20) is another paper's."""
+    256K tokens at every size, up to 6·N_act·D = 6 × 1.103e9 × 80e9 = 5.3e20 FLOPs (the largest
+    run of shared/data/joint_moe_appendixE_run_grid_NO_LOSS.csv); beyond it the batch grows as
+    the holistic Table 4 law, C^0.263, so a 1e23 plan does not take 1.2M steps."""
     from moescale.planning import Budget
     from moescale.planning import plan_with_law as plan_law
 
-    for compute in (1e19, 1e21):
+    grid = np.genfromtxt(reference_file("joint_moe_appendixE_run_grid_NO_LOSS.csv"),
+                         delimiter=",", names=True)
+    c_max = float(np.max(6.0 * grid["N_act_eq10"] * grid["D_tokens"]))
+    for compute in (1e19, 5e20):
         plan = plan_law(Budget(compute=compute), law="ludziejewski2025")
         assert plan.batch_size_tokens == 262_144
         assert any("256K" in a and "no batch-size law" in a for a in plan.assumptions)
+    for compute in (1e21, 1e23):
+        plan = plan_law(Budget(compute=compute), law="ludziejewski2025")
+        want = 262_144 * (compute / c_max) ** 0.263
+        assert plan.batch_size_tokens == pytest.approx(want, rel=0.01)  # whole sequences of 512
+    steps = plan.allocation["tokens"] / plan.batch_size_tokens
+    assert steps < 1.01 * float(np.max(grid["D_tokens"])) / 262_144  # within the paper's steps
 
 
 def test_a_one_candidate_band_says_why():

@@ -256,10 +256,13 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
             experts: Sequence[int] = (1, 2, 4, 8, 16, 32),
             memories_bytes: Sequence[float] = (8e9, 24e9, 80e9), dtype: str = "bf16",
             kv_tokens: int = 0, sizes: Sequence[float] = (1e9, 1e10, 1e11),
-            tolerance: float = 0.01) -> dict[str, Any]:
+            tolerance: float | None = None, threshold: float | None = None) -> dict[str, Any]:
     """The comparisons next to a plan (the ``moescale compare --json`` object): dense vs MoE
     FLOP savings, the best number of experts per memory budget (joint-MoE law) and the
-    comprehensive law's optimal ``G``, ``S`` and ``N_a/N`` per model size."""
+    comprehensive law's optimal ``G``, ``S`` and ``N_a/N`` per model size, with its
+    efficiency-aware optimum (:func:`moescale.laws.zhao2025.efficiency_aware_optimum`: the
+    marginal criterion at ``threshold`` nats per unit of N_a/N by default, which reproduces the
+    paper's 9 % and 5 %; the relative loss ``tolerance`` criterion when that is given)."""
     from moescale.laws import zhao2025
     from moescale.planning import compare as cmp
     from moescale.planning.law_plan import loss_function
@@ -270,7 +273,14 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
     memories_bytes = _numbers(memories_bytes, "memories_bytes")
     sizes = _numbers(sizes, "sizes")
     kv_tokens = _number(kv_tokens, "kv_tokens", minimum=0, integer=True)
-    tolerance = _number(tolerance, "tolerance", positive=True, below=1)
+    if tolerance is not None and threshold is not None:
+        raise MoescaleError("give `tolerance` or `threshold`, not both: they belong to two "
+                            "efficiency-aware criteria")
+    criterion: dict[str, Any] = {}
+    if tolerance is not None:
+        criterion["tolerance"] = _number(tolerance, "tolerance", positive=True, below=1)
+    if threshold is not None:
+        criterion["threshold"] = _number(threshold, "threshold", minimum=0)
     _name(law, "law")
     _name(preset, "preset")
     _name(dtype, "dtype", optional=False)
@@ -283,7 +293,7 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
         "dense_vs_moe": cmp.flop_savings(loss, compute, list(experts)),
         "experts_by_memory": cmp.experts_by_memory(loss, compute, list(memories_bytes),
                                                    list(experts), dtype_bytes(dtype), kv_tokens),
-        "comprehensive": [{"N": n, **zhao2025.efficiency_aware_optimum(n, tolerance)}
+        "comprehensive": [{"N": n, **zhao2025.efficiency_aware_optimum(n, **criterion)}
                           for n in sizes],
     }
 

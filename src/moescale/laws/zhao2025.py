@@ -47,32 +47,110 @@ def optimal_activation_ratio(N: float, p: dict[str, float] = TABLE2) -> float:
     return float(res.x)
 
 
-def efficiency_aware_optimum(N: float, tolerance: float = 0.005,
-                             p: dict[str, float] = TABLE2) -> dict[str, float]:
-    """The cheapest configuration whose predicted loss is within ``tolerance`` (relative) of
-    the loss-optimal one at total size ``N`` (moescale's documented criterion; the paper's exact
-    definition is not public, arXiv 2509.23678).
+#: Default threshold of the marginal efficiency-aware criterion, in nats of loss per unit of
+#: activation ratio ``N_a/N`` (the loss is in nats). With Table 2 it gives N_a/N = 9.04 % at
+#: N = 30B and 4.97 % at N = 671B, the paper's practical 9 % and 5 % (arXiv 2509.23678);
+#: every threshold in [0.363, 0.426] reproduces both to the paper's rounding.
+MARGINAL_THRESHOLD = 0.39
+#: Default relative loss tolerance of the older ``criterion="tolerance"``.
+DEFAULT_TOLERANCE = 0.005
 
-    Cheaper means fewer activated experts ``G`` (routing and communication per token) and a
-    smaller activation ratio ``N_a/N`` (FLOPs per token). Each is lowered, the other factors
-    held at their loss optimum, until the loss would rise by more than ``tolerance`` — the
-    loss is separable in ``G`` and ``S``, so the two searches do not interact. ``S`` keeps its
-    optimum (shared experts cost no extra compute at fixed ``G``). ``D`` does not matter.
+CRITERIA = ("marginal", "tolerance")
+
+
+def marginal_gain(N, ratio, G=None, S=None, p: dict[str, float] = TABLE2):
+    """``−∂L/∂(N_a/N)`` at fixed ``N``, ``G``, ``S`` (default ``G*``, ``S*``), in nats per unit
+    of ratio: the loss a unit of activation ratio still buys. With ``r = N_a/N`` and
+    ``F = e·G + f/G + m·S² + n·S``,
+
+        −∂L/∂r = α·N^−α·r^(−α−1)·(F·k + c) − F·h        (``D`` drops out)
+
+    zero at the loss-optimal ratio, growing as ``r`` falls below it."""
+    g_opt, s_opt = optimal_G_S(p)
+    G = g_opt if G is None else G
+    S = s_opt if S is None else S
+    factor = p["e"] * G + p["f"] / G + p["m"] * S**2 + p["n"] * S
+    N, r = np.asarray(N, dtype=float), np.asarray(ratio, dtype=float)
+    return (p["alpha"] * N ** -p["alpha"] * r ** (-p["alpha"] - 1) * (factor * p["k"] + p["c"])
+            - factor * p["h"])
+
+
+def efficiency_aware_optimum(N: float, tolerance: float | None = None,
+                             p: dict[str, float] = TABLE2, *, criterion: str | None = None,
+                             threshold: float = MARGINAL_THRESHOLD) -> dict[str, float]:
+    """A cheaper-than-loss-optimal configuration at total size ``N`` (the paper's
+    "efficiency-aware" optimum, arXiv 2509.23678, whose exact definition is not public).
+
+    ``criterion="marginal"`` (the default): lower the activation ratio ``r = N_a/N`` from its
+    loss optimum until the loss it still buys per unit of ratio falls to ``threshold`` (nats of
+    loss per unit of ``N_a/N``; the law's loss is in nats), at fixed ``N`` and with ``G``, ``S``
+    at their optima ``G*``, ``S*`` (``D`` drops out)::
+
+        −∂L/∂r = α·N^−α·r^(−α−1)·(F·k + c) − F·h = threshold,   F = e·G* + f/G* + m·S*² + n·S*
+        ⇒  r = [α·N^−α·(F·k + c) / (threshold + F·h)]^(1/(α+1))
+
+    With Table 2 and the default :data:`MARGINAL_THRESHOLD` = 0.39 this reproduces the paper's
+    practical ratios: 9.0 % at N = 30B and 5.0 % at N = 671B (loss-optimal: 40 %, 22 %). A
+    larger threshold gives a larger ratio; ``threshold=0`` gives the loss optimum. ``G`` stays
+    at ``G*`` (``loss_increase_G`` is 0).
+
+    ``criterion="tolerance"`` (moescale's earlier criterion; chosen when ``tolerance`` is given
+    and ``criterion`` is not, so ``efficiency_aware_optimum(N, tol)`` keeps its meaning): the
+    cheapest ``G`` and ``N_a/N`` whose predicted loss is within ``tolerance`` (relative, default
+    0.5 %) of the loss-optimal one. Each is lowered, the other factors held at their loss
+    optimum, until the loss would rise by more than ``tolerance`` — the loss is separable in
+    ``G`` and ``S``, so the two searches do not interact. It gives 17.2 % at 30B and 7.1 % at
+    671B: it does not reproduce the paper.
+
+    In both, ``S`` keeps its optimum (shared experts cost no extra compute at fixed ``G``).
+    Keys: ``G``, ``S``, ``activation_ratio``, ``G_opt``, ``activation_ratio_opt``,
+    ``criterion``, ``tolerance`` (None for "marginal"), ``threshold`` (None for "tolerance"),
+    ``marginal_gain`` (``−∂L/∂r`` at the chosen ratio and ``G*``), ``loss_increase`` (relative
+    loss increase of the chosen ratio at ``G*``) and ``loss_increase_G`` (that of the chosen
+    ``G`` at the optimal ratio).
     """
     from scipy.optimize import brentq
 
+    from moescale.errors import MoescaleError
+
+    if criterion is None:
+        criterion = "marginal" if tolerance is None else "tolerance"
+    if criterion not in CRITERIA:
+        raise MoescaleError(f"unknown efficiency-aware criterion {criterion!r}; "
+                            f"use one of {', '.join(CRITERIA)}")
+    if criterion == "marginal" and tolerance is not None:
+        raise MoescaleError('tolerance applies to criterion="tolerance" only; the marginal '
+                            'criterion takes threshold')
     g_opt, s_opt = optimal_G_S(p)
     r_opt = optimal_activation_ratio(N, p)
     best = float(loss(N, r_opt * N, 1e12, g_opt, s_opt, p))
-    limit = best * (1.0 + tolerance)
 
-    def cheapest(f, lo: float, hi: float) -> float:
-        """Smallest x in [lo, hi] with f(x) ≤ limit (f decreasing on it)."""
-        return lo if f(lo) <= limit else float(brentq(lambda x: f(x) - limit, lo, hi, xtol=1e-10))
+    if criterion == "marginal":
+        if not threshold >= 0:
+            raise MoescaleError(f"threshold must be ≥ 0 (nats per unit of N_a/N), got {threshold}")
+        factor = p["e"] * g_opt + p["f"] / g_opt + p["m"] * s_opt**2 + p["n"] * s_opt
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = float((p["alpha"] * N ** -p["alpha"] * (factor * p["k"] + p["c"])
+                       / (threshold + factor * p["h"])) ** (1.0 / (p["alpha"] + 1.0)))
+        if not (np.isfinite(r) and r > 0):
+            raise MoescaleError("the marginal criterion has no solution for these coefficients")
+        r, g = min(r, 1.0), g_opt
+    else:
+        tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+        limit = best * (1.0 + tolerance)
 
-    g = cheapest(lambda x: float(loss(N, r_opt * N, 1e12, x, s_opt, p)), 1.0, g_opt)
-    r = cheapest(lambda x: float(loss(N, x * N, 1e12, g_opt, s_opt, p)), 1e-4, r_opt)
-    return {"G": g, "S": s_opt, "activation_ratio": r, "tolerance": tolerance,
+        def cheapest(f, lo: float, hi: float) -> float:
+            """Smallest x in [lo, hi] with f(x) ≤ limit (f decreasing on it)."""
+            return (lo if f(lo) <= limit
+                    else float(brentq(lambda x: f(x) - limit, lo, hi, xtol=1e-10)))
+
+        g = cheapest(lambda x: float(loss(N, r_opt * N, 1e12, x, s_opt, p)), 1.0, g_opt)
+        r = cheapest(lambda x: float(loss(N, x * N, 1e12, g_opt, s_opt, p)), 1e-4, r_opt)
+    return {"G": g, "S": s_opt, "activation_ratio": r, "criterion": criterion,
+            "tolerance": tolerance if criterion == "tolerance" else None,
+            "threshold": threshold if criterion == "marginal" else None,
+            "marginal_gain": float(marginal_gain(N, r, g_opt, s_opt, p)),
+            "loss_increase": float(loss(N, r * N, 1e12, g_opt, s_opt, p)) / best - 1.0,
             "loss_increase_G": float(loss(N, r_opt * N, 1e12, g, s_opt, p)) / best - 1.0,
             "G_opt": g_opt, "activation_ratio_opt": r_opt}
 

@@ -96,6 +96,24 @@ def table4_heads(compute: float) -> tuple[int, int, int]:
 # Attention at most this many times wider than d: the paper's configurations reach 1.64
 # (3e20: N_q·d_qkv = 2048 at d = 1248); beyond 2 a narrower head shape is used instead.
 MAX_ATTENTION_OVER_D = 2
+
+# Frontier shapes (budgets beyond Table 4). Heads of d_qkv = 128 (Table 4's widest, and the
+# head size of every open frontier model: Llama 3, Mixtral, Qwen3, DeepSeek-V3, Kimi K2), N_q a
+# power of two with N_kv = N_q/2 (Table 4's GQA), and attention width N_q·d_qkv between d and
+# 2·d — the range open models span (Mixtral and Llama 3: 1.0; Kimi K2 1.14; Qwen3-235B 2.0) and
+# the paper's own 3e20 configurations reach (up to 1.64). Every such shape is enumerated, so the
+# width follows d instead of a power law in C extrapolated 0.37 decade per decade (which at
+# 1e23 forced d ≥ 8192 and squeezed the model to 8 layers).
+FRONTIER_HEAD_DIM = 128
+FRONTIER_ATTENTION_OVER_D = (1.0, 2.0)
+
+
+def frontier_head_shapes() -> list[tuple[int, int, int]]:
+    """Every head shape a frontier candidate may use: ``(128, N_q, N_q/2)`` with ``N_q`` a power
+    of two or 1.5 times one, 16 … 3072 (GPT-3 175B has 96 heads, Llama 3 405B 128);
+    :data:`FRONTIER_ATTENTION_OVER_D` then ties the width to ``d``."""
+    counts = sorted({m * 2**k for k in range(4, 12) for m in (2, 3)} - {2**12 * 3})
+    return [(FRONTIER_HEAD_DIM, n // 2, n // 4) for n in counts if n // 2 >= 16]
 CALIBRATION_BUDGET = 1e18  # where the surrogate's curvatures are calibrated (Table 9 scale)
 
 
@@ -119,6 +137,7 @@ class HolisticSettings:
     ratio_steps: int = 17  # grid points per ratio axis
     proxy_tolerance: float = 0.02  # median-d proxy: realised N_a, N within 2 % of the triad
     min_dense_layers: int = 1  # every configuration the paper prints has L_d ≥ 1
+    max_dense_layers: int | None = None  # None: up to L − 1; 1 with min 1 gives Table 9's L_d = 1
     max_layers: int = 128  # deepest structure planned (deeper than any open MoE)
     max_d_per_pair: int = 96  # hidden sizes tried per ratio pair (a coarser multiple of align
     #                           when the feasible range is wider)
@@ -190,7 +209,8 @@ def solve_structure(M, N_a, N, d, s: HolisticSettings, heads: tuple[int, int, in
     """Vectorised structural solution ``(L, L_d, L_m, d_m)`` for targets ``(M, N_a, N)`` and ``d``.
 
     All arguments broadcast. Returns integer arrays and a feasibility mask: ``1 ≤ L ≤
-    max_layers``, ``min_dense_layers ≤ L_d < L``, ``d_m ≥ align``.
+    max_layers``, ``min_dense_layers ≤ L_d < L`` (and ``≤ max_dense_layers`` when set),
+    ``d_m ≥ align``.
     """
     dq, nq, nkv = heads
     K, ns, a = s.top_k, s.n_shared_experts, s.align
@@ -200,13 +220,21 @@ def solve_structure(M, N_a, N, d, s: HolisticSettings, heads: tuple[int, int, in
         p_attn = 2.0 * d * dq * (nq + nkv)
         q = (N - N_a) / (3.0 * d * (s.n_experts - K))  # d_m · L_m
         ld_real = (N_a - p_attn * L - 3.0 * d * (K + ns) * q) / (3.0 * d * s.dense_ffn_ratio * d)
-        L_d = np.clip(np.rint(ld_real), s.min_dense_layers, np.maximum(L - 1, 0))
+        ld_cap = _dense_cap(L, s)
+        L_d = np.clip(np.rint(ld_real), s.min_dense_layers, np.maximum(ld_cap, 0))
         L_m = np.maximum(L - L_d, 1)
         d_m = a * np.rint(q / L_m / a)
     ok = ((L >= 1) & (L <= s.max_layers) & (ld_real > s.min_dense_layers - 0.5)
-          & (ld_real < L - 0.5) & (d_m >= a) & (q > 0))
+          & (ld_real < ld_cap + 0.5) & (d_m >= a) & (q > 0))
     L, L_d, L_m, d_m = (np.where(np.isfinite(v), v, 0) for v in (L, L_d, L_m, d_m))
     return L.astype(np.int64), L_d.astype(np.int64), L_m.astype(np.int64), d_m.astype(np.int64), ok
+
+
+def _dense_cap(L, s: HolisticSettings):
+    """The most leading dense layers a structure of ``L`` layers may have: ``L − 1`` (one MoE
+    layer at least), or ``max_dense_layers`` when that is lower."""
+    cap = np.asarray(L, dtype=float) - 1
+    return cap if s.max_dense_layers is None else np.minimum(cap, s.max_dense_layers)
 
 
 def realised_counts(d, L, L_d, L_m, d_m, s: HolisticSettings, heads: tuple[int, int, int]):
@@ -221,7 +249,8 @@ def realised_counts(d, L, L_d, L_m, d_m, s: HolisticSettings, heads: tuple[int, 
 
 
 def enumerate_candidates(M: float, x_target: float, y_target: float, s: HolisticSettings,
-                         heads, scale: float = 1.0, wide: bool = False) -> Candidates:
+                         heads, scale: float = 1.0, wide: bool = False,
+                         every_shape: bool = False) -> Candidates:
     """All feasible aligned candidates on a ratio grid × every aligned ``d`` (vectorised).
 
     ``heads`` is one shape ``(d_qkv, N_q, N_kv)`` or a ladder of them, widest first: the first
@@ -230,17 +259,24 @@ def enumerate_candidates(M: float, x_target: float, y_target: float, s: Holistic
     than ``d``, as in the paper's configurations. ``scale`` is the landscape scale of
     the module docstring; ``wide`` spans the whole realisable range of ratios instead of a
     window around the targets (used when the targets cannot be realised) and accepts a
-    realised ``M`` within 50 % of ``M`` (the compute term of the surrogate ranks it). Raises
-    :class:`MoescaleError` when nothing is feasible.
+    realised ``M`` within 50 % of ``M`` (the compute term of the surrogate ranks it).
+    ``every_shape`` (frontier budgets) keeps the candidates of every shape whose attention width
+    lies within :data:`FRONTIER_ATTENTION_OVER_D` of ``d``, instead of the first shape only.
+    Raises :class:`MoescaleError` when nothing is feasible.
     """
     shapes = [tuple(heads)] if np.isscalar(heads[0]) else [tuple(h) for h in heads]
     X, Y = _ratio_grid(x_target, y_target, s, scale, wide)
     m_tol = 0.5 if wide else 0.05  # the paper: realised M within 5 % (wide: p_C decides)
     cat = None
-    for h in shapes:
-        cat = _enumerate_shape(M, X, Y, s, h, m_tol)
-        if cat["d"].size:
-            break
+    if every_shape:
+        parts = [_enumerate_shape(M, X, Y, s, h, m_tol, FRONTIER_ATTENTION_OVER_D)
+                 for h in shapes]
+        cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    else:
+        for h in shapes:
+            cat = _enumerate_shape(M, X, Y, s, h, m_tol)
+            if cat["d"].size:
+                break
     if cat is None or cat["d"].size == 0:
         raise MoescaleError(
             f"no feasible architecture for M = {M:.4g} FLOPs/token with these constants; "
@@ -259,13 +295,18 @@ def enumerate_candidates(M: float, x_target: float, y_target: float, s: Holistic
 
 
 def _enumerate_shape(M: float, X: np.ndarray, Y: np.ndarray, s: HolisticSettings, heads,
-                     m_tol: float = 0.05) -> dict[str, np.ndarray]:
-    """Feasible candidates of one head shape (attention up to twice as wide as ``d``)."""
+                     m_tol: float = 0.05,
+                     attention_over_d: tuple[float, float] = (0.0, MAX_ATTENTION_OVER_D),
+                     ) -> dict[str, np.ndarray]:
+    """Feasible candidates of one head shape whose attention width ``N_q·d_qkv`` lies within
+    ``attention_over_d`` times ``d`` (by default: up to twice as wide as ``d``)."""
     N_a = M / X
-    pair, d = _hidden_sizes(M, N_a, Y * N_a, s, heads)
+    pair, d = _hidden_sizes(M, N_a, Y * N_a, s, heads, attention_over_d)
     L, L_d, L_m, d_m, ok = solve_structure(M, N_a[pair], Y[pair] * N_a[pair], d, s, heads)
     m_r, na_r, n_r = realised_counts(d, L, L_d, L_m, d_m, s, heads)
-    ok &= (np.abs(m_r / M - 1.0) <= m_tol) & (MAX_ATTENTION_OVER_D * d >= heads[0] * heads[1])
+    width = heads[0] * heads[1]
+    ok &= ((np.abs(m_r / M - 1.0) <= m_tol) & (attention_over_d[1] * d >= width)
+           & (attention_over_d[0] * d <= width))
     tight = ((np.abs(na_r / N_a[pair] - 1) <= s.proxy_tolerance)
              & (np.abs(n_r / (Y[pair] * N_a[pair]) - 1) <= s.proxy_tolerance))
     sel = np.flatnonzero(ok)
@@ -299,7 +340,9 @@ def median_feasible_d(M: float, N_a: float, N: float, s: HolisticSettings,
 
 
 def _hidden_sizes(M: float, N_a: np.ndarray, N: np.ndarray, s: HolisticSettings,
-                  heads: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+                  heads: tuple[int, int, int],
+                  attention_over_d: tuple[float, float] = (0.0, MAX_ATTENTION_OVER_D),
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Aligned ``d`` worth solving for each target pair: those with ``L_d`` in ``[0, L)`` and
     attention not above ``1.05·N_a`` (a closed-form pre-filter; returns pair index and ``d``).
 
@@ -311,15 +354,18 @@ def _hidden_sizes(M: float, N_a: np.ndarray, N: np.ndarray, s: HolisticSettings,
     P = 2.0 * dq * (nq + nkv)
     L = np.maximum(np.rint((M - 6.0 * N_a) / (6.0 * s.seq_len * nq * dq)), 1)
     R = N_a - (K + ns) * (N - N_a) / (s.n_experts - K)
-    q2 = 3.0 * r * np.maximum(L - 0.5, 0.5)
+    q2 = 3.0 * r * np.maximum(_dense_cap(L, s) + 0.5, 0.5)
     d_lo = (-P * L + np.sqrt((P * L) ** 2 + 4 * q2 * np.maximum(R, 0))) / (2 * q2)
     r_half = 1.5 * r * s.min_dense_layers if s.min_dense_layers else 0.0  # L_d ≥ min − ½
     d_hi = 1.05 * N_a / (P * L)
     if r_half:
         d_hi = np.minimum(d_hi, (-P * L + np.sqrt((P * L) ** 2 + 4 * r_half * np.maximum(R, 0)))
                           / (2 * r_half) + a)
-    lo = np.maximum(np.floor(d_lo / a), max(1, dq * nq // (MAX_ATTENTION_OVER_D * a))).astype(np.int64)
+    lo = np.maximum(np.floor(d_lo / a),
+                    max(1, int(dq * nq / (attention_over_d[1] * a)))).astype(np.int64)
     hi = np.floor(d_hi / a).astype(np.int64) + 1
+    if attention_over_d[0] > 0:  # attention at least this many times d: d ≤ width/ratio
+        hi = np.minimum(hi, int(dq * nq / (attention_over_d[0] * a)))
     # at most ``max_d_per_pair`` values per pair: wide ranges step by a multiple of ``align``
     step = np.maximum(1, -(-(hi - lo + 1) // s.max_d_per_pair))
     n = np.maximum((hi - lo) // step + 1, 0)
@@ -357,8 +403,10 @@ def _ratio_grid(x_target: float, y_target: float, s: HolisticSettings, scale: fl
         lo, hi = ((2 * kappa * u_t + t) - disc) / (2 * kappa), ((2 * kappa * u_t + t) + disc) / (2 * kappa)
         xs = 6.0 + np.unique(np.concatenate([
             np.geomspace(max(lo, 1e-3), hi, s.ratio_steps + 4), [u_t]]))
+        y_lo, y_hi_band = landscape_band(x_target, y_target, s, scale)["N_over_Na"]
         ys = np.unique(np.concatenate([
-            np.linspace(max(1.25, y_target - 5), min(y_hi, y_target + 5), s.ratio_steps),
+            np.linspace(max(1.25, min(y_target - 5, y_lo)), min(y_hi, max(y_target + 5, y_hi_band)),
+                        s.ratio_steps),
             np.geomspace(min(1.25, y_target), max(y_hi, 1.3), s.ratio_steps),
         ]))
         ys = ys[(ys > 1.0) & (ys < s.ratio_max)]
@@ -452,17 +500,23 @@ def to_architecture(c: Candidates, i: int, s: HolisticSettings, heads=None,
     )
 
 
-def near_optimal_band(c: Candidates, s: HolisticSettings, x_t: float, y_t: float,
-                      scale: float) -> dict[str, object]:
-    """The near-optimal band (within ``tolerance`` of the best): the landscape's ranges of
-    ``M/N_a``, ``N/N_a`` and width ratio (:func:`landscape_band`) and the range of ``d`` over
-    the realisable candidates within ``tolerance`` of the best one."""
+def near_optimal_band(c: Candidates, s: HolisticSettings) -> dict[str, object]:
+    """The near-optimal band: every realisable candidate within ``tolerance`` of the best one
+    (the paper's definition, arXiv 2603.21862), as the range of each quantity over them —
+    ``M/N_a``, ``N/N_a``, the width ratio ``(K+n_s)·d_m/d``, ``d``, ``L`` and ``d/L``. A plan
+    chosen inside the band is inside every range."""
     best = float(np.min(c.excess))
     inside = c.excess <= best + s.tolerance
     band = c.take(np.flatnonzero(inside))
+
+    def span(v, kind=float):
+        return [kind(np.min(v)), kind(np.max(v))]
+
     return {
         "tolerance": s.tolerance,
         "candidates": int(inside.sum()),
-        **landscape_band(x_t, y_t, s, scale),
-        "hidden_size": [int(band.hidden.min()), int(band.hidden.max())],
+        "M_over_Na": span(band.M_over_Na), "N_over_Na": span(band.N_over_Na),
+        "width_ratio": span(band.width_ratio(s)),
+        "hidden_size": span(band.hidden, int), "n_layers": span(band.n_layers, int),
+        "aspect_ratio": span(band.hidden / band.n_layers),
     }

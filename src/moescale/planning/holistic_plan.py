@@ -37,6 +37,11 @@ from moescale.units import dtype_bytes
 PAPER_BUDGETS = (1e18, 3e20)  # the holistic paper's fitted range of C
 PAPER_SEQ_LEN = 8192  # S of every run in the paper
 WIDE_SEARCH_EXCESS = 0.01  # search every realisable ratio when the best near the targets is worse
+# Frontier shapes (beyond 3e20): d/L nearest 128 inside the near-optimal band, never above 256
+# (Kaplan et al. 2020 Fig. 5; open MoE models 44–128; see _frontier_shape_first).
+ASPECT_TARGET = 128.0
+ASPECT_MAX = 256.0
+ASPECT_SLACK = 1.1  # d/L within 10 % of the target counts as on target
 # Zhao et al. 2025 fitted range (arXiv 2509.23678): N 133M–3.4B, N_a 30M–2.2B, D 10–50B.
 ZHAO_RANGE = {"N": (1.33e8, 3.4e9), "N_a": (3.0e7, 2.2e9), "D": (1e10, 5e10)}
 _U = h26.M_OVER_NA - 6.0
@@ -152,7 +157,10 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
     scale = landscape_scale(c_train, x_t, y_t, t, s)
     cands = _search(m_opt, x_t, y_t, s, c_train, scale, notes)
     cands, binding, fits = _apply_memory(cands, budget, s, binding)
-    order = _paper_depth_first(cands, fits, m_opt, x_t, s, notes)
+    if is_frontier(c_train, s):
+        order = _frontier_shape_first(cands, fits, s, notes)
+    else:
+        order = _paper_depth_first(cands, fits, m_opt, x_t, s, notes)
     arch, counts, best = None, None, -1
     for i in order[fits[order]]:  # exact re-check with count(); the first one holds
         arch = hs.to_architecture(cands, int(i), s, name=f"moescale-holistic-C{c_train:.0e}")
@@ -172,15 +180,16 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
     base_loss = _law_loss(loss_law, arch, tokens)
     loss = tv.cap_loss(None if base_loss is None else base_loss * (1 + float(cands.excess[best])),
                        s.vocab_size, notes)
-    lr = tv.clip_lr(float(h26.learning_rate(c_train)), notes, "the holistic LR law (Table 4)")
-    seqs = tv.batch_sequences(float(h26.batch_sequences(c_train)) * 8192, s.seq_len, tokens)
-    band = hs.near_optimal_band(cands.take(np.flatnonzero(fits)), s, x_t, y_t, scale)
-    for key, name in (("M_over_Na", "M/N_a"), ("N_over_Na", "N/N_a")):
-        lo, hi = band[key]
-        if not lo <= r[key] <= hi and binding != "memory":
-            notes.append(f"The planned {name} = {r[key]:.4g} lies outside its near-optimal band "
-                         f"{lo:.4g}–{hi:.4g}: no structure nearer the target is realisable "
-                         f"(L ≤ {s.max_layers}), the edge of the realisable region.")
+    lr = tv.clip_lr(table4_value(c_train, h26.LR, h26.learning_rate), notes,
+                    "the holistic LR (Table 4)")
+    seqs = tv.batch_sequences(table4_value(c_train, h26.BATCH_SEQUENCES, h26.batch_sequences)
+                              * PAPER_SEQ_LEN, s.seq_len, tokens)
+    band = hs.near_optimal_band(cands.take(np.flatnonzero(fits)), s)
+    warnings = []
+    if cands.excess[best] > cands.excess[fits].min() + s.tolerance:
+        warnings.append(f"The plan lies outside its near-optimal band: its predicted loss is "
+                        f"{100 * (cands.excess[best] - cands.excess[fits].min()):.2g} % above "
+                        "the band's best (see the notes for why).")
     by_excess = np.argsort(cands.excess, kind="stable")
     ranked = [int(i) for i in _distinct_triads(cands, by_excess[fits[by_excess]]) if i != best]
     alts = [_alternative(cands, i, s, budget, base_loss) for i in ranked[:top]]
@@ -204,9 +213,10 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
         learning_rate=lr, batch_size_tokens=float(seqs * s.seq_len), batch_size_sequences=seqs,
         near_optimal_band=band,
         alternatives=alts, binding_constraint=binding,
-        assumptions=_assumptions(s, loss_law, t.sources, cands.heads(best), extrap) + notes,
+        assumptions=_assumptions(s, loss_law, t.sources, cands.heads(best), extrap,
+                                 is_frontier(c_train, s)) + notes,
         realised=realised_numbers(budget, counts, r["M"], tokens, 2.0 * r["N_a"], "holistic"),
-        extrapolation=extrap,
+        extrapolation=extrap, warnings=warnings,
     )
     check_realised(plan)
     return plan
@@ -216,16 +226,18 @@ def _search(m_opt: float, x_t: float, y_t: float, s: hs.HolisticSettings, c_trai
             scale: float, notes: list[str]) -> hs.Candidates:
     """Candidates near the targets (each with the widest ladder shape that fits its ``d``),
     else anywhere in the realisable region (the surrogate then picks the nearest)."""
-    ladder = s.head_ladder(c_train)
+    frontier = is_frontier(c_train, s)
+    ladder = hs.frontier_head_shapes() if frontier else s.head_ladder(c_train)
     near = None
     try:
-        near = hs.enumerate_candidates(m_opt, x_t, y_t, s, ladder, scale)
+        near = hs.enumerate_candidates(m_opt, x_t, y_t, s, ladder, scale, every_shape=frontier)
         if near.excess.min() <= WIDE_SEARCH_EXCESS:
             return near
     except MoescaleError:
         pass
     try:
-        cands = hs.enumerate_candidates(m_opt, x_t, y_t, s, ladder, scale, wide=True)
+        cands = hs.enumerate_candidates(m_opt, x_t, y_t, s, ladder, scale, wide=True,
+                                        every_shape=frontier)
         if near is not None and near.excess.min() <= cands.excess.min():
             return near
     except MoescaleError:
@@ -237,11 +249,29 @@ def _search(m_opt: float, x_t: float, y_t: float, s: hs.HolisticSettings, c_trai
             f"{ladder[-1][1]} heads of {ladder[-1][0]} (raise the compute or lower the "
             "sequence length)") from None
     best = int(np.argmin(cands.excess))
+    depth = paper_depth(m_opt, x_t, s, cands.heads(best))
+    why = (f"the targets' depth with {cands.heads(best)[1]} heads of {cands.heads(best)[0]} is "
+           f"L = {depth}, beyond the {s.max_layers}-layer limit" if depth > s.max_layers else
+           f"no aligned d solves the structure there (L_d ≥ {s.min_dense_layers}, expert width ≥ "
+           f"{s.align}, realised M within 5 %)")
     notes.append(f"No structure realises the targets M/N_a = {x_t:.4g}, N/N_a = {y_t:.4g} at "
-                 f"M = {m_opt:.4g} FLOPs/token within {s.max_layers} layers; planned at the "
-                 f"nearest realisable ratios ({cands.M_over_Na[best]:.4g}, "
-                 f"{cands.N_over_Na[best]:.4g}), the edge of the realisable region.")
+                 f"M = {m_opt:.4g} FLOPs/token: {why}; planned at the nearest realisable ratios "
+                 f"({cands.M_over_Na[best]:.4g}, {cands.N_over_Na[best]:.4g}), the edge of the "
+                 "realisable region.")
     return cands
+
+
+def is_frontier(compute: float, s: hs.HolisticSettings) -> bool:
+    """Whether ``compute`` lies beyond the paper's budgets with the default head rule, where
+    the frontier shape rule applies (:func:`_frontier_shape_first`)."""
+    return compute > PAPER_BUDGETS[1] * (1 + 1e-9) and s.heads is None
+
+
+def table4_value(compute: float, values: np.ndarray, law: Callable) -> float:
+    """Table 4's value at one of its six budgets (the paper's LR or batch exactly, as the
+    ratios use the paper's values), else the power law fitted through the table."""
+    at = np.flatnonzero(np.isclose(h26.BUDGETS, compute, rtol=1e-9, atol=0))
+    return float(values[at[0]]) if at.size else float(law(compute))
 
 
 def paper_depth(m_opt: float, x_t: float, s: hs.HolisticSettings, heads) -> int:
@@ -269,6 +299,43 @@ def _paper_depth_first(c: hs.Candidates, fits: np.ndarray, m_opt: float, x_t: fl
                      f"(M = 6·N_a + 6·S·N_q·d_qkv·L); the best structure of that depth is "
                      f"within {100 * s.tolerance:g} % of the surrogate's best and is planned.")
     return np.concatenate([order[paper], order[~paper]])
+
+
+def _frontier_shape_first(c: hs.Candidates, fits: np.ndarray, s: hs.HolisticSettings,
+                          notes: list[str]) -> np.ndarray:
+    """Candidates ranked for budgets beyond the paper: inside the near-optimal band, the one
+    whose aspect ratio ``d/L`` is nearest :data:`ASPECT_TARGET` (among those with
+    ``d/L ≤`` :data:`ASPECT_MAX`) comes first; the rest follow by the surrogate.
+
+    The rule and its source: Kaplan et al. 2020 (arXiv 2001.08361, Fig. 5) measure loss flat
+    within a few per cent for ``d/L`` from about 10 to 200, and open MoE models sit at 44–128
+    (Qwen3-235B 44, DeepSeek-V3 and Kimi K2 117, Mixtral 128); the paper's own largest plan
+    (3e20) has 117. Since the surrogate cannot tell near-optimal shapes apart, fixing ``d/L``
+    makes depth grow with the budget (``L ∝ N_a^{1/3}``) instead of following accidents of
+    alignment — at most to the layer limit, after which ``d/L`` grows up to ``ASPECT_MAX``.
+    """
+    order = np.argsort(c.excess, kind="stable")
+    order = order[fits[order]]
+    if order.size == 0:
+        return order
+    aspect = c.hidden[order] / c.n_layers[order]
+    sane = aspect <= ASPECT_MAX
+    near = c.excess[order] <= c.excess[order[0]] + s.tolerance
+    pref = near & sane
+    if not pref.any():
+        if sane.any():
+            i = int(order[sane][0])
+            notes.append(f"The near-optimal band holds no shape with d/L ≤ {ASPECT_MAX}; planned "
+                         f"the best that has one (d = {c.hidden[i]}, L = {c.n_layers[i]}), "
+                         f"{100 * (c.excess[i] - c.excess[order[0]]):.2g} % above the band's best.")
+            return np.concatenate([order[sane], order[~sane]])
+        notes.append(f"No realisable shape has d/L ≤ {ASPECT_MAX} at this budget (layers ≤ "
+                     f"{s.max_layers}); planned the surrogate's best.")
+        return order
+    # shapes within ASPECT_SLACK of the target count as equal; the surrogate ranks those
+    distance = np.maximum(np.abs(np.log(aspect / ASPECT_TARGET)) - np.log(ASPECT_SLACK), 0.0)
+    first = order[pref][np.argsort(distance[pref], kind="stable")]
+    return np.concatenate([first, order[~pref]])
 
 
 def _training_compute(budget: Budget, t: Targets) -> tuple[float, str]:
@@ -377,8 +444,17 @@ def _extrapolations(c_train: float, r: dict[str, float], tokens: float) -> list[
 
 
 def _assumptions(s: hs.HolisticSettings, loss_law: str, fits: tuple[str, ...], heads,
-                 extrap: list[dict[str, Any]]) -> list[str]:
+                 extrap: list[dict[str, Any]], frontier: bool) -> list[str]:
     dq, nq, nkv = heads
+    frontier_lines = [
+        f"Frontier shape (beyond the paper's 3e20): heads of {hs.FRONTIER_HEAD_DIM}, N_q a power "
+        "of two with N_kv = N_q/2 and attention width between d and 2·d (open models span "
+        f"1.0–2.0); inside the near-optimal band, d/L nearest {ASPECT_TARGET:g} and at most "
+        f"{ASPECT_MAX:g} (Kaplan et al. 2020 Fig. 5: loss flat for d/L ≈ 10–200; DeepSeek-V3 "
+        "117, Mixtral 128, Qwen3-235B 44), so depth grows with the budget.",
+        f"Context stays at the paper's S = {PAPER_SEQ_LEN} beyond its budgets (frontier models "
+        "pretrain at 4K–8K and extend the context afterwards).",
+    ] if frontier else []
     lines = [
         "C → (M_opt, D_opt): D_opt = 22.8929·C^0.4563, M_opt = 0.04368·C^0.5437 (Wan et al. 2026)"
         + (f", except where replaced by the fits {', '.join(fits)}." if fits else "."),
@@ -395,7 +471,10 @@ def _assumptions(s: hs.HolisticSettings, loss_law: str, fits: tuple[str, ...], h
         "reducible loss share, so bands widen with compute (see planning.holistic).",
         f"Absolute loss: {loss_law} preset at the planned (N, N_a, D, G, S), non-embedding counts; "
         "a different data set shifts it.",
-        f"Batch: the Table 4 law in tokens (sequences of 8192 × C^0.263), as whole sequences "
-        f"of {s.seq_len}.",
+        "LR and batch: Table 4's values at its six budgets, else its power laws (LR ∝ "
+        f"C^{h26.exponents()['lr']:.3f}, batch ∝ C^{h26.exponents()['batch']:.3f} sequences of "
+        f"8192) as whole sequences of {s.seq_len}; beyond 3e20 the batch law agrees with "
+        "DeepSeek LLM's B_opt = 0.292·C^0.3271 tokens (arXiv 2401.02954) within a factor "
+        "1.7 from 3e20 to 1e26.",
     ]
-    return lines + tv.describe(extrap)
+    return lines + frontier_lines + tv.describe(extrap)

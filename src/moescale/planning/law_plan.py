@@ -34,8 +34,14 @@ ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
 # N_act 7.87e7–2.72e9 (embeddings included), D 5e8–8e10 tokens, E 1–32.
 JOINT_RANGE = {"N_act": (7.87e7, 2.72e9), "D": (5e8, 8e10), "E": (1, 32)}
 # Their training setup (Appendix E): batch ramped 64K → 128K → 256K tokens; a plan trains at
-# the final batch, the same at every budget (the paper fits no batch-size law).
+# the final batch up to the paper's largest run (the paper fits no batch-size law) and beyond it
+# grows as C^0.263, the batch law of the holistic paper's Table 4 (an MoE batch law fitted at
+# 1e18–3e20 FLOPs), so the step count does not grow without bound.
 JOINT_BATCH_TOKENS = 262_144
+# The largest run of Appendix E (shared/data/joint_moe_appendixE_run_grid_NO_LOSS.csv):
+# 6·N_act·D = 6 × 1.103e9 × 80e9; the most optimizer steps any run took, 80e9 / 262,144.
+JOINT_MAX_COMPUTE = 5.295e20
+JOINT_MAX_STEPS = 305_176
 
 
 def loss_function(law: str | None, preset: str | None = None, fit=None):
@@ -99,7 +105,8 @@ def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = N
     predicted = tv.cap_loss(best["loss"], s.vocab_size, notes)
     non_emb = n_act - 2.0 * s.vocab_size * arch.hidden_size
     lr = tv.clip_lr(float(_joint_lr(non_emb, e)), notes, "the joint-MoE LR law (Eq. 8)")
-    seqs = tv.batch_sequences(JOINT_BATCH_TOKENS, s.seq_len, tokens)
+    seqs = tv.batch_sequences(joint_batch_tokens(budget.compute), s.seq_len, tokens)
+    warnings = _edge_warnings(options, e, experts) + _step_warnings(tokens, seqs * s.seq_len)
     plan = Plan(
         budget=budget, method="law", law=law_name, convention=convention,
         allocation={**{k: v for k, v in best.items() if not k.startswith("_")},
@@ -115,10 +122,46 @@ def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = N
         binding_constraint=best["binding_constraint"],
         assumptions=_assumptions(law_name, fit_result, preset, convention, s, extrap) + notes,
         realised=realised_numbers(budget, counts, 6 * n_act, tokens, 2 * n_act, convention),
-        extrapolation=extrap, skipped=skipped,
+        extrapolation=extrap, skipped=skipped, warnings=warnings,
     )
     check_realised(plan)
     return with_warnings(plan, [fit_result])
+
+
+def joint_batch_tokens(compute: float) -> float:
+    """Batch in tokens: the joint-MoE paper's 256K up to its largest run
+    (:data:`JOINT_MAX_COMPUTE`), beyond it ``256K·(C/C_max)^0.263`` (holistic Table 4's
+    exponent)."""
+    from moescale.laws import holistic2026
+
+    growth = max(compute / JOINT_MAX_COMPUTE, 1.0) ** holistic2026.exponents()["batch"]
+    return JOINT_BATCH_TOKENS * growth
+
+
+def _edge_warnings(options: list[dict], best: int, searched: Sequence[int]) -> list[str]:
+    """A warning when the best number of experts is the largest (or smallest) candidate
+    searched: the optimum may lie beyond the candidates."""
+    feasible = sorted(o["experts"] for o in options)
+    if len(feasible) < 2:
+        return []
+    if best == max(searched):
+        return [f"E = {best} is the largest number of experts searched ({', '.join(map(str, feasible))}): "
+                "the law's optimum may lie beyond it (the joint-MoE paper's Table 2 reports such "
+                "cells as ≥ 32); widen `experts` to see how far."]
+    if best == min(searched) and best > 1:
+        return [f"E = {best} is the smallest number of experts searched: the optimum may lie "
+                "below it; widen `experts`."]
+    return []
+
+
+def _step_warnings(tokens: float, batch_tokens: float) -> list[str]:
+    """A warning when the plan takes more optimizer steps than any run of the joint-MoE paper."""
+    steps = tokens / batch_tokens
+    if steps <= JOINT_MAX_STEPS:
+        return []
+    return [f"{steps:,.0f} optimizer steps ({tokens:.3g} tokens at a batch of {batch_tokens:,.0f}) "
+            f"is {steps / JOINT_MAX_STEPS:.1f}× the most any joint-MoE run took "
+            f"({JOINT_MAX_STEPS:,}): the law, LR and batch were never tested at this length."]
 
 
 def _best_member(loss, budget: Budget, e: int, s: fam.FamilySettings) -> dict[str, Any]:
@@ -261,8 +304,9 @@ def _assumptions(law: str, fit, preset: str | None, convention: str,
         f"3·d, top-1 routing, vocabulary {s.vocab_size}, sequence length {s.seq_len}).",
         "Memory-constrained optima are truncated at the compute-optimal point.",
         "Learning rate: joint-MoE Eq. 8 applied to the non-embedding active parameters.",
-        f"Batch: {JOINT_BATCH_TOKENS} tokens at every budget, as whole sequences — the "
-        "joint-MoE paper's own setup (the final batch of its 64K → 128K → 256K ramp; it fits "
-        "no batch-size law).",
+        f"Batch: {JOINT_BATCH_TOKENS} tokens up to the paper's largest run "
+        f"(C = {JOINT_MAX_COMPUTE:.3g}), the joint-MoE paper's own setup (the final batch of its "
+        "64K → 128K → 256K ramp; it fits no batch-size law); beyond it 256K·(C/C_max)^0.263, "
+        "the holistic paper's Table 4 batch law, as whole sequences.",
     ]
     return lines + tv.describe(extrap)

@@ -133,10 +133,11 @@ def holistic_architectures(base: dict, budget: float, m_over_na: float, n_over_n
     if feasible.size == 0:
         raise MoescaleError(
             f"no architecture realises M/N_a={m_over_na:g}, N/N_a={n_over_na:g} at budget "
-            f"{budget:g} (M = {M:.4g} FLOPs/token) with at least one dense layer; raise the "
+            f"{budget:g} (M = {M:.4g} FLOPs/token) with {_dense_text(s)}; raise the "
             "budget, lower seq_len or heads, or change the targets")
     picks = _d_picks(feasible, settings.get("d_points"))
-    d = np.array([feasible[np.argmin(np.abs(feasible - v))] for v in picks])
+    # the feasible d nearest each pick; a median halfway between two takes the larger
+    d = np.array([feasible[::-1][np.argmin(np.abs(feasible[::-1] - v))] for v in picks])
     L, L_d, L_m, d_m, _ = np.broadcast_arrays(*hs.solve_structure(M, N_a, N, d, s, heads))
     out = {}
     for i, dv in enumerate(d):
@@ -158,8 +159,15 @@ def _d_picks(feasible_d: np.ndarray, points) -> list[float]:
     return list(np.geomspace(feasible_d.min(), feasible_d.max(), points))
 
 
+def _dense_text(s) -> str:
+    if s.max_dense_layers is not None and s.max_dense_layers == s.min_dense_layers:
+        return f"exactly {s.min_dense_layers} dense layer(s) (first_dense_layers in [base])"
+    return f"at least {s.min_dense_layers} dense layer(s)"
+
+
 # [base] fields a holistic grid solves for itself: giving them would be silently overwritten.
-HOLISTIC_SOLVED = ("hidden_size", "n_layers", "first_dense_layers", "expert_ffn", "dense_ffn",
+# (``first_dense_layers`` may be given: it then fixes L_d, as every Table 9 row has L_d = 1.)
+HOLISTIC_SOLVED = ("hidden_size", "n_layers", "expert_ffn", "dense_ffn",
                    "shared_expert_ffn", "moe_layers")
 # [base] fields the holistic accounting (arXiv 2603.21862, Appendix A) fixes to one value.
 HOLISTIC_FIXED = {"moe_layer_step": 1, "ffn_type": "swiglu"}
@@ -192,12 +200,18 @@ def _holistic_settings(base: dict, settings: dict):
     dq = base.get("head_dim")
     if not dq:
         raise MoescaleError("a [holistic] sweep needs head_dim in [base] (hidden size varies)")
+    fixed_dense = base.get("first_dense_layers")
+    if fixed_dense is not None and (isinstance(fixed_dense, bool) or not isinstance(fixed_dense, int)
+                                    or fixed_dense < 0):
+        raise MoescaleError(f"first_dense_layers must be a whole number ≥ 0, got {fixed_dense!r}")
+    dense = {} if fixed_dense is None else {"min_dense_layers": fixed_dense,
+                                            "max_dense_layers": fixed_dense}
     s = HolisticSettings(seq_len=base["seq_len"], top_k=base["top_k"],
                          n_experts=base["n_experts"],
                          n_shared_experts=base.get("n_shared_experts", 1),
                          vocab_size=base.get("vocab_size", 256),
                          dense_ffn_ratio=settings.get("dense_ffn_ratio", 3),
-                         align=settings.get("align", 8), heads=(dq, nq, nkv),
+                         align=settings.get("align", 8), heads=(dq, nq, nkv), **dense,
                          **({"proxy_tolerance": settings["tolerance"]}
                             if "tolerance" in settings else {}))
     return s, (dq, nq, nkv)
