@@ -157,3 +157,19 @@ def test_multiplier_intervals_reproduce(bootstrapped):
     for m in bootstrapped.multipliers:
         _, (lo, hi) = cells[(m.E, m.budget)]
         assert (round(m.ci[0], 2), round(m.ci[1], 2)) == (lo, hi), (m.E, m.budget, m.ci)
+
+
+def test_sweep_analyze_reads_the_csv(capsys):
+    """The README's command: `sweep analyze --runs runs.csv` reads the file in place of a store."""
+    import json
+
+    from conftest import run_cli
+
+    code, out, err = run_cli(["sweep", "analyze", "--runs", str(EXAMPLE / "runs.csv"),
+                              "--x", "N_active", "--by", "E", "--bootstrap", "0", "--json"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["seed_noise"]["sd"] == pytest.approx(0.019, abs=5e-4)  # README: σ = 0.019
+    assert data["seed_noise"]["dof"] == 3
+    code, _, err = run_cli(["sweep", "analyze", "--runs", "missing.csv"], capsys)
+    assert code == 2 and err.startswith("Error:") and "missing.csv" in err

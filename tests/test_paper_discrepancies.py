@@ -196,3 +196,19 @@ def test_wang_N_factor_only_rescales_A():
     ours = law.predict(p, {"N": n_ours, "D": d_ours, "E": 8})
     theirs = law.predict(q, {"N": wang2024.N_FACTOR * n_ours, "D": d_ours, "E": 8})
     assert float(ours) == pytest.approx(float(theirs), rel=1e-12)
+
+
+def test_page_names_existing_tests():
+    """Every test docs/paper-discrepancies.md names in brackets exists under tests/."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    page = (root / "docs" / "paper-discrepancies.md").read_text()
+    named = set()
+    for bracket in re.findall(r"\[(`[^\]]*)\]", page, flags=re.S):
+        named |= set(re.findall(r"`(test_\w+)`", bracket))
+    defined = set()
+    for path in (root / "tests").glob("test_*.py"):
+        defined |= set(re.findall(r"^def (test_\w+)", path.read_text(), flags=re.M))
+    assert len(named) >= 20
+    assert named <= defined, sorted(named - defined)

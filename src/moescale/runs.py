@@ -213,6 +213,13 @@ MAX_LOSS = 1e3  # nats/token: ln(vocabulary) is below 17 for any tokenizer; far 
 
 # -- loading -------------------------------------------------------------------------------
 
+def read_frame(path: str | Path) -> pd.DataFrame:
+    """A runs file (CSV, TSV, Parquet, JSON lines or JSON) as a frame, columns as written (a
+    ``sweep export`` file reads back as the store's runs); every user mistake is one
+    :class:`MoescaleError` line."""
+    return _read(Path(path))
+
+
 def _read(path: Path) -> pd.DataFrame:
     """The file as a frame; every user mistake is one MoescaleError line."""
     if not path.is_file():

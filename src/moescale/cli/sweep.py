@@ -432,6 +432,8 @@ def export_cmd(store_path, output, all_runs, law, trunk_points):
 # ----- analyze ------------------------------------------------------------------------------------
 @sweep.command("analyze")
 @_store_option(True)
+@click.option("--runs", "runs_file", type=click.Path(dir_okay=False),
+              help="A runs file written by `sweep export` (CSV, Parquet, …) instead of --store.")
 @click.option("--x", "axis", default=None,
               help="Size axis of the isoFLOP curves: N (default), N_active, M_over_Na (default "
                    "for holistic sweeps), N_over_Na, d, …")
@@ -442,7 +444,7 @@ def export_cmd(store_path, output, all_runs, law, trunk_points):
 @click.option("-o", "--output", type=click.Path(file_okay=False),
               help="Folder for the power-law fits (NAME_fit.json, for plan --m-ratio-fit …).")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
-def analyze_cmd(store_path, axis, by, bootstrap, seed, output, as_json):
+def analyze_cmd(store_path, runs_file, axis, by, bootstrap, seed, output, as_json):
     """Per-budget isoFLOP optima with intervals and their power laws in C.
 
     A budget whose minimum lies at the edge of the grid is refused, naming the edge to extend.
@@ -451,6 +453,7 @@ def analyze_cmd(store_path, axis, by, bootstrap, seed, output, as_json):
     Examples:
       moescale sweep analyze --store sweep.db
       moescale sweep analyze --store sweep.db --x N_active --by E --json
+      moescale sweep analyze --runs examples/experts-micro/runs.csv --x N_active --by E
       moescale sweep analyze --store holistic.db -o fits/ && \\
         moescale plan --compute 1e21 --m-ratio-fit fits/M_over_Na_opt_fit.json
     """
@@ -458,11 +461,16 @@ def analyze_cmd(store_path, axis, by, bootstrap, seed, output, as_json):
     from moescale.sweeps.experts import compare_experts, seed_noise
     from moescale.sweeps.export import runs_frame
 
-    store = _open(store_path)
-    frame = runs_frame(store)
-    _report_problems(store)
+    if runs_file:
+        from moescale.runs import read_frame
+
+        frame = read_frame(runs_file)
+    else:
+        store = _open(store_path)
+        frame = runs_frame(store)
+        _report_problems(store)
     if frame.empty:
-        raise MoescaleError(f"{store_path} has no finished run to analyse")
+        raise MoescaleError(f"{runs_file or store_path} has no finished run to analyse")
     result = analyze(frame, x=axis, by=by, bootstrap=bootstrap, seed=seed)
     written = _write_fits(result, output) if output else []
     done = frame[frame["loss"].notna()] if "loss" in frame.columns else frame
