@@ -93,3 +93,17 @@ def test_unmeetable_frontier_budget_is_one_error_line(capsys):
     assert code == 2 and not out
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:") and "memory budget" in lines[0]
+
+
+def test_readme_frontier_table_is_what_the_planner_gives():
+    import re
+
+    from conftest import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    rows = re.findall(r"^\| (\de\d\d) \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|", readme, flags=re.M)
+    assert len(rows) >= 5
+    for c, d, layers, aspect, heads in rows:
+        a = default_plan(float(c)).architecture
+        assert (a.hidden_size, a.n_layers, a.n_heads) == (int(d), int(layers), int(heads))
+        assert round(a.hidden_size / a.n_layers) == int(aspect)
