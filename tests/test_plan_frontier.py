@@ -36,7 +36,9 @@ def test_every_default_plan_has_a_buildable_shape(compute):
         assert a.head_dim == 128 and a.n_heads == 2 * a.n_kv_heads
         assert 1.0 <= a.n_heads * a.head_dim / a.hidden_size <= 2.0
         assert 0.9 * 128 <= a.hidden_size / a.n_layers <= 256
-    assert not p.warnings, p.warnings
+    # the only warnings: the laws used beyond their papers' runs (zhao2025's loss everywhere)
+    assert all(w.startswith("Extrapolation of ") for w in p.warnings), p.warnings
+    assert any("zhao2025" in w for w in p.warnings) or compute <= PAPER_EDGE
 
 
 def test_depth_never_falls_as_the_budget_grows():

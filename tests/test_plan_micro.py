@@ -30,7 +30,7 @@ def test_micro_plans_are_trainable(compute, method, capsys):
     assert p["batch_size_tokens"] == p["batch_size_sequences"] * 128
     assert 1e-5 <= p["learning_rate"] <= 1e-2
     assert p["predicted_loss"] <= math.log(256) + 1e-12
-    assert p["extrapolation"] and any("Extrapolation" in s for s in p["assumptions"])
+    assert p["extrapolation"] and any("Extrapolation" in s for s in p["warnings"])
     assert p["realised"]["total_compute"] <= float(compute)
     if method == "holistic-8x2":
         assert (a["n_experts"], a["top_k"]) == (8, 2)

@@ -84,22 +84,10 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
                                 "write: " + "; ".join(f"{s.law}: {s.status} ({s.reason})"
                                                        for s in result.not_ranked))
         result.best.fit.save(output)
-    from moescale.sweeps.experts import seed_noise
-
-    noise = seed_noise(runs.frame, "loss") if "loss" in runs.frame.columns else None
     if as_json:
-        extra = {} if noise is None or noise.sd is None else {"seed_noise": {
-            "sd": noise.sd, "n_configs": noise.n_configs, "dof": noise.dof}}
-        echo_json(result.to_dict() | extra)
+        echo_json(result.to_dict())
     else:
         print_selection(result, output)
-        if noise is not None and noise.sd is not None:
-            close = [s.law for s in result.leaderboard[1:] if s.holdout_rmse is not None
-                     and result.leaderboard[0].holdout_rmse is not None
-                     and s.holdout_rmse - result.leaderboard[0].holdout_rmse < noise.sd]
-            click.echo(f"{noise.describe()}" + (
-                f"; held-out RMSE within σ of the best: {', '.join(close)} (not distinguishable "
-                "from the best by these runs)" if close else ""))
 
 
 def load_runs(data, store_path, mapping, derive, where, law: str | None = None):
@@ -204,8 +192,13 @@ def print_selection(result, output: str | None = None) -> None:
             click.echo(f"warning: {s.law}: {w}")
     for s in result.not_ranked:
         click.echo(f"{s.status}: {s.law} — {s.reason}")
+    if result.noise is not None:
+        click.echo(result.noise.describe())
     if result.best is not None:
-        click.echo(f"best: {result.best.law}")
+        word = {True: "", False: " — NOT VALIDATED", None: ""}[result.extrapolates]
+        click.echo(f"best: {result.best.law}{word}")
+        click.echo(("verdict: " if result.extrapolates is not False else "warning: ")
+                   + result.verdict.text)
     if output:
         click.echo(f"saved {output} (the {result.best.law} fit)")
 

@@ -507,25 +507,37 @@ def analyze_cmd(store_path, runs_file, axis, by, bootstrap, seed, output, as_jso
 def print_experts(comparison) -> None:
     """The per-E best losses and compute multipliers over dense, as tables."""
     dense = {b.budget: b.loss for b in comparison.best if b.E == 1}
+    by_key = {(m.E, m.budget): m for m in comparison.multipliers if m.budget is not None}
+
+    def verdict(b) -> tuple[str, str]:
+        m = by_key.get((b.E, b.budget))
+        if b.E == 1 or b.budget not in dense:
+            return "-", "-"
+        ci = "" if m is None or m.delta_ci is None else \
+            f" ({m.delta_ci[0]:+.3f} – {m.delta_ci[1]:+.3f})"
+        within = m.within_noise if m is not None else comparison.noise.within(
+            b.loss - dense[b.budget])
+        return f"{b.loss - dense[b.budget]:+.4f}{ci}", _noise_word(within)
+
     rows = [(fmt_num(b.budget, 3), "dense" if b.E == 1 else f"{b.E:g}", b.n_runs,
-             fmt_num(b.x_opt, 4), f"{b.loss:.4f}", b.status,
-             "-" if b.E == 1 or b.budget not in dense else f"{b.loss - dense[b.budget]:+.4f}",
-             "-" if b.E == 1 or b.budget not in dense
-             else _noise_word(comparison.noise.within(b.loss - dense[b.budget])))
+             fmt_num(b.x_opt, 4), f"{b.loss:.4f}", b.status, *verdict(b))
             for b in comparison.best]
-    print_table(f"best loss per budget and number of experts (over {comparison.x})",
+    pct = int(comparison.level * 100)
+    print_table(f"best loss per budget and number of experts (over {comparison.x}; vs dense with "
+                f"its {pct} % bootstrap interval)",
                 ["budget", "E", "runs", f"{comparison.x} at best", "best loss", "from",
-                 "vs dense", "seed noise"], rows)
+                 "vs dense", "noise"], rows)
     if comparison.multipliers:
-        pct = int(comparison.level * 100)
         rows = [("all (geometric mean)" if m.budget is None else fmt_num(m.budget, 3),
                  f"{m.E:g}", f"{m.multiplier:.3g}×",
                  "-" if m.ci is None else f"{m.ci[0]:.3g}× – {m.ci[1]:.3g}×",
+                 "-" if m.ci_mc_error is None else f"±{m.ci_mc_error:.2g}",
                  "yes" if m.extrapolated else "no")
                 for m in comparison.multipliers]
         print_table(f"compute multiplier over dense at equal loss ({pct} % bootstrap intervals, "
-                    f"{comparison.bootstrap_ok} of {comparison.bootstrap} replicates)",
-                    ["budget", "E", "multiplier", "interval", "extrapolated"], rows)
+                    f"{comparison.bootstrap_ok} of {comparison.bootstrap} replicates; ends' "
+                    "Monte-Carlo error)",
+                    ["budget", "E", "multiplier", "interval", "MC error", "extrapolated"], rows)
     for line in comparison.messages:
         click.echo(line)
 

@@ -41,17 +41,30 @@ EXTRAPOLATION_FACTOR = 2.0  # beyond max × this or below min / this is "far" ou
 
 def residual_table(y: np.ndarray, pred: np.ndarray, train: np.ndarray,
                    variables: Mapping[str, np.ndarray],
-                   ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+                   ids: Sequence[str] | None = None, noise=None) -> list[dict[str, Any]]:
     """One row per run (in input order): ``run`` (0-based index), ``id`` (the run's id, when
     ``ids`` are given: a sweep's ``id``/``spec_hash``), ``split`` (train/holdout),
     the law's variables, ``observed``, ``predicted``, ``residual`` (predicted − observed),
-    ``log_residual`` (``ln`` predicted − ``ln`` observed), ``z`` (robust z-score of the ``ln``
-    residual against the training runs) and ``outlier`` (``|z| > 3``)."""
+    ``log_residual`` (``ln`` predicted − ``ln`` observed), ``z`` and ``outlier``.
+
+    With the runs' seed ``noise`` known (a :class:`~moescale.fitting.support.SeedNoise`), ``z``
+    is the residual in units of the seed noise σ and a run is an outlier beyond Student's ``t``
+    at the two-sided 99.73 % level (the 3σ rule, widened for the noise's degrees of freedom):
+    a run is judged against how much runs scatter, not against how well the law fits the
+    others. Without it, ``z`` is the robust z-score of the ``ln`` residual against the
+    training runs and the outlier rule ``|z| > 3`` (Hampel)."""
     y, pred = np.asarray(y, float), np.asarray(pred, float)
     with np.errstate(all="ignore"):
         log_r = np.log(pred) - np.log(y)
-    scale = _robust_scale(log_r[train])
-    z = log_r / scale if scale > 0 else np.zeros_like(log_r)
+    bound = OUTLIER_Z
+    if noise is not None and noise.sd:
+        from scipy.stats import t as student
+
+        z = (pred - y) / noise.sd
+        bound = float(student.ppf(0.5 + 0.9973 / 2, noise.dof))
+    else:
+        scale = _robust_scale(log_r[train])
+        z = log_r / scale if scale > 0 else np.zeros_like(log_r)
     rows = []
     for i in range(y.size):
         row: dict[str, Any] = {"run": i, "split": "train" if train[i] else "holdout"}
@@ -60,7 +73,7 @@ def residual_table(y: np.ndarray, pred: np.ndarray, train: np.ndarray,
         row.update({k: float(np.broadcast_to(v, y.shape)[i]) for k, v in variables.items()})
         row.update(observed=float(y[i]), predicted=float(pred[i]),
                    residual=float(pred[i] - y[i]), log_residual=float(log_r[i]),
-                   z=float(z[i]), outlier=bool(abs(z[i]) > OUTLIER_Z))
+                   z=float(z[i]), outlier=bool(abs(z[i]) > bound))
         rows.append(row)
     return rows
 

@@ -20,6 +20,7 @@ import numpy as np
 from moescale.errors import MoescaleError
 from moescale.fitting import diagnostics as dg
 from moescale.fitting import multistart as ms
+from moescale.fitting import support
 from moescale.fitting.holdout import holdout_mask, metrics
 from moescale.fitting.objective import Problem, default_delta
 from moescale.fitting.result import FitResult
@@ -285,9 +286,12 @@ def fit(law: Law | str, runs, *, holdout: str | None = None, bootstrap: int = 0,
     corpus = _corpus_tokens(runs.frame)
     if corpus:
         data["corpus_tokens"] = corpus
+    noise = support.seed_noise(runs.frame, law.target, level)  # σ is no fit: every run informs it
+    if noise.sd is not None:
+        data["seed_noise"] = noise.to_dict()
     return _fit_arrays(law, v_all, y_all, test, w_all, bootstrap, level, seed, progress, data,
                        {**fit_options, "progress": (lambda d, t: progress("fit", d, t))
-                        if progress else None}, ids=_run_ids(runs.frame))
+                        if progress else None}, ids=_run_ids(runs.frame), noise=noise)
 
 
 def _run_ids(frame) -> list[str] | None:
@@ -362,9 +366,11 @@ def check_one_corpus(frame) -> None:
 
 def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_all,
                 bootstrap: int, level: float, seed: int, progress, data: dict,
-                fit_options: dict, ids: Sequence[str] | None = None) -> FitResult:
+                fit_options: dict, ids: Sequence[str] | None = None,
+                noise: support.SeedNoise | None = None) -> FitResult:
     """Fit on the training rows, score both splits, bootstrap, diagnose; one FitResult
-    (``ids``: the runs' ids for the residual table, else they are named by row)."""
+    (``ids``: the runs' ids for the residual table, else they are named by row; ``noise``: the
+    runs' seed noise, against which outliers are judged when it is known)."""
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
         raise MoescaleError(f"level must be a number in (0, 1), got {level!r}")
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
@@ -390,8 +396,9 @@ def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_al
         optimizer["bootstrap_converged"] = boot.pop("converged")
         optimizer["bootstrap_refits"] = bootstrap
         optimizer["bootstrap_refused"] = boot.pop("refused")
+        optimizer["ci_mc_error"] = boot.pop("mc_error")
     pred = law.predict(point.params, v_all)
-    residuals = dg.residual_table(y_all, pred, ~test, v_all, ids)
+    residuals = dg.residual_table(y_all, pred, ~test, v_all, ids, noise)
     data = {**data, "n_train": int((~test).sum()), "variables": list(law.variables),
             "seed": seed, "ranges": dg.fitted_ranges(v_train)}
     return FitResult(
@@ -403,7 +410,7 @@ def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_al
         holdout=metrics(y_all[test], pred[test]) if test.any() else None,
         derived=derived, fixed=dict(fit_options.get("fixed") or {}), ci_level=level,
         residuals=residuals,
-        warnings=_warnings(law, point, residuals, optimizer, fit_options)
+        warnings=_warnings(law, point, residuals, optimizer, fit_options, noise)
         + _interval_warnings({**point.params, **derived}, boot.get("ci", {}), level),
         **boot)
 
@@ -425,7 +432,7 @@ def _interval_warnings(values: Mapping[str, float], ci: Mapping[str, list[float]
 
 
 def _warnings(law: Law, point: _Point, residuals: list[dict], optimizer: dict,
-              fit_options: Mapping[str, Any]) -> list[str]:
+              fit_options: Mapping[str, Any], noise: support.SeedNoise | None = None) -> list[str]:
     """Everything :mod:`~moescale.fitting.diagnostics` finds, and the optimiser's failures."""
     out = []
     if not point.success:
@@ -445,8 +452,10 @@ def _warnings(law: Law, point: _Point, residuals: list[dict], optimizer: dict,
     if outliers:
         shown = ", ".join(f"run {dg.run_name(r)} ({r['split']}, z = {r['z']:+.1f})"
                           for r in sorted(outliers, key=lambda r: -abs(r["z"]))[:5])
-        out.append(f"{len(outliers)} run(s) lie more than {dg.OUTLIER_Z:g} robust standard "
-                   f"deviations from the law: {shown}")
+        scale = ("the seed noise allows (z in units of its σ)" if noise is not None and noise.sd
+                 else f"{dg.OUTLIER_Z:g} robust standard deviations of the residuals allow (the "
+                      "seed noise is unknown)")
+        out.append(f"{len(outliers)} run(s) lie farther from the law than {scale}: {shown}")
     return out
 
 
@@ -500,10 +509,18 @@ def _bootstrap(law: Law, v: dict, y: np.ndarray, w: np.ndarray | None, point: _P
     :func:`bootstrap_needed` the interval is refused (no ``ci``, ``se`` or refits; ``refused``
     says why, with the count).
 
+    Resamples are drawn for the runs in :func:`~moescale.fitting.support.canonical_order`, so
+    the same runs and ``seed`` give the same refits whatever their order; each interval
+    endpoint's Monte-Carlo standard error is returned as ``mc_error``.
+
     Returns the FitResult fields ``bootstrap_params``, ``ci``, ``se``, the number of refits
     that ``converged`` and the ``refused`` reason (``None`` when the interval stands)."""
     rng = np.random.default_rng(seed)
+    # drawn for the runs in a canonical order: the same runs give the same interval in any order
+    order = support.canonical_order([*(np.broadcast_to(v[k], y.shape) for k in law.variables), y,
+                                     *(() if w is None else (w,))])
     counts = rng.multinomial(y.size, np.full(y.size, 1.0 / y.size), size=n).astype(float)
+    counts = counts[:, support.position_in(order)]
     if w is not None:
         counts *= w
     starts = point.top_theta[:3]
@@ -526,21 +543,22 @@ def _bootstrap(law: Law, v: dict, y: np.ndarray, w: np.ndarray | None, point: _P
     needed = bootstrap_needed(n)
     if converged < needed:
         return {"bootstrap_params": [], "ci": {}, "se": {}, "converged": converged,
+                "mc_error": {},
                 "refused": f"bootstrap interval refused: {'only ' if converged < n else ''}"
                            f"{converged} of {n} refits converged; an interval needs at least "
                            f"{needed} (max({BOOTSTRAP_MIN_CONVERGED}, "
                            f"{BOOTSTRAP_MIN_SHARE:.0%} of the refits))"}
     params = problem.params(theta[ok])
     boots = [{k: float(a[i, 0]) for k, a in params.items()} for i in range(converged)]
-    q = (1 - level) / 2
     rows = [{**b, **_derived(law, b, list(derived))} for b in boots]
     table = {k: np.array([r.get(k, np.nan) for r in rows]) for k in (*law.params, *derived)}
     finite = {k: a[np.isfinite(a)] for k, a in table.items()}  # undefined refits left out
-    ci = {k: [float(np.quantile(a, q)), float(np.quantile(a, 1 - q))]
-          if a.size else [float("nan")] * 2 for k, a in finite.items()}
+    intervals = {k: support.percentile_interval(a, level) for k, a in finite.items()}
+    ci = {k: [lo, hi] for k, (lo, hi, _) in intervals.items()}
+    mc_error = {k: err for k, (_, _, err) in intervals.items()}
     # one refit has no spread: its standard error is unknown (NaN, saved as null)
     with np.errstate(over="ignore"):  # a spread beyond the float range is inf (saved as null)
         se = {k: float(np.std(a, ddof=1)) if a.size > 1 else float("nan")
               for k, a in finite.items()}
     return {"bootstrap_params": boots, "ci": ci, "se": se, "converged": converged,
-            "refused": None}
+            "refused": None, "mc_error": mc_error}

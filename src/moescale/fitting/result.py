@@ -8,6 +8,7 @@ and failure to converge is data (``success=False`` with a reason), not an except
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings as _warnings
 from collections.abc import Mapping
@@ -228,10 +229,32 @@ class FitResult:
                            stacklevel=2)
         return self.law_object().predict(self.params, v)
 
+    def noise(self):
+        """The scatter of a run around the law's mean: the runs' seed noise when they had
+        seed pairs (``data.seed_noise``), else the training residuals' RMSE with
+        ``n_train − k`` degrees of freedom (which also holds the law's misfit)."""
+        from moescale.fitting.support import SeedNoise
+
+        s = self.data.get("seed_noise")
+        if s and s.get("sd"):
+            return SeedNoise(float(s["sd"]), int(s["n_configs"]), int(s["dof"]), self.ci_level)
+        n = int(self.data.get("n_train") or 0) - len(self.params) + len(self.fixed)
+        rmse = self.train.get("rmse")
+        if n < 1 or rmse is None or not math.isfinite(rmse):
+            return SeedNoise(None, 0, 0, self.ci_level)
+        return SeedNoise(float(rmse), 0, n, self.ci_level)
+
     def interval(self, variables: Mapping[str, Any] | None = None,
-                 level: float | None = None, **kw) -> tuple[np.ndarray, np.ndarray]:
+                 level: float | None = None, kind: str = "mean",
+                 **kw) -> tuple[np.ndarray, np.ndarray]:
         """Percentile interval of the prediction over the converged bootstrap refits (an error
-        when the fit has none, or when its interval was refused)."""
+        when the fit has none, or when its interval was refused).
+
+        ``kind="mean"``: an interval for the law's mean loss at ``variables``. ``kind="run"``:
+        an interval for one new run's loss there, the mean's widened by the run-to-run noise
+        (:meth:`noise`; :func:`~moescale.fitting.support.run_interval`)."""
+        if kind not in ("mean", "run"):
+            raise MoescaleError(f"kind must be 'mean' or 'run', got {kind!r}")
         if self.interval_refused:
             raise MoescaleError(f"{self.describe()}: {self.interval_refused}")
         if not self.bootstrap_params:
@@ -244,7 +267,15 @@ class FitResult:
         preds = np.array([law.predict(p, v) for p in self.bootstrap_params])
         q = (1 - (level or self.ci_level)) / 2
         with np.errstate(invalid="ignore"):
-            return np.nanquantile(preds, q, axis=0), np.nanquantile(preds, 1 - q, axis=0)
+            lo, hi = np.nanquantile(preds, q, axis=0), np.nanquantile(preds, 1 - q, axis=0)
+        if kind == "mean":
+            return lo, hi
+        from moescale.fitting.support import run_interval
+
+        noise = self.noise()
+        if level is not None:
+            noise = dataclasses.replace(noise, level=level)
+        return run_interval(law.predict(self.params, v), lo, hi, noise)
 
     predict_interval = interval  # the older name
 

@@ -58,6 +58,7 @@ The density is of ``ln L``, the same response for every law, so the criteria com
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +68,7 @@ from typing import Any
 import numpy as np
 
 from moescale.errors import MoescaleError
+from moescale.fitting import support
 from moescale.fitting.objective import default_delta
 from moescale.laws import LAWS, Law, get_law
 
@@ -539,13 +541,24 @@ class Selection:
     target_compute: float | None
     source: str = ""
     seconds: float = 0.0
+    noise: Any = None          # the runs' SeedNoise (fitting.support)
+    verdict: Any = None        # whether the best law's held-out error is noise (support.Verdict)
 
     @property
     def best(self) -> LawScore | None:
         return self.leaderboard[0] if self.leaderboard else None
 
+    @property
+    def extrapolates(self) -> bool | None:
+        """Whether the best law predicts the held-out runs within the noise (None: untested)."""
+        return None if self.verdict is None else self.verdict.extrapolates
+
     def to_dict(self) -> dict[str, Any]:
-        return {"leaderboard": [s.to_dict() for s in self.leaderboard],
+        return {"extrapolates": self.extrapolates,
+                "verdict": None if self.verdict is None else self.verdict.text,
+                "ratio_to_noise": None if self.verdict is None else self.verdict.ratio,
+                "seed_noise": None if self.noise is None else self.noise.to_dict(),
+                "leaderboard": [s.to_dict() for s in self.leaderboard],
                 "not_ranked": [s.to_dict() for s in self.not_ranked],
                 "best": self.best.law if self.best else None,
                 "holdout": self.holdout, "cv": self.cv, "rank_by": self.rank_by,
@@ -704,8 +717,26 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
         progress("laws", len(names), len(names))
     ranked = _rank([s for s in scores if s.status == "ranked"], rank_by)
     others = tuple(s for s in scores if s.status != "ranked")
+    noise = support.seed_noise(runs.frame, "loss", level)  # σ is no fit: every run informs it
+    verdict = _verdict(ranked[0] if ranked else None, rank_by, noise)
+    if ranked and verdict.extrapolates is False:  # the saved best fit carries the verdict
+        best = ranked[0]
+        fit = dataclasses.replace(best.fit, warnings=[*best.fit.warnings,
+                                                      "not validated: " + verdict.text])
+        ranked = (dataclasses.replace(best, fit=fit), *ranked[1:])
     return Selection(ranked, others, holdout, cv, rank_by, given_delta, len(runs), target_compute,
-                     runs.source, time.perf_counter() - t_start)
+                     runs.source, time.perf_counter() - t_start, noise, verdict)
+
+
+def _verdict(best: LawScore | None, rank_by: str, noise: support.SeedNoise) -> support.Verdict:
+    """The best law's held-out (or cross-validated) error judged against the seed noise."""
+    if best is None:
+        return support.Verdict(None, None, None, "no law could be ranked")
+    if rank_by == "cv":
+        return support.holdout_verdict(best.cv_rmse, best.cv_n, noise,
+                                       f"the best law ({best.law}, leave-one-group-out)")
+    return support.holdout_verdict(best.holdout_rmse, best.n_holdout, noise,
+                                   f"the best law ({best.law})")
 
 
 def _cross_validate(law, runs, col, values, delta, grid, screen, fit_options=None):

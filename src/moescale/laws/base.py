@@ -92,6 +92,10 @@ class Preset:
     values: dict[str, float]
     citation: str
     notes: str = ""
+    # The range of each variable over the runs the coefficients were fitted on (the paper's):
+    # a prediction outside it is an extrapolation (fitting.support.preset_warnings). Empty when
+    # the paper's runs are not in moescale's reference set.
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

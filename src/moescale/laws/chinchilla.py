@@ -58,6 +58,10 @@ def compute_optimal(compute: float, p: dict[str, float]) -> tuple[float, float]:
     return n, compute / 6.0 / n
 
 
+# Hoffmann et al.'s runs as read from their Figure 4 (Besiroglu et al. 2024's 245 points,
+# shared/data/epoch_chinchilla_svg_extracted_data.csv; D = C/(6·N)): N 57M–16.2B, D 0.25B–318B.
+CHINCHILLA_RUNS = {"N": (5.73e7, 1.62e10), "D": (2.45e8, 3.18e11)}
+
 LAW = Law(
     name="chinchilla",
     citation="Hoffmann et al. 2022 (arXiv 2203.15556); replication Besiroglu et al. 2024",
@@ -74,8 +78,9 @@ LAW = Law(
     grad_log_loss=_grad_log_loss, linear=_linear, derived=_derived,
     presets={
         "hoffmann2022": Preset(dict(A=406.4, B=410.7, E=1.69, alpha=0.34, beta=0.28),
-                               "Hoffmann et al. 2022, Approach 3"),
+                               "Hoffmann et al. 2022, Approach 3", ranges=CHINCHILLA_RUNS),
         "besiroglu2024": Preset(dict(A=482.01, B=2085.43, E=1.8172, alpha=0.3478, beta=0.3658),
-                                "Besiroglu et al. 2024 (arXiv 2404.10102), bootstrap MLE"),
+                                "Besiroglu et al. 2024 (arXiv 2404.10102), bootstrap MLE",
+                                ranges=CHINCHILLA_RUNS),
     },
 )

@@ -92,13 +92,19 @@ def _derived(p):
     return out
 
 
+# The runs of Appendix E (shared/data/joint_moe_appendixE_run_grid_NO_LOSS.csv): N_act with
+# embeddings 7.87e7–2.72e9 (13·N_blocks·d² without them: 2.73e7–2.48e9), D 5e8–8e10, E 1–32.
+RUNS = {"N_active": (7.87e7, 2.72e9), "D": (5e8, 8e10), "E": (1.0, 32.0)}
+LR_RUNS = {"N_active": (2.73e7, 2.48e9), "E": (1.0, 32.0)}
+
 LAW = Law(
     name="ludziejewski2025",
     citation="Ludziejewski et al. 2025, Joint MoE Scaling Laws (arXiv 2502.05172)",
     formula="a·Ê^δ·N_act^(α+γ·lnÊ) + b·Ê^ω·D^(β+ζ·lnÊ) + c",
     params=PARAMS, variables=("N_active", "D", "E"), convention="chinchilla",
     log_loss=_log_loss,
-    presets={"ludziejewski2025": Preset(dict(TABLE3), "Table 3 of arXiv 2502.05172")},
+    presets={"ludziejewski2025": Preset(dict(TABLE3), "Table 3 of arXiv 2502.05172",
+                                        ranges=RUNS)},
     # The paper's grid (arXiv 2502.05172): |α|, |β| ∈ {0.05, 0.25, 0.5} (signed negative here),
     # a, b ∈ {30, 100, 300}, c ∈ {0.5, 1, 2}, δ, γ, ω, ζ ∈ {−0.5, 0, 0.5}: 3^9 = 19,683 starts.
     # E_start and E_max start at 2 and 300 (off-grid) and stay in 1 < E_start < 20 < 25 < E_max.
@@ -131,7 +137,7 @@ LR_LAW = Law(
     log_loss=lambda p, v: p["c0"] + p["c_N"] * np.log(v["N_active"]) + p["c_E"] * np.log(v["E"]),
     presets={"ludziejewski2025": Preset(
         dict(c0=8.391640956234012, c_N=-0.8121798244457074, c_E=-0.25),
-        "constants in the paper's code (arXiv 2502.05172)")},
+        "constants in the paper's code (arXiv 2502.05172)", ranges=LR_RUNS)},
     init_grid={"c0": (0.0, 8.0), "c_N": (-1.0, 0.0), "c_E": (-0.5, 0.0)},
     grad_log_loss=lambda p, v: {"c0": np.ones_like(np.log(v["N_active"]) + 0 * p["c0"]),
                                 "c_N": np.log(v["N_active"]) + 0 * p["c0"],

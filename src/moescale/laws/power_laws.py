@@ -23,11 +23,13 @@ POWER_LAW_C = power_law("power_law_C", "C", "y", "generic (holistic paper's opti
 HOLISTIC_LR = power_law(
     "holistic2026_lr", "C", "lr", _WAN, "LR = k·C^p",
     {"wan2026": Preset(dict(zip(("k", "p"), hol._FITS["lr"], strict=True)), _WAN,
-                       "least-squares fit in log space to the six Table 4 learning rates")})
+                       "least-squares fit in log space to the six Table 4 learning rates",
+                       ranges={"C": (1e18, 3e20)})})
 HOLISTIC_BATCH = power_law(
     "holistic2026_batch", "C", "batch_size", _WAN, "batch (tokens) = k·C^p",
     {"wan2026": Preset({"k": hol._FITS["batch"][0] * 8192, "p": hol._FITS["batch"][1]}, _WAN,
-                       "Table 4 batches of 8192-token sequences, in tokens")})
+                       "Table 4 batches of 8192-token sequences, in tokens",
+                       ranges={"C": (1e18, 3e20)})})
 WANG_BATCH = power_law("wang2024_batch", "loss", "batch_size", _WANG,
                        "B_opt = k·L^(−p)", sign=-1.0)
 WANG_LR = power_law("wang2024_lr", "loss", "lr", _WANG, "lr_opt = k·L^(−p)", sign=-1.0)

@@ -180,13 +180,17 @@ def _derived(p):
     return {"G_opt": g, "S_opt": s}
 
 
+# The paper's 446 runs (papers.md §2): N 133M–3.4B, N_a 30M–2.2B, D 10–50B, G 1–20, S 0–0.7.
+RUNS = {"N": (1.33e8, 3.4e9), "N_a": (3.0e7, 2.2e9), "D": (1e10, 5e10), "G": (1.0, 20.0),
+        "S": (0.0, 0.7)}
+
 LAW = Law(
     name="zhao2025",
     citation="Zhao, Fu, Li et al. 2025, comprehensive MoE scaling law (arXiv 2509.23678)",
     formula="(e·G+f/G+m·S²+n·S)·(N^−α+k·N_a^−α+h·N_a/N) + a·N^−α + b·D^−β + c·N_a^−α + ε",
     params=tuple(TABLE2), variables=("N", "N_a", "D", "G", "S"), convention="holistic",
     log_loss=lambda p, v: np.log(loss(v["N"], v["N_a"], v["D"], v["G"], v["S"], p)),
-    presets={"zhao2025": Preset(dict(TABLE2), "Table 2 of arXiv 2509.23678")},
+    presets={"zhao2025": Preset(dict(TABLE2), "Table 2 of arXiv 2509.23678", ranges=RUNS)},
     # Positive coefficients fitted in log space; n (the linear S term) may be negative.
     # A modest grid over the exponents; the other coefficients start at round magnitudes.
     log_params=("e", "f", "m", "k", "h", "a", "b", "c", "eps"),

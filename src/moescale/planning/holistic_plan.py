@@ -42,8 +42,6 @@ WIDE_SEARCH_EXCESS = 0.01  # search every realisable ratio when the best near th
 ASPECT_TARGET = 128.0
 ASPECT_MAX = 256.0
 ASPECT_SLACK = 1.1  # d/L within 10 % of the target counts as on target
-# Zhao et al. 2025 fitted range (arXiv 2509.23678): N 133M–3.4B, N_a 30M–2.2B, D 10–50B.
-ZHAO_RANGE = {"N": (1.33e8, 3.4e9), "N_a": (3.0e7, 2.2e9), "D": (1e10, 5e10)}
 _U = h26.M_OVER_NA - 6.0
 _P_U = float(np.polyfit(np.log(h26.BUDGETS), np.log(_U), 1)[0])  # ≈ −0.140
 
@@ -185,7 +183,7 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
     seqs = tv.batch_sequences(table4_value(c_train, h26.BATCH_SEQUENCES, h26.batch_sequences)
                               * PAPER_SEQ_LEN, s.seq_len, tokens)
     band = hs.near_optimal_band(cands.take(np.flatnonzero(fits)), s)
-    warnings = []
+    warnings = tv.describe(extrap)
     if cands.excess[best] > cands.excess[fits].min() + s.tolerance:
         warnings.append(f"The plan lies outside its near-optimal band: its predicted loss is "
                         f"{100 * (cands.excess[best] - cands.excess[fits].min()):.2g} % above "
@@ -213,7 +211,7 @@ def plan_holistic(budget: Budget, settings: hs.HolisticSettings | None = None, t
         learning_rate=lr, batch_size_tokens=float(seqs * s.seq_len), batch_size_sequences=seqs,
         near_optimal_band=band,
         alternatives=alts, binding_constraint=binding,
-        assumptions=_assumptions(s, loss_law, t.sources, cands.heads(best), extrap,
+        assumptions=_assumptions(s, loss_law, t.sources, cands.heads(best),
                                  is_frontier(c_train, s)) + notes,
         realised=realised_numbers(budget, counts, r["M"], tokens, 2.0 * r["N_a"], "holistic"),
         extrapolation=extrap, warnings=warnings,
@@ -435,16 +433,18 @@ def _law_loss(law: str, arch, tokens: float) -> float | None:
 
 
 def _extrapolations(c_train: float, r: dict[str, float], tokens: float) -> list[dict[str, Any]]:
-    """Every law of the plan used outside the range it was fitted on."""
+    """Every law of the plan used outside the range of its paper's runs (the presets' ranges)."""
+    from moescale.laws import zhao2025
+
     out = [tv.extrapolation("C", c_train, *PAPER_BUDGETS,
                             law="the holistic laws (D_opt, ratios, LR, batch)")]
     for name, value in (("N", r["N"]), ("N_a", r["N_a"]), ("D", tokens)):
-        out.append(tv.extrapolation(name, value, *ZHAO_RANGE[name], law="zhao2025 (loss)"))
+        out.append(tv.extrapolation(name, value, *zhao2025.RUNS[name], law="zhao2025 (loss)"))
     return [e for e in out if e]
 
 
 def _assumptions(s: hs.HolisticSettings, loss_law: str, fits: tuple[str, ...], heads,
-                 extrap: list[dict[str, Any]], frontier: bool) -> list[str]:
+                 frontier: bool) -> list[str]:
     dq, nq, nkv = heads
     frontier_lines = [
         f"Frontier shape (beyond the paper's 3e20): heads of {hs.FRONTIER_HEAD_DIM}, N_q a power "
@@ -477,4 +477,4 @@ def _assumptions(s: hs.HolisticSettings, loss_law: str, fits: tuple[str, ...], h
         "DeepSeek LLM's B_opt = 0.292·C^0.3271 tokens (arXiv 2401.02954) within a factor "
         "1.7 from 3e20 to 1e26.",
     ]
-    return lines + frontier_lines + tv.describe(extrap)
+    return lines + frontier_lines

@@ -30,9 +30,6 @@ from moescale.planning.plan import Budget, Plan, check_realised, realised_number
 from moescale.units import dtype_bytes
 
 ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
-# The joint-MoE paper's runs (Ludziejewski et al. 2025, arXiv:2502.05172, Appendix E):
-# N_act 7.87e7–2.72e9 (embeddings included), D 5e8–8e10 tokens, E 1–32.
-JOINT_RANGE = {"N_act": (7.87e7, 2.72e9), "D": (5e8, 8e10), "E": (1, 32)}
 # Their training setup (Appendix E): batch ramped 64K → 128K → 256K tokens; a plan trains at
 # the final batch up to the paper's largest run (the paper fits no batch-size law) and beyond it
 # grows as C^0.263, the batch law of the holistic paper's Table 4 (an MoE batch law fitted at
@@ -106,7 +103,9 @@ def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = N
     non_emb = n_act - 2.0 * s.vocab_size * arch.hidden_size
     lr = tv.clip_lr(float(_joint_lr(non_emb, e)), notes, "the joint-MoE LR law (Eq. 8)")
     seqs = tv.batch_sequences(joint_batch_tokens(budget.compute), s.seq_len, tokens)
-    warnings = _edge_warnings(options, e, experts) + _step_warnings(tokens, seqs * s.seq_len)
+    # a fit's own range is warned of by with_warnings; a preset's range here
+    warnings = ((tv.describe(extrap) if fit_result is None else [])
+                + _edge_warnings(options, e, experts) + _step_warnings(tokens, seqs * s.seq_len))
     plan = Plan(
         budget=budget, method="law", law=law_name, convention=convention,
         allocation={**{k: v for k, v in best.items() if not k.startswith("_")},
@@ -120,7 +119,7 @@ def plan_with_law(budget: Budget, law: str | None = None, preset: str | None = N
         alternatives=[_public(o, s.vocab_size) for o in sorted(options, key=lambda o: o["loss"])
                       if o["experts"] != e][:top],
         binding_constraint=best["binding_constraint"],
-        assumptions=_assumptions(law_name, fit_result, preset, convention, s, extrap) + notes,
+        assumptions=_assumptions(law_name, fit_result, preset, convention, s) + notes,
         realised=realised_numbers(budget, counts, 6 * n_act, tokens, 2 * n_act, convention),
         extrapolation=extrap, skipped=skipped, warnings=warnings,
     )
@@ -283,15 +282,17 @@ def _extrapolations(n: float, d: float, e: int, law: str, fit_result) -> list[di
         return [x for x in out if x]
     if law != "ludziejewski2025":
         return []
+    from moescale.laws.ludziejewski2025 import RUNS
+
     name = law + " (Appendix E run grid)"
-    out = [tv.extrapolation("N_act", n, *JOINT_RANGE["N_act"], law=name),
-           tv.extrapolation("D", d, *JOINT_RANGE["D"], law=name),
-           tv.extrapolation("E", e, *JOINT_RANGE["E"], law=name)]
+    out = [tv.extrapolation("N_act", n, *RUNS["N_active"], law=name),
+           tv.extrapolation("D", d, *RUNS["D"], law=name),
+           tv.extrapolation("E", e, *RUNS["E"], law=name)]
     return [x for x in out if x]
 
 
 def _assumptions(law: str, fit, preset: str | None, convention: str,
-                 s: fam.FamilySettings, extrap: list[dict]) -> list[str]:
+                 s: fam.FamilySettings) -> list[str]:
     fit_name = (fit.data.get("saved_as") and "fit " + fit.data["saved_as"]) or fit.describe() \
         if fit is not None else None
     lines = [
@@ -309,4 +310,4 @@ def _assumptions(law: str, fit, preset: str | None, convention: str,
         "64K → 128K → 256K ramp; it fits no batch-size law); beyond it 256K·(C/C_max)^0.263, "
         "the holistic paper's Table 4 batch law, as whole sequences.",
     ]
-    return lines + tv.describe(extrap)
+    return lines

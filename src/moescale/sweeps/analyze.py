@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from moescale.errors import MoescaleError
+from moescale.fitting import support
 
 LINEAR_AXES = ("N_over_Na",)
 MIN_RUNS = 3  # a quadratic needs three distinct points
@@ -38,6 +39,7 @@ class IsoflopOptimum:
     log_x: bool = True
     x_opt: float | None = None
     x_opt_ci: tuple[float, float] | None = None
+    x_opt_ci_mc_error: float | None = None  # Monte-Carlo standard error of the ends (in x)
     loss_opt: float | None = None
     D_opt: float | None = None
     x_range: tuple[float, float] | None = None
@@ -70,7 +72,8 @@ def default_axis(frame) -> str:
 
 
 def analyze(frame, x: str | None = None, y: str = "loss", by: str | None = None,
-            bootstrap: int = 200, seed: int = 0, level: float = 0.95) -> SweepAnalysis:
+            bootstrap: int = support.DEFAULT_REPLICATES, seed: int = 0,
+            level: float = 0.95) -> SweepAnalysis:
     """Analyse a run table (pandas, the columns of :mod:`moescale.sweeps.export`)."""
     x = x or default_axis(frame)
     for col in ("budget", x, y, *([by] if by else [])):
@@ -82,8 +85,11 @@ def analyze(frame, x: str | None = None, y: str = "loss", by: str | None = None,
         raise MoescaleError("no finished run with a finite loss to analyse")
     rng = np.random.default_rng(seed)
     groups = frame.groupby(["budget", by] if by else ["budget"], sort=True)
-    optima = [_optimum(g, x, y, bootstrap, rng, level,
-                       {by: keys[1]} if by else {}) for keys, g in groups]
+    # each group's runs in a canonical order: the bootstrap depends on the runs, not the file
+    optima = [_optimum(g.iloc[support.canonical_order([g[x].to_numpy(float),
+                                                      g[y].to_numpy(float)])],
+                       x, y, bootstrap, rng, level, {by: keys[1]} if by else {})
+              for keys, g in groups]
     return SweepAnalysis(x=x, budgets=optima, power_laws=_power_laws(optima, x, by),
                          level=level)
 
@@ -116,6 +122,7 @@ def _optimum(g, x: str, y: str, bootstrap: int, rng, level: float,
     return IsoflopOptimum(
         status="ok", coeffs=(a, b, c), x_opt=float(to_x(u_opt)),
         x_opt_ci=None if ci is None else (float(to_x(ci[0])), float(to_x(ci[1]))),
+        x_opt_ci_mc_error=None if ci is None else _mc_in_x(ci, to_x),
         loss_opt=float(np.polyval((a, b, c), u_opt)),
         D_opt=None if d_fit is None else float(10 ** np.polyval(d_fit, u_opt)),
         message=f"budget {budget:.3g}: optimum {x} = {to_x(u_opt):.4g}"
@@ -145,9 +152,18 @@ def _bootstrap_ci(u, loss, coeffs, n: int, rng, level: float):
     with np.errstate(divide="ignore", invalid="ignore"):  # ±inf: no interior minimum
         vert = np.where(a > 0, -b / (2 * a), np.where(b > 0, -np.inf, np.inf))
         lo, hi = np.quantile(vert, [(1 - level) / 2, (1 + level) / 2])
+        mc = support.quantile_mc_error(np.sort(vert), (1 - level) / 2)
     if not (np.isfinite(lo) and np.isfinite(hi)):
         return None
-    return float(lo), float(hi)
+    return float(lo), float(hi), float(mc)
+
+
+def _mc_in_x(ci: tuple[float, float, float], to_x) -> float:
+    """The Monte-Carlo error of the interval's ends (in ``u``) carried to ``x`` at the wider end."""
+    lo, hi, mc = ci
+    if not np.isfinite(mc):
+        return float("nan")
+    return float(max(abs(to_x(lo + mc) - to_x(lo)), abs(to_x(hi + mc) - to_x(hi))))
 
 
 def _power_laws(optima: list[IsoflopOptimum], x: str, by: str | None) -> dict[str, Any]:

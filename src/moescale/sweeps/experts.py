@@ -20,10 +20,15 @@ steps repeated); replicates whose dense fit has ``b ≥ 0`` or a non-finite mult
 counted as failed and excluded, and an interval from fewer than :data:`MIN_OK_SHARE` of the
 replicates is refused with the count.
 
-Seed noise: configurations (same budget, architecture and training settings) run with two or
-more seeds give a pooled standard deviation ``σ`` of the final loss. A loss difference between
-two configurations is *within the seed noise* when ``|ΔL| < 2·√2·σ`` (two standard deviations
-of a difference of two single runs).
+The bootstrap resamples each group's runs in a canonical order
+(:func:`~moescale.fitting.support.canonical_order`), so the same runs and seed give the same
+intervals whatever the row order; every interval reports its Monte-Carlo error.
+
+Seed noise (:func:`~moescale.fitting.support.seed_noise`): runs identical but for the seed
+give a pooled ``σ``. Whether a best loss differs from dense's is judged by the bootstrap
+interval of their difference (``delta_ci``: a best loss from a parabola or a best run has its
+own uncertainty, which a threshold for two single runs does not describe); without a
+bootstrap, two single runs are compared with ``t·√2·σ``.
 """
 
 from __future__ import annotations
@@ -35,52 +40,10 @@ from typing import Any
 import numpy as np
 
 from moescale.errors import MoescaleError
+from moescale.fitting import support
+from moescale.fitting.support import SeedNoise, seed_noise  # noqa: F401 (re-exported)
 
-# Columns that identify a configuration apart from its seed.
-CONFIG_COLUMNS = ("budget", "D", "N", "N_active", "E", "top_k", "n_shared", "d", "L", "lr",
-                  "batch_tokens")
 MIN_OK_SHARE = 0.8  # share of bootstrap replicates that must succeed for an interval
-NOISE_FACTOR = 2 * math.sqrt(2)  # |ΔL| below this many σ is within the seed noise
-
-
-@dataclass(frozen=True)
-class SeedNoise:
-    """Pooled within-configuration standard deviation of the final loss (nats/token).
-
-    ``sd`` is None when no configuration was run with two or more seeds."""
-
-    sd: float | None
-    n_configs: int  # configurations with two or more seeds
-    dof: int  # degrees of freedom of the pooled variance
-
-    def within(self, delta: float | None) -> bool | None:
-        """Whether a loss difference is within the seed noise (None when unknown)."""
-        if self.sd is None or delta is None or not math.isfinite(delta):
-            return None
-        return abs(delta) < NOISE_FACTOR * self.sd
-
-    def describe(self) -> str:
-        if self.sd is None:
-            return "seed noise unknown: no configuration was run with two or more seeds"
-        return (f"seed noise σ = {self.sd:.4f} nats ({self.n_configs} configurations, "
-                f"{self.dof} degrees of freedom); differences below {NOISE_FACTOR * self.sd:.4f}"
-                " are within it")
-
-
-def seed_noise(frame, y: str = "loss") -> SeedNoise:
-    """Pool the loss variance of runs that differ only in their seed."""
-    keys = [c for c in CONFIG_COLUMNS if c in frame.columns]
-    if not keys or "seed" not in frame.columns:
-        return SeedNoise(None, 0, 0)
-    ss, dof, n = 0.0, 0, 0
-    for _, g in frame.groupby(keys, dropna=False):
-        values = g[y].to_numpy(float)
-        values = values[np.isfinite(values)]
-        if values.size >= 2:
-            ss += float(((values - values.mean()) ** 2).sum())
-            dof += values.size - 1
-            n += 1
-    return SeedNoise(math.sqrt(ss / dof) if dof else None, n, dof)
 
 
 @dataclass(frozen=True)
@@ -105,8 +68,10 @@ class Multiplier:
     multiplier: float | None
     ci: tuple[float, float] | None
     delta_loss: float | None  # L*_E − L*_dense at the same budget (None for the summary)
-    within_noise: bool | None
+    within_noise: bool | None  # the difference is not distinguishable from 0 (None: unknown)
     extrapolated: bool  # C_dense outside the dense budgets
+    ci_mc_error: float | None = None  # Monte-Carlo standard error of the interval's ends
+    delta_ci: tuple[float, float] | None = None  # bootstrap interval of delta_loss
 
 
 @dataclass(frozen=True)
@@ -126,8 +91,7 @@ class ExpertsComparison:
     def to_dict(self) -> dict[str, Any]:
         return {"x": self.x, "level": self.level, "bootstrap": self.bootstrap,
                 "bootstrap_ok": self.bootstrap_ok, "dense_fit": self.dense_fit,
-                "seed_noise": {"sd": self.noise.sd, "n_configs": self.noise.n_configs,
-                               "dof": self.noise.dof, "text": self.noise.describe()},
+                "seed_noise": self.noise.to_dict(),
                 "best": [b.__dict__ for b in self.best],
                 "multipliers": [m.__dict__ for m in self.multipliers],
                 "messages": list(self.messages)}
@@ -182,8 +146,9 @@ def _summaries(values: dict[tuple, float]) -> dict[float, float]:
     return {E: math.exp(float(np.mean(v))) for E, v in by_e.items()}
 
 
-def compare_experts(frame, x: str = "N_active", y: str = "loss", bootstrap: int = 200,
-                    seed: int = 0, level: float = 0.95) -> ExpertsComparison:
+def compare_experts(frame, x: str = "N_active", y: str = "loss",
+                    bootstrap: int = support.DEFAULT_REPLICATES, seed: int = 0,
+                    level: float = 0.95) -> ExpertsComparison:
     """Seed noise, ``L*_E(C)`` and the compute multiplier of every ``E`` over dense (module
     docstring). ``frame`` is a run table with ``budget``, ``E``, ``x`` and ``y``."""
     for col in ("budget", "E", x, y):
@@ -192,7 +157,7 @@ def compare_experts(frame, x: str = "N_active", y: str = "loss", bootstrap: int 
     frame = frame[np.isfinite(frame[y].astype(float)) & (frame[x].astype(float) > 0)]
     if frame.empty:
         raise MoescaleError("no finished run with a finite loss to compare")
-    noise = seed_noise(frame, y)
+    noise = seed_noise(frame, y, level)
     best = best_losses(frame, x, y)
     messages = []
     fit = _dense_fit(best)
@@ -205,49 +170,57 @@ def compare_experts(frame, x: str = "N_active", y: str = "loss", bootstrap: int 
     if fit is None:
         return ExpertsComparison(x, best, [], noise, None, 0, 0, level, messages)
     point = _multipliers(best, fit)
-    reps, ok = _bootstrap(frame, x, y, bootstrap, seed)
+    reps, deltas, ok = _bootstrap(frame, x, y, bootstrap, seed)
     if bootstrap and ok < MIN_OK_SHARE * bootstrap:
         messages.append(f"multiplier intervals refused: only {ok} of {bootstrap} bootstrap "
                         f"replicates gave a falling dense curve and finite multipliers")
     use_ci = bootstrap and ok >= MIN_OK_SHARE * bootstrap
     dense_loss = {b.budget: b.loss for b in best if b.E == 1}
     lo_c, hi_c = min(dense_budgets), max(dense_budgets)
-    q = ((1 - level) / 2, (1 + level) / 2)
     mults = []
     for (E, budget), value in sorted(point.items()):
         loss_e = next(b.loss for b in best if b.E == E and b.budget == budget)
         delta = loss_e - dense_loss[budget] if budget in dense_loss else None
-        samples = [r[(E, budget)] for r in reps if (E, budget) in r]
-        ci = _interval(samples, q) if use_ci else None
-        mults.append(Multiplier(E, budget, value, ci, delta, noise.within(delta),
-                                not lo_c * 0.999 <= value * budget <= hi_c * 1.001))
+        ci, mc = _interval([r[(E, budget)] for r in reps if (E, budget) in r], level, use_ci)
+        d_ci, _ = _interval([r[(E, budget)] for r in deltas if (E, budget) in r], level,
+                            bool(bootstrap) and delta is not None)
+        within = d_ci[0] <= 0 <= d_ci[1] if d_ci else noise.within(delta)
+        mults.append(Multiplier(E, budget, value, ci, delta, within,
+                                not lo_c * 0.999 <= value * budget <= hi_c * 1.001, mc, d_ci))
     for E, value in sorted(_summaries(point).items()):
-        samples = [s[E] for s in map(_summaries, reps) if E in s]
+        ci, mc = _interval([s[E] for s in map(_summaries, reps) if E in s], level, use_ci)
         extrapolated = any(m.extrapolated for m in mults if m.E == E)
-        mults.append(Multiplier(E, None, value, _interval(samples, q) if use_ci else None,
-                                None, None, extrapolated))
+        mults.append(Multiplier(E, None, value, ci, None, None, extrapolated, mc))
     return ExpertsComparison(x, best, mults, noise, fit, bootstrap, ok, level, messages)
 
 
-def _interval(samples: list[float], q: tuple[float, float]) -> tuple[float, float] | None:
-    if not samples:
-        return None
-    lo, hi = np.quantile(samples, q)
-    return float(lo), float(hi)
+def _interval(samples: list[float], level: float, use: bool):
+    """``((low, high), mc_error)`` of the samples' percentile interval, or ``(None, None)``."""
+    if not use or not samples:
+        return None, None
+    lo, hi, mc = support.percentile_interval(samples, level)
+    return (lo, hi), mc
 
 
-def _bootstrap(frame, x: str, y: str, n: int, seed: int) -> tuple[list[dict], int]:
-    """Multipliers of ``n`` case-bootstrap replicates (runs resampled within each
-    ``(budget, E)`` group); failed replicates are left out and the successes counted."""
+def _bootstrap(frame, x: str, y: str, n: int, seed: int) -> tuple[list[dict], list[dict], int]:
+    """Multipliers and best-loss differences to dense (per ``(E, budget)``) of ``n``
+    case-bootstrap replicates (runs resampled within each ``(budget, E)`` group, in a
+    canonical order); replicates without a falling dense curve give no multipliers and are
+    counted as failed."""
     rng = np.random.default_rng(seed)
-    groups = [(float(b), float(E), g) for (b, E), g in frame.groupby(["budget", "E"], sort=True)]
-    reps = []
+    groups = [(float(b), float(E), g.iloc[support.canonical_order(
+                  [g[x].to_numpy(float), g[y].to_numpy(float)])])
+              for (b, E), g in frame.groupby(["budget", "E"], sort=True)]
+    reps, deltas = [], []
     for _ in range(max(n, 0)):
         best = [_best(g.iloc[rng.integers(0, len(g), len(g))], b, E, x, y) for b, E, g in groups]
+        dense = {m.budget: m.loss for m in best if m.E == 1}
+        deltas.append({(m.E, m.budget): m.loss - dense[m.budget] for m in best
+                       if m.E != 1 and m.budget in dense})
         fit = _dense_fit(best)
         if fit is None:
             continue
         values = _multipliers(best, fit)
         if all(math.isfinite(v) and v > 0 for v in values.values()):
             reps.append(values)
-    return reps, len(reps)
+    return reps, deltas, len(reps)
