@@ -31,6 +31,13 @@ def _write_runs(folder) -> None:
                 for k in (1, 2):
                     rows.append(f"{step},{k},{float(size)!r},{e},{float(value)!r}")
     (folder / "curves.csv").write_text("\n".join(rows) + "\n")
+    # the fit the README's `predict --fit fit.json` reads (the README's own fit command makes it
+    # too; written here so the predict commands do not depend on the order tests run in)
+    import moescale
+
+    runs = moescale.RunTable.from_file(folder / "runs.csv",
+                                       mapping={"Model Size": "N", "Training FLOP": "C"})
+    moescale.fit("chinchilla", runs, holdout="largest-C:5", bootstrap=50).save(folder / "fit.json")
 
 
 README_COMMANDS = [
@@ -49,7 +56,7 @@ README_COMMANDS = [
     "--map dense_parameter_count=N --map num_experts=E --map loss_validation=loss --json",
     "predict --law ludziejewski2025 --N-active 1e9 --D 2e10 --E 8",
     "predict --law ludziejewski2025 --N-active 1e9 --D 2e10 --E 8 --json",
-    "predict --law chinchilla --preset hoffmann2022 --N 70e9 --D 1.4e12",
+    "predict --law chinchilla --preset hoffmann2022 --N 7e9 --D 1.4e11",
     "predict --fit fit.json --N 1e9 --D 1e11",
     "predict --fit fit.json --N 1e9 --D 1e11 --json",
 ]

@@ -47,14 +47,16 @@ _EXPORTS: dict[str, str] = {
     "fit": "moescale.fitting:fit",
     "plan": "moescale.api:plan",
     "compare": "moescale.api:compare",
+    "predict": "moescale.api:predict",
+    "Prediction": "moescale.api:Prediction",
     "train": "moescale.api:train",
 }
 
 __all__ = [
     "LAWS", "PRESETS", "Architecture", "Budget", "Counts", "FitResult", "Law", "MoescaleError",
-    "Plan", "RunTable", "ScalingLaw", "TrainConfig", "__version__", "architecture", "compare",
-    "count", "fit", "get_law", "get_preset", "laws", "plan", "runs_from_train_folders",
-    "train",
+    "Plan", "Prediction", "RunTable", "ScalingLaw", "TrainConfig", "__version__", "architecture",
+    "compare", "count", "fit", "get_law", "get_preset", "laws", "plan", "predict",
+    "runs_from_train_folders", "train",
 ]
 
 
@@ -95,7 +97,7 @@ sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from moescale import laws
-    from moescale.api import architecture, compare, count, plan, train
+    from moescale.api import Prediction, architecture, compare, count, plan, predict, train
     from moescale.architecture import Architecture
     from moescale.counting import Counts
     from moescale.errors import MoescaleError

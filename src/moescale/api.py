@@ -16,6 +16,7 @@ import math
 import numbers
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -296,6 +297,104 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
         "comprehensive": [{"N": n, **zhao2025.efficiency_aware_optimum(n, **criterion)}
                           for n in sizes],
     }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A law's prediction at given run variables (the ``moescale predict --json`` object).
+
+    ``ci`` is the interval of the law's *mean* at ``ci_level`` and ``run_ci`` that of one new
+    run there (the mean's widened by the runs' seed noise, see
+    :meth:`~moescale.fitting.FitResult.interval`); both None for published coefficients, which
+    carry no interval (``interval_note`` says so) or for a fit without bootstrap refits.
+    ``warnings``: every variable beyond the runs the coefficients rest on, D beyond the corpus,
+    a refused interval."""
+
+    law: str
+    target: str
+    value: float
+    variables: dict[str, float]
+    source: str
+    preset: str | None = None
+    ci: tuple[float, float] | None = None
+    run_ci: tuple[float, float] | None = None
+    ci_level: float | None = None
+    interval_note: str | None = None
+    interval_refused: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"law": self.law, "source": self.source, "preset": self.preset,
+               "variables": dict(self.variables), self.target: self.value}
+        if self.target != "loss":
+            out["prediction"] = self.value
+        if self.ci is not None:
+            out |= {"ci": list(self.ci), "ci_kind": "mean", "ci_level": self.ci_level}
+        if self.run_ci is not None:
+            out["run_ci"] = list(self.run_ci)
+        if self.interval_note:
+            out["interval_note"] = self.interval_note
+        if self.interval_refused:
+            out["interval_refused"] = self.interval_refused
+        out["warnings"] = list(self.warnings)
+        return out
+
+
+def predict(law_or_fit, *, preset: str | None = None, corpus_tokens: float | None = None,
+            **variables: float) -> Prediction:
+    """The prediction of a law at ``variables`` (``moescale predict``): ``law_or_fit`` is a
+    law name (published coefficients: ``preset``, default the law's first), a
+    :class:`~moescale.fitting.FitResult` or the path of a saved one.
+
+    >>> p = predict("ludziejewski2025", N_active=1e12, D=1e13, E=8)
+    >>> p.ci is None, any("368×" in w for w in p.warnings)
+    (True, True)
+    """
+    from moescale.fitting import FitResult, support
+    from moescale.laws import LAWS, get_law
+    from moescale.planning.plan import corpus_size, corpus_warning, fit_warnings
+
+    given = {str(k): _number(v, k) for k, v in variables.items()}  # the law checks domains
+    if isinstance(law_or_fit, str) and law_or_fit not in LAWS and not law_or_fit.endswith(".json") \
+            and not Path(law_or_fit).exists():
+        get_law(law_or_fit)  # an unknown law: one error naming the known ones
+    if isinstance(law_or_fit, str) and law_or_fit in LAWS:
+        law = get_law(law_or_fit)
+        if not law.presets:
+            raise MoescaleError(f"law {law.name!r} has no published coefficients; fit it first "
+                                "and give the fit as `law_or_fit`")
+        preset = preset or next(iter(law.presets))
+        params, source, result = law.preset(preset).values, preset, None
+    else:
+        if preset:
+            raise MoescaleError("`preset` selects published coefficients; a fit has its own")
+        result = FitResult.coerce(law_or_fit)
+        law, params = get_law(result.law), result.params
+        source = law_or_fit if isinstance(law_or_fit, (str, Path)) else result.describe()
+    unused = sorted(set(given) - set(law.variables))
+    if unused:
+        raise MoescaleError(f"law {law.name!r} does not use {', '.join(unused)}; "
+                            f"it needs {', '.join(law.variables)}")
+    value = float(law.predict(params, given, strict=True))
+    ci = run_ci = note = None
+    if result is None:
+        warnings = support.preset_warnings(law, preset, given)
+        note = support.NO_INTERVAL
+    else:
+        warnings = fit_warnings(result, given)
+        if result.bootstrap_params and not result.interval_refused:
+            ci = tuple(float(x) for x in result.interval(given))
+            run_ci = tuple(float(x) for x in result.interval(given, kind="run"))
+        elif not result.bootstrap_params:
+            note = "the fit has no bootstrap refits: no interval (fit again with `bootstrap`)"
+    size, where = corpus_size(corpus_tokens, [result])
+    if "D" in given:
+        warnings.append(corpus_warning(given["D"], size, where, what="D ="))
+    return Prediction(law.name, law.target, value, given, str(source),
+                      preset if result is None else None, ci, run_ci,
+                      None if result is None else result.ci_level, note,
+                      None if result is None else result.interval_refused,
+                      tuple(w for w in warnings if w))
 
 
 def train(arch: Architecture | str | Path, config=None, options=None, **config_fields: Any):

@@ -30,19 +30,19 @@ from moescale.errors import MoescaleError
 def predict(law_name, preset, fit_file, extra, corpus_tokens, as_json, **values):
     """Predict the loss (or the law's target) of a run from published or fitted coefficients.
 
-    With --fit and a bootstrapped fit, the confidence interval is printed too (or why the fit
-    refused one). Variables more than 2x outside the fit's runs, and D beyond the corpus, are
-    warnings (stderr; "warnings" in --json).
+    With --fit and a bootstrapped fit, the intervals of the law's mean and of a new run are
+    printed too (or why the fit refused one); published coefficients carry no interval, and
+    say so. Variables outside the paper's runs (a preset) or more than 2x outside the fit's
+    runs, and D beyond the corpus, are warnings (stderr; "warnings" in --json).
 
     \b
     Examples:
-      moescale predict --law chinchilla --preset hoffmann2022 --N 70e9 --D 1.4e12
+      moescale predict --law chinchilla --preset hoffmann2022 --N 7e9 --D 1.4e11
       moescale predict --law ludziejewski2025 --N-active 1e9 --D 2e10 --E 8 --json
       moescale predict --fit fit.json --N 7e9 --D 1.4e12
     """
+    from moescale.api import predict as predict_
     from moescale.cli._options import parse_pairs
-    from moescale.laws import get_law
-    from moescale.planning.plan import corpus_size, corpus_warning, fit_warnings
     from moescale.units import parse_positive
 
     corpus = parse_positive(corpus_tokens, "--corpus-tokens") if corpus_tokens else None
@@ -51,48 +51,23 @@ def predict(law_name, preset, fit_file, extra, corpus_tokens, as_json, **values)
         if name in given:
             raise MoescaleError(f"{name} is given twice (--{name} and --var {name}=…)")
         given[name] = _value(name, value, f"--var {name}")
-    if fit_file:
-        if law_name or preset:
-            raise MoescaleError("give either --fit or --law/--preset, not both")
-        from moescale.fitting import FitResult
-
-        result = FitResult.load(fit_file)
-        law, params, source = get_law(result.law), result.params, fit_file
-    else:
-        if not law_name:
-            raise MoescaleError("give --law NAME (with --preset) or --fit fit.json")
-        law = get_law(law_name)
-        preset = preset or (next(iter(law.presets)) if law.presets else "")
-        params, source, result = law.preset(preset).values, preset, None
-    unused = sorted(set(given) - set(law.variables))
-    if unused:
-        raise MoescaleError(f"law {law.name!r} does not use {', '.join(unused)}; "
-                            f"it needs {', '.join(law.variables)}")
-    value = float(law.predict(params, given, strict=True))
-    interval = None
-    if result is not None and result.bootstrap_params and not result.interval_refused:
-        interval = [float(x) for x in result.predict_interval(given)]
-    warnings = fit_warnings(result, given) if result is not None else []
-    size, where = corpus_size(corpus, [result])
-    if "D" in given:
-        warnings.append(corpus_warning(given["D"], size, where, what="D ="))
-    warnings = [w for w in warnings if w]
+    if fit_file and (law_name or preset):
+        raise MoescaleError("give either --fit or --law/--preset, not both")
+    if not fit_file and not law_name:
+        raise MoescaleError("give --law NAME (with --preset) or --fit fit.json")
+    p = predict_(fit_file or law_name, preset=None if fit_file else preset,
+                 corpus_tokens=corpus, **given)
     if as_json:
-        out = {"law": law.name, "source": source, "preset": preset if result is None else None, "variables": given, law.target: value}
-        if law.target != "loss":
-            out["prediction"] = value
-        if interval:
-            out["ci"], out["ci_level"] = interval, result.ci_level
-        if result is not None and result.interval_refused:
-            out["interval_refused"] = result.interval_refused
-        out["warnings"] = warnings
-        echo_json(out)
-    else:
-        ci = (f" ({result.ci_level * 100:g} % CI {interval[0]:.5g}–{interval[1]:.5g})"
-              if interval else "")
-        click.echo(f"{law.name} ({source}): {law.target} = {value:.5g}{ci}")
-        for w in warnings:
-            click.echo(f"warning: {w}", err=True)
+        echo_json(p.to_dict())
+        return
+    level = f"{(p.ci_level or 0.95) * 100:g} %"
+    ci = (f" ({level} interval of the law's mean {p.ci[0]:.5g}–{p.ci[1]:.5g}; of a new run "
+          f"{p.run_ci[0]:.5g}–{p.run_ci[1]:.5g})" if p.ci else "")
+    click.echo(f"{p.law} ({p.source}): {p.target} = {p.value:.5g}{ci}")
+    if p.interval_note:
+        click.echo(f"note: {p.interval_note}")
+    for w in p.warnings:
+        click.echo(f"warning: {w}", err=True)
 
 
 def _value(name: str, text: str, what: str) -> float:
