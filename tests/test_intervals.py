@@ -105,7 +105,11 @@ def test_predict_shows_the_interval_and_warns_on_extrapolation(fit_file, capsys)
     code, out, err = run(["predict", "--fit", str(fit_file), "--N", "1e9", "--D", "2e10"],
                          capsys)
     assert code == 0 and err == ""                        # inside the fitted range: no warning
-    assert re.search(r"loss = [\d.]+ \(95 % CI [\d.]+–[\d.]+\)", out), out
+    m = re.search(r"loss = ([\d.]+) \(95 % interval of the law's mean ([\d.]+)–([\d.]+); of a "
+                  r"new run ([\d.]+)–([\d.]+)\)", out)
+    assert m, out
+    loss, lo, hi, run_lo, run_hi = map(float, m.groups())
+    assert run_lo < lo <= loss <= hi < run_hi  # a new run scatters around the law's mean
     d_max = json.loads(fit_file.read_text())["data"]["ranges"]["D"][1]
     code, out, err = run(["predict", "--fit", str(fit_file), "--N", "1e9", "--D",
                           str(35 * d_max)], capsys)

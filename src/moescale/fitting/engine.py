@@ -401,17 +401,26 @@ def _fit_arrays(law: Law, v_all: dict, y_all: np.ndarray, test: np.ndarray, w_al
     residuals = dg.residual_table(y_all, pred, ~test, v_all, ids, noise)
     data = {**data, "n_train": int((~test).sum()), "variables": list(law.variables),
             "seed": seed, "ranges": dg.fitted_ranges(v_train)}
+    holdout = metrics(y_all[test], pred[test]) if test.any() else None
+    verdict_warnings = []
+    if holdout is not None and noise is not None:
+        verdict = support.holdout_verdict(holdout["rmse"], int(test.sum()), noise,
+                                          f"the {law.name} fit")
+        data |= {"extrapolates": verdict.extrapolates, "verdict": verdict.text}
+        if verdict.extrapolates is False:
+            verdict_warnings.append("not validated: " + verdict.text)
     return FitResult(
         law=law.name, convention=law.convention, target=law.target, params=point.params,
         objective={"name": "huber_log", "reduction": "sum", "value": point.objective,
                    "delta": delta},
         optimizer=optimizer, data=data,
         train=metrics(y_all[~test], pred[~test]),
-        holdout=metrics(y_all[test], pred[test]) if test.any() else None,
+        holdout=holdout,
         derived=derived, fixed=dict(fit_options.get("fixed") or {}), ci_level=level,
         residuals=residuals,
         warnings=_warnings(law, point, residuals, optimizer, fit_options, noise)
-        + _interval_warnings({**point.params, **derived}, boot.get("ci", {}), level),
+        + _interval_warnings({**point.params, **derived}, boot.get("ci", {}), level)
+        + verdict_warnings,
         **boot)
 
 

@@ -719,8 +719,9 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
     others = tuple(s for s in scores if s.status != "ranked")
     noise = support.seed_noise(runs.frame, "loss", level)  # σ is no fit: every run informs it
     verdict = _verdict(ranked[0] if ranked else None, rank_by, noise)
-    if ranked and verdict.extrapolates is False:  # the saved best fit carries the verdict
-        best = ranked[0]
+    if ranked and verdict.extrapolates is False and not any(
+            w.startswith("not validated") for w in ranked[0].fit.warnings):
+        best = ranked[0]  # the saved best fit carries the verdict
         fit = dataclasses.replace(best.fit, warnings=[*best.fit.warnings,
                                                       "not validated: " + verdict.text])
         ranked = (dataclasses.replace(best, fit=fit), *ranked[1:])
