@@ -14,10 +14,11 @@ import pytest
 from conftest import ROOT
 from moescale.runs import RunTable
 from moescale.sweeps.analyze import analyze
-from moescale.sweeps.experts import NOISE_FACTOR, compare_experts, seed_noise
+from moescale.sweeps.experts import compare_experts, seed_noise
 
 EXAMPLE = ROOT / "examples" / "experts-micro"
 README = (EXAMPLE / "README.md").read_text()
+FLAT = " ".join(README.split())  # the prose without its line breaks
 KEY = ["budget", "d", "E", "seed"]
 BOOTSTRAP, SEED = 1000, 0  # the README's "--bootstrap 1000" with the default --seed
 
@@ -77,7 +78,7 @@ def test_csv_is_the_readme_table():
 
 def test_csv_matches_the_sweep_spec_in_store_order():
     """N, N_active and D are the spec's counts, and the rows are in the spec's (the store's,
-    `sweep export`'s) order: the bootstrap intervals depend on it."""
+    `sweep export`'s) order."""
     from moescale.sweeps.export import run_columns
     from moescale.sweeps.spec import SweepSpec
 
@@ -90,16 +91,19 @@ def test_csv_matches_the_sweep_spec_in_store_order():
 
 def test_seed_noise_reproduces(comparison):
     sd = seed_noise(runs()).sd
-    m = re.search(r"σ = ([\d.]+) nats \((\w+) configurations run twice, (\d) degrees", README)
+    m = re.search(r"σ = ([\d.]+) nats \((\w+) configurations run twice, identical but for the "
+                  r"seed: (\d) degrees", FLAT)
     assert m and f"{sd:.3f}" == m.group(1) and m.group(3) == "3"
     assert comparison.noise.sd == sd and comparison.noise.dof == 3
-    m = re.search(r"2√2·σ = (\d+\.\d+)", README)
-    assert f"{NOISE_FACTOR * sd:.3f}" == m.group(1)
+    # t(0.975; 3) = 3.182 (a t table)
+    m = re.search(r"t\(0\.975; 3\)·√2·σ = 3\.18·√2·σ = (\d+\.\d+)", FLAT)
+    assert f"{3.182 * math.sqrt(2) * sd:.3f}" == m.group(1)
+    assert f"{comparison.noise.difference_bound():.3f}" == m.group(1)
     csv = runs()
     pair = csv[(csv.budget == 1.2e12) & (csv.d == 32)].groupby("E")["loss"]
     spread = pair.max() - pair.min()
-    assert f"{spread[8.0]:.3f}" == re.search(r"8-expert pair differs by (\d+\.\d+)", README)[1]
-    assert f"{spread[4.0]:.3f}" == re.search(r"4-expert pair by (\d+\.\d+)", README)[1]
+    assert f"{spread[8.0]:.3f}" == re.search(r"8-expert pair differs by (\d+\.\d+)", FLAT)[1]
+    assert f"{spread[4.0]:.3f}" == re.search(r"4-expert pair by (\d+\.\d+)", FLAT)[1]
 
 
 def test_best_loss_table_reproduces(comparison):
@@ -107,6 +111,7 @@ def test_best_loss_table_reproduces(comparison):
     dense = {b.budget: b.loss for b in comparison.best if b.E == 1}
     rows = [c for c in md_rows(r"\d(\.\d)?e1[12]") if len(c) == 6]
     assert len(rows) == 6
+    diffs = {(m.E, m.budget): m for m in comparison.multipliers if m.budget is not None}
     for budget, e, loss, source, vs_dense, noise in rows:
         b = best[(num(budget), 1.0 if e == "dense" else num(e))]
         assert f"{b.loss:.4f}" == loss
@@ -117,8 +122,7 @@ def test_best_loss_table_reproduces(comparison):
             assert vs_dense == noise == "–"
         else:
             delta = b.loss - dense[b.budget]
-            assert f"{delta:.3f}".replace("-", "−") == vs_dense
-            assert noise == ("within" if comparison.noise.within(delta) else "beyond")
+            assert vs_dense.startswith(f"{delta:.3f}".replace("-", "−") + " (")
     a, slope = comparison.dense_fit
     assert f"e^{a:.3f}·C^{slope:.3f}".replace("-", "−") in README
     # the dense isoFLOP optimum's interval (the per-budget analysis, residual bootstrap)
@@ -128,6 +132,19 @@ def test_best_loss_table_reproduces(comparison):
     assert f"N_active {ok[1.0].x_opt / 1e3:.1f}K ({lo / 1e3:.1f}K–{hi / 1e3:.1f}K)" in README
 
 
+@pytest.mark.slow
+def test_difference_intervals_and_verdicts_reproduce(bootstrapped):
+    rows = {(num(c[0]), num(c[1])): c for c in md_rows(r"\d(\.\d)?e1[12]")
+            if len(c) == 6 and c[1] != "dense"}
+    for m in bootstrapped.multipliers:
+        if m.budget is None:
+            continue
+        cell = rows[(m.budget, m.E)]
+        lo, hi = (f"{v:+.3f}".replace("-", "−") for v in m.delta_ci)
+        assert f"({lo} – {hi})".replace("(+", "(") in cell[4], (cell, m.delta_ci)
+        assert cell[5] == ("within" if m.within_noise else "beyond")
+
+
 def multiplier_cells() -> dict[tuple, tuple[float, tuple[float, float]]]:
     out = {}
     for cells in md_rows(r"4e11|1\.2e12|geometric mean"):
@@ -135,7 +152,7 @@ def multiplier_cells() -> dict[tuple, tuple[float, tuple[float, float]]]:
             continue
         budget = None if cells[0] == "geometric mean" else num(cells[0])
         for E, cell in ((4.0, cells[1]), (8.0, cells[2])):
-            m = re.match(r"([\d.]+)× \(([\d.]+)–([\d.]+)×\)", cell)
+            m = re.match(r"([\d.]+)× \(([\d.]+)–([\d.]+)×, ±[\d.]+\)", cell)
             out[(E, budget)] = (float(m.group(1)), (float(m.group(2)), float(m.group(3))))
     return out
 
@@ -150,13 +167,32 @@ def test_multiplier_points_reproduce(comparison):
 
 @pytest.mark.slow
 def test_multiplier_intervals_reproduce(bootstrapped):
-    """With the README's seed and replicate count, on the rows in runs.csv's order."""
+    """With the README's seed and replicate count, in any row order."""
     assert bootstrapped.bootstrap_ok == BOOTSTRAP
     assert f"{BOOTSTRAP} of {BOOTSTRAP} case-bootstrap replicates succeeded" in README
     cells = multiplier_cells()
     for m in bootstrapped.multipliers:
         _, (lo, hi) = cells[(m.E, m.budget)]
         assert (round(m.ci[0], 2), round(m.ci[1], 2)) == (lo, hi), (m.E, m.budget, m.ci)
+    for cells_text in md_rows(r"4e11|1\.2e12|geometric mean"):
+        if len(cells_text) == 3:
+            for text in cells_text[1:]:
+                assert re.search(r"±(\d\.\d+)\)", text)
+    readme_mc = {(E, b): float(re.search(r"±([\d.]+)\)", c).group(1))
+                 for (E, b), c in _cells_text().items()}
+    for m in bootstrapped.multipliers:
+        assert f"{m.ci_mc_error:.2g}" == f"{readme_mc[(m.E, m.budget)]:.2g}"
+    reordered = compare_experts(runs().iloc[::-1], x="N_active", bootstrap=BOOTSTRAP, seed=SEED)
+    assert [m.ci for m in reordered.multipliers] == [m.ci for m in bootstrapped.multipliers]
+
+
+def _cells_text() -> dict[tuple, str]:
+    out = {}
+    for cells in md_rows(r"4e11|1\.2e12|geometric mean"):
+        if len(cells) == 3:
+            budget = None if cells[0] == "geometric mean" else num(cells[0])
+            out[(4.0, budget)], out[(8.0, budget)] = cells[1], cells[2]
+    return out
 
 
 def test_sweep_analyze_reads_the_csv(capsys):

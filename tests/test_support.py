@@ -211,3 +211,21 @@ def test_predict_json_is_the_library_object(capsys):
     code, out, err = run_cli(["predict", "--law", "ludziejewski2025", "--N-active", "1e12",
                               "--D", "1e13", "--E", "8"], capsys)
     assert code == 0 and "368×" in err and "no interval" in out  # the table: warnings on stderr
+
+
+def test_report_and_the_cli_use_the_same_number_of_replicates():
+    """One default: an interval in the report is the one `sweep analyze` prints."""
+    import click
+
+    from moescale.cli import cli
+    from moescale.reporting.build import ReportInputs
+
+    def default(command, name):
+        ctx = click.Context(cli)
+        cmd = cli.get_command(ctx, command)
+        if name:
+            cmd = cmd.get_command(ctx, name)
+        return next(p.default for p in cmd.params if p.name == "bootstrap")
+
+    assert default("report", "") == default("sweep", "analyze") == support.DEFAULT_REPLICATES
+    assert ReportInputs().bootstrap == support.DEFAULT_REPLICATES

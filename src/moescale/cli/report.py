@@ -41,7 +41,7 @@ FORMATS = ("png", "svg")
               help="Draw only this figure (repeatable); see --list-figures.")
 @click.option("--format", "formats", default="png,svg", show_default=True,
               help="Image formats to write (png, svg; the page shows the PNG).")
-@click.option("--bootstrap", type=click.IntRange(min=0), default=200, show_default=True,
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Bootstrap resamples of the per-budget isoFLOP optima.")
 @click.option("--title", default=None, help="Title of the page.")
 @click.option("-o", "--output", type=click.Path(file_okay=False), default=None, metavar="DIR",

@@ -438,7 +438,7 @@ def export_cmd(store_path, output, all_runs, law, trunk_points):
               help="Size axis of the isoFLOP curves: N (default), N_active, M_over_Na (default "
                    "for holistic sweeps), N_over_Na, d, …")
 @click.option("--by", default=None, help="Analyse separately per value of a column, e.g. E.")
-@click.option("--bootstrap", type=click.IntRange(0, 100_000), default=200, show_default=True,
+@click.option("--bootstrap", type=click.IntRange(0, 100_000), default=1000, show_default=True,
               help="Residual-bootstrap replicates per budget for the optimum's interval.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(file_okay=False),

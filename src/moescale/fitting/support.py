@@ -13,7 +13,8 @@ report all ask the same questions here, so they answer them alike:
   extrapolate to the held-out runs (:func:`holdout_verdict`).
 - **Intervals.** Resampling draws in a canonical order of the rows (:func:`canonical_order`),
   so the same runs and seed give the same interval whatever the file's row order; each
-  percentile endpoint carries its Monte-Carlo standard error (:func:`percentile_interval`).
+  percentile endpoint carries its Monte-Carlo error, the half-width of the 95 % band in which
+  another resampling stream would put it (:func:`percentile_interval`).
   A prediction interval for a *run* adds the seed noise to the interval of the law's mean
   (:func:`run_interval`).
 - **Published coefficients.** A preset knows the range of its paper's runs
@@ -77,9 +78,10 @@ class SeedNoise:
         if self.sd is None:
             return ("seed noise unknown: no configuration was run with two or more seeds "
                     "(identical but for the seed)")
+        q = 0.5 + self.level / 2
         return (f"seed noise σ = {self.sd:.4f} nats ({self.n_configs} configurations identical "
                 f"but for the seed, {self.dof} degrees of freedom); two single runs differ beyond "
-                f"it when |ΔL| > t({self.level:g}, {self.dof})·√2·σ = {self.difference_bound():.4f}")
+                f"it when |ΔL| > t({q:g}; {self.dof})·√2·σ = {self.difference_bound():.4f}")
 
 
 def config_columns(frame) -> list[str]:
@@ -168,8 +170,7 @@ def position_in(order: np.ndarray) -> np.ndarray:
 
 def percentile_interval(samples, level: float) -> tuple[float, float, float]:
     """``(low, high, mc_error)``: the percentile interval of ``samples`` at ``level`` and the
-    Monte-Carlo standard error of its endpoints (the larger of the two), from the order
-    statistics that bracket each quantile (binomial standard error ``√(n·q·(1−q))``)."""
+    Monte-Carlo error of its endpoints (:func:`quantile_mc_error`, the larger of the two)."""
     a = np.sort(np.asarray(samples, dtype=float))
     a = a[np.isfinite(a)]
     if a.size == 0:
@@ -180,11 +181,14 @@ def percentile_interval(samples, level: float) -> tuple[float, float, float]:
 
 
 def quantile_mc_error(sorted_samples: np.ndarray, q: float) -> float:
-    """Monte-Carlo standard error of the ``q`` and ``1 − q`` quantiles of sorted samples."""
+    """Monte-Carlo error of the ``q`` and ``1 − q`` quantiles of sorted samples (the larger):
+    half the spread of the order statistics within ``±1.96·√(n·q·(1−q))`` ranks of each — the
+    95 % band in which another resampling stream puts the quantile (distribution-free; with
+    few distinct resamples the band catches the jumps between them)."""
     n = sorted_samples.size
     if n < 2:
         return float("nan")
-    half = math.sqrt(n * q * (1 - q))
+    half = 1.96 * math.sqrt(n * q * (1 - q))
     errs = []
     for p in (q, 1 - q):
         j_lo = int(np.clip(math.floor(n * p - half), 0, n - 1))

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from moescale.errors import MoescaleError
+from moescale.fitting import support
 from moescale.jsonio import read_json_object
 from moescale.reporting import fits as fitfig
 from moescale.reporting import plans as planfig
@@ -54,7 +55,7 @@ class ReportInputs:
     sources: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     store_counts: dict[str, int] | None = None
-    bootstrap: int = 200
+    bootstrap: int = support.DEFAULT_REPLICATES  # the same as `sweep analyze`
     seed: int = 0
     joint_law: str | None = None
     selection: Leaderboard | None = None  # a law leaderboard (reporting.selection)
