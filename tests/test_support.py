@@ -101,8 +101,9 @@ def test_a_run_interval_holds_the_seed_noise_and_a_mean_interval_does_not():
     x = {"N": 1e9, "D": 2e10}
     mean, run = fit.interval(x), fit.interval(x, kind="run")
     assert run[0] < mean[0] and run[1] > mean[1]
-    noise = fit.noise()
-    assert noise.dof == 24 and noise.sd == pytest.approx(0.005 * 2.6, rel=0.4)  # ≈ σ·loss
+    noise, seed = fit.noise(), fit.data["seed_noise"]
+    assert seed["dof"] == 24 and seed["sd"] == pytest.approx(0.005 * 2.6, rel=0.4)  # ≈ σ·loss
+    assert noise.sd >= seed["sd"]  # the larger of the seed noise and the residuals' scatter
     half = (run[1] - run[0]) / 2
     assert half >= noise.t() * noise.sd
 

@@ -230,19 +230,24 @@ class FitResult:
         return self.law_object().predict(self.params, v)
 
     def noise(self):
-        """The scatter of a run around the law's mean: the runs' seed noise when they had
-        seed pairs (``data.seed_noise``), else the training residuals' RMSE with
-        ``n_train − k`` degrees of freedom (which also holds the law's misfit)."""
+        """The scatter of a new run around the law's prediction: the larger of the runs' seed
+        noise (``data.seed_noise``, when they had seed pairs) and the training residuals' RMSE
+        with ``n_train − k`` degrees of freedom (seed noise plus the law's misfit: where the
+        law misses the runs by more than they scatter, a new run is missed as much)."""
         from moescale.fitting.support import SeedNoise
 
+        options = []
         s = self.data.get("seed_noise")
         if s and s.get("sd"):
-            return SeedNoise(float(s["sd"]), int(s["n_configs"]), int(s["dof"]), self.ci_level)
+            options.append(SeedNoise(float(s["sd"]), int(s["n_configs"]), int(s["dof"]),
+                                     self.ci_level))
         n = int(self.data.get("n_train") or 0) - len(self.params) + len(self.fixed)
         rmse = self.train.get("rmse")
-        if n < 1 or rmse is None or not math.isfinite(rmse):
+        if n >= 1 and rmse is not None and math.isfinite(rmse):
+            options.append(SeedNoise(float(rmse), 0, n, self.ci_level))
+        if not options:
             return SeedNoise(None, 0, 0, self.ci_level)
-        return SeedNoise(float(rmse), 0, n, self.ci_level)
+        return max(options, key=lambda o: o.t() * o.sd)
 
     def interval(self, variables: Mapping[str, Any] | None = None,
                  level: float | None = None, kind: str = "mean",

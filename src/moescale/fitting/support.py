@@ -198,15 +198,17 @@ def quantile_mc_error(sorted_samples: np.ndarray, q: float) -> float:
 
 
 def run_interval(point, mean_low, mean_high, noise: SeedNoise) -> tuple[np.ndarray, np.ndarray]:
-    """Interval for a new run's loss: the law-mean interval widened by the seed noise in
-    quadrature, ``point ± √(h² + (t·σ)²)`` on each side (``h`` the mean interval's half-width
-    there); the mean interval itself when σ is unknown."""
+    """Interval for a new run's loss: the law-mean interval widened by the run noise in
+    quadrature, ``point ± √(h² + (t·σ)²)`` on each side (``h`` the mean interval's extent on
+    that side, 0 where the point lies beyond it), and never narrower than the mean interval;
+    the mean interval itself when σ is unknown."""
     point, lo, hi = (np.asarray(v, dtype=float) for v in (point, mean_low, mean_high))
     if noise.sd is None:
         return lo, hi
     spread = noise.t() * noise.sd
-    return (point - np.sqrt((point - lo) ** 2 + spread**2),
-            point + np.sqrt((hi - point) ** 2 + spread**2))
+    below = point - np.sqrt(np.maximum(point - lo, 0.0) ** 2 + spread**2)
+    above = point + np.sqrt(np.maximum(hi - point, 0.0) ** 2 + spread**2)
+    return np.minimum(below, lo), np.maximum(above, hi)
 
 
 # ----- published coefficients ----------------------------------------------------------------------
