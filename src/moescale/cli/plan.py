@@ -139,7 +139,7 @@ def _loss_text(p, level: float) -> str:
         return "-"
     ci = p.predicted_loss_ci
     return f"{p.predicted_loss:.4f}" + (f" ({level * 100:g} % CI {ci[0]:.4g}–{ci[1]:.4g})" if ci
-                                         else "")
+                                         else " (no interval)")
 
 
 def _print_plan(p, level: float = 0.95) -> None:

@@ -470,7 +470,8 @@ def _assumptions(s: hs.HolisticSettings, loss_law: str, fits: tuple[str, ...], h
         "curvatures calibrated to the paper's flatness statements at 1e18 and scaled with the "
         "reducible loss share, so bands widen with compute (see planning.holistic).",
         f"Absolute loss: {loss_law} preset at the planned (N, N_a, D, G, S), non-embedding counts; "
-        "a different data set shifts it.",
+        "a different data set shifts it. Published coefficients carry no interval (the paper "
+        "gives none): the loss's uncertainty is unknown.",
         "LR and batch: Table 4's values at its six budgets, else its power laws (LR ∝ "
         f"C^{h26.exponents()['lr']:.3f}, batch ∝ C^{h26.exponents()['batch']:.3f} sequences of "
         f"8192) as whole sequences of {s.seq_len}; beyond 3e20 the batch law agrees with "

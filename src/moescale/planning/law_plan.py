@@ -305,6 +305,9 @@ def _assumptions(law: str, fit, preset: str | None, convention: str,
         f"3·d, top-1 routing, vocabulary {s.vocab_size}, sequence length {s.seq_len}).",
         "Memory-constrained optima are truncated at the compute-optimal point.",
         "Learning rate: joint-MoE Eq. 8 applied to the non-embedding active parameters.",
+        *([] if fit is not None else [
+            "Predicted loss: published coefficients carry no interval (the paper gives none); "
+            "fit the law to your runs with `bootstrap` for one."]),
         f"Batch: {JOINT_BATCH_TOKENS} tokens up to the paper's largest run "
         f"(C = {JOINT_MAX_COMPUTE:.3g}), the joint-MoE paper's own setup (the final batch of its "
         "64K → 128K → 256K ramp; it fits no batch-size law); beyond it 256K·(C/C_max)^0.263, "

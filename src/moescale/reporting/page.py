@@ -247,7 +247,8 @@ def _experts_items(inp) -> list[str]:
     if summary:
         parts = []
         for m in summary:
-            ci = f" ({m.ci[0]:.3g}–{m.ci[1]:.3g}×)" if m.ci else " (no interval)"
+            mc = f", ends ±{m.ci_mc_error:.2g}" if m.ci_mc_error is not None else ""
+            ci = f" ({m.ci[0]:.3g}–{m.ci[1]:.3g}×{mc})" if m.ci else " (no interval)"
             parts.append(f"E = {m.E:g}: <b>{m.multiplier:.3g}×</b>{ci}"
                          + (" <i>extrapolated</i>" if m.extrapolated else ""))
         items.append("Compute multiplier over dense at equal loss (geometric mean over "
@@ -256,7 +257,9 @@ def _experts_items(inp) -> list[str]:
     within = [m for m in comparison.multipliers if m.within_noise]
     if within:
         cells = ", ".join(f"E = {m.E:g} at C = {sci(m.budget)}" for m in within)
-        items.append(f'<span class="warn">Within the seed noise of dense: {e(cells)}</span>')
+        items.append(f'<span class="warn">Not distinguishable from dense (the interval of the '
+                     f'best-loss difference contains 0, or within the seed noise): '
+                     f'{e(cells)}</span>')
     items += [f'<span class="warn">{e(msg)}</span>' for msg in comparison.messages]
     return items
 
@@ -270,6 +273,10 @@ def _fit_items(inp, i: int, fit) -> list[str]:
     if fit.holdout:
         text += (f", held-out RMSE {_num(fit.holdout.get('rmse'))} (max |error| "
                  f"{_num(fit.holdout.get('max_abs_error'))})")
+        if data.get("extrapolates") is False:
+            text += f' <span class="warn">Not validated: {e(data.get("verdict", ""))}</span>'
+        elif data.get("verdict"):
+            text += f" ({e(data['verdict'])})"
     if fit.derived:
         bits = []
         for k, v in fit.derived.items():
