@@ -111,7 +111,6 @@ def test_best_loss_table_reproduces(comparison):
     dense = {b.budget: b.loss for b in comparison.best if b.E == 1}
     rows = [c for c in md_rows(r"\d(\.\d)?e1[12]") if len(c) == 6]
     assert len(rows) == 6
-    diffs = {(m.E, m.budget): m for m in comparison.multipliers if m.budget is not None}
     for budget, e, loss, source, vs_dense, noise in rows:
         b = best[(num(budget), 1.0 if e == "dense" else num(e))]
         assert f"{b.loss:.4f}" == loss
