@@ -38,7 +38,9 @@ def test_failures_are_recorded_and_the_others_finish(tmp_path, capsys):
     out = run_sweep(spec, tmp_path / "s.db", LocalExecutor(workers=2, threads=1))
     assert out.counts == {"pending": 0, "running": 0, "done": 1, "failed": 1, "retired": 0}
     reasons = sorted(out.failed.values())
-    assert "diverged" in reasons[0] and "nan" in reasons[0].lower()
+    # the trainer stops at the first non-finite loss or gradient norm (which comes first
+    # depends on the CPU's kernels): either way the reason says so
+    assert "diverged" in reasons[0] and ("nan" in reasons[0].lower() or "inf" in reasons[0])
     code, stdout, _ = run_cli(["sweep", "status", "--store", str(tmp_path / "s.db"), "--json"],
                               capsys)
     status = json.loads(stdout)
