@@ -136,7 +136,8 @@ def test_layer_pattern_and_derived_values():
     a = arch(first_dense_layers=1, moe_layer_step=2, n_shared_experts=1)
     assert a.layer_is_moe == (False, False, True, False)
     assert (a.n_moe_layers, a.n_dense_layers, a.is_moe) == (1, 3, True)
-    assert (a.activated_experts, a.shared_ratio, a.granularity) == (3, 1 / 3, 4.0)
+    # granularity against the dense model of equal active size: (K·d_e + n_s·d_s)/d_e = 2 + 1
+    assert (a.activated_experts, a.shared_ratio, a.granularity) == (3, 1 / 3, 3.0)
     assert (a.kv_heads, a.d_head, a.shared_ffn, a.ffn_matrices) == (4, 16, 32, 3)
 
 

@@ -71,7 +71,7 @@ def test_csv_is_the_readme_table():
     for col in ("N", "N_active", "D", "epochs", "loss", "wall_seconds", "tokens_per_second"):
         assert np.array_equal(merged[f"{col}_md"].to_numpy(float), merged[col].to_numpy(float)), col
     # dense as the export writes it: E = 1, top_k = 0
-    assert (csv.loc[csv.E == 1, "top_k"] == 0).all() and (csv.loc[csv.E > 1, "top_k"] == 1).all()
+    assert (csv.loc[csv.E == 1, "K"] == 0).all() and (csv.loc[csv.E > 1, "K"] == 1).all()
     # the file reads as a run table (what `moescale fit` / `report --runs` load)
     assert len(RunTable.from_file(EXAMPLE / "runs.csv")) == 21
 
@@ -85,7 +85,7 @@ def test_csv_matches_the_sweep_spec_in_store_order():
     spec = pd.DataFrame([run_columns(r.to_dict())
                          for r in SweepSpec.load(EXAMPLE / "sweep.toml").expand()])
     csv = runs()
-    cols = [*KEY, "D", "N", "N_active", "top_k", "n_shared", "L", "lr", "batch_tokens"]
+    cols = [*KEY, "D", "N", "N_active", "K", "n_shared", "L", "lr", "batch_tokens"]
     assert np.array_equal(spec[cols].to_numpy(float), csv[cols].to_numpy(float))
 
 

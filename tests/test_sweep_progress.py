@@ -62,7 +62,7 @@ def test_status_shows_architecture_progress_and_time_left(tmp_path, capsys):
     for row in (done, running):
         assert {"d", "L", "E", "top_k", "N_active", "budget", "tokens", "state", "step",
                 "total_steps", "seconds_left"} <= set(row)
-    assert (done["d"], done["L"], done["E"], done["top_k"]) == (16, 1, 4, 1)
+    assert (done["d"], done["L"], done["E"], done["K"]) == (16, 1, 4, 1)
     assert done["state"] == "done" and done["step"] == done["total_steps"]
     assert running["state"] == "running" and running["step"] == half
     assert running["total_steps"] == total

@@ -94,7 +94,9 @@ def test_ratio_axes(tmp_path):
     assert [r.arch().shared_ratio for r in runs[:3]] == [0.0, 0.25, 0.5]
     text = ISSUE_SPEC.replace("n_experts = 4", "n_experts = 16").replace(
         "[grid]\nhidden_size = [32, 64, 96]", "[grid]\nhidden_size = [64]\nactivation_ratio = [0.125, 0.25]")
-    assert [r.arch().top_k for r in load(tmp_path, text).expand()[:2]] == [2, 4]
+    # at fixed top-k (and expert width: equal active parameters) the experts are top_k / ratio
+    assert [(r.arch().top_k, r.arch().n_experts)
+            for r in load(tmp_path, text).expand()[:2]] == [(1, 8), (1, 4)]
 
 
 def test_grid_over_training_settings(tmp_path):

@@ -178,15 +178,15 @@ class Architecture:
 
     @property
     def granularity(self) -> float:
-        """Krajewski et al. 2024 granularity ``G = d_ff / d_expert``.
-
-        ``d_ff`` is the dense FFN width of the model (``dense_ffn``) or, for all-MoE models,
-        the conventional dense width (4·d for plain FFNs, 8·d/3 for gated ones).
-        """
-        if not self.expert_ffn:
+        """Granularity ``G`` (Krajewski et al. 2024, ``d_ff/d_expert``) measured against the
+        dense model of equal active size: the FFN width one token uses,
+        ``top_k·expert_ffn + n_shared·shared_ffn``, over one routed expert's width. 8 experts
+        top-1 as wide as that FFN are ``G = 1``; 16 of half width top-2 are ``G = 2``; a dense
+        model is ``G = 1``."""
+        if not self.is_moe or not self.expert_ffn:
             return 1.0
-        d_ff = self.dense_ffn or (4 * self.hidden_size * 2 / self.ffn_matrices)
-        return d_ff / self.expert_ffn
+        used = self.top_k * self.expert_ffn + self.n_shared_experts * self.shared_ffn
+        return used / self.expert_ffn
 
     # ----- conversion ----------------------------------------------------------------------
     def replace(self, **changes: Any) -> Architecture:

@@ -87,7 +87,7 @@ def plan_cmd(spec_path, store_path, workers, measure, as_json):
         echo_json(plan)
         return
     reuse = any(r["role"] != "run" for r in plan["runs"])
-    rows = [(r["id"], fmt_num(r["budget"], 3), r["d"], r["L"], f"{r['E']}/{r['top_k']}",
+    rows = [(r["id"], fmt_num(r["budget"], 3), r["d"], r["L"], f"{r['E']}/{r['K']}",
              r["N"], r["N_active"], r["tokens"], r["steps"], r["flops"],
              "-" if r["epochs"] is None else f"{r['epochs']:.2f}", r["state"])
             + ((_lineage(r), r["own_flops"]) if reuse else ())
@@ -309,9 +309,9 @@ def status_cmd(store_path, as_json):
         echo_json({"store": str(store.path), "counts": counts, "runs": runs})
         return
     print_table(f"sweep store {store.path}",
-                ["id", "d", "L", "E", "top_k", "N active", "budget", "tokens", "state",
+                ["id", "d", "L", "E", "K", "N active", "budget", "tokens", "state",
                  "progress", "time left", "eval loss"],
-                [(r["id"], r["d"], r["L"], r["E"], r["top_k"], r["N_active"],
+                [(r["id"], r["d"], r["L"], r["E"], r["K"], r["N_active"],
                   fmt_num(r["budget"], 3), r["tokens"],
                   r["state"] + (" (retired)" if r["retired"] and r["state"] != "retired" else ""),
                   "-" if r["step"] is None else f"{r['step']:,}/{r['total_steps']:,}",
@@ -343,7 +343,8 @@ def _status_row(r: dict) -> dict:
         left = progress.seconds_left if r["status"] == "running" else None
     return {"id": r["id"], "state": state(r["status"], r["retired"]), "status": r["status"],
             "retired": r["retired"] is not None, "attempts": r["attempts"],
-            "d": cols["d"], "L": cols["L"], "E": cols["E"], "top_k": cols["top_k"],
+            "d": cols["d"], "L": cols["L"], "E": cols["E"], "K": cols["K"], "G": cols["G"],
+            "arm": cols["arm"],
             "N_active": cols["N_active"], "budget": spec["budget"],
             "tokens": spec["train"]["tokens"],
             "flops": spec["train"]["tokens"] * spec["flops_per_token"],

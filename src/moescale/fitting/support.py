@@ -33,7 +33,7 @@ import numpy as np
 
 # Columns that describe a run apart from its seed: size, budget, training settings and the
 # schedule (a trunk branch is not a seed of an independent run), as `sweep export` writes them.
-CONFIG_COLUMNS = ("budget", "D", "N", "N_active", "E", "top_k", "n_shared", "G", "d", "L",
+CONFIG_COLUMNS = ("budget", "D", "N", "N_active", "E", "K", "top_k", "n_shared", "G", "d", "L",
                   "lr", "batch_tokens", "role", "branch_step", "warmup_steps", "decay_fraction",
                   "cooldown", "corpus", "tokenizer")
 DEFAULT_REPLICATES = 1000  # bootstrap replicates of analyze, the experts comparison and report:

@@ -1,16 +1,24 @@
 """Sweep axes that are not plain :class:`~moescale.architecture.Architecture` fields.
 
-MoE ratios (``[grid]`` keys, resolved against the run's other fields):
+MoE ratio axes (``[grid]``, ``[[points]]`` or ``[[arms]]`` keys, resolved against the run's
+other fields in this order). Each holds the active parameters fixed (the vocabulary is the
+README's "One vocabulary" table):
 
-- ``granularity`` ``G`` (Krajewski et al. 2024, arXiv 2402.07871 §3): every expert of the
-  ``G = 1`` model (``expert_ffn`` of the base, or the dense width ``d_ff`` when none is given)
-  is split into ``G`` experts of width ``d_ff/G``; ``n_experts`` and ``top_k`` are multiplied by
-  ``G``, so active and total expert parameters stay fixed while ``G`` varies.
-- ``activation_ratio`` — routed experts used per token as a share of all routed experts,
-  ``top_k = round(ratio · n_experts)`` (at least 1).
-- ``shared_ratio`` ``S`` (Zhao et al. 2025, arXiv 2509.23678): shared experts as
-  a share of the activated experts ``G_act = top_k + n_shared``; ``G_act`` is the base's
-  ``top_k + n_shared_experts`` and stays fixed, ``n_shared = round(S · G_act)``.
+- ``granularity`` ``G`` (Krajewski et al. 2024, arXiv 2402.07871 §3), measured against the
+  dense model of equal active size: the FFN width one token uses, ``W = top_k·expert_ffn`` of
+  the base (``dense_ffn`` when it has no experts), is split into ``G`` experts of width ``W/G``
+  of which ``G`` are chosen, and ``n_experts`` grows so that total expert parameters stay
+  fixed (``n_experts·expert_ffn`` unchanged). 8 experts top-1 as wide as the dense FFN are
+  ``G = 1``; 16 of half width top-2 are ``G = 2``. The gate's top-k renormalisation is the
+  ``G = 1`` model's (Switch: none) unless the spec sets ``norm_topk_prob``.
+- ``shared_ratio`` ``S`` (Zhao et al. 2025, arXiv 2509.23678): shared experts as a share of
+  the activated experts ``G_act = top_k + n_shared``; ``G_act`` and the expert width stay
+  fixed, ``n_shared = S · G_act`` (a whole number, else an error).
+- ``activation_ratio`` — routed experts chosen per token over routed experts, ``top_k/E``:
+  ``E = top_k / ratio`` (a whole number ≥ ``top_k``, else an error) at fixed ``top_k`` and
+  expert width, so active parameters stay fixed and total parameters grow as it falls. The
+  realised ``N_a/N`` (attention and embeddings included) is the export's column
+  ``activation_ratio``.
 
 Dense as one value of the experts axis: ``n_experts = 0`` or ``1`` is the dense model (the
 papers' convention is dense = one expert, Clark et al. 2022, Ludziejewski et al. 2025). Its FFN
@@ -42,36 +50,74 @@ HOLISTIC_KEYS = {"m_over_na", "n_over_na", "flops_per_token", "d_points", "dense
 
 
 def resolve_ratios(fields: dict) -> dict:
-    """Replace the ratio axes in ``fields`` by the Architecture fields they stand for."""
+    """Replace the ratio axes in ``fields`` by the Architecture fields they stand for; an
+    axis value no architecture realises is an error naming it."""
     out = {k: v for k, v in fields.items() if k not in RATIO_AXES}
     if "granularity" in fields:
-        g = _positive(fields["granularity"], "granularity")
-        if not float(g).is_integer():
-            raise MoescaleError(f"granularity must be a whole number, got {g}")
-        g = int(g)
-        width = out.get("expert_ffn") or out.get("dense_ffn")
+        g = _whole(fields["granularity"], "granularity")
+        if out.get("n_shared_experts"):
+            raise MoescaleError("granularity splits routed experts; give shared experts with "
+                                "shared_ratio (applied after it) instead of n_shared_experts")
+        k = out.get("top_k") or 1
+        width = k * out["expert_ffn"] if out.get("expert_ffn") else out.get("dense_ffn")
         if not width:
-            raise MoescaleError("granularity needs expert_ffn (or dense_ffn) in [base] as the "
-                                "width of one G = 1 expert")
+            raise MoescaleError("granularity needs expert_ffn (or dense_ffn) in [base]: the "
+                                "FFN width one token uses is split into G experts")
         if width % g:
-            raise MoescaleError(f"granularity {g} does not divide the expert width {width}")
-        out.update(expert_ffn=width // g, n_experts=out.get("n_experts", 0) * g,
-                   top_k=out.get("top_k", 0) * g)
-    if "activation_ratio" in fields:
-        r = _positive(fields["activation_ratio"], "activation_ratio")
-        if r > 1:
-            raise MoescaleError(f"activation_ratio must be at most 1, got {r}")
-        out["top_k"] = max(1, round(r * out.get("n_experts", 0)))
+            raise MoescaleError(f"granularity {g} does not divide the FFN width one token uses, "
+                                f"{width} (top_k × expert_ffn)")
+        total = out.get("n_experts", 0) * (out.get("expert_ffn") or width)
+        if out.get("n_experts", 0) > 1 and total % (width // g):
+            raise MoescaleError(f"granularity {g}: {out['n_experts']} experts of "
+                                f"{out.get('expert_ffn') or width} do not split into experts of "
+                                f"{width // g}")
+        out.update(expert_ffn=width // g, top_k=g,
+                   n_experts=total // (width // g) if out.get("n_experts", 0) > 1
+                   else out.get("n_experts", 0))
     if "shared_ratio" in fields:
         s = float(fields["shared_ratio"])
         if not 0 <= s < 1:
             raise MoescaleError(f"shared_ratio must be in [0, 1), got {s}")
         activated = out.get("top_k", 0) + out.get("n_shared_experts", 0)
-        shared = round(s * activated)
+        shared = s * activated
+        if abs(shared - round(shared)) > 1e-9:
+            raise MoescaleError(f"shared_ratio {s} of {activated} activated expert(s) is "
+                                f"{shared:g} shared experts, not a whole number")
+        shared = round(shared)
         if activated - shared < 1:
             raise MoescaleError(f"shared_ratio {s} leaves no routed expert of {activated}")
+        if out.get("n_experts", 0) > 1 and shared > out["n_experts"]:
+            raise MoescaleError(f"shared_ratio {s}: {shared} shared experts exceed the "
+                                f"{out['n_experts']} experts")
         out.update(n_shared_experts=shared, top_k=activated - shared)
+    if "activation_ratio" in fields:
+        r = _positive(fields["activation_ratio"], "activation_ratio")
+        if r > 1:
+            raise MoescaleError(f"activation_ratio must be at most 1, got {r}")
+        k = out.get("top_k") or 1
+        e = k / r
+        if abs(e - round(e)) > 1e-6 or round(e) < 2:
+            raise MoescaleError(f"activation_ratio {r} with top_k {k} needs {e:g} experts: "
+                                "not a whole number of at least 2")
+        out["n_experts"] = round(e)
     return out
+
+
+def routing_of_ratio_axes(fields: dict, train: dict) -> dict:
+    """``train`` with the gate's renormalisation of the ``G = 1`` model when a granularity
+    axis raised top-k (so the arms differ in granularity only), unless the spec sets it."""
+    if "granularity" not in fields or "norm_topk_prob" in train:
+        return train
+    from moescale.training.routing import resolve_norm_topk_prob
+
+    return {**train, "norm_topk_prob": resolve_norm_topk_prob(None, fields.get("top_k") or 1)}
+
+
+def _whole(value, name: str) -> int:
+    v = _positive(value, name)
+    if not float(v).is_integer():
+        raise MoescaleError(f"{name} must be a whole number, got {value!r}")
+    return int(v)
 
 
 def resolve_dense(fields: dict) -> dict:

@@ -246,7 +246,7 @@ def _row(run: RunSpec, epochs: float | None) -> dict[str, Any]:
     arch = run.arch()
     c = count(arch, "exact", context=arch.seq_len)
     return {"id": run.id, "budget": run.budget, "d": arch.hidden_size, "L": arch.n_layers,
-            "E": arch.n_experts, "top_k": arch.top_k, "N": c.total_params,
+            "E": arch.n_experts, "K": arch.top_k, "N": c.total_params,
             "N_active": c.active_params, "tokens": run.tokens, "steps": run.steps,
             "flops": run.flops, "own_flops": run.own_flops, "role": run.role,
             "trunk": run.trunk, "branch_step": run.branch_step,

@@ -13,8 +13,13 @@ Columns (units: parameters, tokens, FLOPs, nats per token, seconds):
   ``N_active_ne`` without embeddings; ``N_<conv>``, ``N_active_<conv>``, ``C_<conv>`` under
   each of the ``chinchilla``, ``holistic`` and ``kaplan`` conventions; ``M`` holistic FLOPs per
   token, ``M_over_Na``, ``N_over_Na`` (holistic ratios, Wan et al. 2026).
-- ``E`` routed experts (1 for a dense model, the papers' convention), ``top_k``, ``n_shared``, ``G`` granularity (Krajewski et al. 2024),
-  ``G_act`` activated experts and ``S`` shared ratio (Zhao et al. 2025), ``d``, ``L``.
+- The MoE vocabulary (README, "One vocabulary"): ``E`` routed experts (1 for a dense model,
+  the papers' convention), ``K`` routed experts chosen per token (top-k), ``n_shared`` shared
+  experts, ``G`` granularity against the dense model of equal active size (Krajewski et al.
+  2024; 1 for dense), ``G_act`` activated experts ``K + n_shared`` and ``S`` the shared
+  fraction (Zhao et al. 2025; a dense model is one activated expert, ``S = 0``),
+  ``activation_ratio`` ``N_a/N`` (non-embedding), ``arm`` the run's arm named by its axes
+  (``dense``, ``E 8``, ``E 16, K 2, G 2``; a ``[[arms]]`` label is ``tag_label``); ``d``, ``L``.
 - ``loss`` final eval loss, ``best_loss``, ``train_loss``, ``initial_loss``, ``lr``,
   ``batch_tokens``, ``seed``, ``wall_seconds``, ``tokens_per_second``, ``mfu``,
   ``spec_hash`` (the run id: a hash of its content), ``curve_path``, ``attempts``, ``error``
@@ -51,9 +56,11 @@ def run_columns(spec: dict[str, Any]) -> dict[str, Any]:
            "N": float(exact.total_params), "N_active": float(exact.active_params),
            "N_ne": float(exact.total_params_non_embedding),
            "N_active_ne": float(exact.active_params_non_embedding),
-           "E": float(max(arch.n_experts, 1)), "top_k": float(arch.top_k),
+           "E": float(max(arch.n_experts, 1)), "K": float(arch.top_k),
            "n_shared": float(arch.n_shared_experts), "G": arch.granularity,
-           "G_act": float(arch.activated_experts), "S": arch.shared_ratio,
+           "G_act": float(arch.activated_experts) if arch.is_moe else 1.0,
+           "S": arch.shared_ratio, "arm": arm_label(arch),
+           "activation_ratio": exact.active_params_non_embedding / exact.total_params_non_embedding,
            "d": float(arch.hidden_size), "L": float(arch.n_layers),
            "lr": float(run.train["lr"]), "batch_tokens": float(run.train["batch_tokens"]),
            "seed": run.seed, "spec_hash": run.id, "role": run.role, "trunk_id": run.trunk,
@@ -69,6 +76,21 @@ def run_columns(spec: dict[str, Any]) -> dict[str, Any]:
         row["N_over_Na"] = hol.params / hol.params_active
     row |= {f"tag_{k}": v for k, v in run.tags.items() if not isinstance(v, (list, dict))}
     return row
+
+
+def arm_label(arch: Architecture) -> str:
+    """``dense``, or the MoE's axes where they differ from the plainest MoE: ``E 8``,
+    ``E 16, K 2, G 2``, ``E 16, G 2, S 0.5``."""
+    if not arch.is_moe:
+        return "dense"
+    parts = [f"E {arch.n_experts}"]
+    if arch.top_k != 1:
+        parts.append(f"K {arch.top_k}")
+    if arch.granularity != 1:
+        parts.append(f"G {arch.granularity:g}")
+    if arch.shared_ratio:
+        parts.append(f"S {arch.shared_ratio:g}")
+    return ", ".join(parts)
 
 
 def result_columns(result: dict[str, Any] | None, run_dir: str | None) -> dict[str, Any]:

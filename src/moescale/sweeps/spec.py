@@ -8,6 +8,8 @@ seeds = [0]
 [base]                     # Architecture fields shared by every run
 [[points]]                 # optional: explicit points, fields that vary together
                            # (e.g. hidden_size with expert_ffn); crossed with [grid]
+[[arms]]                   # optional: the arms of a study (label = "G 2", fields and ratio
+                           # axes that vary together); crossed with points and [grid]
 [grid]                     # Cartesian product over Architecture fields, ratio axes
                            # (granularity, activation_ratio, shared_ratio) and [train] keys
 [train]                    # options of `moescale train`; lr / batch_tokens may name a law
@@ -39,8 +41,8 @@ from moescale.sweeps import axes
 from moescale.sweeps.reuse import with_trunks
 from moescale.training.config import MAX_TOKENS  # the trainer's limit (no torch import)
 
-TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "points", "grid",
-            "train", "holistic", "resources", "runs")
+TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "points", "arms",
+            "grid", "train", "holistic", "resources", "runs")
 # TrainConfig fields a spec may set (the sweep owns tokens, seed, out, resume and threads).
 TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "schedule",
               "warmup_fraction", "warmup_steps", "decay_fraction", "cooldown", "betas", "weight_decay", "grad_clip",
@@ -154,6 +156,7 @@ class SweepSpec:
     seeds: tuple[int, ...] = (0,)
     base: dict[str, Any] = field(default_factory=dict)
     points: tuple[dict[str, Any], ...] = ({},)
+    arms: tuple[dict[str, Any], ...] = ({},)
     grid: dict[str, list] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     holistic: dict[str, Any] | None = None
@@ -196,6 +199,7 @@ class SweepSpec:
                    convention=_convention(data.get("convention", "exact"), source),
                    seeds=_seeds(data.get("seeds", [0]), source),
                    base=_table(data, "base", source), points=_points(data, source),
+                   arms=_points(data, source, "arms"),
                    grid=_grid(data, source),
                    train={**DEFAULT_TRAIN, **train}, reuse=reuse,
                    holistic=_holistic(data, source),
@@ -220,14 +224,17 @@ class SweepSpec:
             per_point = len(h["m_over_na"]) * len(h["n_over_na"]) * (
                 d_points if isinstance(d_points, int) and d_points > 0 else 1)
         grid = math.prod(len(v) for v in self.grid.values())
-        n = len(self.budgets) * len(self.points) * grid * per_point * len(self.seeds)
+        n = (len(self.budgets) * len(self.points) * len(self.arms) * grid * per_point
+             * len(self.seeds))
         return n + sum(per_point * (1 if "seed" in r else len(self.seeds)) for r in self.runs)
 
     # ----- expansion -----------------------------------------------------------------------
     def expand(self) -> list[RunSpec]:
-        """Every run: budgets × points × grid points × holistic targets × seeds, in that order.
+        """Every run: budgets × points × arms × grid points × holistic targets × seeds, in that
+        order.
 
-        Runs whose content coincides (same id) appear once; ``[[runs]]`` entries come last.
+        Runs whose content coincides (same id) appear once — the dense model once per size
+        whatever the MoE axes say; ``[[runs]]`` entries come last.
         Expanded once per spec (a cached list; each call returns a copy).
         """
         cached = self.__dict__.get("_expanded")
@@ -241,9 +248,9 @@ class SweepSpec:
         runs: dict[str, RunSpec] = {}
         keys = list(self.grid)
         for budget in self.budgets:
-            for fixed, values in itertools.product(self.points,
-                                                   itertools.product(*(self.grid[k] for k in keys))):
-                point = {**fixed, **dict(zip(keys, values, strict=True))}
+            for fixed, arm, values in itertools.product(
+                    self.points, self.arms, itertools.product(*(self.grid[k] for k in keys))):
+                point = {**fixed, **arm, **dict(zip(keys, values, strict=True))}
                 for fields, train, tags in self._variants(budget, point):
                     for seed in self.seeds:
                         run = self._run(budget, fields, train, {**point, **tags}, seed)
@@ -262,9 +269,10 @@ class SweepSpec:
 
     def _variants(self, budget: float, point: dict):
         """(architecture fields, train settings, tags) for one budget and grid point."""
-        arch_point = {k: v for k, v in point.items() if k not in TRAIN_KEYS}
+        arch_point = {k: v for k, v in point.items() if k not in TRAIN_KEYS and k != "label"}
         train = {**self.train, **{k: v for k, v in point.items() if k in TRAIN_KEYS}}
         fields = {**self.base, **arch_point}
+        train = axes.routing_of_ratio_axes(fields, train)
         if "seq_len" in point:  # a grid or point value sets the context of model and training
             fields["seq_len"] = point["seq_len"]
         where = _where(budget, point)
@@ -280,6 +288,8 @@ class SweepSpec:
             raise MoescaleError(f"{self.source}: run {where}: {exc}") from None
 
     def _run(self, budget: float, fields: dict, train: dict, tags: dict, seed: int) -> RunSpec:
+        if fields.get("n_experts", 0) in (0, 1):  # dense: one run per size, whatever the arms
+            tags = {k: v for k, v in tags.items() if k not in DENSE_CLEARED}
         where = _where(budget, tags, seed)
         try:
             arch, counts, exact, a = self._model(fields, train)
@@ -402,12 +412,16 @@ def _check_text_file(path: Path) -> None:
 
 
 def _grid_point_overlap(spec: SweepSpec, source: str) -> None:
-    """A field both in [grid] and in a [[points]] table: the grid would silently win."""
-    both = sorted({k for p in spec.points for k in p} & set(spec.grid))
-    if both:
-        raise MoescaleError(f"{source}: {', '.join(both)} set both in [grid] and in [[points]]; "
-                            "the grid value would replace the point's — give each field in one "
-                            "of them")
+    """A field in two of [grid], [[points]] and [[arms]]: one would silently win."""
+    sets = {"[grid]": set(spec.grid), "[[points]]": {k for p in spec.points for k in p},
+            "[[arms]]": {k for p in spec.arms for k in p} - {"label"}}
+    names = list(sets)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = sorted(sets[a] & sets[b])
+            if both:
+                raise MoescaleError(f"{source}: {', '.join(both)} set both in {a} and in {b}; "
+                                    "one would replace the other — give each field in one of them")
 
 
 # ----- validation helpers -----------------------------------------------------------------------
@@ -485,19 +499,32 @@ def _grid(data: dict, source: str) -> dict[str, list]:
     return grid
 
 
-def _points(data: dict, source: str) -> tuple[dict, ...]:
-    points = data.get("points")
+# Tags a dense run does not keep: the MoE axes and fields that its dense model ignores.
+DENSE_CLEARED = ("granularity", "shared_ratio", "activation_ratio", "n_experts", "top_k",
+                 "n_shared_experts", "label")
+
+
+def _points(data: dict, source: str, key: str = "points") -> tuple[dict, ...]:
+    """``[[points]]`` (or ``[[arms]]``: the same, plus an optional text ``label``)."""
+    points = data.get(key)
     if points is None:
         return ({},)
     if not isinstance(points, list) or not points or not all(isinstance(p, dict) for p in points):
-        raise MoescaleError(f"{source}: 'points' must be a non-empty array of tables "
-                            "([[points]] sections)")
+        raise MoescaleError(f"{source}: '{key}' must be a non-empty array of tables "
+                            f"([[{key}]] sections)")
     allowed = _arch_fields() | set(axes.RATIO_AXES) | set(TRAIN_KEYS)
+    if key == "arms":
+        allowed |= {"label"}
     for i, point in enumerate(points, 1):
         unknown = sorted(set(point) - allowed)
         if unknown:
-            raise MoescaleError(f"{source}: [[points]] #{i} has unknown field(s) "
+            raise MoescaleError(f"{source}: [[{key}]] #{i} has unknown field(s) "
                                 f"{', '.join(unknown)}")
+        if "label" in point and (not isinstance(point["label"], str) or not point["label"].strip()):
+            raise MoescaleError(f"{source}: [[arms]] #{i}: label must be a non-empty string")
+    labels = [p["label"] for p in points if "label" in p]
+    if len(set(labels)) != len(labels):
+        raise MoescaleError(f"{source}: [[arms]] labels must differ, got {labels}")
     return tuple(points)
 
 
