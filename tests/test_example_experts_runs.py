@@ -23,6 +23,11 @@ KEY = ["budget", "d", "E", "seed"]
 BOOTSTRAP, SEED = 1000, 0  # the README's "--bootstrap 1000" with the default --seed
 
 
+def E_of(arm: str) -> float:
+    """The number of experts of an arm of the E comparison (``dense`` is E = 1)."""
+    return 1.0 if arm == "dense" else float(arm.split()[1])
+
+
 def runs() -> pd.DataFrame:
     return pd.read_csv(EXAMPLE / "runs.csv")
 
@@ -107,8 +112,8 @@ def test_seed_noise_reproduces(comparison):
 
 
 def test_best_loss_table_reproduces(comparison):
-    best = {(b.budget, b.E): b for b in comparison.best}
-    dense = {b.budget: b.loss for b in comparison.best if b.E == 1}
+    best = {(b.budget, E_of(b.arm)): b for b in comparison.best}
+    dense = {b.budget: b.loss for b in comparison.best if b.arm == "dense"}
     rows = [c for c in md_rows(r"\d(\.\d)?e1[12]") if len(c) == 6]
     assert len(rows) == 6
     for budget, e, loss, source, vs_dense, noise in rows:
@@ -138,7 +143,7 @@ def test_difference_intervals_and_verdicts_reproduce(bootstrapped):
     for m in bootstrapped.multipliers:
         if m.budget is None:
             continue
-        cell = rows[(m.budget, m.E)]
+        cell = rows[(m.budget, E_of(m.arm))]
         lo, hi = (f"{v:+.3f}".replace("-", "−") for v in m.delta_ci)
         assert f"({lo} – {hi})".replace("(+", "(") in cell[4], (cell, m.delta_ci)
         assert cell[5] == ("within" if m.within_noise else "beyond")
@@ -160,8 +165,8 @@ def test_multiplier_points_reproduce(comparison):
     cells = multiplier_cells()
     assert len(cells) == 6 and len(comparison.multipliers) == 6
     for m in comparison.multipliers:
-        point, _ = cells[(m.E, m.budget)]
-        assert math.isclose(round(m.multiplier, 2), point), (m.E, m.budget, m.multiplier)
+        point, _ = cells[(E_of(m.arm), m.budget)]
+        assert math.isclose(round(m.multiplier, 2), point), (E_of(m.arm), m.budget, m.multiplier)
 
 
 @pytest.mark.slow
@@ -171,8 +176,8 @@ def test_multiplier_intervals_reproduce(bootstrapped):
     assert f"{BOOTSTRAP} of {BOOTSTRAP} case-bootstrap replicates succeeded" in README
     cells = multiplier_cells()
     for m in bootstrapped.multipliers:
-        _, (lo, hi) = cells[(m.E, m.budget)]
-        assert (round(m.ci[0], 2), round(m.ci[1], 2)) == (lo, hi), (m.E, m.budget, m.ci)
+        _, (lo, hi) = cells[(E_of(m.arm), m.budget)]
+        assert (round(m.ci[0], 2), round(m.ci[1], 2)) == (lo, hi), (E_of(m.arm), m.budget, m.ci)
     for cells_text in md_rows(r"4e11|1\.2e12|geometric mean"):
         if len(cells_text) == 3:
             for text in cells_text[1:]:
@@ -180,7 +185,7 @@ def test_multiplier_intervals_reproduce(bootstrapped):
     readme_mc = {(E, b): float(re.search(r"±([\d.]+)\)", c).group(1))
                  for (E, b), c in _cells_text().items()}
     for m in bootstrapped.multipliers:
-        assert f"{m.ci_mc_error:.2g}" == f"{readme_mc[(m.E, m.budget)]:.2g}"
+        assert f"{m.ci_mc_error:.2g}" == f"{readme_mc[(E_of(m.arm), m.budget)]:.2g}"
     reordered = compare_experts(runs().iloc[::-1], x="N_active", bootstrap=BOOTSTRAP, seed=SEED)
     assert [m.ci for m in reordered.multipliers] == [m.ci for m in bootstrapped.multipliers]
 

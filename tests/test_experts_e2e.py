@@ -92,12 +92,13 @@ def test_fit_analyze_suggest_report_keep_the_dense_baseline(experts_store):
                            "--by", "E", "--bootstrap", "50", "--json", cwd=tmp)
     assert analyze.returncode == 0, analyze.stderr
     result = json.loads(analyze.stdout)
-    groups = {b["group"]["E"] for b in result["budgets"]}
-    assert groups == {1.0, 4.0, 8.0}
+    groups = {b["group"]["arm_key"] for b in result["budgets"]}
+    assert groups == {"dense", "E 4", "E 8"}  # dense is E = 1, its own arm
     experts = result["experts"]
-    assert {b["E"] for b in experts["best"]} == {1.0, 4.0, 8.0}
+    assert {b["arm"] for b in experts["best"]} == {"dense", "E 4", "E 8"}
+    assert experts["reference"] == "dense"
     assert experts["seed_noise"]["sd"] is not None and experts["seed_noise"]["n_configs"] == 2
-    assert {m["E"] for m in experts["multipliers"]} == {4.0, 8.0}
+    assert {m["arm"] for m in experts["multipliers"]} == {"E 4", "E 8"}
 
     suggest = run_moescale("sweep", "suggest", "--store", str(store), "--law",
                            "ludziejewski2025", "--target-compute", "1e10", "--n", "3",
@@ -116,10 +117,10 @@ def test_fit_analyze_suggest_report_keep_the_dense_baseline(experts_store):
                for s in json.loads(report.stdout)["skipped"]}
     assert not skipped & (SWEEP_FIGURES | {"fit_parity", "fit_residuals", "fit_params"})
     html = (out / "index.html").read_text()
-    assert "dense (E = 1)" in html and "Compute multiplier over dense" in html
-    # the dense panel of the isoFLOP figure and the dense line of the frontier are drawn
+    assert "for dense" in html and "Compute multiplier over dense" in html
+    # one isoFLOP panel per arm, named by its axes, and the dense line of the frontier
     svg = (out / "figures" / "isoflop.svg").read_text()
-    assert "dense (E = 1)" in svg
+    assert all(arm in svg for arm in ("dense", "E 4", "E 8"))
     assert "best dense run per budget" in (out / "figures" / "frontier.svg").read_text()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -57,6 +58,8 @@ def fmt_num(x: float | int | None, digits: int = 4) -> str:
     """Human-readable number: 46.7B, 131.1M, 12,345, 0.0123 (``digits`` significant digits)."""
     if x is None:
         return "-"
+    if abs(x) >= 1e21 or not math.isfinite(x):  # beyond any count of parameters or tokens
+        return f"{x:.{digits - 1}e}"
     for scale, suffix in ((1e18, "E"), (1e15, "P"), (1e12, "T"), (1e9, "B"), (1e6, "M")):
         if abs(x) >= scale:
             return f"{x / scale:.{digits}g}{suffix}"

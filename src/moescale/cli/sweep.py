@@ -438,14 +438,20 @@ def export_cmd(store_path, output, all_runs, law, trunk_points):
 @click.option("--x", "axis", default=None,
               help="Size axis of the isoFLOP curves: N (default), N_active, M_over_Na (default "
                    "for holistic sweeps), N_over_Na, d, …")
-@click.option("--by", default=None, help="Analyse separately per value of a column, e.g. E.")
+@click.option("--by", default=None,
+              help="Analyse per arm of a study axis — E, K, G, S, G_act, n_shared, "
+                   "activation_ratio or arm (dense is its own arm) — or per value of any column; "
+                   "an axis adds each arm's compute multiplier over --reference.")
+@click.option("--reference", default=None,
+              help="The arm the others are compared with, e.g. dense or 'G 1' [default: dense, "
+                   "else the first arm].")
 @click.option("--bootstrap", type=click.IntRange(0, 100_000), default=1000, show_default=True,
               help="Residual-bootstrap replicates per budget for the optimum's interval.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("-o", "--output", type=click.Path(file_okay=False),
               help="Folder for the power-law fits (NAME_fit.json, for plan --m-ratio-fit …).")
 @click.option("--json", "as_json", is_flag=True, help="Print the analysis as JSON.")
-def analyze_cmd(store_path, runs_file, axis, by, bootstrap, seed, output, as_json):
+def analyze_cmd(store_path, runs_file, axis, by, reference, bootstrap, seed, output, as_json):
     """Per-budget isoFLOP optima with intervals and their power laws in C.
 
     A budget whose minimum lies at the edge of the grid is refused, naming the edge to extend.
@@ -455,11 +461,12 @@ def analyze_cmd(store_path, runs_file, axis, by, bootstrap, seed, output, as_jso
       moescale sweep analyze --store sweep.db
       moescale sweep analyze --store sweep.db --x N_active --by E --json
       moescale sweep analyze --runs examples/experts-micro/runs.csv --x N_active --by E
+      moescale sweep analyze --runs examples/granularity-micro/runs.csv --x N_active --by G
       moescale sweep analyze --store holistic.db -o fits/ && \\
         moescale plan --compute 1e21 --m-ratio-fit fits/M_over_Na_opt_fit.json
     """
     from moescale.sweeps.analyze import analyze
-    from moescale.sweeps.experts import compare_experts, seed_noise
+    from moescale.sweeps.experts import ARM_AXES, arm_keys, compare_arms, seed_noise
     from moescale.sweeps.export import runs_frame
 
     if runs_file:
@@ -472,11 +479,17 @@ def analyze_cmd(store_path, runs_file, axis, by, bootstrap, seed, output, as_jso
         _report_problems(store)
     if frame.empty:
         raise MoescaleError(f"{runs_file or store_path} has no finished run to analyse")
-    result = analyze(frame, x=axis, by=by, bootstrap=bootstrap, seed=seed)
+    if reference is not None and by not in ARM_AXES:
+        raise MoescaleError(f"`reference` compares the arms of a study axis; give `by` as one of "
+                            f"{', '.join(ARM_AXES)}")
+    arms = by in ARM_AXES
+    grouped = frame.assign(arm_key=arm_keys(frame, by)) if arms else frame
+    result = analyze(grouped, x=axis, by="arm_key" if arms else by, bootstrap=bootstrap,
+                     seed=seed)
     written = _write_fits(result, output) if output else []
     done = frame[frame["loss"].notna()] if "loss" in frame.columns else frame
-    experts = compare_experts(done, x=result.x, bootstrap=bootstrap, seed=seed) \
-        if by == "E" else None
+    experts = compare_arms(done, by, reference, x=result.x, bootstrap=bootstrap, seed=seed) \
+        if arms else None
     noise = experts.noise if experts else seed_noise(done)
     if as_json:
         echo_json(result.to_dict() | {"written": written, "seed_noise": {
@@ -486,7 +499,9 @@ def analyze_cmd(store_path, runs_file, axis, by, bootstrap, seed, output, as_jso
     rows = []
     for b in result.budgets:
         ci = "-" if b.x_opt_ci is None else f"{fmt_num(b.x_opt_ci[0], 3)} – {fmt_num(b.x_opt_ci[1], 3)}"
-        rows.append((fmt_num(b.budget, 3), " ".join(f"{k}={v:g}" for k, v in b.group.items()),
+        rows.append((fmt_num(b.budget, 3), " ".join(
+                         str(v) if k == "arm_key" else f"{k}={v:g}" if isinstance(v, float | int)
+                         else f"{k}={v}" for k, v in b.group.items()),
                      b.n_runs, b.status, "-" if b.x_opt is None else fmt_num(b.x_opt, 4), ci,
                      "-" if b.D_opt is None else fmt_num(b.D_opt, 3),
                      "-" if b.loss_opt is None else f"{b.loss_opt:.4f}"))
@@ -506,41 +521,44 @@ def analyze_cmd(store_path, runs_file, axis, by, bootstrap, seed, output, as_jso
 
 
 def print_experts(comparison) -> None:
-    """The per-E best losses and compute multipliers over dense, as tables."""
-    dense = {b.budget: b.loss for b in comparison.best if b.E == 1}
-    by_key = {(m.E, m.budget): m for m in comparison.multipliers if m.budget is not None}
+    """The per-arm best losses and compute multipliers over the reference arm, as tables."""
+    from moescale.sweeps.experts import arm_order
+
+    ref = comparison.reference
+    ref_loss = {b.budget: b.loss for b in comparison.best if b.arm == ref}
+    by_key = {(m.arm, m.budget): m for m in comparison.multipliers if m.budget is not None}
 
     def verdict(b) -> tuple[str, str]:
-        m = by_key.get((b.E, b.budget))
-        if b.E == 1 or b.budget not in dense:
+        m = by_key.get((b.arm, b.budget))
+        if b.arm == ref or b.budget not in ref_loss:
             return "-", "-"
         ci = "" if m is None or m.delta_ci is None else \
             f" ({m.delta_ci[0]:+.3f} – {m.delta_ci[1]:+.3f})"
         within = m.within_noise if m is not None else comparison.noise.within(
-            b.loss - dense[b.budget])
-        return f"{b.loss - dense[b.budget]:+.4f}{ci}", _noise_word(within)
+            b.loss - ref_loss[b.budget])
+        return f"{b.loss - ref_loss[b.budget]:+.4f}{ci}", _noise_word(within)
 
-    rows = [(fmt_num(b.budget, 3), "dense" if b.E == 1 else f"{b.E:g}", b.n_runs,
-             fmt_num(b.x_opt, 4), f"{b.loss:.4f}", b.status, *verdict(b))
-            for b in comparison.best]
+    best = sorted(comparison.best, key=lambda b: (b.budget, arm_order(b.arm)))
+    rows = [(fmt_num(b.budget, 3), b.arm, b.n_runs, fmt_num(b.x_opt, 4), f"{b.loss:.4f}",
+             b.status, *verdict(b)) for b in best]
     pct = int(comparison.level * 100)
-    print_table(f"best loss per budget and number of experts (over {comparison.x}; vs dense with "
-                f"its {pct} % bootstrap interval)",
-                ["budget", "E", "runs", f"{comparison.x} at best", "best loss", "from",
-                 "vs dense", "noise"], rows)
+    print_table(f"best loss per budget and arm (over {comparison.x}; vs {ref} with its {pct} % "
+                "bootstrap interval)",
+                ["budget", "arm", "runs", f"{comparison.x} at best", "best loss", "from",
+                 f"vs {ref}", "noise"], rows)
     if comparison.multipliers:
         rows = [("all (geometric mean)" if m.budget is None else fmt_num(m.budget, 3),
-                 f"{m.E:g}", f"{m.multiplier:.3g}×",
+                 m.arm, f"{m.multiplier:.3g}×",
                  "-" if m.ci is None else f"{m.ci[0]:.3g}× – {m.ci[1]:.3g}×",
                  "-" if m.ci_mc_error is None else f"±{m.ci_mc_error:.2g}",
                  "yes" if m.extrapolated else "no")
                 for m in comparison.multipliers]
-        print_table(f"compute multiplier over dense at equal loss ({pct} % bootstrap intervals, "
+        print_table(f"compute multiplier over {ref} at equal loss ({pct} % bootstrap intervals, "
                     f"{comparison.bootstrap_ok} of {comparison.bootstrap} replicates; ends' "
                     "Monte-Carlo error)",
-                    ["budget", "E", "multiplier", "interval", "MC error", "extrapolated"], rows)
-    for line in comparison.messages:
-        click.echo(line)
+                    ["budget", "arm", "multiplier", "interval", "MC error", "extrapolated"], rows)
+    for message in comparison.messages:
+        click.echo(message)
 
 
 def _noise_word(within: bool | None) -> str:

@@ -9,6 +9,7 @@ vectorised together).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -271,7 +272,7 @@ def fit(law: Law | str, runs, *, holdout: str | None = None, bootstrap: int = 0,
     fit_options = dict(delta=delta, fixed=fixed, grid=grid, method=method, screen=screen,
                        polish_top=polish_top)
     law = _as_law(law)
-    runs = _as_runs(runs)
+    runs, _, scope_warnings = law_runs(law, _as_runs(runs))
     _check_options(law, delta, grid, method)
     runs.require([*law.variables, *([weights] if weights else [])], target=law.target)
     runs.check_domains(law)
@@ -289,9 +290,12 @@ def fit(law: Law | str, runs, *, holdout: str | None = None, bootstrap: int = 0,
     noise = support.seed_noise(runs.frame, law.target, level)  # σ is no fit: every run informs it
     if noise.sd is not None:
         data["seed_noise"] = noise.to_dict()
-    return _fit_arrays(law, v_all, y_all, test, w_all, bootstrap, level, seed, progress, data,
-                       {**fit_options, "progress": (lambda d, t: progress("fit", d, t))
-                        if progress else None}, ids=_run_ids(runs.frame), noise=noise)
+    result = _fit_arrays(law, v_all, y_all, test, w_all, bootstrap, level, seed, progress, data,
+                         {**fit_options, "progress": (lambda d, t: progress("fit", d, t))
+                          if progress else None}, ids=_run_ids(runs.frame), noise=noise)
+    if scope_warnings:
+        result = dataclasses.replace(result, warnings=[*scope_warnings, *result.warnings])
+    return result
 
 
 def _run_ids(frame) -> list[str] | None:
@@ -343,6 +347,35 @@ def _as_runs(runs):
                             f"{type(runs).__name__}")
     check_one_corpus(table.frame)
     return table
+
+
+def law_runs(law: Law, runs):
+    """``(runs as law reads them, mask of the runs kept, warnings)``: each variable the law
+    maps to another column (:attr:`Law.columns`: Zhao's G from ``G_act``) read from it, and
+    only the runs in the law's scope (:attr:`Law.scope`) — the others left out and named in
+    one warning; none in scope is an error naming the law's definition."""
+    from moescale.runs import RunTable
+
+    frame = runs.frame
+    mapped = {var: col for var, col in law.columns.items() if col in frame.columns}
+    if mapped:
+        frame = frame.assign(**{var: frame[col] for var, col in mapped.items()})
+        runs = RunTable(frame, runs.source, runs.derived, runs._rows)
+    if law.scope is None:
+        return runs, np.ones(len(runs), dtype=bool), []
+    mask, what = law.scope(runs)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.all():
+        return runs, mask, []
+    names = ([str(x) for x in frame["id"].to_numpy()[~mask]] if "id" in frame.columns
+             else [f"row {r}" for r in runs._rows[~mask]])
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    if not mask.any():
+        raise MoescaleError(f"law {law.name!r} is defined for {what}; none of the {len(runs)} "
+                            f"runs is ({shown})")
+    return runs.subset(mask), mask, [f"{law.name} is defined for {what}: left out "
+                                     f"{int((~mask).sum())} of {len(runs)} runs outside it "
+                                     f"({shown})"]
 
 
 def check_one_corpus(frame) -> None:

@@ -670,28 +670,38 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
             progress("laws", i, len(names))
         law = get_law(name)
         status, reason = law_status(law, runs, ~test)
+        if status == "ok":
+            try:
+                lruns, kept, scope_warnings = fitting.engine.law_runs(law, runs)
+                if not kept.all():  # laws are compared on the same runs, not on a subset
+                    status, reason = "not applicable", scope_warnings[0]
+            except MoescaleError as exc:
+                status, reason = "not applicable", str(exc)
+        ltest = test
+        if status == "ok":
+            status, reason = law_status(law, lruns, ~ltest)
         if status != "ok":
             scores.append(LawScore(name, status, reason, n_params=len(law.params)))
             continue
         t0 = time.perf_counter()
         delta = given_delta or default_delta(name)
         try:
-            res = fitting.fit(law, runs, holdout=holdout, bootstrap=bootstrap, level=level,
+            res = fitting.fit(law, lruns, holdout=holdout, bootstrap=bootstrap, level=level,
                            seed=seed, delta=delta, grid=grids.get(name), screen=screen,
                            **dict(fit_options or {}))
         except MoescaleError as exc:
             scores.append(LawScore(name, "failed", str(exc), delta=delta,
                                    n_params=len(law.params)))
             continue
-        v = runs.arrays(law.variables)
-        y = runs.target(law.target)
-        v_tr = {k: a[~test] for k, a in v.items()}
-        resid = np.log(y[~test]) - np.log(law.predict(res.params, v_tr))
+        v = lruns.arrays(law.variables)
+        y = lruns.target(law.target)
+        v_tr = {k: a[~ltest] for k, a in v.items()}
+        resid = np.log(y[~ltest]) - np.log(law.predict(res.params, v_tr))
         crit = information_criteria(resid, delta, len(law.params))
-        warnings = fit_warnings(law, res.params, v_tr, y[~test], res.optimizer)
+        warnings = fit_warnings(law, res.params, v_tr, y[~ltest], res.optimizer)
         opt = stab = None
         if target_compute and size_variable(law):
-            choices = choice_values(law, runs, at, ~test)
+            choices = choice_values(law, lruns, at, ~ltest)
             opt = optimum(law, res.params, target_compute, choices)
             if opt and not opt["interior"]:
                 warnings.append(f"the optimum at C = {target_compute:.3g} lies at the edge of "
@@ -700,13 +710,13 @@ def select_laws(runs, laws: str | Sequence[str] = "all", *, holdout: str | None 
                 stab = stability(law, opt, res.bootstrap_params, target_compute, choices, level)
         cv_fields = {}
         if cv:
-            cv_fields, cv_warn = _cross_validate(law, runs, cv_col, cv_values, delta,
+            cv_fields, cv_warn = _cross_validate(law, lruns, cv_col, cv_values, delta,
                                                  grids.get(name), screen, fit_options)
             warnings += cv_warn
         hold = res.holdout or {}
         scores.append(LawScore(
-            name, "ranked", None, delta=delta, n_params=len(law.params), n_train=int((~test).sum()),
-            n_holdout=int(test.sum()), train_rmse=float(res.train["rmse"]),
+            name, "ranked", None, delta=delta, n_params=len(law.params), n_train=int((~ltest).sum()),
+            n_holdout=int(ltest.sum()), train_rmse=float(res.train["rmse"]),
             holdout_rmse=float(hold.get("rmse", float("nan"))),
             holdout_max_error=float(hold.get("max_abs_error", float("nan"))),
             objective=float(res.objective["value"]), log_likelihood=crit["log_likelihood"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -116,6 +117,13 @@ class Law:
     convention: str
     log_loss: Callable[[Mapping[str, float], Mapping[str, np.ndarray]], np.ndarray]
     presets: dict[str, Preset] = field(default_factory=dict)
+    # The runs the law is defined for, beyond its variables' domains: ``scope(runs)`` returns
+    # ``(mask, description)`` (e.g. top-1 experts as wide as the dense FFN); fits leave the
+    # other runs out and say so (moescale.fitting.scoped). None: every run.
+    scope: Callable[[Any], tuple[np.ndarray, str]] | None = None
+    # Run-table columns a variable is read from when the paper's letter means another
+    # quantity than moescale's (Zhao et al.'s G is the activated experts, column ``G_act``).
+    columns: dict[str, str] = field(default_factory=dict)
     # --- fitting metadata (see moescale.fitting) -------------------------------------------
     # "Fit space": a parameter listed in ``log_params`` is optimised as its natural logarithm
     # (positive scale coefficients, as in the papers' log-sum-exp parametrisation); every other

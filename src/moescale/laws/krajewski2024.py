@@ -60,6 +60,11 @@ LAW = Law(
     params=("a", "alpha", "b", "beta", "g", "gamma", "c"), variables=("N", "D", "G"),
     convention="kaplan",
     log_loss=_log_loss,
+    scope=lambda runs: (runs.frame["E"].to_numpy(float) > 1
+                        if {"E", "K"} <= set(runs.frame.columns)
+                        else np.ones(len(runs.frame), dtype=bool),
+                        "MoE runs (E > 1; the dense fit is its own preset); a table that names "
+                        "no top-k K is taken as MoE runs"),
     presets={
         "moe": Preset(dict(a=18.1, alpha=0.115, b=30.8, beta=0.147, g=2.1, gamma=0.58, c=0.47),
                       f"{_CITE}, MoE fit"),

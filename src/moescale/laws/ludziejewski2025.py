@@ -97,12 +97,28 @@ def _derived(p):
 RUNS = {"N_active": (7.87e7, 2.72e9), "D": (5e8, 8e10), "E": (1.0, 32.0)}
 LR_RUNS = {"N_active": (2.73e7, 2.48e9), "E": (1.0, 32.0)}
 
+def _scope(runs):
+    """The paper's family: dense runs, or top-1 experts as wide as the dense FFN of equal
+    active size (``K = 1``, ``G = 1``; arXiv 2502.05172 §2). A table that names no top-k
+    (no ``K`` column, as a sweep export has) is taken as that family."""
+    frame = runs.frame
+    ok = np.ones(len(frame), dtype=bool)
+    if "K" not in frame:
+        return ok, ""
+    dense = frame["E"].to_numpy(float) == 1 if "E" in frame else ~ok
+    for col in ("K", "G"):
+        if col in frame:
+            ok &= dense | (frame[col].to_numpy(float) == 1)
+    return ok, "dense runs and top-1 experts as wide as the dense FFN (K = 1, G = 1)"
+
+
 LAW = Law(
     name="ludziejewski2025",
     citation="Ludziejewski et al. 2025, Joint MoE Scaling Laws (arXiv 2502.05172)",
     formula="a·Ê^δ·N_act^(α+γ·lnÊ) + b·Ê^ω·D^(β+ζ·lnÊ) + c",
     params=PARAMS, variables=("N_active", "D", "E"), convention="chinchilla",
     log_loss=_log_loss,
+    scope=_scope,
     presets={"ludziejewski2025": Preset(dict(TABLE3), "Table 3 of arXiv 2502.05172",
                                         ranges=RUNS)},
     # The paper's grid (arXiv 2502.05172): |α|, |β| ∈ {0.05, 0.25, 0.5} (signed negative here),

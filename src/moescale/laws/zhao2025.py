@@ -191,6 +191,9 @@ LAW = Law(
     params=tuple(TABLE2), variables=("N", "N_a", "D", "G", "S"), convention="holistic",
     log_loss=lambda p, v: np.log(loss(v["N"], v["N_a"], v["D"], v["G"], v["S"], p)),
     presets={"zhao2025": Preset(dict(TABLE2), "Table 2 of arXiv 2509.23678", ranges=RUNS)},
+    # the paper's G is the activated experts (shared + routed), moescale's column G_act; a
+    # dense run is one activated expert with no shared one (G_act = 1, S = 0)
+    columns={"G": "G_act"},
     # Positive coefficients fitted in log space; n (the linear S term) may be negative.
     # A modest grid over the exponents; the other coefficients start at round magnitudes.
     log_params=("e", "f", "m", "k", "h", "a", "b", "c", "eps"),

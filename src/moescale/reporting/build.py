@@ -91,7 +91,10 @@ class ReportInputs:
         runs = self.done()
         if runs is None or x not in runs.columns or "budget" not in runs.columns:
             return None
-        by = "E" if self.experts_vary() else None
+        arms = sweepfig.run_arms(runs)
+        by = "arm_key" if arms is not None else None
+        if arms is not None:
+            runs = runs.assign(arm_key=arms)
         distinct = runs.groupby(["budget", by] if by else ["budget"])[x].nunique()
         if distinct.max() < 3:
             return None
@@ -101,9 +104,10 @@ class ReportInputs:
             return analyze(runs, x=x, by=by, bootstrap=self.bootstrap, seed=self.seed)
 
     def experts_vary(self) -> bool:
-        """Whether the finished runs have two or more numbers of experts (dense = 1)."""
+        """Whether the finished runs form two or more arms (dense, numbers of experts,
+        granularities, shared experts: :func:`~moescale.reporting.sweeps.run_arms`)."""
         runs = self.done()
-        return runs is not None and "E" in runs.columns and runs["E"].nunique() >= 2
+        return runs is not None and sweepfig.run_arms(runs) is not None
 
     def experts_comparison(self):
         """Seed noise, best loss per (budget, E) and the compute multiplier over dense
@@ -113,11 +117,11 @@ class ReportInputs:
             ok = (self.experts_vary() and "budget" in runs.columns
                   and "N_active" in runs.columns)
             if ok:
-                from moescale.sweeps.experts import compare_experts
+                from moescale.sweeps.experts import compare_arms
 
-                self._cache["experts"] = compare_experts(runs, x="N_active",
-                                                         bootstrap=self.bootstrap,
-                                                         seed=self.seed)
+                by = "arm" if "arm" in runs.columns else "E"
+                self._cache["experts"] = compare_arms(runs, by, x="N_active",
+                                                      bootstrap=self.bootstrap, seed=self.seed)
             else:
                 self._cache["experts"] = None
         return self._cache["experts"]

@@ -207,7 +207,8 @@ def _sweep_items(inp) -> list[str]:
                 items.append(text)
         bad = [b for b in a.budgets if b.status in ("edge-low", "edge-high")]
         for b in bad:
-            where = "".join(f" ({k} = {v:g})" for k, v in b.group.items())
+            where = "".join(f" ({v})" if isinstance(v, str) else f" ({k} = {v:g})"
+                            for k, v in b.group.items())
             items.append(f'<span class="warn">{e(b.message + where)}</span>')
     return items + _experts_items(inp)
 
@@ -218,9 +219,9 @@ def _optimum_sentence(x: str, budgets: list, power_laws: dict, group: tuple) -> 
     if not ok:
         return None
     top = max(ok, key=lambda b: b.budget)
-    suffix = "".join(f"[{k}={v:g}]" for k, v in group)
-    who = "".join(" for dense (E = 1)" if (k, v) == ("E", 1) else f" for {k} = {v:g}"
-                  for k, v in group)
+    suffix = "".join(f"[{v}]" if isinstance(v, str) else f"[{k}={v:g}]" for k, v in group)
+    who = "".join(f" for {v}" if isinstance(v, str) else " for dense (E = 1)"
+                  if (k, v) == ("E", 1) else f" for {k} = {v:g}" for k, v in group)
     ci = (f" (interval {_num(top.x_opt_ci[0], 3)} – {_num(top.x_opt_ci[1], 3)})"
           if top.x_opt_ci else "")
     text = (f"Optimal <b>{e(x)}</b>{e(who)} at the largest budget with an interior optimum "
@@ -249,15 +250,16 @@ def _experts_items(inp) -> list[str]:
         for m in summary:
             mc = f", ends ±{m.ci_mc_error:.2g}" if m.ci_mc_error is not None else ""
             ci = f" ({m.ci[0]:.3g}–{m.ci[1]:.3g}×{mc})" if m.ci else " (no interval)"
-            parts.append(f"E = {m.E:g}: <b>{m.multiplier:.3g}×</b>{ci}"
+            parts.append(f"{e(m.arm)}: <b>{m.multiplier:.3g}×</b>{ci}"
                          + (" <i>extrapolated</i>" if m.extrapolated else ""))
-        items.append("Compute multiplier over dense at equal loss (geometric mean over "
+        items.append(f"Compute multiplier over {e(comparison.reference)} at equal loss "
+                     "(geometric mean over "
                      "budgets, " f"{int(100 * comparison.level)} % bootstrap interval): "
                      + "; ".join(parts) + ".")
     within = [m for m in comparison.multipliers if m.within_noise]
     if within:
-        cells = ", ".join(f"E = {m.E:g} at C = {sci(m.budget)}" for m in within)
-        items.append(f'<span class="warn">Not distinguishable from dense (the interval of the '
+        cells = ", ".join(f"{m.arm} at C = {sci(m.budget)}" for m in within)
+        items.append(f'<span class="warn">Not distinguishable from the reference arm (the interval of the '
                      f'best-loss difference contains 0, or within the seed noise): '
                      f'{e(cells)}</span>')
     items += [f'<span class="warn">{e(msg)}</span>' for msg in comparison.messages]

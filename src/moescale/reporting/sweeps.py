@@ -61,16 +61,43 @@ def _members(runs: pd.DataFrame, opt) -> pd.DataFrame:
     return runs.loc[keep]
 
 
+def run_arms(runs: pd.DataFrame) -> pd.Series | None:
+    """Each run's arm, named by its axes (the export's ``arm``, else its number of experts:
+    ``dense``, ``E 8``, ``E 16, K 2, G 2``), or None when the runs are one arm."""
+    from moescale.sweeps.experts import arm_keys
+
+    by = "arm" if "arm" in runs.columns else "E" if "E" in runs.columns else None
+    if by is None:
+        return None
+    keys = arm_keys(runs, by)
+    return keys if keys.nunique() > 1 else None
+
+
+def arm_colours(arms) -> dict[str, Any]:
+    """One colour per arm, the same in every figure: dense near-black, the others Okabe–Ito in
+    the arms' order (dense first, then by their axis value)."""
+    from moescale.sweeps.experts import arm_order
+
+    ordered = sorted(set(arms), key=arm_order)
+    palette = [c for c in style.OKABE_ITO if c != style.OKABE_ITO[0]] + [style.OKABE_ITO[0]]
+    others = iter(palette * (len(ordered) // len(palette) + 1))
+    return {a: "0.15" if a == "dense" else next(others) for a in ordered}
+
+
 def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "loss"):
     """Loss against ``x`` (model size, or ``M_over_Na``, ``N_over_Na``, ``d``) per budget, with
     each budget's fitted parabola, its minimum and the minimum's interval from ``analysis``.
-    When the runs have several numbers of experts ``E``, one panel per ``E`` (dense = 1
-    first), each with the parabolas of its own group: sizes of different E are not pooled."""
+    When the runs form several arms (numbers of experts, granularities, shared experts), one
+    panel per arm named by its axes (dense first), each with the parabolas of its own group:
+    sizes of different arms are not pooled."""
+    from moescale.sweeps.experts import arm_order
+
     x = x or attr(analysis, "x") or "N"
     runs = done_runs(runs)
     _require(runs, [x, y, "budget"], "isoflop")
-    experts = sorted(runs["E"].unique()) if "E" in runs.columns else []
-    panels = [(e, runs[runs["E"] == e]) for e in experts] if len(experts) > 1 else [(None, runs)]
+    arms = run_arms(runs)
+    panels = ([(a, runs[arms == a]) for a in sorted(arms.unique(), key=arm_order)]
+              if arms is not None else [(None, runs)])
     width = style.WIDTH if len(panels) == 1 else min(4.2 * len(panels), 13.0)
     fig, axes = style.figure(ncols=len(panels), width=width, sharey=True)
     axes = np.atleast_1d(axes)
@@ -79,11 +106,11 @@ def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "l
     optima = _budgets(analysis) if analysis is not None else []
     edge_seen = False
     for ax, (e, members) in zip(axes, panels, strict=True):
-        mine = [o for o in optima if e is None or (attr(o, "group") or {}).get("E", e) == e]
+        mine = [o for o in optima if e is None or (attr(o, "group") or {}).get("arm_key", e) == e]
         edge_seen |= _isoflop_panel(ax, members, mine, x, y, norm)
         ax.set_xlabel(label(x))
         if e is not None:
-            ax.set_title("dense (E = 1)" if e == 1 else f"E = {e:g} experts")
+            ax.set_title(e, color=arm_colours(arms)[e] if e != "dense" else "0.15")
     axes[0].set_ylabel(label(y))
     _budget_colorbar(fig, axes[-1] if len(axes) == 1 else list(axes), norm)
     what = {"N": "model size", "N_active": "active size"}.get(x, style.label(x).split(" (")[0])
@@ -91,7 +118,7 @@ def isoflop(runs: pd.DataFrame, analysis=None, x: str | None = None, y: str = "l
     if len(panels) == 1:
         axes[0].set_title(title)
     else:
-        fig.suptitle(title + ", per number of experts")
+        fig.suptitle(title + ", per arm")
     if analysis is not None:
         msg = "◆ parabola minimum with its interval"
         if edge_seen:
@@ -200,14 +227,17 @@ def frontier(runs: pd.DataFrame, analysis=None, fit=None, target_compute: float 
                        rasterized=len(runs) > 5000)
     every.set_in_layout(False)
     group = "budget" if "budget" in runs.columns else "C"
-    experts = sorted(runs["E"].unique()) if "E" in runs.columns else []
-    if len(experts) > 1:  # one best-per-budget line per number of experts, dense marked
-        for i, e in enumerate(experts):
-            sub = runs[runs["E"] == e]
+    arms = run_arms(runs)
+    if arms is not None:  # one best-per-budget line per arm, dense marked, the arms' colours
+        from moescale.sweeps.experts import arm_order
+
+        colours = arm_colours(arms)
+        for e in sorted(arms.unique(), key=arm_order):
+            sub = runs[arms == e]
             best = sub.loc[sub.groupby(group)["loss"].idxmin()].sort_values("C")
-            ax.plot(best["C"], best["loss"], "s--" if e == 1 else "o-", ms=5, lw=1.1,
-                    color=style.OKABE_ITO[(i + 1) % len(style.OKABE_ITO)], zorder=3,
-                    label="best dense run per budget" if e == 1 else f"best E = {e:g} run")
+            ax.plot(best["C"], best["loss"], "s--" if e == "dense" else "o-", ms=5, lw=1.1,
+                    color=colours[e], zorder=3,
+                    label="best dense run per budget" if e == "dense" else f"best {e} run")
     else:
         best = runs.loc[runs.groupby(group)["loss"].idxmin()].sort_values("C")
         ax.plot(best["C"], best["loss"], "o-", color=style.OKABE_ITO[1], ms=5, lw=1.1,
@@ -439,34 +469,38 @@ def size_groups(values: np.ndarray, tolerance: float = 0.05) -> np.ndarray:
 
 
 def experts(comparison):
-    """Best loss ``L*_E(C)`` against the number of experts ``E``, one line per budget (log E
-    axis; dense, ``E = 1``, drawn as a square), with the seed noise as error bars: a
-    :class:`~moescale.sweeps.experts.ExpertsComparison`."""
+    """Best loss ``L*(C)`` of each arm (dense, numbers of experts, granularities …; categorical
+    axis in the arms' order, dense drawn as a square), one line per budget, with the seed
+    noise as error bars: an :class:`~moescale.sweeps.experts.ArmsComparison`."""
+    from moescale.sweeps.experts import arm_order
+
     best = list(attr(comparison, "best") or [])
-    if len({float(attr(b, "E")) for b in best}) < 2:
-        raise FigureUnavailable("experts needs runs at two or more numbers of experts")
+    arms = sorted({attr(b, "arm") for b in best}, key=arm_order)
+    if len(arms) < 2:
+        raise FigureUnavailable("experts needs runs of two or more arms (e.g. dense and E 8)")
     noise = attr(comparison, "noise")
     sd = attr(noise, "sd") if noise is not None else None
     fig, ax = style.figure()
     budgets = sorted({float(attr(b, "budget")) for b in best})
     norm = style.budget_norm(budgets)
     cmap = style.pyplot().get_cmap(style.SEQUENTIAL)
+    pos = {a: i for i, a in enumerate(arms)}
     for budget in budgets:
         rows = sorted((b for b in best if float(attr(b, "budget")) == budget),
-                      key=lambda b: float(attr(b, "E")))
-        E = np.array([float(attr(b, "E")) for b in rows])
+                      key=lambda b: pos[attr(b, "arm")])
+        X = np.array([pos[attr(b, "arm")] for b in rows], float)
         L = np.array([float(attr(b, "loss")) for b in rows])
         colour = cmap(norm(budget))
-        ax.errorbar(E, L, yerr=None if sd is None else sd, fmt="o-", color=colour, ms=5,
+        ax.errorbar(X, L, yerr=None if sd is None else sd, fmt="o-", color=colour, ms=5,
                     capsize=3, lw=1.2, label=f"C = {style.sci(budget)}")
-        dense = E == 1
+        dense = np.array([attr(b, "arm") == "dense" for b in rows])
         if dense.any():
-            ax.scatter(E[dense], L[dense], marker="s", s=70, facecolors="white",
+            ax.scatter(X[dense], L[dense], marker="s", s=70, facecolors="white",
                        edgecolors=colour, linewidths=1.6, zorder=5)
-    style.logscale(ax, "x", base=2)
-    ax.set_xlabel(label("E") + " (1 = dense, □)")
+    ax.set_xticks(range(len(arms)), arms, rotation=15 if len(arms) > 4 else 0)
+    ax.set_xlabel("arm (dense □)")
     ax.set_ylabel("best loss at the budget (nats/token)")
-    ax.set_title("best loss against the number of experts, per compute budget")
+    ax.set_title("best loss of each arm, per compute budget")
     ax.legend(loc="upper right")
     style.note(ax, "error bars: seed noise σ" if sd is not None
                else "no repeated seeds: seed noise unknown", "lower left")
@@ -506,42 +540,49 @@ def experts_at_size(runs: pd.DataFrame, size: str | None = None):
 
 
 def compute_multiplier(comparison):
-    """The compute multiplier of each ``E`` over dense at equal loss (Ludziejewski et al. 2025,
-    arXiv 2502.05172), per budget and as the geometric mean, with bootstrap intervals; 1 is
-    dense (no saving)."""
+    """The compute multiplier of each arm over the reference arm at equal loss (Ludziejewski
+    et al. 2025, arXiv 2502.05172), per budget (side by side, a colour per budget) and as the
+    geometric mean (black diamond), with bootstrap intervals; 1 is the reference (no saving)."""
+    from moescale.sweeps.experts import arm_order
+
     mults = [m for m in attr(comparison, "multipliers") or []
              if attr(m, "multiplier") is not None]
+    reference = attr(comparison, "reference", "dense")
     if not mults:
-        raise FigureUnavailable("compute_multiplier needs dense runs at two or more budgets and MoE "
-                         "runs")
+        raise FigureUnavailable(f"compute_multiplier needs the reference arm ({reference}) at two "
+                                "or more budgets and another arm")
     fig, ax = style.figure()
+    arms = sorted({attr(m, "arm") for m in mults}, key=arm_order)
+    pos = {a: i for i, a in enumerate(arms)}
     budgets = sorted({float(attr(m, "budget")) for m in mults if attr(m, "budget") is not None})
     norm = style.budget_norm(budgets or [1.0])
     cmap = style.pyplot().get_cmap(style.SEQUENTIAL)
-    series = [(b, cmap(norm(b)), f"C = {style.sci(b)}", 0.93 + 0.14 * i / max(len(budgets), 1))
-              for i, b in enumerate(budgets)] + [(None, "0.1", "all budgets (geometric mean)", 1.0)]
-    for budget, colour, name, shift in series:
-        rows = sorted((m for m in mults if attr(m, "budget") == budget),
-                      key=lambda m: float(attr(m, "E")))
+    n = len(budgets) + 1
+    series = [(b, cmap(norm(b)), f"C = {style.sci(b)}") for b in budgets] + \
+        [(None, "0.1", "all budgets (geometric mean)")]
+    for j, (budget, colour, name) in enumerate(series):
+        rows = [m for m in mults if attr(m, "budget") == budget]
         if not rows:
             continue
-        E = np.array([float(attr(m, "E")) for m in rows]) * shift
+        X = np.array([pos[attr(m, "arm")] for m in rows], float) + 0.5 * (j / (n - 1) - 0.5
+                                                                           if n > 1 else 0)
         v = np.array([float(attr(m, "multiplier")) for m in rows])
         ci = [attr(m, "ci") for m in rows]
         err = None
         if all(c is not None for c in ci):
             err = [np.maximum(v - [c[0] for c in ci], 0), np.maximum([c[1] for c in ci] - v, 0)]
-        ax.errorbar(E, v, yerr=err, fmt="D" if budget is None else "o", color=colour, ms=6
+        ax.errorbar(X, v, yerr=err, fmt="D" if budget is None else "o", color=colour, ms=6
                     if budget is None else 4, capsize=3, lw=1.1, label=name,
                     zorder=5 if budget is None else 3)
-    ax.axhline(1.0, color="0.4", ls="--", lw=1, label="dense (no saving)")
-    style.logscale(ax, "x", base=2)
-    ax.set_xlabel(label("E"))
-    ax.set_ylabel("compute multiplier over dense at equal loss")
-    ax.set_title("compute an MoE saves over dense")
+    ax.axhline(1.0, color="0.4", ls="--", lw=1, label=f"{reference} (no saving)")
+    ax.set_xticks(range(len(arms)), arms, rotation=15 if len(arms) > 4 else 0)
+    ax.set_xlim(-0.6, len(arms) - 0.4)
+    ax.set_xlabel("arm")
+    ax.set_ylabel(f"compute multiplier over {reference} at equal loss")
+    ax.set_title(f"compute each arm saves over {reference}")
     ax.legend(loc="upper left")
-    ok, n = attr(comparison, "bootstrap_ok"), attr(comparison, "bootstrap")
-    style.note(ax, f"{int(100 * attr(comparison, 'level', 0.95))} % intervals from {ok} of {n} "
+    ok, nb = attr(comparison, "bootstrap_ok"), attr(comparison, "bootstrap")
+    style.note(ax, f"{int(100 * attr(comparison, 'level', 0.95))} % intervals from {ok} of {nb} "
                "bootstrap replicates" if ok else "no intervals", "upper right")
     return fig
 

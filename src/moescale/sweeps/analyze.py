@@ -181,7 +181,7 @@ def _power_laws(optima: list[IsoflopOptimum], x: str, by: str | None) -> dict[st
         members = [o for o in ok if tuple(o.group.items()) == key]
         if len(members) < 2:
             continue
-        suffix = "".join(f"[{k}={v:g}]" for k, v in key)
+        suffix = "".join(f"[{v}]" if isinstance(v, str) else f"[{k}={v:g}]" for k, v in key)
         C = np.array([o.budget for o in members])
         for name, values in ((f"{x}_opt", [o.x_opt for o in members]),
                              ("D_opt", [o.D_opt for o in members])):

@@ -41,8 +41,6 @@ from moescale.sweeps.spec import TRAIN_KEYS, RunSpec, run_id
 
 CONVENTIONS = ("chinchilla", "holistic", "kaplan")
 DATA_COLUMNS = ("corpus", "tokenizer")
-# Laws whose variable G means activated experts (Zhao et al. 2025), not granularity.
-ACTIVATED_G_LAWS = ("zhao2025",)
 
 
 def run_columns(spec: dict[str, Any]) -> dict[str, Any]:
@@ -169,8 +167,7 @@ def law_mapping(law_name: str | None, frame_columns) -> dict[str, str]:
             source = f"{var}_{law.convention}"
             if source in frame_columns:
                 mapping[var] = source
-    if law.name in ACTIVATED_G_LAWS:
-        mapping["G"] = "G_act"
+    mapping.update({var: col for var, col in law.columns.items() if col in frame_columns})
     return mapping
 
 
