@@ -306,8 +306,9 @@ def _log_loss_ticks(ax) -> None:
 
 
 # ----- optima against compute -----------------------------------------------------------------
-def _optimum_points(analysis, field: str, ci_field: str | None):
-    opts = [b for b in _budgets(analysis) if attr(b, field) is not None]
+def _optimum_points(analysis, field: str, ci_field: str | None, arm: str | None = None):
+    opts = [b for b in _budgets(analysis) if attr(b, field) is not None
+            and (arm is None or (attr(b, "group") or {}).get("arm_key") == arm)]
     cs = np.array([float(attr(b, "budget")) for b in opts])
     ys = np.array([float(attr(b, field)) for b in opts])
     cis = np.array([(attr(b, ci_field) if ci_field else None) or (np.nan, np.nan)
@@ -335,20 +336,28 @@ def optima(analyses: Mapping[str, Any]):
                              height=3.9)
     axes = np.atleast_1d(axes)
     for ax, (x, analysis, field, ci_field, law_name) in zip(axes, panels, strict=True):
-        cs, ys, cis = _optimum_points(analysis, field, ci_field)
-        err = np.vstack([ys - cis[:, 0], cis[:, 1] - ys])
-        err = np.where(np.isfinite(err), np.maximum(err, 0), 0)
-        ax.errorbar(cs, ys, yerr=err, fmt="o", color=style.OKABE_ITO[0], capsize=3, zorder=3,
-                    label="isoFLOP optimum" + (" ± interval" if ci_field else ""))
-        law = (attr(analysis, "power_laws") or {}).get(law_name)
-        params = attr(law, "params") or {}
-        if "k" in params and "p" in params and cs.size:
-            k, p = float(params["k"]), float(params["p"])
-            grid = np.geomspace(cs.min() / 1.5, cs.max() * 1.5, 50)
-            ci = (attr(law, "ci") or {}).get("p")
-            extra = f", p in [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
-            ax.plot(grid, k * grid**p, color=style.OKABE_ITO[1], lw=1.5, zorder=2,
-                    label=f"${k:.3g}\\cdot C^{{{p:.3f}}}${extra}")
+        arms = sorted({(attr(b, "group") or {}).get("arm_key") for b in _budgets(analysis)}
+                      - {None})
+        colours = arm_colours(arms) if arms else {}
+        for arm in arms or [None]:  # one colour per arm, the same as in the other figures
+            cs, ys, cis = _optimum_points(analysis, field, ci_field, arm)
+            if not cs.size:
+                continue
+            colour = colours.get(arm, style.OKABE_ITO[0])
+            err = np.vstack([ys - cis[:, 0], cis[:, 1] - ys])
+            err = np.where(np.isfinite(err), np.maximum(err, 0), 0)
+            ax.errorbar(cs, ys, yerr=err, fmt="o", color=colour, capsize=3, zorder=3,
+                        label=(arm + ": " if arm else "") + "isoFLOP optimum"
+                        + (" ± interval" if ci_field else ""))
+            law = (attr(analysis, "power_laws") or {}).get(law_name + (f"[{arm}]" if arm else ""))
+            params = attr(law, "params") or {}
+            if "k" in params and "p" in params:
+                k, p = float(params["k"]), float(params["p"])
+                grid = np.geomspace(cs.min() / 1.5, cs.max() * 1.5, 50)
+                ci = (attr(law, "ci") or {}).get("p")
+                extra = f", p in [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+                ax.plot(grid, k * grid**p, color=colour if arm else style.OKABE_ITO[1], lw=1.5,
+                        zorder=2, label=f"${k:.3g}\\cdot C^{{{p:.3f}}}${extra}")
         style.logscale(ax, "x")
         if x != "N_over_Na":
             style.logscale(ax, "y")
