@@ -51,9 +51,15 @@ MIN_OK_SHARE = 0.8  # share of bootstrap replicates that must succeed for an int
 ARM_AXES = ("E", "K", "G", "S", "G_act", "n_shared", "activation_ratio", "arm")
 
 
+AXES = ("E", "K", "G", "S")  # the axes that name an arm
+
+
 def arm_keys(frame, by: str = "E"):
     """Each run's arm: ``dense`` for a dense run (``E = 1``), else ``"BY VALUE"`` (``E 8``,
-    ``G 2``) or, for ``by = "arm"``, the arm's own label (``E 16, K 2, G 2``)."""
+    ``G 2``) or, for ``by = "arm"``, the arm's own label (``E 16, K 2, G 2``). Runs of one
+    value of ``by`` that differ in another axis are kept apart, that axis named
+    (``G 2, K 2, S 0`` and ``G 2, K 1, S 0.5``): an analysis by G never pools shared-expert
+    arms with plain ones."""
     import pandas as pd
 
     if by not in frame.columns:
@@ -61,8 +67,17 @@ def arm_keys(frame, by: str = "E"):
                             f"{', '.join(c for c in ARM_AXES if c in frame.columns)}")
     values = frame[by]
     keys = values.astype(str) if by == "arm" else values.map(lambda v: f"{by} {float(v):g}")
-    if "E" in frame.columns:
-        keys = keys.where(frame["E"].astype(float) != 1, "dense")
+    dense = frame["E"].astype(float) == 1 if "E" in frame.columns else pd.Series(False, frame.index)
+    if by != "arm":
+        others = [a for a in AXES if a != by and a in frame.columns]
+        moe = frame[~dense]
+        for key in keys[~dense].unique():
+            rows = moe.index[keys[~dense] == key]
+            varying = [a for a in others if frame.loc[rows, a].nunique() > 1]
+            if varying:
+                keys.loc[rows] = [key + "".join(f", {a} {float(frame.at[i, a]):g}"
+                                                for a in varying) for i in rows]
+    keys = keys.where(~dense, "dense")
     return pd.Series(keys, index=frame.index, name="arm_key")
 
 
