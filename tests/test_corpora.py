@@ -305,3 +305,22 @@ def test_export_columns_and_fit_refuses_mixed_corpora():
     with pytest.raises(MoescaleError, match=r"mix 2 corpora: kjv@aa \(5 runs\), web@bb \(3 runs\)"):
         fitting.fit("chinchilla", frame)
     fitting.fit("chinchilla", frame.assign(corpus="kjv@aa"))  # one corpus fits
+
+
+@pytest.mark.parametrize("where", ["same file", "source folder", "inside the folder",
+                                   "folder holding the file"])
+def test_prepare_never_replaces_its_own_source(run, tmp_path, docs, where):
+    """An `out` that is, contains or lies inside the source is refused, with or without
+    --force, and the user's text is untouched."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    text = folder / "corpus.txt"
+    text.write_text("\n".join(docs[:50]))
+    before = text.read_bytes()
+    data, out = {"same file": (text, text), "source folder": (folder, folder),
+                 "inside the folder": (folder, folder / "prepared"),
+                 "folder holding the file": (text, folder)}[where]
+    code, stdout, err = run("data", "prepare", data, "-o", out, "--force", "--threads", "1")
+    assert code == 2 and not stdout
+    assert err.startswith("Error:") and "lies inside" in err and len(err.strip().splitlines()) == 1
+    assert text.read_bytes() == before and folder.is_dir()

@@ -88,6 +88,13 @@ def test_the_granularity_loop(tmp_path):
     fine = run_moescale("sweep", "analyze", "--store", str(store), "--x", "N_active",
                         "--by", "G", "--reference", "G 1", "--bootstrap", "0", cwd=tmp_path)
     assert fine.returncode == 0 and "over G 1" in fine.stdout
+    # Krajewski's law fits N, D, G from the store, leaving the dense runs out and saying so
+    kraj = run_moescale("fit", "--store", str(store), "--law", "krajewski2024", "--json",
+                        cwd=tmp_path)
+    assert kraj.returncode == 0, kraj.stderr
+    kfit = json.loads(kraj.stdout)
+    assert kfit["data"]["n_runs"] == 13 and any("left out 6 of 19 runs" in w
+                                                for w in kfit["warnings"])
     report = run_moescale("report", "--store", str(store), "-o", str(tmp_path / "report"),
                           "--bootstrap", "50", "--json", cwd=tmp_path)
     assert report.returncode == 0, report.stderr

@@ -181,3 +181,18 @@ def test_spec_refuses_renormalised_top1_and_records_the_default():
     assert runs[0].train["norm_topk_prob"] is False
     with pytest.raises(MoescaleError, match="norm_topk_prob"):
         SweepSpec.from_dict({**spec, "train": {**spec["train"], "norm_topk_prob": True}})
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"base_seq_len": 0}, r"\[base\] seq_len must be a whole number of at least 2"),
+    ({"compile": "yes"}, "`compile` must be true or false"),
+])
+def test_silent_settings_are_refused(tmp_path, extra, message):
+    """An audit found `seq_len = 0` silently trained at 256 and `compile = "yes"` accepted."""
+    from sweep_helpers import micro_spec
+
+    path = micro_spec(tmp_path, train='compile = "yes"' if "compile" in extra else "")
+    if "base_seq_len" in extra:
+        path.write_text(path.read_text().replace("seq_len = 32", "seq_len = 0"))
+    with pytest.raises(MoescaleError, match=message):
+        SweepSpec.load(path)

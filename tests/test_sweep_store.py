@@ -121,3 +121,22 @@ def test_not_a_store(tmp_path):
         SweepStore(bad)
     with pytest.raises(MoescaleError, match="sweep store not found"):
         SweepStore(tmp_path / "missing.db", create=False)
+
+
+def test_a_closed_store_is_one_file(tmp_path):
+    """Closing a writer folds the write-ahead log into the file: copying sweep.db alone after
+    the driver exits copies every result (an audit copied an empty store before)."""
+    import shutil
+
+    spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16, 24]"))
+    with SweepStore(tmp_path / "s.db") as s:
+        s.add_runs(spec.expand())
+        claim = s.claim()
+        assert s.finish(claim.run.id, claim.token, {"eval_loss": 2.5})
+    assert not (tmp_path / "s.db-wal").exists() or (tmp_path / "s.db-wal").stat().st_size == 0
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(tmp_path / "s.db", copy / "s.db")  # the file alone
+    with SweepStore(copy / "s.db", create=False, readonly=True) as c:
+        rows = {r["id"]: r for r in c.rows()}
+    assert len(rows) == 2 and rows[claim.run.id]["result"] == {"eval_loss": 2.5}

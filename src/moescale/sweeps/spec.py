@@ -591,6 +591,11 @@ def _seq_len(fields: dict, train: dict) -> int:
     """The training context: ``[train] seq_len``, else the architecture's ``seq_len``, else
     256. Both given and different is an error (one would be silently dropped)."""
     arch, given = fields.get("seq_len"), train.get("seq_len")
+    for where, value in (("[base] seq_len", arch), ("[train] seq_len", given)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 2):
+            raise MoescaleError(f"{where} must be a whole number of at least 2 tokens, "
+                                f"got {value!r}")
     if arch is not None and given is not None and arch != given:
         raise MoescaleError(f"[base] seq_len = {arch} and [train] seq_len = {given} differ; "
                             "give the training context once")

@@ -273,6 +273,13 @@ class SweepStore:
                                 "upgrade moescale to use it")
 
     def close(self) -> None:
+        """Close the store; a writer first folds the write-ahead log into ``sweep.db``, so
+        the file alone is the whole store once no driver has it open (copying it is enough)."""
+        if not self.readonly:
+            try:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:  # another driver has it open: its close checkpoints
+                pass
         self.db.close()
 
     def __enter__(self) -> SweepStore:

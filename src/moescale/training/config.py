@@ -80,6 +80,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_ints(self)
         _check_floats(self)
+        if not isinstance(self.compile, bool):
+            raise MoescaleError(f"`compile` must be true or false, got {self.compile!r}")
         if self.tokens > MAX_TOKENS:
             raise MoescaleError(f"tokens must be at most {MAX_TOKENS:.0e}, got {self.tokens:.3g}")
         if self.seq_len is not None and self.seq_len < 2:

@@ -517,6 +517,7 @@ def prepare(data: str | Path, out: str | Path, tokenizer: str | None = None,
                             "file or folder, 'kjv', Parquet, JSON Lines, Arrow or a saved dataset)")
     if not 0 < val_fraction < 1:
         raise MoescaleError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    _refuse_overlap(out, data, source)
     if out.exists():
         if not force and (not out.is_dir() or any(out.iterdir())):
             raise MoescaleError(f"{out} exists and is not empty; choose a new `out` or add `force` "
@@ -555,6 +556,20 @@ def _progress_bar(enabled: bool, total: int):
     return Progress(TextColumn("tokenising"), BarColumn(), DownloadColumn(),
                     TransferSpeedColumn(), TextColumn("{task.fields[tokens]:,} tokens"),
                     TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+
+
+def _refuse_overlap(out: Path, data, source: Source) -> None:
+    """Refuse an ``out`` that is, contains or lies inside what ``data`` reads — whatever
+    ``force`` says: replacing it would delete the user's text."""
+    target = out.resolve()
+    roots = [f.resolve() for f in source.files]
+    if isinstance(data, (str, Path)) and Path(data).exists():
+        roots.append(Path(data).resolve())
+    for root in roots:
+        if target == root or root.is_relative_to(target) or target.is_relative_to(root):
+            raise MoescaleError(f"`out` {out} is, contains or lies inside the data it prepares "
+                                f"({data}); writing there would replace the text it reads — "
+                                "choose another `out` (`force` does not change this)")
 
 
 def _prepare_into(source: Source, work: Path, tokenizer: str | None, vocab_size: int | None,
