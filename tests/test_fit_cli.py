@@ -171,3 +171,15 @@ def test_plan_with_a_fitted_dense_vs_moe_law_matches_its_closed_form(tmp_path, c
     assert best <= planned <= best * (1 + 1e-5)
     assert alloc["active_params"] == pytest.approx(n_opt, rel=0.02)
     assert 6 * alloc["active_params"] * alloc["tokens"] <= 1e21
+
+
+def test_a_leaderboard_with_nothing_fitted_is_an_error(tmp_path, capsys):
+    """An audit found `fit --law all` on three runs exit 0 with nothing fitted."""
+    from conftest import run_cli
+
+    path = tmp_path / "few.csv"
+    path.write_text("N,D,loss\n1e8,1e9,3.1\n2e8,2e9,2.9\n4e8,4e9,2.7\n")
+    code, out, err = run_cli(["fit", str(path), "--law", "all", "--holdout", "none"], capsys)
+    assert code == 2 and not out
+    assert err.startswith("Error: no law could be ranked on these runs:")
+    assert len(err.strip().splitlines()) == 1

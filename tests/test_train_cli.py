@@ -42,10 +42,13 @@ def test_json_output_has_the_documented_keys(run, tmp_path):
 
 @needs_torch
 def test_table_output(run, tmp_path):
-    code, out, _ = run("train", "--preset", "tiny", "--tokens", "2048", "--batch-tokens", "1024",
-                       "--seq-len", "64", "--out", str(tmp_path / "t"))
+    # --threads beyond the CPUs is capped with a note (an audit saw 1000 threads hang)
+    code, out, err = run("train", "--preset", "tiny", "--tokens", "2048", "--batch-tokens",
+                         "1024", "--seq-len", "64", "--out", str(tmp_path / "t"),
+                         "--threads", "1000")
     assert code == 0
     assert "eval loss" in out and "tokens/s" in out
+    assert "--threads 1000 is more than the" in err
 
 
 @needs_torch

@@ -78,11 +78,11 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
                              target_compute=target, at=at or None,
                              grids={names[0]: grid} if grid else None,
                              screen=not exhaustive, progress=step)
+    if result.best is None:  # nothing fitted is no answer: one error line, exit 2
+        raise MoescaleError("no law could be ranked on these runs" + (
+            ", so there is no fit to write" if output else "") + ": " + "; ".join(
+            f"{s.law}: {s.status} ({s.reason})" for s in result.not_ranked))
     if output:
-        if result.best is None:
-            raise MoescaleError("no law could be ranked on these runs, so there is no fit to "
-                                "write: " + "; ".join(f"{s.law}: {s.status} ({s.reason})"
-                                                       for s in result.not_ranked))
         result.best.fit.save(output)
     if as_json:
         echo_json(result.to_dict())

@@ -125,3 +125,16 @@ class PositiveNumber(_Strict):
 
     def __repr__(self) -> str:
         return f"PositiveNumber(integer={self.integer}, maximum={self.maximum})"
+
+
+def cap_threads(threads: int | None) -> int | None:
+    """``--threads`` at most the CPUs this process may use (more only slows every run down,
+    and a thousand threads on two cores looks like a hang); a note says so."""
+    from moescale.sweeps.executors.local import available_cpus
+
+    cpus = available_cpus()
+    if threads is not None and threads > cpus:
+        click.echo(f"note: --threads {threads} is more than the {cpus} CPU(s) available; "
+                   f"using {cpus}", err=True)
+        return cpus
+    return threads

@@ -121,18 +121,6 @@ def _lineage(row: dict) -> str:
     return row["role"]
 
 
-def _cap_threads(threads: int | None) -> int | None:
-    """``--threads`` at most the CPUs this process may use (more only slows every run down)."""
-    from moescale.sweeps.executors.local import available_cpus
-
-    cpus = available_cpus()
-    if threads is not None and threads > cpus:
-        click.echo(f"note: --threads {threads} is more than the {cpus} CPU(s) available; "
-                   f"using {cpus}", err=True)
-        return cpus
-    return threads
-
-
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.0f} s"
@@ -220,7 +208,9 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
             raise MoescaleError("sweep run trains models and needs torch: "
                                 "pip install 'moescale[train]'")
     folder = Path(runs_dir) if runs_dir else default_runs_dir(store_path)
-    threads = _cap_threads(threads) if executor == "local" else threads
+    from moescale.cli._options import cap_threads
+
+    threads = cap_threads(threads) if executor == "local" else threads
     options = {"workers": workers, "threads": threads,
                **{k: spec.resources[k] for k in ("cpus_per_run", "gpus_per_run")
                   if k in spec.resources}}

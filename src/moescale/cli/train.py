@@ -9,7 +9,7 @@ import time
 import click
 
 from moescale.cli._architecture import architecture_options, resolve
-from moescale.cli._options import FiniteFloat, PositiveNumber
+from moescale.cli._options import FiniteFloat, PositiveNumber, cap_threads
 from moescale.cli._output import as_flags, echo_json, print_table
 from moescale.errors import MoescaleError
 from moescale.training.config import MAX_TOKENS  # no torch import
@@ -151,7 +151,8 @@ def train(tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
         router_loss_reduction=router_loss_reduction,
         tokens=int(tokens), batch_tokens=batch_tokens, seq_len=seq_len, grad_accum=grad_accum,
         lr=lr, schedule=schedule, data=data, text_column=text_column, tokenizer=tokenizer, vocab_size=vocab_size, out=out,
-        eval_every=eval_every, resume=resume, compile=compile_, seed=seed, device=device, threads=threads,
+        eval_every=eval_every, resume=resume, compile=compile_, seed=seed, device=device,
+        threads=cap_threads(threads),
         progress=not as_json)
     result = run_training(architecture, config, options)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
