@@ -382,3 +382,14 @@ def test_learning_curves_tell_trunks_from_runs():
     ax = fig.axes[0]
     assert ax.get_title() == "learning curves of 1 runs and 1 trunks"
     assert any("grey: trunks" in t.get_text() for t in ax.texts)
+
+
+def test_runs_without_a_loss_column_are_one_error(tmp_path, capsys):
+    """An audit found `report --runs` on a file without losses write 0 figures and exit 0."""
+    from conftest import run_cli
+
+    path = tmp_path / "sizes.csv"
+    path.write_text("N,D\n1e8,1e9\n2e8,2e9\n")
+    code, out, err = run_cli(["report", "--runs", str(path), "-o", str(tmp_path / "r")], capsys)
+    assert code == 2 and "has no loss column" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()

@@ -46,6 +46,11 @@ def test_design_shrinks_variance_within_budget_and_count():
     assert 0 < len(chosen) <= 5 and len(set(chosen)) == len(chosen)
     assert cost[chosen].sum() <= 2e19
     assert sd_now > sds[0] and all(a >= b for a, b in zip(sds, sds[1:], strict=False))
+    # a budget below the cheapest candidate is an error, not an empty table (an audit's case)
+    from moescale.errors import MoescaleError
+
+    with pytest.raises(MoescaleError, match="below the cheapest candidate run"):
+        design(LAW, theta, boot, 1e-4, cand, cost, 1e21, {}, "allocation", n=5, budget_flops=1)
 
 
 def test_variance_update_equals_the_gaussian_posterior():

@@ -587,6 +587,12 @@ def load_runs(path: str | Path, mapping: dict | None = None, derive: dict | None
 
         runs = runs.subset(query_mask(runs.frame, where, "`where`"))
     frame = runs.frame
+    from moescale.runs import LOSS_COLUMNS
+
+    if not any(c in frame.columns for c in LOSS_COLUMNS):
+        raise MoescaleError(f"{path} has no loss column ({', '.join(LOSS_COLUMNS)}; map yours "
+                            f"with `mapping`): a report of runs needs their losses — columns: "
+                            f"{', '.join(map(str, frame.columns))}")
     if "budget" not in frame.columns and "C" in frame.columns:
         frame = assign_budgets(frame)
         inp.notes.append("compute budgets: each run's C rounded to a quarter decade "

@@ -177,6 +177,9 @@ def design(law: Law, theta: np.ndarray, boot_theta: np.ndarray, sigma2: float,
     budget = np.inf if budget_flops is None else float(budget_flops)
     chosen, sds = [], []
     available = np.isfinite(J).all(axis=1) & (costs <= budget)
+    if budget_flops is not None and not (costs <= budget).any():
+        raise MoescaleError(f"`budget_flops` {budget:.3g} FLOPs is below the cheapest candidate run "
+                            f"({float(np.min(costs)):.3g} FLOPs): raise it")
     while len(chosen) < n and available.any():
         SJ = J @ sigma  # (c, P)
         denom = sigma2 + np.einsum("cp,cp->c", SJ, J)
