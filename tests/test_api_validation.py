@@ -12,7 +12,7 @@ import pytest
 
 import moescale
 import moescale.api
-from conftest import run_cli
+from conftest import needs_torch, run_cli
 from moescale.errors import MoescaleError
 
 RUNS = pd.DataFrame({"N": np.geomspace(1e7, 1e9, 8), "D": np.geomspace(1e9, 1e11, 8),
@@ -99,3 +99,34 @@ def test_losses_that_would_overflow_the_fit_are_refused(tmp_path, capsys, loss):
     code, out, err = run_cli(["fit", str(path), "--law", "chinchilla"], capsys)
     assert code == 2 and "must be at most 1000 nats/token" in err
     assert "Warning" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: moescale.RunTable.from_file(123), "`path` must be a file path"),
+    (lambda: moescale.runs_from_train_folders(123), "`folders` must be a run folder"),
+    (lambda: __import__("moescale.sweeps.spec", fromlist=["SweepSpec"]).SweepSpec.from_dict(
+        [1, 2]), "a sweep spec is a table"),
+    (lambda: moescale.TrainConfig(tokens=1024, out=5), "`out` must be a folder path"),
+])
+def test_wrong_kinds_name_their_parameter(call, message):
+    """An audit found these raise AttributeError or TypeError from deep inside."""
+    with pytest.raises(moescale.MoescaleError, match=message):
+        call()
+
+
+@needs_torch
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"config": 5}, "`config` must be a TrainConfig"),
+    ({"options": "x"}, "`options` must be a ModelOptions"),
+])
+def test_train_names_a_wrong_config_or_options(kwargs, message):
+    with pytest.raises(moescale.MoescaleError, match=message):
+        moescale.train("tiny", **kwargs)
+
+
+def test_prepare_names_a_text_val_fraction(tmp_path):
+    from moescale.training.corpora import prepare
+
+    (tmp_path / "a.txt").write_text("in the beginning " * 200)
+    with pytest.raises(moescale.MoescaleError, match="`val_fraction` must be a number"):
+        prepare(tmp_path / "a.txt", tmp_path / "out", val_fraction="0.1")

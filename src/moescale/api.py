@@ -406,6 +406,16 @@ def train(arch: Architecture | str | Path, config=None, options=None, **config_f
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train as _train
 
+    if isinstance(config, dict):
+        config = TrainConfig(**config)
+    if config is not None and not isinstance(config, TrainConfig):
+        raise MoescaleError(f"`config` must be a TrainConfig or a dict of its fields, got "
+                            f"{type(config).__name__}")
+    if options is not None:
+        from moescale.training.model import ModelOptions
+
+        if not isinstance(options, ModelOptions):
+            raise MoescaleError(f"`options` must be a ModelOptions, got {type(options).__name__}")
     if config is not None and config_fields:
         config = config.replace(**config_fields)
     resolved, hf = _resolve(arch, {})

@@ -80,6 +80,8 @@ class RunTable:
     def from_file(cls, path, mapping: Mapping[str, str] | None = None,
                   derive: Mapping[str, str] | None = None) -> RunTable:
         """Load CSV/TSV, Parquet, JSONL/NDJSON or a JSON list of objects (by extension)."""
+        if not isinstance(path, (str, Path)):
+            raise MoescaleError(f"`path` must be a file path, got {type(path).__name__}")
         return cls.from_frame(_read(Path(path)), mapping, derive, source=str(path))
 
     @classmethod

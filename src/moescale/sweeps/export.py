@@ -277,7 +277,13 @@ def runs_from_train_folders(folders: str | Path | Iterable[str | Path], law: str
 
 def _run_folders(folders) -> list[Path]:
     """The run folders named, a folder of run folders expanded; none is an error."""
-    given = [Path(folders)] if isinstance(folders, (str, Path)) else [Path(f) for f in folders]
+    if isinstance(folders, (str, Path)):
+        given = [Path(folders)]
+    elif isinstance(folders, (list, tuple)) and all(isinstance(f, (str, Path)) for f in folders):
+        given = [Path(f) for f in folders]
+    else:
+        raise MoescaleError(f"`folders` must be a run folder or a list of them, got "
+                            f"{type(folders).__name__}")
     out: list[Path] = []
     for path in given:
         if (path / "run.json").is_file():

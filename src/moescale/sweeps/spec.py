@@ -180,6 +180,9 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<spec>") -> SweepSpec:
+        if not isinstance(data, dict):
+            raise MoescaleError(f"{source}: a sweep spec is a table of keys (name, budgets, "
+                                f"[base], …), got {type(data).__name__}")
         unknown = sorted(set(data) - set(TOP_KEYS))
         if unknown:
             raise MoescaleError(f"{source}: unknown key(s) {', '.join(unknown)}; "

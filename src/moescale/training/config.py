@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _check_ints(self)
         _check_floats(self)
+        if self.out is not None and not isinstance(self.out, (str, os.PathLike)):
+            raise MoescaleError(f"`out` must be a folder path, got {type(self.out).__name__}")
         if not isinstance(self.compile, bool):
             raise MoescaleError(f"`compile` must be true or false, got {self.compile!r}")
         if self.tokens > MAX_TOKENS:

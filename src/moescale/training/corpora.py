@@ -515,8 +515,9 @@ def prepare(data: str | Path, out: str | Path, tokenizer: str | None = None,
     if source.kind in ("tokens", "prepared"):
         raise MoescaleError(f"{data} holds tokens already; data prepare reads text (a text "
                             "file or folder, 'kjv', Parquet, JSON Lines, Arrow or a saved dataset)")
-    if not 0 < val_fraction < 1:
-        raise MoescaleError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
+            or not 0 < val_fraction < 1:
+        raise MoescaleError(f"`val_fraction` must be a number in (0, 1), got {val_fraction!r}")
     _refuse_overlap(out, data, source)
     if out.exists():
         if not force and (not out.is_dir() or any(out.iterdir())):
