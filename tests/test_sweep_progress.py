@@ -60,7 +60,7 @@ def test_status_shows_architecture_progress_and_time_left(tmp_path, capsys):
     rows = {r["id"]: r for r in json.loads(out)["runs"]}
     done, running = rows[runs[0].id], rows[runs[1].id]
     for row in (done, running):
-        assert {"d", "L", "E", "top_k", "N_active", "budget", "tokens", "state", "step",
+        assert {"d", "L", "E", "K", "G", "arm", "N_active", "budget", "tokens", "state", "step",
                 "total_steps", "seconds_left"} <= set(row)
     assert (done["d"], done["L"], done["E"], done["K"]) == (16, 1, 4, 1)
     assert done["state"] == "done" and done["step"] == done["total_steps"]
@@ -72,7 +72,7 @@ def test_status_shows_architecture_progress_and_time_left(tmp_path, capsys):
     code, out, err = run_cli(["sweep", "status", "--store", str(tmp_path / "s.db")], capsys)
     assert code == 0, err
     header = next(line for line in out.splitlines() if "state" in line)
-    for column in ("d", "L", "E", "top_k", "N active", "budget", "tokens", "progress",
+    for column in ("d", "L", "E", "K", "N active", "budget", "tokens", "progress",
                    "time left"):
         assert f" {column} " in header
     assert f"{half:,}/{total:,}" in out

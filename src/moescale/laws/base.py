@@ -119,7 +119,7 @@ class Law:
     presets: dict[str, Preset] = field(default_factory=dict)
     # The runs the law is defined for, beyond its variables' domains: ``scope(runs)`` returns
     # ``(mask, description)`` (e.g. top-1 experts as wide as the dense FFN); fits leave the
-    # other runs out and say so (moescale.fitting.scoped). None: every run.
+    # other runs out and say so (moescale.fitting.engine.law_runs). None: every run.
     scope: Callable[[Any], tuple[np.ndarray, str]] | None = None
     # Run-table columns a variable is read from when the paper's letter means another
     # quantity than moescale's (Zhao et al.'s G is the activated experts, column ``G_act``).
