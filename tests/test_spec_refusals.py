@@ -196,3 +196,16 @@ def test_silent_settings_are_refused(tmp_path, extra, message):
         path.write_text(path.read_text().replace("seq_len = 32", "seq_len = 0"))
     with pytest.raises(MoescaleError, match=message):
         SweepSpec.load(path)
+
+
+def test_run_into_a_file_that_is_no_store_prints_only_the_error(tmp_path, capsys):
+    """An audit found `sweep run SPEC --store notes.txt` print its header before the error."""
+    from sweep_helpers import micro_spec
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes\n")
+    code, out, err = run_cli(["sweep", "run", str(micro_spec(tmp_path)), "--store", str(notes)],
+                             capsys)
+    assert code == 2 and not out
+    assert err.startswith("Error:") and len(err.strip().splitlines()) == 1
+    assert notes.read_text() == "my notes\n"

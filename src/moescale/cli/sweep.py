@@ -201,6 +201,8 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
     from moescale.sweeps.spec import SweepSpec
 
     spec = SweepSpec.load(spec_path)
+    if Path(store_path).exists():  # not a store: the one error line comes before any output
+        _open(store_path).close()
     if executor == "local":
         import importlib.util
 
