@@ -209,3 +209,16 @@ def test_run_into_a_file_that_is_no_store_prints_only_the_error(tmp_path, capsys
     assert code == 2 and not out
     assert err.startswith("Error:") and len(err.strip().splitlines()) == 1
     assert notes.read_text() == "my notes\n"
+
+
+def test_retire_with_another_sweeps_spec_is_an_error(tmp_path, capsys):
+    """An audit found `sweep retire` of another sweep's spec report "retired 0"."""
+    from moescale.sweeps.store import SweepStore
+    from sweep_helpers import micro_spec
+
+    store = tmp_path / "s.db"
+    with SweepStore(store) as s:
+        s.add_runs(SweepSpec.load(micro_spec(tmp_path)).expand())
+    other = micro_spec(tmp_path, name="other")
+    code, out, err = run_cli(["sweep", "retire", str(other), "--store", str(store)], capsys)
+    assert code == 2 and "holds no run of sweep 'other'" in err and "'micro'" in err

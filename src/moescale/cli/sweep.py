@@ -365,6 +365,11 @@ def retire_cmd(spec_path, store_path):
     from moescale.sweeps.store import SweepStore
 
     store = SweepStore(store_path, create=False)
+    sweeps = sorted({r["spec"]["sweep"] for r in store.rows()})
+    if spec.name not in sweeps:
+        raise MoescaleError(f"{store_path} holds no run of sweep {spec.name!r} (it holds "
+                            f"{', '.join(map(repr, sweeps)) or 'nothing'}); retire with that "
+                            "sweep's spec")
     back = store.unretire(ids)
     stale = store.stale(spec.name, ids)
     n = store.retire(stale)
