@@ -145,6 +145,11 @@ def test_a_store_of_another_sweep_is_not_merged_silently(tmp_path):
     assert SweepStore(db).counts()["done"] == 2  # nothing added
     out = run_sweep(second, db, InstantExecutor(GOOD), merge=True)
     assert out.counts["done"] == 2 and SweepStore(db).counts()["done"] == 4
+    # once merged, the store holds both: either sweep runs again without `merge` (an audit
+    # found the original refused: "holds sweep 'second', not 'first'")
+    again = run_sweep(first, db, InstantExecutor(GOOD))
+    assert again.counts["done"] == 2 and not again.finished
+    assert run_sweep(second, db, InstantExecutor(GOOD)).counts["done"] == 2
 
 
 # (result.json a worker left, fragment of the failure recorded)

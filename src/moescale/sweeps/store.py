@@ -101,9 +101,11 @@ def is_disk_full(exc: BaseException) -> bool:
 
 def sweep_name_conflict(store_names: Iterable[str], name: str, store: str | Path,
                         source: str) -> str | None:
-    """The refusal when a store holds runs of other sweeps than ``name`` (None when not)."""
-    others = sorted(set(store_names) - {name})
-    if not others:
+    """The refusal when a store holds runs of other sweeps and none of ``name`` (None when
+    not: a store that already holds ``name`` — merged before — takes its runs again)."""
+    names = set(store_names)
+    others = sorted(names - {name})
+    if not others or name in names:
         return None
     held = ", ".join(repr(o) for o in others[:3]) + (", …" if len(others) > 3 else "")
     return (f"{store} holds sweep {held}, not {name!r} (the sweep of {source}); use another "
