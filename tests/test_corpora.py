@@ -324,3 +324,24 @@ def test_prepare_never_replaces_its_own_source(run, tmp_path, docs, where):
     assert code == 2 and not stdout
     assert err.startswith("Error:") and "lies inside" in err and len(err.strip().splitlines()) == 1
     assert text.read_bytes() == before and folder.is_dir()
+
+
+def test_a_token_file_changed_after_prepare_is_caught_when_opened(run, tmp_path, docs):
+    """An audit wrote ids beyond the vocabulary into a prepared folder: torch's IndexError
+    came from inside training. Opening the folder checks the ids."""
+    import numpy as np
+
+    from moescale.training.corpora import open_prepared
+
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(docs[:200]))
+    out = tmp_path / "prep"
+    code, _, err = run("data", "prepare", text, "-o", out, "--threads", "1")
+    assert code == 0, err
+    ids = np.memmap(out / "train.bin", dtype=np.uint16, mode="r+")
+    ids[5] = 300  # bytes: 256 ids
+    ids.flush()
+    del ids
+    with pytest.raises(MoescaleError, match=r"token id 300 \(first at position 5\) is beyond "
+                                            r"the vocabulary \(256 ids\)"):
+        open_prepared(out)

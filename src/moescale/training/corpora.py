@@ -753,6 +753,13 @@ def open_prepared(folder: Path, tokenizer: str | None = None, vocab_size: int | 
                                 f"prepared with ({desc.get('name')}); drop `tokenizer` or "
                                 "prepare the corpus with it")
     vocab = model_vocab_size(tok_vocab, vocab_size, desc.get("kind"), desc.get("name"))
+    for name, ids in (("train.bin", train), ("val.bin", val)):  # files changed after prepare
+        top = int(ids.max()) if len(ids) else 0
+        if top >= vocab:
+            raise MoescaleError(f"{folder / name}: token id {top:,} (first at position "
+                                f"{_first_at_least(ids, vocab):,}) is beyond the vocabulary "
+                                f"({vocab:,} ids): the file changed after `data prepare`; "
+                                "prepare the corpus again")
     info = {"corpus": manifest.get("corpus"), "corpus_sha256": manifest["source"].get("sha256"),
             "tokenizer": desc.get("name"), "tokenizer_sha256": desc.get("sha256"),
             "source": manifest["source"].get("data"), "folder": str(folder.resolve())}
