@@ -114,6 +114,12 @@ def test_bad_reuse_values_are_refused(tmp_path):
         _spec(tmp_path, "[3e9]", train='reuse = "trunk"\ncooldown = "cosine"')
     with pytest.raises(MoescaleError, match="schedule = 'cosine' has none"):
         _spec(tmp_path, "[3e9]", train='reuse = "trunk"\nschedule = "cosine"')
+    # an audit's cases: every run failed at start instead (a cooldown of the whole run; a
+    # branch point at step 0 for budgets of a few steps)
+    with pytest.raises(MoescaleError, match=r"needs a decay_fraction in \(0, 1\)"):
+        _spec(tmp_path, "[3e9, 9e9]", train='reuse = "trunk"\ndecay_fraction = 1.0')
+    with pytest.raises(MoescaleError, match="would branch at step 0, before its first step"):
+        _spec(tmp_path, "[1e7, 3e7]")
 
 
 # ----- training: a branch is the independent run -------------------------------------------------

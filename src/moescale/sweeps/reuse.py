@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from moescale.errors import MoescaleError
 from moescale.jsonio import content_hash
 from moescale.training.config import KEPT_CHECKPOINT
 
@@ -88,7 +89,17 @@ def _trunk_and_branches(key: str, members: list[RunSpec]) -> list[RunSpec]:
     if warmup is None:
         warmup = int(float(longest.train.get("warmup_fraction", 0.05)) * shortest)
     batch = int(longest.train["batch_tokens"])
+    if not 0 < fraction < 1:
+        raise MoescaleError(f"[train] reuse = \"trunk\" needs a decay_fraction in (0, 1): a "
+                            f"cooldown of {fraction:g} of the run leaves no trunk to share")
     steps = sorted({branch_step(m.steps, fraction) for m in members})
+    if steps[0] < 1 or warmup >= steps[0]:
+        short = min(members, key=lambda m: m.steps)
+        raise MoescaleError(f"[train] reuse = \"trunk\": run {short.id} (budget {short.budget:g}, "
+                            f"{short.steps} steps) would branch at step {steps[0]}, "
+                            f"{'before its first step' if steps[0] < 1 else 'inside its warm-up'}"
+                            f" ({warmup} steps); raise the smallest budget or lower "
+                            "decay_fraction / warmup")
     trunk_train = {**longest.train, "warmup_steps": warmup, "stop_after_steps": steps[-1],
                    "keep_steps": steps}
     trunk_flops = steps[-1] * batch * longest.flops_per_token
