@@ -281,6 +281,15 @@ def test_sweep_spec_takes_a_prepared_folder(files, tmp_path):
     assert {r.arch().vocab_size for r in runs} == {400}
     with pytest.raises(MoescaleError, match="vocabulary of 400"):
         SweepSpec.from_dict({**spec, "base": {**spec["base"], "vocab_size": 256}})
+    # an audit's cases that passed the plan and failed every run at start
+    other = tmp_path / "other_tok"
+    other.mkdir()
+    (other / "tokenizer.json").write_text((files / "tok" / "tokenizer.json").read_text()
+                                          .replace('"unk_token"', '"unk_token" ', 1))
+    with pytest.raises(MoescaleError, match="is not the tokenizer .* was prepared with"):
+        SweepSpec.from_dict({**spec, "train": {**spec["train"], "tokenizer": str(other)}})
+    with pytest.raises(MoescaleError, match="text_column applies to rows of text"):
+        SweepSpec.from_dict({**spec, "train": {**spec["train"], "text_column": "body"}})
     spec["train"] |= {"data": str(files / "docs.jsonl"), "tokenizer": str(files / "tok"),
                       "text_column": "body"}
     run = SweepSpec.from_dict(spec).expand()[0]

@@ -222,3 +222,10 @@ def test_retire_with_another_sweeps_spec_is_an_error(tmp_path, capsys):
     other = micro_spec(tmp_path, name="other")
     code, out, err = run_cli(["sweep", "retire", str(other), "--store", str(store)], capsys)
     assert code == 2 and "holds no run of sweep 'other'" in err and "'micro'" in err
+
+
+def test_a_warmup_longer_than_the_run_is_refused(tmp_path):
+    from sweep_helpers import micro_spec
+
+    with pytest.raises(MoescaleError, match="warmup_steps = 100000 is not shorter than"):
+        SweepSpec.load(micro_spec(tmp_path, train="warmup_steps = 100000"))

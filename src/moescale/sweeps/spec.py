@@ -311,6 +311,11 @@ class SweepSpec:
                     f"({fpt * train['batch_tokens']:.3g} FLOPs = {train['batch_tokens']} tokens × "
                     f"{fpt:.4g} FLOPs/token); raise the budget or lower batch_tokens")
             tokens = steps * train["batch_tokens"]
+            warmup = train.get("warmup_steps")
+            if isinstance(warmup, int) and not isinstance(warmup, bool) and warmup >= steps:
+                raise MoescaleError(f"warmup_steps = {warmup} is not shorter than the run's "
+                                    f"{steps} steps: it would never reach its peak learning "
+                                    "rate; lower warmup_steps or raise the budget")
             if tokens > MAX_TOKENS:
                 raise MoescaleError(
                     f"budget {budget:g} FLOPs means {tokens:.3g} training tokens at "
@@ -356,7 +361,8 @@ class SweepSpec:
             TrainConfig(**options, tokens=int(train["batch_tokens"]), convention=self.convention)
         except TypeError as exc:  # a value of the wrong kind (e.g. a list for a number)
             raise MoescaleError(f"[train] {exc}") from None
-        _check_data(train.get("data", "kjv"), train.get("text_column"), memo)
+        _check_data(train.get("data", "kjv"), train.get("text_column"), memo,
+                    train.get("tokenizer"), train.get("vocab_size"))
         memo[key] = True
 
 
@@ -379,23 +385,29 @@ def _check_vocab(fields: dict, train: dict) -> None:
                                    f"({BPE_DEFAULT_VOCAB})" if bpe else "give a positive size"))
 
 
-def _check_data(data, text_column, memo: dict) -> None:
+def _check_data(data, text_column, memo: dict, tokenizer=None, vocab_size=None) -> None:
     """``data`` names a usable corpus (:func:`moescale.training.corpora.resolve_source`: the
     built-in one, text, rows with a text column, token files or a prepared folder); a text
-    file must be UTF-8 text, not a binary file."""
-    from moescale.training.corpora import resolve_source
+    file must be UTF-8 text, not a binary file; a prepared folder opens with the spec's
+    tokenizer (the one that made it) and takes no text column."""
+    from moescale.training.corpora import open_prepared, resolve_source
 
     if not isinstance(data, str) or not data:
         raise MoescaleError(f"[train] data must be 'kjv', a file or a folder, got {data!r}")
-    if ("data", data, text_column) in memo:
+    key = ("data", data, text_column, tokenizer, vocab_size)
+    if key in memo:
         return
     try:
         source = resolve_source(data, text_column)
+        if source.kind in ("prepared", "tokens") and text_column:
+            raise MoescaleError(f"{data} holds tokens; text_column applies to rows of text")
+        if source.kind == "prepared":  # a tokenizer file must be the one that made it
+            open_prepared(Path(data), tokenizer, vocab_size)
     except MoescaleError as exc:
         raise MoescaleError(f"[train] data: {exc}") from None
     for path in source.files if source.kind == "text" else ():
         _check_text_file(path)
-    memo[("data", data, text_column)] = True
+    memo[key] = True
 
 
 def _check_text_file(path: Path) -> None:
