@@ -152,13 +152,13 @@ def test_cli_refuses_before_anything_runs(tmp_path, capsys, command, train, frag
 
 
 def test_threads_are_capped_at_the_cpus_with_a_note(capsys):
-    from moescale.cli.sweep import _cap_threads
+    from moescale.cli._options import cap_threads
     from moescale.sweeps.executors.local import available_cpus
 
     cpus = available_cpus()
-    assert _cap_threads(1000) == cpus
+    assert cap_threads(1000) == cpus
     assert f"--threads 1000 is more than the {cpus} CPU(s) available" in capsys.readouterr().err
-    assert _cap_threads(1) == 1 and capsys.readouterr().err == ""
+    assert cap_threads(1) == 1 and capsys.readouterr().err == ""
 
 
 def test_control_characters_in_names_are_escaped(tmp_path, capsys):
