@@ -245,3 +245,28 @@ def test_suggest_shows_E_and_warns_of_repeated_data(tmp_path, capsys):
                               "--bootstrap", "20", "--json"], capsys)
     data = json.loads(out)
     assert data["warnings"] and all(s["epochs"] > 1 and "E" in s for s in data["suggestions"])
+
+
+def test_a_run_whose_lease_passed_shows_as_stalled(tmp_path, capsys):
+    """An audit SIGSTOPped a sweep: its run showed `running`, "0 s left", forever. A run whose
+    lease has passed is `stalled`, and a driver that claims work takes it over."""
+    import time as _time
+
+    from moescale.sweeps.spec import SweepSpec
+    from moescale.sweeps.store import SweepStore
+    from sweep_helpers import micro_spec
+
+    store_path = tmp_path / "s.db"
+    with SweepStore(store_path) as store:
+        store.add_runs(SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16]")).expand())
+        claim = store.claim(lease_s=0.05)
+    _time.sleep(0.2)
+    code, out, err = run_cli(["sweep", "status", "--store", str(store_path), "--json"], capsys)
+    assert code == 0, err
+    (row,) = json.loads(out)["runs"]
+    assert row["state"] == "stalled" and row["stalled"] and row["seconds_left"] is None
+    code, out, _ = run_cli(["sweep", "status", "--store", str(store_path)], capsys)
+    assert f"stalled {claim.run.id}" in out and "takes it over" in out
+    with SweepStore(store_path) as store:  # the next driver's claim takes it over
+        again = store.claim()
+        assert again is not None and again.run.id == claim.run.id and again.attempt == 2

@@ -313,11 +313,19 @@ def status_cmd(store_path, as_json):
     for r in runs:
         if r["state"] == "failed":
             click.echo(f"failed {r['id']}: {safe(r['error'])}")
+        elif r["stalled"]:
+            click.echo(f"stalled {r['id']}: its driver has not renewed the lease for "
+                       f"{fmt_seconds(r['lease_expired_s'])}; the next `sweep run` on this "
+                       "store takes it over from its last checkpoint")
 
 
 def _status_row(r: dict) -> dict:
     """One run of ``sweep status``: architecture, state, progress (steps from the run's log
-    for running and interrupted runs, time left for running ones) and result."""
+    for running and interrupted runs, time left for running ones) and result. A running run
+    whose lease has passed is ``stalled``: its driver stopped renewing it (killed, stopped or
+    cut off), and the next driver to claim work takes it over."""
+    import time
+
     from moescale.sweeps.export import run_columns
     from moescale.sweeps.runner import read_progress
     from moescale.sweeps.spec import RunSpec
@@ -333,7 +341,13 @@ def _status_row(r: dict) -> dict:
         progress = read_progress(r["run_dir"], total)
         step = progress.step if progress.step else None
         left = progress.seconds_left if r["status"] == "running" else None
-    return {"id": r["id"], "state": state(r["status"], r["retired"]), "status": r["status"],
+    lease = r.get("lease_until")
+    stalled = r["status"] == "running" and lease is not None and lease < time.time()
+    if stalled:
+        left = None
+    return {"id": r["id"], "state": "stalled" if stalled else state(r["status"], r["retired"]),
+            "status": r["status"], "stalled": stalled,
+            "lease_expired_s": round(time.time() - lease, 1) if stalled else None,
             "retired": r["retired"] is not None, "attempts": r["attempts"],
             "d": cols["d"], "L": cols["L"], "E": cols["E"], "K": cols["K"], "G": cols["G"],
             "arm": cols["arm"],
