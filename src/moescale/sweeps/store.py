@@ -278,9 +278,10 @@ class SweepStore:
         """Close the store; a writer first folds the write-ahead log into ``sweep.db``, so
         the file alone is the whole store once no driver has it open (copying it is enough)."""
         if not self.readonly:
-            try:
+            try:  # never waits: with another connection writing, its own close checkpoints
+                self.db.execute("PRAGMA busy_timeout = 0")
                 self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except sqlite3.Error:  # another driver has it open: its close checkpoints
+            except sqlite3.Error:
                 pass
         self.db.close()
 
