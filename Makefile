@@ -39,7 +39,7 @@ browser:
 
 test: $(VENV)/.all browser
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n 2 --durations=15
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
 bench: $(VENV)/.all
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done

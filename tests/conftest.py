@@ -130,7 +130,9 @@ def tiny_hf_configs() -> dict[str, dict]:
 @pytest.fixture
 def ray_cluster(monkeypatch):
     """A 2-CPU Ray cluster started with `ray start` (as on a real cluster), stopped after; on
-    the loopback interface, without Ray's token authentication (a test cluster)."""
+    the loopback interface, without Ray's token authentication (a test cluster). `ray stop`
+    ends every cluster on the machine — and a driver whose cluster died exits at once, taking
+    its pytest worker down — so the tests that use it share one xdist group ("ray")."""
     pytest.importorskip("ray")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     ray_cli = Path(sys.executable).parent / "ray"

@@ -309,6 +309,7 @@ def test_killed_trunk_and_branch_resume_to_the_same_losses(reference, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time: `ray stop` ends every cluster
 @pytest.mark.parametrize("engine", ["slurm", "ray"])
 def test_reuse_under_slurm_and_ray_gives_the_local_losses(reference, tmp_path, engine, request):
     """Branches wait for their trunk and start from its checkpoint under every executor (run

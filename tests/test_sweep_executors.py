@@ -104,6 +104,7 @@ def test_driver_killed_under_slurm_local_reattaches(tmp_path):
 
 
 @needs_torch
+@pytest.mark.xdist_group("ray")  # one Ray cluster at a time: `ray stop` ends every cluster
 def test_ray_same_losses_and_a_killed_driver_reattaches(tmp_path, ray_cluster):
     # 1. the same 2-run sweep gives the same losses as the local executor
     spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16, 24]"))
