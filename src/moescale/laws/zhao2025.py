@@ -21,10 +21,15 @@ TABLE2 = dict(e=0.1577, f=7.2446, m=5.1395, n=-3.2363, k=0.0013, h=0.0450, a=38.
               alpha=0.2383, b=27129.05, beta=0.4694, c=31.096, eps=1.8182)
 
 
+def gs_factor(G, S, p: dict[str, float] = TABLE2):
+    """The law's G/S factor ``F = e·G + f/G + m·S² + n·S`` (it multiplies the N, N_a terms)."""
+    return p["e"] * G + p["f"] / G + p["m"] * S**2 + p["n"] * S
+
+
 def loss(N, N_a, D, G, S, p: dict[str, float] = TABLE2):
     """The law with coefficients ``p`` (default: the published Table 2)."""
     N, N_a, D = (np.asarray(v, dtype=float) for v in (N, N_a, D))
-    factor = p["e"] * G + p["f"] / G + p["m"] * S**2 + p["n"] * S
+    factor = gs_factor(G, S, p)
     shape = N ** -p["alpha"] + p["k"] * N_a ** -p["alpha"] + p["h"] * N_a / N
     return (factor * shape + p["a"] * N ** -p["alpha"] + p["b"] * D ** -p["beta"]
             + p["c"] * N_a ** -p["alpha"] + p["eps"])
@@ -69,7 +74,7 @@ def marginal_gain(N, ratio, G=None, S=None, p: dict[str, float] = TABLE2):
     g_opt, s_opt = optimal_G_S(p)
     G = g_opt if G is None else G
     S = s_opt if S is None else S
-    factor = p["e"] * G + p["f"] / G + p["m"] * S**2 + p["n"] * S
+    factor = gs_factor(G, S, p)
     N, r = np.asarray(N, dtype=float), np.asarray(ratio, dtype=float)
     return (p["alpha"] * N ** -p["alpha"] * r ** (-p["alpha"] - 1) * (factor * p["k"] + p["c"])
             - factor * p["h"])
@@ -128,7 +133,7 @@ def efficiency_aware_optimum(N: float, tolerance: float | None = None,
     if criterion == "marginal":
         if not threshold >= 0:
             raise MoescaleError(f"threshold must be ≥ 0 (nats per unit of N_a/N), got {threshold}")
-        factor = p["e"] * g_opt + p["f"] / g_opt + p["m"] * s_opt**2 + p["n"] * s_opt
+        factor = gs_factor(g_opt, s_opt, p)
         with np.errstate(divide="ignore", invalid="ignore"):
             r = float((p["alpha"] * N ** -p["alpha"] * (factor * p["k"] + p["c"])
                        / (threshold + factor * p["h"])) ** (1.0 / (p["alpha"] + 1.0)))
@@ -162,7 +167,7 @@ def _grad_log_loss(p, v):
     ln_n, ln_na = np.log(N), np.log(N_a)
     n_pow, na_pow = np.exp(-p["alpha"] * ln_n), np.exp(-p["alpha"] * ln_na)
     d_pow = np.exp(-p["beta"] * np.log(D))
-    factor = p["e"] * G + p["f"] / G + p["m"] * S**2 + p["n"] * S
+    factor = gs_factor(G, S, p)
     shape = n_pow + p["k"] * na_pow + p["h"] * N_a / N
     total = (factor * shape + p["a"] * n_pow + p["b"] * d_pow + p["c"] * na_pow + p["eps"])
     grads = {"e": p["e"] * G * shape, "f": p["f"] / G * shape, "m": p["m"] * S**2 * shape,

@@ -224,8 +224,7 @@ def _search(m_opt: float, x_t: float, y_t: float, s: hs.HolisticSettings, c_trai
             scale: float, notes: list[str]) -> hs.Candidates:
     """Candidates near the targets (each with the widest ladder shape that fits its ``d``),
     else anywhere in the realisable region (the surrogate then picks the nearest)."""
-    frontier = is_frontier(c_train, s)
-    ladder = hs.frontier_head_shapes() if frontier else s.head_ladder(c_train)
+    ladder, frontier = search_shapes(c_train, s)
     near = None
     try:
         near = hs.enumerate_candidates(m_opt, x_t, y_t, s, ladder, scale, every_shape=frontier)
@@ -257,6 +256,14 @@ def _search(m_opt: float, x_t: float, y_t: float, s: hs.HolisticSettings, c_trai
                  f"({cands.M_over_Na[best]:.4g}, {cands.N_over_Na[best]:.4g}), the edge of the "
                  "realisable region.")
     return cands
+
+
+def search_shapes(compute: float, s: hs.HolisticSettings) -> tuple[list, bool]:
+    """``(head shapes, every_shape)`` the search enumerates at ``compute``: every frontier
+    shape beyond the paper's budgets, else Table 4's ladder (the first shape that fits)."""
+    if is_frontier(compute, s):
+        return hs.frontier_head_shapes(), True
+    return s.head_ladder(compute), False
 
 
 def is_frontier(compute: float, s: hs.HolisticSettings) -> bool:

@@ -59,28 +59,23 @@ def _settings(plan: PlanData):
 def holistic_candidates(plan: Any):
     """``(candidates, settings)`` around the plan's targets, enumerated by the library (with
     the plan's landscape scale when the planner reports one)."""
-    import inspect
-
     from moescale.planning import holistic as hs
+    from moescale.planning.holistic_plan import search_shapes
 
     plan = PlanData.of(plan)
     if not plan.holistic:
         raise FigureUnavailable(f"the landscape {HOLISTIC_NEEDED}")
     s = _settings(plan)
     a = plan.allocation
-    heads = s.heads_for(plan.training_compute)
-    accepted = inspect.signature(hs.enumerate_candidates).parameters
-    # older planners report no landscape scale
-    kw = {"scale": float(a["landscape_scale"])} if "scale" in accepted and \
-        a.get("landscape_scale") else {}
+    heads, every_shape = search_shapes(plan.training_compute, s)  # the planner's own shapes
+    # older plan files report no landscape scale
+    kw = {"scale": float(a["landscape_scale"])} if a.get("landscape_scale") else {}
     args = (float(a["flops_per_token_target"]), float(a["M_over_Na_target"]),
             float(a["N_over_Na_target"]), s, heads)
     try:
-        cands = hs.enumerate_candidates(*args, **kw)
-    except MoescaleError:  # no candidate in the usual window: the library's wider one, if any
-        if "wide" not in accepted:
-            raise
-        cands = hs.enumerate_candidates(*args, **kw, wide=True)
+        cands = hs.enumerate_candidates(*args, **kw, every_shape=every_shape)
+    except MoescaleError:  # no candidate in the usual window: the library's wider one
+        cands = hs.enumerate_candidates(*args, **kw, wide=True, every_shape=every_shape)
     return cands, s
 
 
