@@ -94,7 +94,10 @@ def test_lineage_of_trunks_and_branches(tmp_path):
             assert b.architecture == trunk.architecture and b.seed == trunk.seed
         assert trunk.train["keep_steps"] == sorted(b.branch_step for b in branches)
         assert trunk.last_step == max(b.branch_step for b in branches)
-        assert trunk.train["warmup_steps"] == int(0.05 * min(b.steps for b in branches))
+        # the warm-up is the model's own: 5 % of a 20-tokens-per-parameter run with
+        # N = C/(6·D) (Hoffmann et al. 2022), whatever budgets share the trunk
+        optimal_steps = 20 * trunk.flops_per_token / 6 / 256
+        assert trunk.train["warmup_steps"] == round(0.05 * optimal_steps) > 0
     independent = {r.id for r in _spec(tmp_path, "[3e9, 9e9, 2.7e10]", train="",
                                        name="alone").expand()}
     assert not independent & {r.id for r in runs}  # reused runs never mix with independent ones
@@ -170,6 +173,9 @@ def test_a_branch_refuses_a_checkpoint_of_another_trunk(tmp_path):
 
 # ----- sweeps: kill-safe, never run twice --------------------------------------------------------
 BUDGETS = "[3e8, 9e8, 2.7e9]"  # 27, 81 and 243 steps of 256 tokens on a 16-wide model
+# runs of 27 steps are far below the default warm-up's yardstick (a 20-tokens-per-parameter run
+# of the model: 28 warm-up steps here), so the micro sweeps warm up for a given number of steps
+MICRO_REUSE = REUSE + "\nwarmup_steps = 3"
 
 
 def _losses(db) -> dict[str, float]:
@@ -188,7 +194,7 @@ def reference(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("reference")
     spec = SweepSpec.load(micro_spec(folder, budgets=BUDGETS, grid="hidden_size = [16]",
-                                     train=REUSE))
+                                     train=MICRO_REUSE))
     with pytest.MonkeyPatch.context() as env:  # as the shared_token_cache fixture does
         env.setenv("MOESCALE_CACHE", str(tmp_path_factory.getbasetemp() / "token-cache"))
         env.setenv("OMP_NUM_THREADS", "1")
@@ -280,7 +286,7 @@ def test_killed_trunk_and_branch_resume_to_the_same_losses(reference, tmp_path):
     from moescale.sweeps.store import SweepStore
 
     _, spec, _ = reference
-    path = micro_spec(tmp_path, budgets=BUDGETS, grid="hidden_size = [16]", train=REUSE)
+    path = micro_spec(tmp_path, budgets=BUDGETS, grid="hidden_size = [16]", train=MICRO_REUSE)
     db, runs_dir = tmp_path / "s.db", tmp_path / "s_runs"
     runs = spec.expand()
     trunk = next(r for r in runs if r.role == "trunk")
@@ -332,17 +338,104 @@ def test_reuse_under_slurm_and_ray_gives_the_local_losses(reference, tmp_path, e
         assert math.isclose(got[run_id], loss, abs_tol=1e-6), run_id
 
 
+# ----- a sweep that grows, and a way back from a lost branch point -------------------------------
+def _run(path, db, **kw):
+    from moescale.sweeps.executors.local import LocalExecutor
+    from moescale.sweeps.runner import run_sweep
+
+    return run_sweep(SweepSpec.load(path), db, LocalExecutor(workers=2, threads=1), **kw)
+
+
+def test_a_run_keeps_its_id_whatever_budgets_share_its_trunk(tmp_path):
+    """Budgets added or removed change no run's identity: not a branch's, not the trunk's."""
+    def ids(budgets):
+        return {r.budget: r.id for r in _spec(tmp_path, budgets, grid="hidden_size = [16]",
+                                              train=MICRO_REUSE).expand()}
+    full = ids(BUDGETS)
+    for part in ("[9e8, 2.7e9]", "[3e8, 9e8]", "[3e8, 2.7e9]"):
+        for budget, run_id in ids(part).items():
+            if not run_id.startswith("trunk-"):
+                assert full[budget] == run_id, budget
+        assert {i for i in ids(part).values() if i.startswith("trunk-")} == \
+            {i for i in full.values() if i.startswith("trunk-")}
+
+
 @pytest.mark.slow
-def test_a_branch_whose_trunk_kept_no_checkpoint_fails_saying_so(tmp_path):
-    """A trunk that failed (or whose folder was removed) leaves its branches one clear error,
-    not a wait that never ends nor a traceback."""
-    pytest.importorskip("torch")
-    from moescale.errors import MoescaleError
+@pytest.mark.parametrize("first, added", [("[3e8, 9e8]", "2.7e9"),    # a larger budget
+                                          ("[9e8, 2.7e9]", "3e8")])   # a smaller one
+def test_a_reuse_sweep_grows_by_a_budget(reference, tmp_path, first, added):
+    """A reuse sweep grown by a budget trains only the new compute (the trunk's extension from
+    its last checkpoint, or the smaller budget's own run), keeps every finished run untouched,
+    and ends with the losses of the sweep that had every budget from the start (to 1e-6)."""
+    from moescale.sweeps.store import SweepStore
+
+    grid = "hidden_size = [16]"
+    path = micro_spec(tmp_path, budgets=first, grid=grid, train=MICRO_REUSE)
+    db = tmp_path / "s.db"
+    assert not _run(path, db).failed
+    with SweepStore(db) as store:
+        before = {r["id"]: r for r in store.rows() if r["status"] == "done"}
+    branches_before = {i for i in before if not i.startswith("trunk-")}
+    path = micro_spec(tmp_path, budgets=BUDGETS, grid=grid, train=MICRO_REUSE)
+    grown = SweepSpec.load(path).expand()
+    new = {r.id for r in grown if r.role == "branch"} - branches_before
+    trunk = next(r for r in grown if r.role == "trunk")
+    out = _run(path, db)
+    assert not out.failed and not out.retired and out.counts["done"] == 4
+    larger = added == "2.7e9"
+    assert set(out.finished) == new | ({trunk.id} if larger else set())
+    with SweepStore(db) as store:
+        after = {r["id"]: r for r in store.rows()}
+    for run_id in branches_before:  # finished runs are not run again, their results unchanged
+        assert after[run_id]["result"] == before[run_id]["result"]
+        assert after[run_id]["finished"] == before[run_id]["finished"]
+    (new_id,) = new
+    result = after[new_id]["result"]
+    if larger:  # the trunk resumed from its last checkpoint and went on to the new point
+        old_end = before[trunk.id]["result"]["steps"]
+        assert after[trunk.id]["result"]["resumed"] and old_end < trunk.last_step
+        assert after[trunk.id]["result"]["steps"] == trunk.last_step
+        assert "branch_start" not in result  # the new branch started at its own point
+        spent = (trunk.last_step - old_end) * 256 * trunk.flops_per_token
+        assert out.flops == pytest.approx(spent + grown[-1].own_flops)
+    else:  # the trunk had passed the new point: the branch trained its stretch itself
+        assert "started from step 0" in result["branch_start"]
+    expected = _losses(reference[0] / "s.db")
+    got = _losses(db)
+    for run_id in {r.id for r in grown if r.role == "branch"}:
+        assert math.isclose(got[run_id], expected[run_id], abs_tol=1e-6), run_id
+
+
+@pytest.mark.slow
+def test_a_damaged_branch_point_is_rebuilt_from_the_previous_one(reference, tmp_path):
+    """A kept point that cannot be read is set aside and the branch starts from the trunk's
+    previous point (or step 0), training the constant-rate stretch itself: the same loss."""
     from moescale.sweeps import worker
 
-    branch = next(r for r in _spec(tmp_path, BUDGETS, grid="hidden_size = [16]").expand()
-                  if r.role == "branch")
-    with pytest.raises(MoescaleError, match=f"its trunk {branch.trunk} kept no checkpoint at "
-                                            f"step {branch.branch_step}"):
-        worker.execute(branch.to_dict(), tmp_path / "runs" / branch.id, threads=1)
-    assert not (tmp_path / "runs" / branch.id / "result.json").exists()
+    runs = reference[1].expand()
+    trunk = next(r for r in runs if r.role == "trunk")
+    longest = max((r for r in runs if r.role == "branch"), key=lambda r: r.steps)
+    folder = tmp_path / "runs"
+    worker.execute(trunk.to_dict(), folder / trunk.id, threads=1)
+    point = branch_file(folder / trunk.id, longest.branch_step)
+    point.write_bytes(point.read_bytes()[:200])  # cut short, as a full disk or a bad copy would
+    result = worker.execute(longest.to_dict(), folder / longest.id, threads=1)
+    earlier = max(s for s in trunk.train["keep_steps"] if s < longest.branch_step)
+    assert f"trunk point at step {longest.branch_step} unreadable" in result["branch_start"]
+    assert f"started from the trunk's step {earlier}" in result["branch_start"]
+    assert list(point.parent.glob(point.name + ".corrupt-*"))
+    expected = _losses(reference[0] / "s.db")[longest.id]
+    assert math.isclose(result["eval_loss"], expected, abs_tol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_branch_whose_trunk_kept_no_checkpoint_trains_from_step_0(reference, tmp_path):
+    """A trunk that failed, or whose folder was removed, leaves its branches a way on: they
+    train from step 0 with the trunk's schedule, to the loss they would have had."""
+    from moescale.sweeps import worker
+
+    branch = next(r for r in reference[1].expand() if r.role == "branch")
+    result = worker.execute(branch.to_dict(), tmp_path / "runs" / branch.id, threads=1)
+    assert "started from step 0" in result["branch_start"]
+    expected = _losses(reference[0] / "s.db")[branch.id]
+    assert math.isclose(result["eval_loss"], expected, abs_tol=1e-6)

@@ -79,6 +79,66 @@ def test_reading_commands_refuse_what_is_not_a_store_and_write_nothing(tmp_path,
     assert _digest(path) == before and sorted(os.listdir(tmp_path)) == files
 
 
+def _mount_read_only(src: Path, ro: Path) -> None:
+    """Bind-mount ``src`` read-only at ``ro`` (as a snapshot or a read-only share); skip with
+    the reason where that is impossible."""
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("a read-only mount needs root on Linux")
+    ro.mkdir()
+    mounted = subprocess.run(f"mount --bind {src} {ro} && mount -o remount,bind,ro {ro}",
+                             shell=True, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount read-only here: {mounted.stderr.strip()}")
+
+
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder to fill (``src``) and its read-only view, mounted on first use."""
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    try:
+        yield src, lambda: _mount_read_only(src, ro) or ro
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], capture_output=True)
+
+
+@pytest.mark.parametrize("command", READERS, ids=lambda c: " ".join(c[:2]))
+def test_reading_commands_read_a_store_on_read_only_media(read_only_folder, tmp_path, capsys,
+                                                          command):
+    from synthetic_sweep import synthetic_store
+
+    src, mount = read_only_folder
+    synthetic_store(src / "s.db", budgets=(3e9, 1e10, 3e10), hidden_sizes=(16, 24, 32, 48))
+    path = mount() / "s.db"
+    with pytest.raises(OSError):  # the media is read-only indeed
+        (path.parent / "probe").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command] + ["--store", str(path)]
+    code, out, err = run_cli(args, capsys)
+    assert code == 0, err
+    assert "Traceback" not in err and "unable to open" not in err
+
+
+def test_changes_left_in_a_wal_are_read_on_read_only_media(read_only_folder, tmp_path, capsys):
+    """A store copied with its -wal but without its -shm (no writer has it open): the changes
+    the -wal holds are read too, not silently dropped."""
+    from synthetic_sweep import synthetic_store
+
+    src, mount = read_only_folder
+    work = tmp_path / "work"
+    work.mkdir()
+    synthetic_store(work / "s.db", budgets=(3e9, 1e10), hidden_sizes=(16, 24))
+    with closing(sqlite3.connect(work / "s.db")) as db:  # a writer that has not checkpointed
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        db.execute("UPDATE runs SET status = 'failed', error = 'in the wal' WHERE ord = 0")
+        db.commit()
+        assert (work / "s.db-wal").stat().st_size > 0
+        for name in ("s.db", "s.db-wal"):
+            (src / name).write_bytes((work / name).read_bytes())
+    path = mount() / "s.db"
+    code, out, err = run_cli(["sweep", "status", "--store", str(path)], capsys)
+    assert code == 0 and "3 done, 1 failed" in out and "in the wal" in out, err
+
+
 def test_sweep_plan_refuses_a_foreign_store(tmp_path, capsys):
     spec = micro_spec(tmp_path)
     path, fragment = _not_stores(tmp_path)["other"]

@@ -313,21 +313,28 @@ def status_cmd(store_path, as_json):
     for r in runs:
         if r["state"] == "failed":
             click.echo(f"failed {r['id']}: {safe(r['error'])}")
-        elif r["stalled"]:
+        elif r["stalled"] and r["lease_expired_s"] is not None:
             click.echo(f"stalled {r['id']}: its driver has not renewed the lease for "
                        f"{fmt_seconds(r['lease_expired_s'])}; the next `sweep run` on this "
                        "store takes it over from its last checkpoint")
+        elif r["stalled"]:
+            click.echo(f"stalled {r['id']}: its worker has been silent for "
+                       f"{fmt_seconds(r['worker_silent_s'])} (stopped or hung); its driver "
+                       "kills it and resumes the run from its last checkpoint")
 
 
 def _status_row(r: dict) -> dict:
     """One run of ``sweep status``: architecture, state, progress (steps from the run's log
     for running and interrupted runs, time left for running ones) and result. A running run
     whose lease has passed is ``stalled``: its driver stopped renewing it (killed, stopped or
-    cut off), and the next driver to claim work takes it over."""
+    cut off), and the next driver to claim work takes it over; so is one whose worker has not
+    touched its heartbeat for ``STALL_SECONDS`` (stopped or hung): its driver kills it and
+    resumes the run."""
     import time
 
     from moescale.sweeps.export import run_columns
-    from moescale.sweeps.runner import read_progress
+    from moescale.sweeps.runner import STALL_SECONDS, read_progress
+    from moescale.sweeps.worker import heartbeat_age
     from moescale.sweeps.spec import RunSpec
     from moescale.sweeps.store import state
 
@@ -341,13 +348,18 @@ def _status_row(r: dict) -> dict:
         progress = read_progress(r["run_dir"], total)
         step = progress.step if progress.step else None
         left = progress.seconds_left if r["status"] == "running" else None
-    lease = r.get("lease_until")
-    stalled = r["status"] == "running" and lease is not None and lease < time.time()
+    lease, now = r.get("lease_until"), time.time()
+    expired = r["status"] == "running" and lease is not None and lease < now
+    silent = (heartbeat_age(r["run_dir"], now) if r["status"] == "running" and r["run_dir"]
+              else None)
+    silent = silent if silent is not None and silent > STALL_SECONDS else None
+    stalled = expired or silent is not None
     if stalled:
         left = None
     return {"id": r["id"], "state": "stalled" if stalled else state(r["status"], r["retired"]),
             "status": r["status"], "stalled": stalled,
-            "lease_expired_s": round(time.time() - lease, 1) if stalled else None,
+            "lease_expired_s": round(now - lease, 1) if expired else None,
+            "worker_silent_s": round(silent, 1) if silent is not None else None,
             "retired": r["retired"] is not None, "attempts": r["attempts"],
             "d": cols["d"], "L": cols["L"], "E": cols["E"], "K": cols["K"], "G": cols["G"],
             "arm": cols["arm"],

@@ -627,7 +627,7 @@ def _fit_runs(inp: ReportInputs, fit):
         from moescale.sweeps.store import SweepStore
 
         try:
-            with SweepStore(inp.sources["store"], create=False) as store:
+            with SweepStore(inp.sources["store"], create=False, readonly=True) as store:
                 return run_table(store, law=fit.law)
         except MoescaleError:
             return None

@@ -8,10 +8,20 @@ trains at the peak learning rate and keeps a checkpoint at each **branch point**
 ``T`` optimizer steps is a **branch**: it starts from the trunk's checkpoint at step
 ``s = T − max(round(f·T), 1)`` (the first step of its WSD decay, ``f`` the
 ``decay_fraction``) and decays to its own end. Every run of the group warms up for the same
-number of steps, ``warmup_fraction`` of the *shortest* run (so no branch spends more of its
-steps warming up than an independent run would; Hägele et al. also warm up for a fixed number
-of steps at every length), and a branch follows exactly the schedule of an independent WSD run
-with that warm-up, and reaches the same weights.
+number of steps (Hägele et al. also warm up for a fixed number of steps at every length):
+``warmup_steps`` when ``[train]`` gives it, else ``warmup_fraction`` of the model's
+compute-optimal run, 20 tokens per parameter (Hoffmann et al. 2022) with ``N = C/(6·D)`` from
+its FLOPs per token (:func:`group_warmup`). A branch follows exactly the schedule of an
+independent WSD run with that warm-up, and reaches the same weights.
+
+**Growing a sweep.** Nothing about a run depends on which other budgets share its trunk: the
+warm-up comes from the model alone, a branch's id is its run's id with the warm-up hashed in,
+and a trunk's id is its group's. A larger budget added later extends the trunk from its last
+checkpoint (the store reopens it, :meth:`SweepStore.extend_trunks`); a branch whose point the
+trunk never kept (a smaller budget added later, or a kept point that is damaged or was pruned)
+starts from the trunk's latest readable checkpoint before its point, or from step 0, and trains
+the constant-rate stretch itself (:func:`branch_start`): the same weights, only its own
+compute spent again.
 
 FLOPs. With step counts ``T_1 < … < T_n`` of one model, the trunk costs ``s_n`` steps and the
 branches ``Σ (T_i − s_i) ≈ f·Σ T_i`` steps, so against independent runs (``Σ T_i`` steps)
@@ -50,6 +60,67 @@ def branch_file(trunk_dir: str | Path, step: int) -> Path:
     return Path(trunk_dir) / KEPT_CHECKPOINT.format(step=step)
 
 
+TOKENS_PER_PARAMETER = 20  # a compute-optimal run (Hoffmann et al. 2022): the warm-up's yardstick
+
+
+def group_warmup(run: RunSpec) -> int:
+    """Warm-up steps shared by every run of ``run``'s trunk: ``[train] warmup_steps`` when set,
+    else ``warmup_fraction`` of a 20-tokens-per-parameter run of the model (``N = C/(6·D)``),
+    so that it depends on the model alone, not on the budgets that share the trunk."""
+    given = run.train.get("warmup_steps")
+    if given is not None:
+        return int(given)
+    params = run.flops_per_token / 6
+    steps = TOKENS_PER_PARAMETER * params / int(run.train["batch_tokens"])
+    return int(round(float(run.train.get("warmup_fraction", 0.05)) * steps))
+
+
+def trunk_points(trunk_dir: str | Path) -> list[tuple[int, Path]]:
+    """The points a trunk kept for its branches, as ``(step, path)`` from the latest."""
+    points = []
+    for path in (Path(trunk_dir) / Path(KEPT_CHECKPOINT).parent).glob("step-*.pt"):
+        digits = path.stem.removeprefix("step-")
+        if digits.isdigit():
+            points.append((int(digits), path))
+    return sorted(points, reverse=True)
+
+
+def branch_start(trunk_dir: str | Path, step: int) -> tuple[Path | None, list[str]]:
+    """Where a branch that decays from ``step`` starts: the trunk's kept point at ``step``, else
+    its latest readable checkpoint before it (its own ``checkpoint.pt`` included), else step 0
+    (``None``). Returns the path and notes on what was skipped and why. A point that cannot be
+    read is moved aside (``.corrupt-TIMESTAMP``) so that no later branch tries it again."""
+    import os
+    import time
+
+    from moescale.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+
+    trunk_dir, notes = Path(trunk_dir), []
+    candidates = [(s, p) for s, p in trunk_points(trunk_dir) if s <= step]
+    last = trunk_dir / CHECKPOINT_NAME
+    for at, path in candidates + [(None, last)]:
+        if not path.is_file():
+            continue
+        try:
+            state = load_checkpoint(path)
+        except MoescaleError as exc:
+            if at is not None:  # a kept point: set aside; checkpoint.pt is the trunk's own
+                aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+                os.replace(path, aside)
+                notes.append(f"trunk point at step {at} unreadable ({str(exc).split(';')[0]}); "
+                             f"moved to {aside.name}")
+            continue
+        at = int(state.get("step", -1)) if at is None else at
+        if 0 < at <= step:
+            if at < step:
+                notes.append(f"started from the trunk's step {at} (no readable point at "
+                             f"{step}) and trained the constant-rate steps {at}–{step} itself")
+            return path, notes
+    notes.append(f"the trunk holds no readable checkpoint at or before step {step}: started "
+                 "from step 0 (the same schedule as the trunk's)")
+    return None, notes
+
+
 def _group_key(run: RunSpec) -> str:
     """What the runs of one trunk share: everything but the token count and the budget."""
     train = {k: v for k, v in run.train.items() if k != "tokens"}
@@ -83,11 +154,8 @@ def with_trunks(runs: Iterable[RunSpec]) -> list[RunSpec]:
 
 def _trunk_and_branches(key: str, members: list[RunSpec]) -> list[RunSpec]:
     longest = max(members, key=lambda m: m.steps)
-    shortest = min(m.steps for m in members)
     fraction = float(longest.train.get("decay_fraction", 0.2))
-    warmup = longest.train.get("warmup_steps")  # given in [train], else from the shortest run
-    if warmup is None:
-        warmup = int(float(longest.train.get("warmup_fraction", 0.05)) * shortest)
+    warmup = group_warmup(longest)
     batch = int(longest.train["batch_tokens"])
     if not 0 < fraction < 1:
         raise MoescaleError(f"[train] reuse = \"trunk\" needs a decay_fraction in (0, 1): a "
@@ -97,9 +165,9 @@ def _trunk_and_branches(key: str, members: list[RunSpec]) -> list[RunSpec]:
         short = min(members, key=lambda m: m.steps)
         raise MoescaleError(f"[train] reuse = \"trunk\": run {short.id} (budget {short.budget:g}, "
                             f"{short.steps} steps) would branch at step {steps[0]}, "
-                            f"{'before its first step' if steps[0] < 1 else 'inside its warm-up'}"
-                            f" ({warmup} steps); raise the smallest budget or lower "
-                            "decay_fraction / warmup")
+                            f"{'before its first step' if steps[0] < 1 else 'inside the warm-up'}"
+                            f" ({warmup} steps, shared by the runs of one trunk); raise the "
+                            "smallest budget, or lower decay_fraction or [train] warmup_steps")
     trunk_train = {**longest.train, "warmup_steps": warmup, "stop_after_steps": steps[-1],
                    "keep_steps": steps}
     trunk_flops = steps[-1] * batch * longest.flops_per_token

@@ -21,8 +21,10 @@ failure). A full disk stops the sweep with one error; its runs stay resumable.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -42,10 +44,13 @@ from moescale.sweeps.store import (
     is_disk_full,
     result_problem,
     sweep_name_conflict,
+    this_host,
 )
 
 LEASE_SECONDS = 60.0  # a driver silent this long is presumed dead
 POLL_SECONDS = 0.5
+MIN_STALL_SECONDS = 10.0  # a worker silent this long (and past the lease) is stalled
+STALL_SECONDS = max(LEASE_SECONDS, MIN_STALL_SECONDS)  # as `sweep status` judges it
 MAX_ATTEMPTS = 3  # a run whose worker died (not one that raised) is tried this often
 ENGINE_ADDRESS = "engine_address"  # store meta: an engine the executor started (e.g. Ray)
 
@@ -147,6 +152,11 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
         store.close()
         raise MoescaleError(conflict)
     store.add_runs(runs)
+    folder = Path(folder) if folder else runs_dir(store_path)
+    for trunk_id, step in store.extend_trunks(runs).items():  # a larger budget was added
+        done = folder / trunk_id / worker.RESULT_FILE  # the result of its earlier, shorter end
+        if done.is_file():
+            os.replace(done, done.with_name(f"result-step-{step}.json"))
     store.unretire(ids)
     retired = store.stale(spec.name, ids) if retire_stale else []
     store.retire(retired)
@@ -154,8 +164,7 @@ def run_sweep(spec: SweepSpec, store_path: str | Path, executor: Executor, *,
         store.retry_failed(ids)
     if executor.address:  # an engine the executor started: a restarted driver reconnects
         store.meta(ENGINE_ADDRESS, executor.address)
-    loop = _Loop(store, executor, ids, Path(folder) if folder else runs_dir(store_path),
-                 lease_s, max_attempts, progress)
+    loop = _Loop(store, executor, ids, folder, lease_s, max_attempts, progress)
     loop.out.runs, loop.out.retired = len(runs), retired
     beat = _Heartbeat(store.path, loop.claims, loop.lock, lease_s)
     loop.beat = beat
@@ -200,6 +209,8 @@ class _Loop:
         self.dirs: dict[str, Path] = {}  # run folder of each claimed run
         self.waiting: dict[str, Path] = {}  # claimed runs whose folder another worker holds
         self.beat: _Heartbeat | None = None
+        self.stall_after = max(lease_s, MIN_STALL_SECONDS)
+        self.stalled: dict[str, str] = {}  # runs whose silent worker this driver killed: why
         self.lock = threading.Lock()
         self.out = SweepRun(store=str(store.path), executor=executor.description, runs=0,
                             counts={})
@@ -209,6 +220,7 @@ class _Loop:
         while True:
             if time.monotonic() - last_reconcile > self.lease_s / 2:
                 self.reconcile()
+                self.check_stalled()
                 last_reconcile = time.monotonic()
             for outcome in self.executor.poll():
                 with self.lock:
@@ -220,9 +232,35 @@ class _Loop:
                 with self.lock:
                     running = [(c.run, self.dirs[i]) for i, c in self.claims.items()]
                 self.display.update(running, self.store.states(self.ids))
-            if not self.claims:
+            if not self.claims and not self.others_working():
                 return
             time.sleep(POLL_SECONDS)
+
+    def others_working(self) -> bool:
+        """Whether other drivers run runs of this sweep while some of its runs wait (branches
+        for a trunk another driver trains): this driver stays to share the work."""
+        states = set(self.store.states(self.ids).values())
+        return "pending" in states and "running" in states
+
+    def check_stalled(self) -> None:
+        """Kill the workers of this driver's runs that have gone silent (no heartbeat for
+        ``stall_after`` seconds: stopped with SIGSTOP, or hung); the run is retried from its
+        last checkpoint. A worker on another host is only reported (``sweep status``)."""
+        now = time.time()
+        for run_id, run_dir in list(self.dirs.items()):
+            if run_id in self.waiting or run_id in self.stalled:
+                continue
+            age = worker.heartbeat_age(run_dir, now)
+            holder = worker.lock_owner(run_dir)
+            if age is None or age < self.stall_after or holder is None:
+                continue
+            pid, host = holder
+            if host != this_host():
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                self.stalled[run_id] = (f"its worker (pid {pid}) stalled: no heartbeat for "
+                                        f"{age:.0f} s; killed, to resume from its last checkpoint")
 
     def fill(self) -> None:
         """Claim runs until the executor is full or nothing is pending, then submit them
@@ -340,6 +378,9 @@ class _Loop:
             # another driver took this run over while this one was paused: stand down
             out.lost_claims.append(run_id)
             return
+        stalled = self.stalled.pop(run_id, None)
+        if stalled and outcome.status == "failed":
+            outcome = dataclasses.replace(outcome, error=stalled, retryable=True)
         if outcome.busy:  # the worker found the folder held: wait for the one holding it
             self.wait_for(claim, self.folder / run_id)
             return
@@ -362,7 +403,7 @@ class _Loop:
             ok = self.store.finish(run_id, claim.token, outcome.result, curve)
             if ok:
                 out.finished.append(run_id)
-                out.flops += claim.run.own_flops
+                out.flops += spent_flops(claim.run, outcome.result)
                 if claim.run.role == "branch":
                     self.prune_branch_points()
                 if outcome.result.get("checkpoint_discarded"):
@@ -383,6 +424,15 @@ class _Loop:
         elif self.display:
             self.display.ended(claim.run, kind, outcome.result if kind == "done" else outcome.error,
                                self.store.states(self.ids))
+
+
+def spent_flops(run: RunSpec, result: dict[str, Any]) -> float:
+    """FLOPs this attempt of ``run`` spent: its steps from where it started (a resume, a
+    trunk's extension, a branch point) to its end; ``own_flops`` when the result does not say."""
+    if "start_step" not in result or "steps" not in result:
+        return run.own_flops
+    steps = max(int(result["steps"]) - int(result["start_step"]), 0)
+    return steps * int(run.train["batch_tokens"]) * run.flops_per_token
 
 
 # ----- following the runs ---------------------------------------------------------------------

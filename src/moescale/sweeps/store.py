@@ -176,6 +176,7 @@ class SweepStore:
         self.path = Path(path)
         self.readonly = readonly
         self.problems: list[str] = []  # rows read that could not be used (see :meth:`rows`)
+        self._copy: str | None = None  # a temporary copy read in place of read-only media
         if (readonly or not create) and not self.path.is_file():
             raise MoescaleError(f"sweep store not found: {self.path}")
         if readonly:
@@ -237,6 +238,13 @@ class SweepStore:
                 self.db.execute("PRAGMA busy_timeout = 60000")
                 if check or not quiet:
                     self._verify()
+            except sqlite3.OperationalError as exc:
+                self.db.close()
+                if "unable to open" not in str(exc):
+                    raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") \
+                        from None
+                self._open_immutable(uri)  # WAL mode on read-only media
+                return
             except sqlite3.DatabaseError as exc:
                 self.db.close()
                 raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") from None
@@ -245,6 +253,39 @@ class SweepStore:
                 raise
             if check:
                 self.db.close()
+        try:
+            self.db.execute("SELECT 1 FROM meta LIMIT 1").fetchall()
+        except sqlite3.OperationalError:  # WAL mode needs a -shm file it cannot make here
+            self.db.close()
+            self._open_immutable(uri)
+
+    def _open_immutable(self, uri: str) -> None:
+        """Open a store on read-only media (a mount, a snapshot), where SQLite cannot make the
+        ``-shm`` file a WAL-mode store needs. A non-empty ``-wal`` beside it holds changes
+        that only a reader of both files sees: the two are copied to a temporary folder and
+        the copy is read. Otherwise the file is read as immutable."""
+        wal = Path(str(self.path) + "-wal")
+        if wal.is_file() and wal.stat().st_size:
+            import shutil
+            import tempfile
+
+            self._copy = tempfile.mkdtemp(prefix="moescale-store-")
+            for source in (self.path, wal):
+                shutil.copyfile(source, Path(self._copy) / source.name)
+            uri = ("file:" + urllib.parse.quote(str(Path(self._copy) / self.path.name))
+                   + "?mode=ro")
+        else:
+            uri += "&immutable=1"
+        self.db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        try:
+            self._verify()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise MoescaleError(f"{self.path} is not a moescale sweep store ({exc})") from None
+        except MoescaleError:
+            self.close()
+            raise
 
     def _tables(self) -> set[str]:
         return {r[0] for r in self.db.execute(
@@ -284,6 +325,11 @@ class SweepStore:
             except sqlite3.Error:
                 pass
         self.db.close()
+        if self._copy:  # a store on read-only media read through a copy
+            import shutil
+
+            shutil.rmtree(self._copy, ignore_errors=True)
+            self._copy = None
 
     def __enter__(self) -> SweepStore:
         return self
@@ -330,6 +376,36 @@ class SweepStore:
                  for i, r in enumerate(runs)])
             return self.db.total_changes - before
         return self._write(add)
+
+    def extend_trunks(self, runs: Iterable[RunSpec]) -> dict[str, int]:
+        """Give trunks the spec the sweep has now (budgets added or removed change a trunk's end
+        and kept points, never its id). A finished trunk whose end moved later is pending again,
+        to resume from its last checkpoint; running ones are left alone. Returns the reopened
+        trunks with the step they had reached."""
+        trunks = [r for r in runs if r.role == "trunk"]
+
+        def extend():
+            reopened = {}
+            for run in trunks:
+                row = self.db.execute("SELECT status, spec, history FROM runs WHERE id = ?",
+                                      (run.id,)).fetchone()
+                new = json.dumps(run.to_dict())
+                if row is None or row["status"] == "running" or row["spec"] == new:
+                    continue
+                old_end = int(json.loads(row["spec"])["train"]["stop_after_steps"])
+                new_end = int(run.train["stop_after_steps"])
+                if row["status"] == "done" and new_end > old_end:
+                    reopened[run.id] = old_end
+                    history = _history(row["history"]) + [
+                        {"outcome": "extended", "from_step": old_end, "to_step": new_end,
+                         "time": time.time()}]
+                    self.db.execute("UPDATE runs SET spec = ?, status = 'pending', attempts = 0, "
+                                    "finished = NULL, history = ? WHERE id = ?",
+                                    (new, json.dumps(history), run.id))
+                else:
+                    self.db.execute("UPDATE runs SET spec = ? WHERE id = ?", (new, run.id))
+            return reopened
+        return self._write(extend)
 
     # ----- claiming ----------------------------------------------------------------------------
     def claim(self, ids: set[str] | None = None, lease_s: float = 60.0,

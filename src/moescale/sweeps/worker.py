@@ -13,7 +13,8 @@ writing anything; drivers check the lock before they start a worker
 
 A branch of a trunk (``[train] reuse = "trunk"``, :mod:`moescale.sweeps.reuse`) starts its
 first attempt from the checkpoint its trunk kept at the branch point, in the trunk's folder
-beside its own; later attempts resume from its own checkpoint.
+beside its own (or from the trunk's latest readable checkpoint before it, or step 0:
+:func:`moescale.sweeps.reuse.branch_start`); later attempts resume from its own checkpoint.
 
 A checkpoint that cannot be read is moved aside (``checkpoint.pt.corrupt-TIMESTAMP``) and the
 run starts afresh (``result.json`` says so). A full disk ends the worker with ``error.json``
@@ -38,6 +39,8 @@ from typing import Any
 RESULT_FILE, ERROR_FILE, CHECKPOINT_FILE, LOG_FILE = ("result.json", "error.json",
                                                         "checkpoint.pt", "log.jsonl")
 SPEC_FILE, OUTPUT_FILE, LOCK_FILE = "spec.json", "worker.log", "worker.lock"
+HEARTBEAT_FILE = "heartbeat"  # touched every HEARTBEAT_SECONDS while the worker lives
+HEARTBEAT_SECONDS = 1.0
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another worker holds the run folder; nothing was written
 EXIT_DISK_FULL = 28  # ENOSPC: the disk is full and not even error.json could be written
@@ -90,6 +93,49 @@ def lock_holder(run_dir: Path) -> str | None:
     except OSError:
         return None
     return f"pid {text}" if text else None
+
+
+def lock_owner(run_dir: str | Path) -> tuple[int, str] | None:
+    """``(pid, host)`` of the worker holding the run folder now, or None when none does."""
+    if not folder_locked(run_dir):
+        return None
+    try:
+        pid, host = (Path(run_dir) / LOCK_FILE).read_text().split()
+        return int(pid), host
+    except (OSError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def heartbeat(run_dir: Path):
+    """Touch ``run_dir/heartbeat`` every second while the block runs, from a thread: a worker
+    that is stopped (SIGSTOP) or hung stops touching it (:func:`heartbeat_age`)."""
+    import threading
+
+    path, stop = run_dir / HEARTBEAT_FILE, threading.Event()
+
+    def beat():
+        while True:
+            with contextlib.suppress(OSError):
+                path.touch()
+            if stop.wait(HEARTBEAT_SECONDS):
+                return
+
+    thread = threading.Thread(target=beat, name="moescale-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def heartbeat_age(run_dir: str | Path, now: float | None = None) -> float | None:
+    """Seconds since the run's worker last touched its heartbeat (None: no heartbeat yet)."""
+    try:
+        return (now or time.time()) - (Path(run_dir) / HEARTBEAT_FILE).stat().st_mtime
+    except OSError:
+        return None
 
 
 def folder_locked(run_dir: str | Path) -> bool:
@@ -164,6 +210,20 @@ def read_curve(run_dir: Path) -> list[dict[str, Any]]:
     return [points[s] for s in sorted(points)]
 
 
+def start_step(run_dir: Path) -> int:
+    """The step the last attempt in ``run_dir`` started from (0 from scratch; a resume's or a
+    branch point's step otherwise), from the log's last ``start``/``resume`` record."""
+    step = 0
+    path = run_dir / LOG_FILE
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                rec = json.loads(line)
+                if rec.get("event") in ("start", "resume"):
+                    step = int(rec.get("step", 0))
+    return step
+
+
 def prepare_run_dir(run_dir: Path) -> bool:
     """Make the folder; keep it for a resume when it holds a checkpoint, else start clean.
     Returns whether the run resumes."""
@@ -174,7 +234,8 @@ def prepare_run_dir(run_dir: Path) -> bool:
     if (run_dir / CHECKPOINT_FILE).is_file():
         return True
     for child in run_dir.iterdir():  # an attempt that died before its first checkpoint
-        if child.name not in (SPEC_FILE, OUTPUT_FILE, LOCK_FILE) and ".corrupt-" not in child.name:
+        if (child.name not in (SPEC_FILE, OUTPUT_FILE, LOCK_FILE, HEARTBEAT_FILE)
+                and ".corrupt-" not in child.name):
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     return False
 
@@ -214,7 +275,8 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
     main_rank = os.environ.get("RANK", "0") == "0"
     lock = hold_folder(run_dir) if main_rank else None
     try:
-        return _execute(spec, run_dir, threads, device, main_rank)
+        with heartbeat(run_dir) if main_rank else contextlib.nullcontext():
+            return _execute(spec, run_dir, threads, device, main_rank)
     except BaseException:
         remove_temporary(run_dir)
         raise
@@ -224,8 +286,7 @@ def execute(run: dict[str, Any], run_dir: str | Path, threads: int | None = None
 
 def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
              main_rank: bool) -> dict[str, Any]:
-    from moescale.errors import MoescaleError
-    from moescale.sweeps.reuse import branch_file
+    from moescale.sweeps.reuse import branch_start
     from moescale.sweeps.spec import ROUTING_KEYS
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train
@@ -240,13 +301,13 @@ def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
     train_options = {k: v for k, v in spec.train.items()
                      if k != "device" and k not in ROUTING_KEYS}
     train_options.setdefault("seq_len", spec.arch().seq_len)  # the spec's resolved context
+    notes: list[str] = []
     if spec.role == "branch" and not resume:  # its first attempt starts at the trunk's point
-        start = branch_file(run_dir.parent / spec.trunk, spec.branch_step)
-        if not start.is_file():
-            raise MoescaleError(f"its trunk {spec.trunk} kept no checkpoint at step "
-                                f"{spec.branch_step} (the trunk failed or its folder was "
-                                "removed); retry the failed runs, trunk included")
-        train_options["branch_from"] = str(start)
+        start, notes = branch_start(run_dir.parent / spec.trunk, spec.branch_step)
+        for note in notes:
+            print(f"moescale worker: run {spec.id}: {note}", file=sys.stderr, flush=True)
+        if start is not None:
+            train_options["branch_from"] = str(start)
     config = TrainConfig(**train_options, seed=spec.seed, out=str(run_dir), resume=resume,
                          convention=spec.convention, threads=threads,
                          device=device or spec.train.get("device"))
@@ -257,9 +318,11 @@ def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
     curve = read_curve(run_dir)
     evals = [p["eval_loss"] for p in curve if p.get("eval_loss") is not None]
     result |= {"best_eval_loss": min(evals, default=result["eval_loss"]), "resumed": resume,
-               "pid": os.getpid()}
+               "start_step": start_step(run_dir), "pid": os.getpid()}
     if discarded:
         result["checkpoint_discarded"] = discarded
+    if notes:
+        result["branch_start"] = "; ".join(notes)
     if main_rank:  # under torchrun only rank 0 reports
         write_atomic(run_dir / RESULT_FILE, result)
     return result

@@ -415,7 +415,8 @@ class Trainer:
         state = ckpt.load_checkpoint(path)
         if branch:
             _check_branch_point(state, self.arch, self.config, path, self.total_steps)
-        elif state["architecture"] != self.arch.to_dict() or state["total_steps"] != self.total_steps:
+        elif state["architecture"] != self.arch.to_dict() or (
+                state["total_steps"] != self.total_steps and not self._extends_trunk(state)):
             raise MoescaleError("the checkpoint in `out` belongs to a different architecture or "
                                 "token budget; resume with the same settings or use a new `out`")
         try:
@@ -436,6 +437,14 @@ class Trainer:
         if not 0 <= self.step <= self.total_steps:
             raise MoescaleError(f"{path} is damaged: step {self.step} is outside "
                                 f"0..{self.total_steps}; use a new `out`")
+
+    def _extends_trunk(self, state: dict[str, Any]) -> bool:
+        """Whether this run is a trunk (constant rate up to ``stop_after_steps``, keeping
+        branch points) resuming a checkpoint of the same trunk to a later end: its token budget
+        grew with a larger budget of the sweep, and every step it trains is at the peak rate."""
+        c = self.config
+        return bool(c.keep_steps and c.stop_after_steps and state["config"].get("keep_steps")
+                    and int(state["step"]) <= c.stop_after_steps)
 
     # ----- the loop ------------------------------------------------------------------------
     def _write_header(self) -> None:
