@@ -407,6 +407,41 @@ def test_a_reuse_sweep_grows_by_a_budget(reference, tmp_path, first, added):
 
 
 @pytest.mark.slow
+def test_a_second_driver_shares_the_branches_while_the_trunk_trains(tmp_path):
+    """A second driver started while the first trains the trunk does not exit ("pending,
+    running"): it waits for branch points and trains branches; no run is trained twice."""
+    from moescale.sweeps.store import SweepStore
+
+    path = micro_spec(tmp_path, budgets=BUDGETS, grid="hidden_size = [16]",
+                      train=MICRO_REUSE + "\ncheckpoint_every = 10")
+    db = tmp_path / "s.db"
+    runs = SweepSpec.load(path).expand()
+    trunk = next(r for r in runs if r.role == "trunk")
+    first = subprocess.Popen(moescale_cmd("sweep", "run", str(path), "--store", str(db),
+                                          "--workers", "1", "--threads", "1", "--json"),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=os.environ | {"OMP_NUM_THREADS": "1"})
+    try:
+        end = time.monotonic() + 120
+        while not (db.exists() and SweepStore(db, readonly=True).states().get(trunk.id)
+                   == "running"):
+            assert time.monotonic() < end and first.poll() is None, first.stderr.read()
+            time.sleep(0.05)
+        second = _run(path, db)
+        out, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    assert first.returncode == 0, err
+    one = json.loads(out)
+    assert trunk.id in one["finished"] and second.finished  # both drivers trained
+    assert not set(one["finished"]) & set(second.finished)
+    assert set(one["finished"]) | set(second.finished) == {r.id for r in runs}
+    with SweepStore(db) as store:
+        assert all([h["outcome"] for h in r["history"]].count("done") == 1
+                   for r in store.rows())
+
+
+@pytest.mark.slow
 def test_a_damaged_branch_point_is_rebuilt_from_the_previous_one(reference, tmp_path):
     """A kept point that cannot be read is set aside and the branch starts from the trunk's
     previous point (or step 0), training the constant-rate stretch itself: the same loss."""

@@ -321,6 +321,64 @@ def test_a_sigstopped_driver_never_leads_to_two_workers_on_one_run(tmp_path):
     assert events.count("start") == 1 and "resume" not in events
 
 
+@pytest.mark.slow
+def test_a_sigstopped_worker_is_killed_and_its_run_resumed(tmp_path):
+    """A worker stopped under a live driver stops touching its heartbeat; past the stall time
+    the driver kills it and the run resumes from its checkpoint to the end, once."""
+    pytest.importorskip("torch")
+    spec = micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[2e10]",
+                      train="eval_every = 20\ncheckpoint_every = 20\n")
+    db = tmp_path / "s.db"
+    args = ["sweep", "run", str(spec), "--store", str(db), "--workers", "1", "--threads", "1",
+            "--lease-seconds", "2", "--json"]
+    driver = subprocess.Popen(moescale_cmd(*args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True,
+                              env=os.environ | {"OMP_NUM_THREADS": "1"})
+    try:
+        def checkpointed():
+            rows = SweepStore(db, readonly=True).rows() if db.exists() else []
+            return bool(rows and rows[0]["run_dir"]
+                        and (Path(rows[0]["run_dir"]) / worker.CHECKPOINT_FILE).exists())
+        _wait_for(checkpointed, 180, "the worker's first checkpoint")
+        (row,) = SweepStore(db, readonly=True).rows()
+        pid = int(row["job_id"].rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGSTOP)
+        out, err = driver.communicate(timeout=300)
+    finally:
+        driver.kill()
+    assert driver.returncode == 0, err
+    (done,) = SweepStore(db, readonly=True).rows()
+    assert done["status"] == "done" and done["result"]["resumed"]
+    retries = [h for h in done["history"] if h["outcome"] == "retry"]
+    assert len(retries) == 1 and f"its worker (pid {pid}) stalled" in retries[0]["error"]
+    assert [h["outcome"] for h in done["history"]].count("done") == 1
+
+
+def test_sweep_status_shows_a_silent_worker_as_stalled(tmp_path, capsys):
+    """A running run whose lease is renewed (its driver lives) but whose worker has not
+    touched its heartbeat for a minute is ``stalled``, with how long it has been silent."""
+    from moescale.sweeps.runner import STALL_SECONDS
+
+    spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16]"))
+    db, run_dir = tmp_path / "s.db", tmp_path / "run"
+    with SweepStore(db) as store:
+        store.add_runs(spec.expand())
+        claim = store.claim(lease_s=3600)
+        store.set_run_dir(claim.run.id, claim.token, str(run_dir))
+    run_dir.mkdir()
+    beat = run_dir / worker.HEARTBEAT_FILE
+    beat.touch()
+    code, out, _ = run_cli(["sweep", "status", "--store", str(db), "--json"], capsys)
+    assert json.loads(out)["runs"][0]["state"] == "running"
+    silent = STALL_SECONDS + 30
+    os.utime(beat, (time.time() - silent,) * 2)
+    code, out, _ = run_cli(["sweep", "status", "--store", str(db), "--json"], capsys)
+    (run,) = json.loads(out)["runs"]
+    assert run["state"] == "stalled" and run["worker_silent_s"] == pytest.approx(silent, abs=5)
+    code, out, _ = run_cli(["sweep", "status", "--store", str(db)], capsys)
+    assert "its worker has been silent for" in out
+
+
 # ----- full disk -----------------------------------------------------------------------------
 class FullDisk:
     """A connection whose writes fail as SQLite does when the disk is full."""

@@ -171,6 +171,29 @@ def test_missing_engines_name_their_extra(tmp_path, capsys, monkeypatch):
     assert err.strip() == "Error: --executor slurm needs submitit: pip install 'moescale[slurm]'"
 
 
+def test_a_ray_client_address_is_one_line_fast(tmp_path, capsys, monkeypatch):
+    """``--address ray://…`` (Ray Client): the ray extra brings grpcio, so a dead address is a
+    prompt "cannot reach" (not Ray's 30 s wait, nor its request for ray[client]); without
+    grpcio the error names the extra."""
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    args = ["sweep", "run", str(micro_spec(tmp_path)), "--store", str(tmp_path / "s.db"),
+            "--executor", "ray", "--address", f"ray://127.0.0.1:{port}"]
+    t0 = time.perf_counter()
+    code, out, err = run_cli(args, capsys)
+    assert code == 2 and time.perf_counter() - t0 < 20
+    assert err.strip() == (f"Error: cannot reach the Ray cluster at ray://127.0.0.1:{port}: "
+                           "nothing answers on that port (the head node's Ray Client server, "
+                           "default port 10001)")
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    code, out, err = run_cli(args, capsys)
+    assert code == 2 and "needs ray[client]: pip install 'moescale[ray]'" in err
+
+
 def test_bad_slurm_arg(tmp_path, capsys):
     pytest.importorskip("submitit")
     code, out, err = run_cli(["sweep", "run", str(micro_spec(tmp_path)), "--store",

@@ -334,9 +334,9 @@ def _status_row(r: dict) -> dict:
 
     from moescale.sweeps.export import run_columns
     from moescale.sweeps.runner import STALL_SECONDS, read_progress
-    from moescale.sweeps.worker import heartbeat_age
     from moescale.sweeps.spec import RunSpec
     from moescale.sweeps.store import state
+    from moescale.sweeps.worker import heartbeat_age
 
     res, spec = r["result"] or {}, r["spec"]
     cols = run_columns(spec)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,19 @@ def _reachable(address: str) -> bool:
         return False
 
 
+def _check_ray_client(address: str) -> None:
+    """A ``ray://HOST:PORT`` address (Ray Client) needs ``ray[client]`` (grpcio) and a port
+    that answers; say so in one line before Ray waits 30 s to find out."""
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        raise MoescaleError(f"--address {address} (Ray Client) needs ray[client]: "
+                            "pip install 'moescale[ray]'") from None
+    if not _reachable(address.removeprefix("ray://")):
+        raise MoescaleError(f"cannot reach the Ray cluster at {address}: nothing answers on "
+                            "that port (the head node's Ray Client server, default port 10001)")
+
+
 class RayExecutor:
     """Runs as Ray actors; ``address`` is ``None`` (start a local instance), ``auto`` or
     ``ray://host:10001``."""
@@ -103,8 +117,12 @@ class RayExecutor:
         options = dict(namespace=NAMESPACE, log_to_driver=False, logging_level="ERROR",
                        include_dashboard=False)
         if address:
+            if address.startswith("ray://"):
+                _check_ray_client(address)
             try:
-                ray.init(address=address, **options)
+                with warnings.catch_warnings():  # its failure is the one line below
+                    warnings.simplefilter("ignore")
+                    ray.init(address=address, **options)
             except (ConnectionError, RuntimeError) as exc:
                 raise MoescaleError(f"cannot reach the Ray cluster at {address}: "
                                     f"{str(exc).splitlines()[0]}") from None
