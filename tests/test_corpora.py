@@ -288,7 +288,7 @@ def test_sweep_spec_takes_a_prepared_folder(files, tmp_path):
                                           .replace('"unk_token"', '"unk_token" ', 1))
     with pytest.raises(MoescaleError, match="is not the tokenizer .* was prepared with"):
         SweepSpec.from_dict({**spec, "train": {**spec["train"], "tokenizer": str(other)}})
-    with pytest.raises(MoescaleError, match="text_column applies to rows of text"):
+    with pytest.raises(MoescaleError, match="`text_column` .body. applies to .*not to a prepared"):
         SweepSpec.from_dict({**spec, "train": {**spec["train"], "text_column": "body"}})
     spec["train"] |= {"data": str(files / "docs.jsonl"), "tokenizer": str(files / "tok"),
                       "text_column": "body"}
@@ -354,3 +354,28 @@ def test_a_token_file_changed_after_prepare_is_caught_when_opened(run, tmp_path,
     with pytest.raises(MoescaleError, match=r"token id 300 \(first at position 5\) is beyond "
                                             r"the vocabulary \(256 ids\)"):
         open_prepared(out)
+
+
+def test_a_builtin_tokenizer_or_text_column_that_does_not_fit_prepared_data(run, tmp_path, docs):
+    """An audit's cases: ``tokenizer = "bpe"`` on a folder prepared with bytes passed the plan
+    and failed every run at start; ``--text-column`` on prepared data was silently ignored."""
+    from moescale.sweeps.spec import SweepSpec
+
+    text = tmp_path / "t.txt"
+    text.write_text("\n".join(docs[:200]))
+    out = tmp_path / "prep"
+    code, _, err = run("data", "prepare", text, "-o", out, "--threads", "1")
+    assert code == 0, err
+    spec = {"name": "s", "budgets": [1e10],
+            "base": {"n_layers": 1, "n_heads": 2, "hidden_size": 32, "seq_len": 32,
+                     "n_experts": 4, "top_k": 1, "expert_ffn": 64, "dense_ffn": 64},
+            "train": {"batch_tokens": 256, "data": str(out), "tokenizer": "bpe"}}
+    with pytest.raises(MoescaleError, match=r"`tokenizer` bpe is not the tokenizer .* was "
+                                            r"prepared with \(bytes\)"):
+        SweepSpec.from_dict(spec)
+    spec["train"]["tokenizer"] = "bytes"  # the one that made it: accepted
+    assert SweepSpec.from_dict(spec).expand()[0].arch().vocab_size == 256
+    code, _, err = run("train", *TINY, "--data", out, "--text-column", "body",
+                       "--out", tmp_path / "r")
+    _one_line_error(code, err, "--text-column 'body' applies to Parquet, JSON Lines, Arrow and "
+                               "saved dataset sources, not to a prepared token folder")

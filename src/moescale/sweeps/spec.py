@@ -398,9 +398,7 @@ def _check_data(data, text_column, memo: dict, tokenizer=None, vocab_size=None) 
     if key in memo:
         return
     try:
-        source = resolve_source(data, text_column)
-        if source.kind in ("prepared", "tokens") and text_column:
-            raise MoescaleError(f"{data} holds tokens; text_column applies to rows of text")
+        source = resolve_source(data, text_column)  # refuses a text_column on tokens
         if source.kind == "prepared":  # a tokenizer file must be the one that made it
             open_prepared(Path(data), tokenizer, vocab_size)
     except MoescaleError as exc:

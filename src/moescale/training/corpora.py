@@ -134,6 +134,8 @@ def resolve_source(data: str | Path, text_column: str | None = None) -> Source:
     label = path.resolve().name or spec
     if path.is_dir():
         if (path / MANIFEST).is_file():
+            _no_column("a prepared token folder (its text column was chosen at `data prepare`)",
+                       text_column)
             return Source(spec, "prepared", (path / MANIFEST,), label=label)
         if (path / "dataset_dict.json").is_file():
             return _dataset_dict(path, text_column)
@@ -746,12 +748,7 @@ def open_prepared(folder: Path, tokenizer: str | None = None, vocab_size: int | 
         if tok.sha256 != desc.get("sha256"):
             raise MoescaleError(f"{tok.path} is not the tokenizer the manifest of {folder} names "
                                 "(its SHA-256 differs); prepare the corpus again")
-    if tokenizer not in (None, *BUILTIN_TOKENIZERS):
-        given = file_sha256(tokenizer_file(tokenizer))
-        if given != desc.get("sha256"):
-            raise MoescaleError(f"`tokenizer` {tokenizer} is not the tokenizer {folder} was "
-                                f"prepared with ({desc.get('name')}); drop `tokenizer` or "
-                                "prepare the corpus with it")
+    check_tokenizer(folder, desc, tokenizer)
     vocab = model_vocab_size(tok_vocab, vocab_size, desc.get("kind"), desc.get("name"))
     for name, ids in (("train.bin", train), ("val.bin", val)):  # files changed after prepare
         top = int(ids.max()) if len(ids) else 0
@@ -765,6 +762,22 @@ def open_prepared(folder: Path, tokenizer: str | None = None, vocab_size: int | 
             "source": manifest["source"].get("data"), "folder": str(folder.resolve())}
     return Corpus(train, val, tok, vocab, max_id, float(manifest.get("unigram_entropy", "nan")),
                   info)
+
+
+def check_tokenizer(folder: Path, desc: dict, tokenizer: str | None) -> None:
+    """A ``tokenizer`` given with a prepared folder must be the one that made it (``bpe`` a
+    trained BPE, a file its SHA-256; ``bytes``, the default, is not checked): one error
+    instead of a run that trains on ids its tokenizer never meant."""
+    if tokenizer in (None, "bytes"):  # "bytes" is also the default when none is given
+        return
+    if tokenizer == "bpe":
+        same = desc.get("kind") == "bpe"
+    else:
+        same = file_sha256(tokenizer_file(tokenizer)) == desc.get("sha256")
+    if not same:
+        raise MoescaleError(f"`tokenizer` {tokenizer} is not the tokenizer {folder} was "
+                            f"prepared with ({desc.get('name')}); drop `tokenizer` or "
+                            "prepare the corpus with it")
 
 
 def model_vocab_size(tokenizer_vocab: int, vocab_size: int | None, kind: str | None,
@@ -969,6 +982,7 @@ def resolve_vocab(data: str, tokenizer: str | None, vocab_size: int | None,
     source_is_tokens = is_token_source(str(data))
     if source_is_tokens and Path(data).is_dir():
         desc = read_manifest(Path(data)).get("tokenizer", {})
+        check_tokenizer(Path(data), desc, tokenizer)
         return model_vocab_size(int(desc.get("vocab_size", 0)), vocab_size, desc.get("kind"),
                                 desc.get("name"))
     if tokenizer not in (None, *BUILTIN_TOKENIZERS):
