@@ -12,6 +12,7 @@ paths and makes one library call. The CLI commands call the same library functio
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import os
@@ -152,7 +153,8 @@ def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 
          experts: int | Sequence[int] | None = None, top_k: int | None = None,
          m_ratio_fit=None, n_ratio_fit=None, vocab: int | None = None,
          seq_len: int | None = None, align: int | None = None, heads: int | None = None,
-         kv_heads: int | None = None, head_dim: int | None = None, top: int = 5):
+         kv_heads: int | None = None, head_dim: int | None = None, top: int = 5,
+         corpus_tokens: float | None = None):
     """The architecture to train with ``compute`` FLOPs (and, optionally, a memory budget of
     ``memory_bytes``, a KV cache of ``kv_tokens`` tokens and ``inference_tokens`` served).
     Returns a :class:`~moescale.planning.Plan` with ``top`` alternatives.
@@ -168,9 +170,14 @@ def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 
     50257), ``seq_len`` (8192 / 512), ``align`` (8 / 64), ``heads``, ``kv_heads``,
     ``head_dim``; holistic only: one number of routed ``experts`` (288) and ``top_k`` (8); law
     only: the numbers of ``experts`` to compare (1, 2, 4, 8, 16, 32).
+
+    The plan's ``warnings`` name a fit used more than 2× beyond its runs and training tokens
+    beyond the corpus (``corpus_tokens``, else the one a fit records), as ``moescale plan``
+    prints them (:func:`moescale.planning.plan.with_warnings`).
     """
-    from moescale.planning import Budget, plan_holistic, plan_with_law
-    from moescale.planning.holistic_plan import Targets
+    from moescale.fitting import FitResult
+    from moescale.planning import Budget
+    from moescale.planning.plan import with_warnings
 
     compute = _number(compute, "compute", positive=True)
     memory_bytes = _number(memory_bytes, "memory_bytes", positive=True, optional=True)
@@ -188,6 +195,7 @@ def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 
              for k, v in dict(top_k=top_k, vocab=vocab, seq_len=seq_len, align=align,
                               heads=heads, kv_heads=kv_heads, head_dim=head_dim).items()}
     top = _number(top, "top", minimum=0, integer=True)
+    corpus_tokens = _number(corpus_tokens, "corpus_tokens", positive=True, optional=True)
     budget = Budget(compute=compute, memory_bytes=memory_bytes, kv_tokens=kv_tokens,
                     dtype=dtype, inference_tokens=inference_tokens)
     if preset and not law:
@@ -196,9 +204,18 @@ def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 
         raise MoescaleError("give either `law` (with `preset`) or `fit`, not both: a fit "
                             "already names its law")
     if fit is not None:
-        from moescale.fitting import FitResult
-
         fit = FitResult.coerce(fit)  # read once, used by every step below
+    return with_warnings(_plan(budget, method, law, preset, fit, experts, shape, top,
+                               m_ratio_fit, n_ratio_fit),
+                         [FitResult.coerce(f) for f in (fit, m_ratio_fit, n_ratio_fit) if f],
+                         corpus_tokens)
+
+
+def _plan(budget, method, law, preset, fit, experts, shape, top, m_ratio_fit, n_ratio_fit):
+    """The plan of :func:`plan`'s checked arguments, before its warnings."""
+    from moescale.planning import plan_holistic, plan_with_law
+    from moescale.planning.holistic_plan import Targets
+
     if method is None:
         holistic_fit = fit is not None and fit.law == "holistic2026"
         method = "law" if (law or fit is not None) and not holistic_fit else "holistic"
@@ -253,11 +270,33 @@ def _holistic_settings(experts, *, top_k, align, seq_len, vocab, heads, kv_heads
     return s
 
 
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """What :func:`compare` finds at one compute budget (``moescale compare --json`` is
+    :meth:`to_dict`): rows of dense vs MoE FLOP savings, the best number of experts per memory
+    budget (``experts`` None where nothing fits, with the ``reason``), and the comprehensive
+    law's optima per total size ``N``."""
+
+    compute: float
+    law: str
+    dense_vs_moe: list[dict[str, Any]]
+    experts_by_memory: list[dict[str, Any]]
+    comprehensive: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+COMPARE_EXPERTS = (1, 2, 4, 8, 16, 32)
+COMPARE_MEMORIES = (2e9, 8e9, 24e9, 80e9, 320e9)  # bytes: one card to one node
+COMPARE_SIZES = (7e9, 30e9, 671e9)  # total N: the comprehensive paper's three scales
+
+
 def compare(compute: float, *, law: str | None = None, preset: str | None = None, fit=None,
-            experts: Sequence[int] = (1, 2, 4, 8, 16, 32),
-            memories_bytes: Sequence[float] = (8e9, 24e9, 80e9), dtype: str = "bf16",
-            kv_tokens: int = 0, sizes: Sequence[float] = (1e9, 1e10, 1e11),
-            tolerance: float | None = None, threshold: float | None = None) -> dict[str, Any]:
+            experts: Sequence[int] = COMPARE_EXPERTS,
+            memories_bytes: Sequence[float] = COMPARE_MEMORIES, dtype: str = "bf16",
+            kv_tokens: int = 0, sizes: Sequence[float] = COMPARE_SIZES,
+            tolerance: float | None = None, threshold: float | None = None) -> Comparison:
     """The comparisons next to a plan (the ``moescale compare --json`` object): dense vs MoE
     FLOP savings, the best number of experts per memory budget (joint-MoE law) and the
     comprehensive law's optimal ``G``, ``S`` and ``N_a/N`` per model size, with its
@@ -289,14 +328,13 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
     if not loss.has_experts:
         raise MoescaleError(f"compare needs a law with a number of experts E (e.g. "
                             f"ludziejewski2025); {law_name} has none")
-    return {
-        "compute": compute, "law": law_name,
-        "dense_vs_moe": cmp.flop_savings(loss, compute, list(experts)),
-        "experts_by_memory": cmp.experts_by_memory(loss, compute, list(memories_bytes),
-                                                   list(experts), dtype_bytes(dtype), kv_tokens),
-        "comprehensive": [{"N": n, **zhao2025.efficiency_aware_optimum(n, **criterion)}
-                          for n in sizes],
-    }
+    return Comparison(
+        compute=compute, law=law_name,
+        dense_vs_moe=cmp.flop_savings(loss, compute, list(experts)),
+        experts_by_memory=cmp.experts_by_memory(loss, compute, list(memories_bytes),
+                                                list(experts), dtype_bytes(dtype), kv_tokens),
+        comprehensive=[{"N": n, **zhao2025.efficiency_aware_optimum(n, **criterion)}
+                       for n in sizes])
 
 
 @dataclass(frozen=True)
@@ -419,8 +457,8 @@ def train(arch: Architecture | str | Path, config=None, options=None, **config_f
     if config is not None and config_fields:
         config = config.replace(**config_fields)
     resolved, hf = _resolve(arch, {})
-    if options is None and hf is not None:  # RoPE θ, norm ε and routing of the HF config
-        from moescale.training.hf_weights import options_from_hf_config
+    if options is None:  # RoPE θ, norm ε and routing of an HF config, else the defaults
+        from moescale.training.model import model_options
 
-        options = options_from_hf_config(hf)
+        options = model_options(hf)
     return _train(resolved, config or TrainConfig(**config_fields), options)

@@ -242,38 +242,38 @@ def _validate(a: Architecture) -> None:
     """Reject impossible combinations with a message that says what to change."""
     for name in ("ffn_type", "norm_type", "qk_norm", "name"):
         if not isinstance(getattr(a, name), str):
-            raise MoescaleError(f"{name} must be a string, got {getattr(a, name)!r}"[:200])
+            raise MoescaleError(f"`{name}` must be a string, got {getattr(a, name)!r}"[:200])
     for name in ("tie_embeddings", "qkv_bias", "out_bias", "mlp_bias", "router_bias",
                  "shared_expert_gate", "attention_sinks"):
         if not isinstance(getattr(a, name), bool):
-            raise MoescaleError(f"{name} must be true or false, got {getattr(a, name)!r}"[:200])
+            raise MoescaleError(f"`{name}` must be true or false, got {getattr(a, name)!r}"[:200])
     positive = {"hidden_size": a.hidden_size, "n_layers": a.n_layers, "n_heads": a.n_heads,
                 "vocab_size": a.vocab_size, "seq_len": a.seq_len, "moe_layer_step": a.moe_layer_step}
     for name, value in positive.items():
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise MoescaleError(f"{name} must be a positive integer, got {value!r}")
+            raise MoescaleError(f"`{name}` must be a positive integer, got {value!r}")
     non_negative = {"dense_ffn": a.dense_ffn, "n_experts": a.n_experts, "top_k": a.top_k,
                     "expert_ffn": a.expert_ffn, "n_shared_experts": a.n_shared_experts,
                     "first_dense_layers": a.first_dense_layers}
     for name, value in non_negative.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise MoescaleError(f"{name} must be a non-negative integer, got {value!r}")
+            raise MoescaleError(f"`{name}` must be a non-negative integer, got {value!r}")
     for name in ("n_kv_heads", "head_dim", "shared_expert_ffn", "sliding_window"):
         value = getattr(a, name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)
                                   or value <= 0):
-            raise MoescaleError(f"{name} must be a positive integer or omitted, got {value!r}")
+            raise MoescaleError(f"`{name}` must be a positive integer or omitted, got {value!r}")
     for name, limit in LIMITS.items():
         value = getattr(a, name)
         if value is not None and value > limit:
-            raise MoescaleError(f"{name}={value:,} is above the limit {limit:,} "
+            raise MoescaleError(f"`{name}`={value:,} is above the limit {limit:,} "
                                 "(moescale.architecture.LIMITS); is it a typo or a unit mistake?")
     if a.ffn_type not in FFN_TYPES:
-        raise MoescaleError(f"ffn_type must be one of {', '.join(FFN_TYPES)}, got {a.ffn_type!r}")
+        raise MoescaleError(f"`ffn_type` must be one of {', '.join(FFN_TYPES)}, got {a.ffn_type!r}")
     if a.norm_type not in NORM_TYPES:
-        raise MoescaleError(f"norm_type must be one of {', '.join(NORM_TYPES)}, got {a.norm_type!r}")
+        raise MoescaleError(f"`norm_type` must be one of {', '.join(NORM_TYPES)}, got {a.norm_type!r}")
     if a.qk_norm not in QK_NORMS:
-        raise MoescaleError(f"qk_norm must be one of {', '.join(QK_NORMS)}, got {a.qk_norm!r}")
+        raise MoescaleError(f"`qk_norm` must be one of {', '.join(QK_NORMS)}, got {a.qk_norm!r}")
     _validate_attention(a)
     _validate_moe(a)
     _validate_size(a)
@@ -301,12 +301,12 @@ def _validate_size(a: Architecture) -> None:
 def _validate_attention(a: Architecture) -> None:
     if a.head_dim is None and a.mla is None and a.hidden_size % a.n_heads:
         raise MoescaleError(
-            f"n_heads={a.n_heads} does not divide hidden_size={a.hidden_size}; "
-            "choose a divisor or set head_dim explicitly"
+            f"`n_heads`={a.n_heads} does not divide `hidden_size`={a.hidden_size}; "
+            "choose a divisor or set `head_dim` explicitly"
         )
     if a.kv_heads > a.n_heads or a.n_heads % a.kv_heads:
         raise MoescaleError(
-            f"n_kv_heads={a.kv_heads} must divide n_heads={a.n_heads} (grouped-query attention)"
+            f"`n_kv_heads`={a.kv_heads} must divide `n_heads`={a.n_heads} (grouped-query attention)"
         )
     if a.mla is not None:
         for f in dataclasses.fields(a.mla):
@@ -320,46 +320,46 @@ def _validate_attention(a: Architecture) -> None:
     bad = [i for i in a.sliding_layers
            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < a.n_layers]
     if bad:
-        raise MoescaleError(f"sliding_layers {bad} are outside 0..{a.n_layers - 1}")
+        raise MoescaleError(f"`sliding_layers` {bad} are outside 0..{a.n_layers - 1}")
     if a.sliding_layers and a.sliding_window is None:
-        raise MoescaleError("sliding_layers are given but sliding_window is not; set sliding_window")
+        raise MoescaleError("`sliding_layers` are given but `sliding_window` is not; set `sliding_window`")
 
 
 def _validate_moe(a: Architecture) -> None:
     if a.first_dense_layers > a.n_layers:
         raise MoescaleError(
-            f"first_dense_layers={a.first_dense_layers} exceeds n_layers={a.n_layers}; "
-            "lower first_dense_layers or add layers"
+            f"`first_dense_layers`={a.first_dense_layers} exceeds `n_layers`={a.n_layers}; "
+            "lower `first_dense_layers` or add layers"
         )
     if a.moe_layers is not None:
         bad = [i for i in a.moe_layers
                if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < a.n_layers]
         if bad:
-            raise MoescaleError(f"moe_layers {bad} are outside 0..{a.n_layers - 1}")
+            raise MoescaleError(f"`moe_layers` {bad} are outside 0..{a.n_layers - 1}")
         if len(set(a.moe_layers)) != len(a.moe_layers):
-            raise MoescaleError("moe_layers lists a layer twice")
+            raise MoescaleError("`moe_layers` lists a layer twice")
     if a.n_experts == 0:
         if a.top_k or a.n_shared_experts:
             raise MoescaleError(
-                "top_k and n_shared_experts need routed experts; set n_experts > 0 or set them to 0"
+                "`top_k` and `n_shared_experts` need routed experts; set `n_experts` > 0 or set them to 0"
             )
         if a.dense_ffn == 0:
-            raise MoescaleError("a dense model needs dense_ffn > 0 (the FFN width)")
+            raise MoescaleError("a dense model needs `dense_ffn` > 0 (the FFN width)")
         return
     if a.top_k < 1 or a.top_k > a.n_experts:
         raise MoescaleError(
-            f"top_k={a.top_k} must be between 1 and n_experts={a.n_experts}"
+            f"`top_k`={a.top_k} must be between 1 and `n_experts`={a.n_experts}"
         )
     if a.expert_ffn == 0:
-        raise MoescaleError("an MoE model needs expert_ffn > 0 (the width of one routed expert)")
+        raise MoescaleError("an MoE model needs `expert_ffn` > 0 (the width of one routed expert)")
     if a.n_moe_layers == 0:
         raise MoescaleError(
-            "n_experts > 0 but the layer pattern has no MoE layer; "
-            "lower first_dense_layers or moe_layer_step, or list moe_layers"
+            "`n_experts` > 0 but the layer pattern has no MoE layer; "
+            "lower `first_dense_layers` or `moe_layer_step`, or list `moe_layers`"
         )
     if a.n_dense_layers > 0 and a.dense_ffn == 0:
         raise MoescaleError(
-            f"{a.n_dense_layers} layer(s) are dense but dense_ffn is 0; set dense_ffn"
+            f"{a.n_dense_layers} layer(s) are dense but `dense_ffn` is 0; set `dense_ffn`"
         )
     if a.shared_expert_gate and a.n_shared_experts == 0:
-        raise MoescaleError("shared_expert_gate needs n_shared_experts > 0")
+        raise MoescaleError("`shared_expert_gate` needs `n_shared_experts` > 0")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 
+from moescale.api import COMPARE_EXPERTS, COMPARE_MEMORIES, COMPARE_SIZES
 from moescale.cli._output import echo_json, fmt_num, print_table
 from moescale.errors import MoescaleError
 
@@ -28,22 +29,27 @@ def _number(text: str, what: str, low: float, high: float | None = None) -> floa
 
 
 @click.command()
-@click.option("--compute", required=True, help="Training compute in FLOPs, e.g. 1e21.")
-@click.option("--law", default=None, help="Loss law with experts E (default ludziejewski2025).")
-@click.option("--preset", default=None, help="Preset of --law (needs --law).")
+@click.option("--compute", required=True, metavar="FLOPS", help="Training compute in FLOPs, e.g. 1e21.")
+@click.option("--law", default=None, metavar="NAME",
+              help="Loss law with experts E (default ludziejewski2025).")
+@click.option("--preset", default=None, metavar="NAME", help="Preset of --law (needs --law).")
 @click.option("--fit", "fit_file", type=click.Path(dir_okay=False),
               help="A fit.json of a law with experts E, instead of --law.")
-@click.option("--experts", default="1,2,4,8,16,32", show_default=True, help="Expert counts to compare.")
-@click.option("--memory", "memories", default="2GB,8GB,24GB,80GB,320GB", show_default=True,
+@click.option("--experts", default=",".join(map(str, COMPARE_EXPERTS)), show_default=True,
+              metavar="E1,E2,…", help="Expert counts to compare.")
+@click.option("--memory", "memories", default=",".join(f"{m / 1e9:g}GB" for m in COMPARE_MEMORIES),
+              show_default=True, metavar="SIZE,…",
               help="Memory budgets (weights, + KV cache with --kv-tokens) for the experts question.")
-@click.option("--dtype", default="bf16", show_default=True, help="Dtype of weights and KV cache.")
-@click.option("--kv-tokens", default="0", show_default=True, help="KV-cache tokens held in memory.")
-@click.option("--sizes", default="7e9,30e9,671e9", show_default=True,
-              help="Total sizes N for the comprehensive law's optima.")
-@click.option("--tolerance", default=None,
+@click.option("--dtype", default="bf16", show_default=True, metavar="DTYPE",
+              help="Dtype of weights and KV cache.")
+@click.option("--kv-tokens", default="0", show_default=True, metavar="TOKENS",
+              help="KV-cache tokens held in memory.")
+@click.option("--sizes", default=",".join(f"{n:g}" for n in COMPARE_SIZES), show_default=True,
+              metavar="N1,N2,…", help="Total sizes N for the comprehensive law's optima.")
+@click.option("--tolerance", default=None, metavar="FRACTION",
               help="Use the tolerance criterion: the cheapest G and N_a/N within this relative "
                    "loss increase (0–0.5), instead of the marginal one.")
-@click.option("--threshold", default=None,
+@click.option("--threshold", default=None, metavar="NATS",
               help="Marginal criterion: stop lowering N_a/N where the loss it buys falls to this "
                    "many nats per unit of N_a/N [default: 0.39, which gives the paper's 9 % at "
                    "30B and 5 % at 671B].")
@@ -75,8 +81,9 @@ def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens,
         tolerance=None if tolerance is None else _number(tolerance, "--tolerance", 0.0, 0.5),
         threshold=None if threshold is None else _number(threshold, "--threshold", 0.0))
     if as_json:
-        echo_json(result)
+        echo_json(result.to_dict())
         return
+    result = result.to_dict()
     print_table(f"dense vs MoE at C = {budget:.3g} ({result['law']}, compute-optimal)",
                 ["experts", "loss", "N_active", "tokens", "FLOPs to match dense", "savings"],
                 [(str(r["experts"]), f"{r['loss']:.4f}", r["active_params"], r["tokens"],

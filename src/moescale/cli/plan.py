@@ -12,12 +12,12 @@ from moescale.errors import MoescaleError
 
 
 @click.command()
-@click.option("--compute", required=True, help="Training compute budget in FLOPs, e.g. 1e21.")
+@click.option("--compute", metavar="FLOPS", required=True, help="Training compute budget in FLOPs, e.g. 1e21.")
 @click.option("--method", type=click.Choice(["holistic", "law"]), default=None,
               help="holistic: the two-phase architecture search [default]; law: the realisable "
                    "model with the lowest loss under --law/--fit [default when either is given].")
-@click.option("--law", default=None, help="Law for --method law (default ludziejewski2025).")
-@click.option("--preset", default=None, help="Preset coefficients of --law (needs --law).")
+@click.option("--law", metavar="NAME", default=None, help="Law for --method law (default ludziejewski2025).")
+@click.option("--preset", metavar="NAME", default=None, help="Preset coefficients of --law (needs --law).")
 @click.option("--fit", "fit", type=click.Path(dir_okay=False),
               help="A fit.json from `moescale fit`: a loss law (--method law) or holistic2026 "
                    "(C → D_opt, for the holistic method).")
@@ -25,28 +25,29 @@ from moescale.errors import MoescaleError
               help="power_law_C fit of the optimal M/N_a in C (holistic method).")
 @click.option("--n-ratio-fit", type=click.Path(dir_okay=False),
               help="power_law_C fit of the optimal N/N_a in C (holistic method).")
-@click.option("--memory", "memory_bytes", default=None, help="Memory budget for weights (+ KV cache), e.g. 80GB.")
-@click.option("--kv-tokens", default="0", show_default=True,
+@click.option("--memory", "memory_bytes", metavar="SIZE", default=None,
+              help="Memory budget for weights (+ KV cache), e.g. 80GB.")
+@click.option("--kv-tokens", metavar="TOKENS", default="0", show_default=True,
               help="Tokens of KV cache that must fit in --memory.")
-@click.option("--dtype", default="bf16", show_default=True, help="Dtype of weights and KV cache.")
-@click.option("--inference-tokens", default=None, help="Tokens to serve, paid from --compute (2·N_act each).")
-@click.option("--corpus-tokens", default=None,
+@click.option("--dtype", metavar="DTYPE", default="bf16", show_default=True, help="Dtype of weights and KV cache.")
+@click.option("--inference-tokens", metavar="TOKENS", default=None, help="Tokens to serve, paid from --compute (2·N_act each).")
+@click.option("--corpus-tokens", metavar="TOKENS", default=None,
               help="Tokens in the training corpus: warn when the plan trains on more (default: "
                    "the corpus a --fit records, when its runs repeated it).")
-@click.option("--experts", default=None,
+@click.option("--experts", metavar="E[,E…]", default=None,
               help="law: numbers of experts to compare [1,2,4,8,16,32]; holistic: routed "
                    "experts N_e [288].")
-@click.option("--top-k", default=None, help="Routed experts per token K (holistic) [8].")
-@click.option("--vocab", default=None, help="Vocabulary size [holistic 152064, law 50257].")
-@click.option("--seq-len", default=None, help="Sequence length S [holistic 8192, law 512].")
-@click.option("--heads", default=None, help="Query heads (default: per scale / d/64).")
-@click.option("--kv-heads", default=None, help="Key/value heads (default: heads/2 holistic, heads law).")
-@click.option("--head-dim", default=None, help="Head dimension (default: per scale / 64).")
-@click.option("--align", default=None, help="d and d_m multiples of this [holistic 8, law 64].")
-@click.option("--top", default="5", show_default=True, help="Alternatives to list.")
+@click.option("--top-k", metavar="K", default=None, help="Routed experts per token K (holistic) [8].")
+@click.option("--vocab", metavar="V", default=None, help="Vocabulary size [holistic 152064, law 50257].")
+@click.option("--seq-len", metavar="S", default=None, help="Sequence length S [holistic 8192, law 512].")
+@click.option("--heads", metavar="N", default=None, help="Query heads (default: per scale / d/64).")
+@click.option("--kv-heads", metavar="N", default=None, help="Key/value heads (default: heads/2 holistic, heads law).")
+@click.option("--head-dim", metavar="N", default=None, help="Head dimension (default: per scale / 64).")
+@click.option("--align", metavar="N", default=None, help="d and d_m multiples of this [holistic 8, law 64].")
+@click.option("--top", metavar="N", default="5", show_default=True, help="Alternatives to list.")
 @click.option("--hf-config", "hf_out", type=click.Path(dir_okay=False),
               help="Write the planned model as a Hugging Face config.json here.")
-@click.option("--hf-family", default=None, help="Family for --hf-config (default: glm4_moe for "
+@click.option("--hf-family", metavar="NAME", default=None, help="Family for --hf-config (default: glm4_moe for "
                                                  "holistic plans, mixtral for law plans).")
 @click.option("--megatron", "megatron_out", type=click.Path(dir_okay=False),
               help="Write Megatron-LM arguments for the planned model here.")
@@ -73,7 +74,6 @@ def plan(compute, method, law, preset, fit, m_ratio_fit, n_ratio_fit, memory_byt
     """
     from moescale.api import plan as make_plan
     from moescale.fitting import FitResult
-    from moescale.planning.plan import with_warnings
     from moescale.units import parse_bytes, parse_positive
 
     corpus = parse_positive(corpus_tokens, "--corpus-tokens") if corpus_tokens else None
@@ -89,14 +89,12 @@ def plan(compute, method, law, preset, fit, m_ratio_fit, n_ratio_fit, memory_byt
         top=parse_int(top, "--top", 0), m_ratio_fit=m_ratio_fit, n_ratio_fit=n_ratio_fit,
         vocab=parse_int(vocab, "--vocab", 2), top_k=parse_int(top_k, "--top-k"),
         heads=parse_int(heads, "--heads"), kv_heads=parse_int(kv_heads, "--kv-heads"),
-        head_dim=parse_int(head_dim, "--head-dim"))
-    fits = [FitResult.load(f) for f in (fit, m_ratio_fit, n_ratio_fit) if f]
-    p = with_warnings(p, fits, corpus)
+        head_dim=parse_int(head_dim, "--head-dim"), corpus_tokens=corpus)
     _write_exports(p, hf_out, hf_family, megatron_out, output)
     if as_json:
         echo_json(p.to_dict())
     else:
-        _print_plan(p, fits[0].ci_level if fit else 0.95)
+        _print_plan(p, FitResult.load(fit).ci_level if fit else 0.95)
         for w in p.warnings:
             click.echo(f"warning: {w}", err=True)
 

@@ -7,8 +7,6 @@ import click
 
 from moescale.errors import MoescaleError
 
-FORMATS = ("png", "svg")
-
 
 @click.command()
 @click.option("--store", type=click.Path(dir_okay=False), metavar="SWEEP.db",
@@ -77,48 +75,26 @@ def report(store, runs, mapping, derive, where, fit_files, plan, compare, target
         return
     if not output:
         raise MoescaleError("give the output folder with -o DIR")
-    fmts = tuple(dict.fromkeys(f.strip().lower() for f in formats.split(",") if f.strip()))
-    bad = [f for f in fmts if f not in FORMATS]
-    if bad or not fmts:
-        raise MoescaleError(f"--format {formats!r}: choose from {', '.join(FORMATS)}")
     if (mapping or derive or where) and not runs:
         raise MoescaleError("--map, --derive and --where apply to --runs; give --runs FILE")
-    if not any((store, runs, fit_files, plan, compare, selection,
-                sensitivity, adaptive)):
-        raise MoescaleError("nothing to report: give --store, --runs, --fit, --plan, --compare, "
-                            "--selection, --sensitivity or --adaptive")
-    inp = build.ReportInputs(bootstrap=bootstrap)
-    if target is not None:
-        from moescale.units import parse_positive
+    from moescale.cli._options import parse_derive, parse_mapping
+    from moescale.units import parse_positive
 
-        inp.target_compute = parse_positive(target, "--target")
-    if store:
-        build.load_store(store, inp)
-    if runs:
-        from moescale.cli._options import parse_derive, parse_mapping
-
-        build.load_runs(runs, parse_mapping(mapping), parse_derive(derive), where, inp)
-    for path in fit_files:
-        build.add_fit(inp, path)
-    if plan:
-        build.load_plan(plan, inp)
-    if compare:
-        build.load_compare(compare, inp)
-    if selection or sensitivity:
-        from moescale.reporting import selection as selfig
-
-        if selection:
-            inp.selection = selfig.load_selection(selection)
-            inp.sources["selection"] = str(selection)
-        if sensitivity:
-            inp.sensitivity = selfig.load_sensitivity(sensitivity)
-            inp.sources["sensitivity"] = str(sensitivity)
-    if adaptive:
-        from moescale.reporting.adaptive import load_adaptive
-
-        inp.adaptive = load_adaptive(adaptive)
-        inp.sources["adaptive"] = str(adaptive)
-    result = build.build_report(inp, output, figures=figures or None, formats=fmts, title=title)
+    try:
+        result = build.report(
+            output, store=store, runs=runs, mapping=parse_mapping(mapping),
+            derive=parse_derive(derive), where=where, fits=fit_files, plan=plan, compare=compare,
+            selection=selection, sensitivity=sensitivity, adaptive=adaptive,
+            target_compute=parse_positive(target, "--target") if target is not None else None,
+            bootstrap=bootstrap, figures=figures, formats=formats.split(","), title=title)
+    except MoescaleError as exc:  # the library's words for the two checks on flags
+        text = str(exc)
+        if text.startswith("formats "):
+            raise MoescaleError(f"--format {formats!r}: choose from png, svg") from None
+        if text.startswith("nothing to report"):
+            raise MoescaleError("nothing to report: give --store, --runs, --fit, --plan, "
+                                "--compare, --selection, --sensitivity or --adaptive") from None
+        raise
     if as_json:
         from moescale.cli._output import echo_json
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 
@@ -12,26 +11,7 @@ from moescale.cli._architecture import architecture_options, resolve
 from moescale.cli._options import FiniteFloat, PositiveNumber, cap_threads
 from moescale.cli._output import as_flags, echo_json, print_table
 from moescale.errors import MoescaleError
-from moescale.training.config import MAX_TOKENS  # no torch import
-
-
-def _model_options(hf: dict | None, capacity_factor: float | None, router: str | None,
-                   fused: bool = True, norm_topk_prob: bool | None = None):
-    from moescale.training.hf_weights import options_from_hf_config
-    from moescale.training.model import ModelOptions
-
-    options = options_from_hf_config(hf) if hf else ModelOptions()
-    changes = {}
-    if capacity_factor is not None:
-        if capacity_factor <= 0:
-            raise MoescaleError(f"--capacity-factor must be positive, got {capacity_factor}")
-        changes["capacity_factor"] = capacity_factor
-    if router is not None:
-        changes["score"] = router
-    if norm_topk_prob is not None:
-        changes["norm_topk_prob"] = norm_topk_prob
-    return dataclasses.replace(options, moe=dataclasses.replace(options.moe, **changes),
-                               fused=fused)
+from moescale.training.config import MAX_TOKENS, TRAIN_DEFAULTS  # no torch import
 
 
 def _print_result(r) -> None:
@@ -54,9 +34,10 @@ def _print_result(r) -> None:
 @click.option("--tokens", type=PositiveNumber(integer=True, maximum=MAX_TOKENS),
               help="Training tokens, e.g. 5e6 or 20M (at most 1e15) [default: the plan's].")
 @click.option("--lr", type=FiniteFloat(min=0, min_open=True),
-              help="Peak learning rate [default: the plan's, else 3e-3].")
+              help=f"Peak learning rate [default: the plan's, else {TRAIN_DEFAULTS['lr']:g}].")
 @click.option("--batch-tokens", type=click.IntRange(min=1),
-              help="Tokens per optimizer step (all ranks) [default: the plan's, else 4096].")
+              help="Tokens per optimizer step (all ranks) [default: the plan's, else "
+                   f"{TRAIN_DEFAULTS['batch_tokens']}].")
 @click.option("--seq-len", type=click.IntRange(min=2),
               help="Training context (default min(arch seq_len, 256)).")
 @click.option("--grad-accum", type=click.IntRange(min=1), default=1, show_default=True,
@@ -135,25 +116,26 @@ def train(tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
             click.echo(f"note: {as_flags(line, click.get_current_context().command)}", err=True)
         tokens, lr, batch_tokens, seq_len, tokenizer, vocab_size = (values[k] for k in (
             "tokens", "lr", "batch_tokens", "seq_len", "tokenizer", "vocab_size"))
-    lr, batch_tokens, tokenizer = lr or 3e-3, batch_tokens or 4096, tokenizer or "bytes"
     if tokens is None:
         raise MoescaleError("--tokens is required (or a --plan whose allocation has tokens)")
     from moescale.training.config import TrainConfig
+    from moescale.training.model import model_options
     from moescale.training.trainer import train as run_training
 
-    options = _model_options(hf, capacity_factor, router, fused, norm_topk_prob)
+    options = model_options(hf, router=router, norm_topk_prob=norm_topk_prob,
+                            capacity_factor=capacity_factor, fused=fused)
     if out is None and resume:
         raise MoescaleError("--resume needs --out (the run folder holding checkpoint.pt)")
     name = (architecture.name or "run").replace("/", "_")
     out = out or f"runs/{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    given = dict(lr=lr, batch_tokens=batch_tokens, tokenizer=tokenizer)  # else TrainConfig's
     config = TrainConfig(
+        **{k: v for k, v in given.items() if v is not None},
         aux_loss_coef=aux_loss_coef, z_loss_coef=z_loss_coef,
-        router_loss_reduction=router_loss_reduction,
-        tokens=int(tokens), batch_tokens=batch_tokens, seq_len=seq_len, grad_accum=grad_accum,
-        lr=lr, schedule=schedule, data=data, text_column=text_column, tokenizer=tokenizer, vocab_size=vocab_size, out=out,
-        eval_every=eval_every, resume=resume, compile=compile_, seed=seed, device=device,
-        threads=cap_threads(threads),
-        progress=not as_json)
+        router_loss_reduction=router_loss_reduction, tokens=int(tokens), seq_len=seq_len,
+        grad_accum=grad_accum, schedule=schedule, data=data, text_column=text_column,
+        vocab_size=vocab_size, out=out, eval_every=eval_every, resume=resume, compile=compile_,
+        seed=seed, device=device, threads=cap_threads(threads), progress=not as_json)
     result = run_training(architecture, config, options)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return

@@ -575,6 +575,61 @@ def load_store(path: str | Path, inp: ReportInputs | None = None) -> ReportInput
     return inp
 
 
+FORMATS = ("png", "svg")
+
+
+def report(output: str | Path, *, store: str | Path | None = None,
+           runs: str | Path | None = None, mapping: dict | None = None,
+           derive: dict | None = None, where: str | None = None,
+           fits: Sequence[str | Path] = (), plan: str | Path | None = None,
+           compare: str | Path | None = None, selection: str | Path | None = None,
+           sensitivity: str | Path | None = None, adaptive: str | Path | None = None,
+           target_compute: float | None = None, bootstrap: int = 1000,
+           figures: Sequence[str] | None = None, formats: Sequence[str] = FORMATS,
+           title: str | None = None) -> Report:
+    """The report of ``moescale report`` (its ``--json`` is the result's ``to_dict()``): read
+    every input given (a sweep store, a run table renamed by ``mapping`` and ``derive`` and
+    filtered by ``where``, fits, a plan, a comparison, a leaderboard, a sensitivity study,
+    an adaptive-design result), then :func:`build_report` into ``output``.
+    ``target_compute`` (FLOPs) is the extrapolated frontier point."""
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise MoescaleError(f"formats {', '.join(bad) or 'none'}: choose from "
+                            f"{', '.join(FORMATS)}")
+    if (mapping or derive or where) and not runs:
+        raise MoescaleError("mapping, derive and where apply to runs; give runs")
+    if not any((store, runs, fits, plan, compare, selection, sensitivity, adaptive)):
+        raise MoescaleError("nothing to report: give a store, runs, fits, a plan, a comparison, "
+                            "a selection, a sensitivity study or an adaptive result")
+    inp = ReportInputs(bootstrap=bootstrap, target_compute=target_compute)
+    if store:
+        load_store(store, inp)
+    if runs:
+        load_runs(runs, mapping, derive, where, inp)
+    for path in fits:
+        add_fit(inp, path)
+    if plan:
+        load_plan(plan, inp)
+    if compare:
+        load_compare(compare, inp)
+    if selection or sensitivity:
+        from moescale.reporting import selection as selfig
+
+        if selection:
+            inp.selection = selfig.load_selection(selection)
+            inp.sources["selection"] = str(selection)
+        if sensitivity:
+            inp.sensitivity = selfig.load_sensitivity(sensitivity)
+            inp.sources["sensitivity"] = str(sensitivity)
+    if adaptive:
+        from moescale.reporting.adaptive import load_adaptive
+
+        inp.adaptive = load_adaptive(adaptive)
+        inp.sources["adaptive"] = str(adaptive)
+    return build_report(inp, output, figures=figures or None, formats=formats, title=title)
+
+
 def load_runs(path: str | Path, mapping: dict | None = None, derive: dict | None = None,
               where: str | None = None, inp: ReportInputs | None = None):
     """A run table from a file (as ``moescale fit`` reads it); budgets assigned if absent."""

@@ -39,24 +39,26 @@ from moescale.errors import MoescaleError
 from moescale.jsonio import content_hash
 from moescale.sweeps import axes
 from moescale.sweeps.reuse import with_trunks
-from moescale.training.config import MAX_TOKENS  # the trainer's limit (no torch import)
+from moescale.training.config import (  # the trainer's limits and defaults (no torch import)
+    MAX_TOKENS,
+    SPEC_FIELDS,
+    TRAIN_DEFAULTS,
+)
 
 TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "points", "arms",
             "grid", "train", "holistic", "resources", "runs")
-# TrainConfig fields a spec may set (the sweep owns tokens, seed, out, resume and threads).
-TRAIN_KEYS = ("batch_tokens", "seq_len", "grad_accum", "lr", "min_lr_ratio", "schedule",
-              "warmup_fraction", "warmup_steps", "decay_fraction", "cooldown", "betas", "weight_decay", "grad_clip",
-              "aux_loss_coef", "z_loss_coef", "bias_update_rate", "eval_every", "eval_tokens",
-              "checkpoint_every", "log_every", "data", "tokenizer", "vocab_size", "val_fraction",
-              "compile", "device", "text_column") + ("router", "norm_topk_prob", "capacity_factor")
-# Routing options of the model (moescale.training.model.MoEOptions), set in [train] like the
-# trainer's own: score function, top-k renormalisation and expert capacity.
+# Routing options of the model (moescale.training.model.model_options), set in [train] like
+# the trainer's own: score function, top-k renormalisation and expert capacity.
 ROUTING_KEYS = ("router", "norm_topk_prob", "capacity_factor")
+# [train] keys: the TrainConfig fields a spec may set (the sweep owns the others,
+# moescale.training.config.RUN_FIELDS) and the routing options.
+TRAIN_KEYS = SPEC_FIELDS + ROUTING_KEYS
 RESOURCE_KEYS = ("cpus_per_run", "gpus_per_run")
 # [train] reuse: "trunk" trains one constant-LR trunk per model and branches a cooldown per
 # budget (moescale.sweeps.reuse); "none" trains every run from scratch
 REUSE_OPTIONS = ("none", "trunk")
-DEFAULT_TRAIN = {"batch_tokens": 2048, "lr": 3e-3, "data": "kjv", "tokenizer": "bytes"}
+# TrainConfig's defaults written into every run (and so into its id): the rest stay implicit
+DEFAULT_TRAIN = {k: TRAIN_DEFAULTS[k] for k in ("batch_tokens", "lr", "data", "tokenizer")}
 BPE_DEFAULT_VOCAB = 4096  # TrainConfig's BPE default
 MAX_RUNS = 100_000  # runs of one spec; counted before expansion, a larger grid is refused
 DEFAULT_SEQ_LEN = 256  # training context when neither [base] nor [train] gives one

@@ -329,13 +329,11 @@ def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
 
 
 def model_options(train: dict[str, Any]):
-    """The model's routing options from a run's ``[train]`` settings (defaults elsewhere)."""
-    from moescale.training.model import ModelOptions, MoEOptions
+    """The model's options from a run's ``[train]`` settings (routing; defaults elsewhere)."""
+    from moescale.sweeps.spec import ROUTING_KEYS
+    from moescale.training.model import model_options as build
 
-    names = {"router": "score", "norm_topk_prob": "norm_topk_prob",
-             "capacity_factor": "capacity_factor"}
-    return ModelOptions(moe=MoEOptions(**{field: train[key] for key, field in names.items()
-                                          if train.get(key) is not None}))
+    return build(**{key: train.get(key) for key in ROUTING_KEYS})
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -31,7 +31,7 @@ class TrainConfig:
     """
 
     tokens: int = 1_000_000  # training tokens in total (rounded down to whole steps)
-    batch_tokens: int = 16 * 256
+    batch_tokens: int = 8 * 256  # the default of `moescale train` and of a sweep's [train]
     seq_len: int | None = None  # None → min(arch.seq_len, 256)
     grad_accum: int = 1  # micro-batches per optimizer step
     lr: float = 3e-3
@@ -86,34 +86,40 @@ class TrainConfig:
         if not isinstance(self.compile, bool):
             raise MoescaleError(f"`compile` must be true or false, got {self.compile!r}")
         if self.tokens > MAX_TOKENS:
-            raise MoescaleError(f"tokens must be at most {MAX_TOKENS:.0e}, got {self.tokens:.3g}")
+            raise MoescaleError(f"`tokens` must be at most {MAX_TOKENS:.0e}, got {self.tokens:.3g}")
         if self.seq_len is not None and self.seq_len < 2:
-            raise MoescaleError(f"seq_len must be at least 2, got {self.seq_len}")
+            raise MoescaleError(f"`seq_len` must be at least 2, got {self.seq_len}")
         if self.schedule not in SCHEDULES:
-            raise MoescaleError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+            raise MoescaleError(f"`schedule` must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.cooldown not in COOLDOWNS:
-            raise MoescaleError(f"cooldown must be one of {', '.join(COOLDOWNS)}, got "
+            raise MoescaleError(f"`cooldown` must be one of {', '.join(COOLDOWNS)}, got "
                                 f"{self.cooldown!r}")
         if self.warmup_steps is not None and (not _is_int(self.warmup_steps)
                                               or self.warmup_steps < 0):
-            raise MoescaleError(f"warmup_steps must be a whole number ≥ 0, got "
+            raise MoescaleError(f"`warmup_steps` must be a whole number ≥ 0, got "
                                 f"{self.warmup_steps!r}")
+        betas = self.betas
+        if (not isinstance(betas, (list, tuple)) or len(betas) != 2
+                or not all(isinstance(b, (int, float)) and not isinstance(b, bool)
+                           and 0 <= b < 1 for b in betas)):
+            raise MoescaleError(f"`betas` must be two numbers in [0, 1), got {betas!r}")
+        object.__setattr__(self, "betas", tuple(float(b) for b in betas))
         object.__setattr__(self, "keep_steps", tuple(self.keep_steps))
         if any(not _is_int(s) or s < 1 for s in self.keep_steps):
-            raise MoescaleError(f"keep_steps must be positive step numbers, got "
+            raise MoescaleError(f"`keep_steps` must be positive step numbers, got "
                                 f"{list(self.keep_steps)}")
         if self.router_loss_reduction not in ("sum", "mean"):
-            raise MoescaleError(f"router_loss_reduction must be 'sum' or 'mean', got "
+            raise MoescaleError(f"`router_loss_reduction` must be 'sum' or 'mean', got "
                                 f"{self.router_loss_reduction!r}")
         if not isinstance(self.tokenizer, str) or not self.tokenizer:
-            raise MoescaleError(f"tokenizer must be 'bytes', 'bpe' or a tokenizer.json path, "
+            raise MoescaleError(f"`tokenizer` must be 'bytes', 'bpe' or a tokenizer.json path, "
                                 f"got {self.tokenizer!r}")
         if self.text_column is not None and (not isinstance(self.text_column, str)
                                              or not self.text_column):
-            raise MoescaleError(f"text_column must be a non-empty string, got {self.text_column!r}")
+            raise MoescaleError(f"`text_column` must be a non-empty string, got {self.text_column!r}")
         if self.vocab_size is not None:
             if not _is_int(self.vocab_size):
-                raise MoescaleError(f"vocab_size must be a whole number, got {self.vocab_size!r}")
+                raise MoescaleError(f"`vocab_size` must be a whole number, got {self.vocab_size!r}")
             if self.tokenizer == "bytes" and self.vocab_size != 256 and not self._token_data():
                 raise MoescaleError("the byte tokenizer has 256 tokens; drop `vocab_size` or "
                                     "use `tokenizer` bpe")
@@ -122,12 +128,12 @@ class TrainConfig:
                 raise MoescaleError(f"`vocab_size` for BPE must be in 257..1048576, "
                                     f"got {self.vocab_size}")
             if not 1 <= self.vocab_size <= 1 << 24:
-                raise MoescaleError(f"vocab_size must be in 1..16777216, got {self.vocab_size}")
+                raise MoescaleError(f"`vocab_size` must be in 1..16777216, got {self.vocab_size}")
         if self.device is not None:
             _check_device_name(self.device)
         for name in ("data", "convention"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                raise MoescaleError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
+                raise MoescaleError(f"`{name}` must be a non-empty string, got {getattr(self, name)!r}")
         if self.resume and not self.out:
             raise MoescaleError("`resume` needs `out` (the run folder holding checkpoint.pt)")
 
@@ -155,6 +161,15 @@ class TrainConfig:
         return Path(self.out) if self.out else None
 
 
+# Fields a run gets from whoever runs it (a sweep sets tokens and seed per run, its worker the
+# folder and threads, trunk reuse the stop and kept steps): not keys of a spec's [train].
+RUN_FIELDS = ("tokens", "seed", "out", "resume", "threads", "stop_after_steps", "keep_steps",
+              "branch_from", "progress", "convention", "cache_dir")
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RUN_FIELDS)
+TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                  if f.default is not dataclasses.MISSING}
+
+
 _POSITIVE_INTS = ("tokens", "batch_tokens", "grad_accum", "eval_tokens", "log_every")
 _OPTIONAL_POSITIVE_INTS = ("seq_len", "eval_every", "checkpoint_every",
                            "threads", "stop_after_steps")
@@ -179,14 +194,14 @@ def _check_ints(c: TrainConfig) -> None:
     for name in _POSITIVE_INTS:
         value = getattr(c, name)
         if not _is_int(value) or value <= 0:
-            raise MoescaleError(f"{name} must be positive, got {value!r}")
+            raise MoescaleError(f"`{name}` must be positive, got {value!r}")
     for name in _OPTIONAL_POSITIVE_INTS:
         value = getattr(c, name)
         if value is not None and (not _is_int(value) or value <= 0):
             what = "at least 1" if name != "seq_len" else "at least 2"
-            raise MoescaleError(f"{name} must be {what} (a whole number) or omitted, got {value!r}")
+            raise MoescaleError(f"`{name}` must be {what} (a whole number) or omitted, got {value!r}")
     if not _is_int(c.seed) or c.seed < 0:
-        raise MoescaleError(f"seed must be a non-negative whole number, got {c.seed!r}")
+        raise MoescaleError(f"`seed` must be a non-negative whole number, got {c.seed!r}")
 
 
 def _check_floats(c: TrainConfig) -> None:
@@ -200,7 +215,7 @@ def _check_floats(c: TrainConfig) -> None:
               and (value < hi if hi_open else value <= hi))
         if not ok:
             low, high = ("(" if lo_open else "[") + f"{lo:g}", f"{hi:g}" + (")" if hi_open else "]")
-            raise MoescaleError(f"{name} must be a finite number in {low}, {high}, got {value!r}"
+            raise MoescaleError(f"`{name}` must be a finite number in {low}, {high}, got {value!r}"
                                 if name != "lr" else f"lr must be positive and finite, got {value!r}")
     betas = c.betas
     if (not isinstance(betas, (tuple, list)) or len(betas) != 2

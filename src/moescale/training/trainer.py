@@ -229,7 +229,7 @@ class Trainer:
         per_step = self.seq_len * c.grad_accum * self.dist.world_size
         if c.batch_tokens % per_step:
             raise MoescaleError(
-                f"batch_tokens={c.batch_tokens} must be a multiple of seq_len × grad_accum × ranks"
+                f"`batch_tokens`={c.batch_tokens} must be a multiple of `seq_len` × `grad_accum` × ranks"
                 f" = {per_step}")
         self.windows_per_micro = c.batch_tokens // per_step  # per rank
         self.total_steps = c.tokens // c.batch_tokens
