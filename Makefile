@@ -1,11 +1,13 @@
 # Two commands do everything on a fresh machine:
-#   make run   — create .venv, install moescale, plan an MoE for a default budget
+#   make run   — create .venv, install moescale with the local toolkit (trainer, plots,
+#                corpora), plan an MoE for a default budget
 #   make test  — create .venv, install moescale with every extra, run ruff and pytest
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --quiet --constraint constraints.txt
-EXTRAS := train,plot,hf,parquet,data,ray,slurm,dev
+EXTRAS := train,plot,hf,parquet,data,ray,slurm,tensorboard,mlflow,wandb,dev
+LOCAL  := train,plot,data  # what every README command outside clusters and trackers needs
 
 .PHONY: run test lint bench clean browser
 
@@ -14,7 +16,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip setuptools wheel
 
 $(VENV)/.core: $(BIN)/python pyproject.toml constraints.txt
-	$(PIP) -e .
+	$(PIP) -e ".[$(LOCAL)]"
 	touch $@
 
 $(VENV)/.all: $(BIN)/python pyproject.toml constraints.txt

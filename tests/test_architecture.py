@@ -21,7 +21,7 @@ def arch(**changes) -> Architecture:
                                    "moe_layer_step"])
 @pytest.mark.parametrize("value", [0, -1, 2.5, True, "8"])
 def test_positive_fields(field, value):
-    with pytest.raises(MoescaleError, match=f"{field} must be a positive integer, got"):
+    with pytest.raises(MoescaleError, match=f"`{field}` must be a positive integer, got"):
         arch(**{field: value})
 
 
@@ -29,7 +29,7 @@ def test_positive_fields(field, value):
                                    "n_shared_experts", "first_dense_layers"])
 @pytest.mark.parametrize("value", [-1, 1.5, False])
 def test_non_negative_fields(field, value):
-    with pytest.raises(MoescaleError, match=f"{field} must be a non-negative integer, got"):
+    with pytest.raises(MoescaleError, match=f"`{field}` must be a non-negative integer, got"):
         arch(**{field: value})
 
 
@@ -37,7 +37,7 @@ def test_non_negative_fields(field, value):
                                    "sliding_window"])
 @pytest.mark.parametrize("value", [0, -4, 3.0, True])
 def test_optional_positive_fields(field, value):
-    with pytest.raises(MoescaleError, match=f"{field} must be a positive integer or omitted"):
+    with pytest.raises(MoescaleError, match=f"`{field}` must be a positive integer or omitted"):
         arch(**{field: value})
 
 
@@ -45,13 +45,13 @@ def test_optional_positive_fields(field, value):
                                             ("norm_type", "rmsnorm, layernorm"),
                                             ("qk_norm", "none, head, full")])
 def test_choice_fields(field, choices):
-    with pytest.raises(MoescaleError, match=f"{field} must be one of {choices}, got 'bogus'"):
+    with pytest.raises(MoescaleError, match=f"`{field}` must be one of {choices}, got 'bogus'"):
         arch(**{field: "bogus"})
 
 
 def test_heads_must_divide_hidden_when_head_dim_is_implied():
-    with pytest.raises(MoescaleError, match="n_heads=3 does not divide hidden_size=64; choose a "
-                                            "divisor or set head_dim explicitly"):
+    with pytest.raises(MoescaleError, match="`n_heads`=3 does not divide `hidden_size`=64; choose a "
+                                            "divisor or set `head_dim` explicitly"):
         arch(n_heads=3, n_kv_heads=1)
     assert arch(n_heads=3, n_kv_heads=1, head_dim=16).d_head == 16
     assert arch(n_heads=3, mla=MLA(8, 8, 8, 8)).mla is not None
@@ -59,7 +59,7 @@ def test_heads_must_divide_hidden_when_head_dim_is_implied():
 
 @pytest.mark.parametrize("kv", [3, 8])
 def test_kv_heads_must_divide_heads(kv):
-    with pytest.raises(MoescaleError, match=f"n_kv_heads={kv} must divide n_heads=4"):
+    with pytest.raises(MoescaleError, match=f"`n_kv_heads`={kv} must divide `n_heads`=4"):
         arch(n_kv_heads=kv)
 
 
@@ -79,55 +79,55 @@ def test_mla_from_dict():
 
 
 def test_sliding_layers_rules():
-    with pytest.raises(MoescaleError, match=r"sliding_layers \[4\] are outside 0..3"):
+    with pytest.raises(MoescaleError, match=r"`sliding_layers` \[4\] are outside 0..3"):
         arch(sliding_window=8, sliding_layers=[0, 4])
-    with pytest.raises(MoescaleError, match="sliding_layers are given but sliding_window is not"):
+    with pytest.raises(MoescaleError, match="`sliding_layers` are given but `sliding_window` is not"):
         arch(sliding_layers=[0])
     assert arch(sliding_window=8, sliding_layers=[1]).sliding_layers == (1,)
 
 
 def test_first_dense_layers_at_most_layers():
-    with pytest.raises(MoescaleError, match="first_dense_layers=5 exceeds n_layers=4; lower "
-                                            "first_dense_layers or add layers"):
+    with pytest.raises(MoescaleError, match="`first_dense_layers`=5 exceeds `n_layers`=4; lower "
+                                            "`first_dense_layers` or add layers"):
         arch(first_dense_layers=5)
 
 
 def test_moe_layers_rules():
-    with pytest.raises(MoescaleError, match=r"moe_layers \[7\] are outside 0..3"):
+    with pytest.raises(MoescaleError, match=r"`moe_layers` \[7\] are outside 0..3"):
         arch(moe_layers=[1, 7])
-    with pytest.raises(MoescaleError, match="moe_layers lists a layer twice"):
+    with pytest.raises(MoescaleError, match="`moe_layers` lists a layer twice"):
         arch(moe_layers=[1, 1])
     a = arch(moe_layers=[0, 3])
     assert a.moe_layers == (0, 3) and a.layer_is_moe == (True, False, False, True)
 
 
 def test_dense_model_rules():
-    with pytest.raises(MoescaleError, match="top_k and n_shared_experts need routed experts"):
+    with pytest.raises(MoescaleError, match="`top_k` and `n_shared_experts` need routed experts"):
         Architecture(**BASE, top_k=2)
-    with pytest.raises(MoescaleError, match="top_k and n_shared_experts need routed experts"):
+    with pytest.raises(MoescaleError, match="`top_k` and `n_shared_experts` need routed experts"):
         Architecture(**BASE, n_shared_experts=1)
-    with pytest.raises(MoescaleError, match=r"a dense model needs dense_ffn > 0"):
+    with pytest.raises(MoescaleError, match=r"a dense model needs `dense_ffn` > 0"):
         Architecture(**{**BASE, "dense_ffn": 0})
 
 
 @pytest.mark.parametrize("top_k", [0, 9])
 def test_top_k_range(top_k):
-    with pytest.raises(MoescaleError, match=f"top_k={top_k} must be between 1 and n_experts=8"):
+    with pytest.raises(MoescaleError, match=f"`top_k`={top_k} must be between 1 and `n_experts`=8"):
         arch(top_k=top_k)
 
 
 def test_moe_rules():
-    with pytest.raises(MoescaleError, match=r"an MoE model needs expert_ffn > 0"):
+    with pytest.raises(MoescaleError, match=r"an MoE model needs `expert_ffn` > 0"):
         arch(expert_ffn=0)
-    with pytest.raises(MoescaleError, match="n_experts > 0 but the layer pattern has no MoE "
-                                            "layer; lower first_dense_layers"):
+    with pytest.raises(MoescaleError, match="`n_experts` > 0 but the layer pattern has no MoE "
+                                            "layer; lower `first_dense_layers`"):
         arch(first_dense_layers=4)
-    with pytest.raises(MoescaleError, match="n_experts > 0 but the layer pattern has no MoE"):
+    with pytest.raises(MoescaleError, match="`n_experts` > 0 but the layer pattern has no MoE"):
         arch(moe_layers=[])
-    with pytest.raises(MoescaleError, match=r"2 layer\(s\) are dense but dense_ffn is 0; set "
-                                            "dense_ffn"):
+    with pytest.raises(MoescaleError, match=r"2 layer\(s\) are dense but `dense_ffn` is 0; set "
+                                            "`dense_ffn`"):
         arch(dense_ffn=0, moe_layer_step=2)
-    with pytest.raises(MoescaleError, match="shared_expert_gate needs n_shared_experts > 0"):
+    with pytest.raises(MoescaleError, match="`shared_expert_gate` needs `n_shared_experts` > 0"):
         arch(shared_expert_gate=True)
     assert arch(dense_ffn=0).n_moe_layers == 4
 
@@ -145,7 +145,7 @@ def test_immutable_and_replace_validates():
     a = arch()
     with pytest.raises(AttributeError):
         a.hidden_size = 8  # type: ignore[misc]
-    with pytest.raises(MoescaleError, match="top_k=9"):
+    with pytest.raises(MoescaleError, match="`top_k`=9"):
         a.replace(top_k=9)
     assert a.replace(name="x") == a  # the name does not take part in equality
 

@@ -285,7 +285,7 @@ def test_from_hf_config_reads_a_file(tmp_path):
      "shared_expert_intermediate_size=0 is not supported"),
     (dict(TINY_HF_CONFIGS["olmoe"], head_dim=8), "olmoe needs head_dim"),
     (dict(TINY_HF_CONFIGS["gpt_oss"], layer_types=["full_attention"]), "one type per layer"),
-    (dict(TINY_HF_CONFIGS["mixtral"], num_experts_per_tok=9), "top_k=9 must be between 1"),
+    (dict(TINY_HF_CONFIGS["mixtral"], num_experts_per_tok=9), "`top_k`=9 must be between 1"),
 ])
 def test_from_hf_config_errors(config, message):
     with pytest.raises(MoescaleError, match=message):

@@ -164,7 +164,11 @@ def test_the_leaderboard_and_a_single_fit_use_the_same_delta(monkeypatch):
 
     assert objective.default_delta("ludziejewski2025") == 0.01
     assert objective.default_delta("chinchilla") == objective.HUBER_DELTA == 1e-3
-    monkeypatch.setitem(objective.PAPER_DELTA, "chinchilla", 0.05)   # one place to change it
+    import dataclasses
+
+    from moescale.laws import chinchilla
+
+    monkeypatch.setattr(chinchilla, "LAW", dataclasses.replace(chinchilla.LAW, huber_delta=0.05))
     runs = RunTable.from_frame(chinchilla_runs(n=24))
     single = fitting.fit("chinchilla", runs)
     board = select_laws(runs, ["chinchilla"], holdout=None)
@@ -174,11 +178,14 @@ def test_the_leaderboard_and_a_single_fit_use_the_same_delta(monkeypatch):
 
 
 def test_the_help_states_the_delta_rule(capsys):
-    from moescale.fitting.objective import HUBER_DELTA, PAPER_DELTA
+    from moescale.fitting.objective import HUBER_DELTA
+    from moescale.laws import LAWS, get_law
 
     code, out, _ = run(["fit", "--help"], capsys)
     text = " ".join(out.split())
-    for law, delta in PAPER_DELTA.items():
+    papers = {n: get_law(n).huber_delta for n in LAWS if get_law(n).huber_delta is not None}
+    assert papers == {"ludziejewski2025": 0.01, "krajewski2024": 0.1}  # the papers' §s
+    for law, delta in papers.items():
         assert f"{law} {delta:g}" in text
     shared = re.search(r"--delta \S+ .*?else ([0-9.e-]+)\)", text)
     assert shared and float(shared.group(1)) == HUBER_DELTA

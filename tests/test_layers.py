@@ -71,7 +71,7 @@ LAYERS = [
     ("moescale.errors", "moescale.units", "moescale.jsonio", "moescale.conventions"),
     ("moescale.architecture", "moescale.hf", "moescale.presets", "moescale.counting"),
     ("moescale.laws",),
-    ("moescale.runs", "moescale.reference_data", "moescale.fitting"),
+    ("moescale.runs", "moescale.tracker_runs", "moescale.reference_data", "moescale.fitting"),
     ("moescale.planning",),
     ("moescale.training",),
     ("moescale.sweeps",),

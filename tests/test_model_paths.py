@@ -139,10 +139,10 @@ def test_trainer_runs_give_the_same_losses_on_both_paths(tmp_path):
 
 
 def test_train_cli_switch_selects_the_path():
-    from moescale.cli.train import _model_options
+    from moescale.training.options import model_options
 
     assert ModelOptions().fused is True  # default: the fused kernels
-    assert _model_options(None, None, None).fused is True
-    options = _model_options(None, 0.5, "sigmoid", fused=False)
+    assert model_options().fused is True
+    options = model_options(capacity_factor=0.5, router="sigmoid", fused=False)
     assert options.fused is False
     assert options.moe == MoEOptions(score="sigmoid", capacity_factor=0.5)

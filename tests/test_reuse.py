@@ -113,7 +113,7 @@ def test_bad_reuse_values_are_refused(tmp_path):
 
     with pytest.raises(MoescaleError, match="reuse must be one of 'none', 'trunk'"):
         _spec(tmp_path, "[3e9]", train='reuse = "always"')
-    with pytest.raises(MoescaleError, match="cooldown must be one of linear, 1-sqrt"):
+    with pytest.raises(MoescaleError, match="`cooldown` must be one of linear, 1-sqrt"):
         _spec(tmp_path, "[3e9]", train='reuse = "trunk"\ncooldown = "cosine"')
     with pytest.raises(MoescaleError, match="schedule = 'cosine' has none"):
         _spec(tmp_path, "[3e9]", train='reuse = "trunk"\nschedule = "cosine"')

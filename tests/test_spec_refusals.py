@@ -38,21 +38,21 @@ def data_files(tmp_path):
 
 # (changes to a valid spec, fragment the one-line message must contain)
 TRAIN_CATALOGUE = [
-    ({"schedule": "linear-ish"}, "schedule must be one of"),
+    ({"schedule": "linear-ish"}, "`schedule` must be one of"),
     ({"tokenizer": "sentencepiece"}, "sentencepiece"),
     ({"device": "tpu"}, "`device` 'tpu' is not supported"),
-    ({"eval_every": 0}, "eval_every must be at least 1"),
+    ({"eval_every": 0}, "`eval_every` must be at least 1"),
     ({"seq_len": 1}, "seq_len"),
-    ({"grad_accum": 0}, "grad_accum must be positive"),
-    ({"grad_accum": -1}, "grad_accum must be positive"),
+    ({"grad_accum": 0}, "`grad_accum` must be positive"),
+    ({"grad_accum": -1}, "`grad_accum` must be positive"),
     ({"betas": [0.9, 1.5]}, "betas must be two numbers in [0, 1)"),
     ({"betas": [-0.1, 0.9]}, "betas must be two numbers in [0, 1)"),
-    ({"warmup_fraction": 1.5}, "warmup_fraction must be a finite number in"),
-    ({"decay_fraction": 2.0}, "decay_fraction must be a finite number in"),
-    ({"val_fraction": 1.2}, "val_fraction must be a finite number in"),
-    ({"min_lr_ratio": 3}, "min_lr_ratio must be a finite number in"),
-    ({"data": 5}, "data must be"),
-    ({"log_every": 0}, "log_every must be positive"),
+    ({"warmup_fraction": 1.5}, "`warmup_fraction` must be a finite number in"),
+    ({"decay_fraction": 2.0}, "`decay_fraction` must be a finite number in"),
+    ({"val_fraction": 1.2}, "`val_fraction` must be a finite number in"),
+    ({"min_lr_ratio": 3}, "`min_lr_ratio` must be a finite number in"),
+    ({"data": 5}, "`data` must be"),
+    ({"log_every": 0}, "`log_every` must be positive"),
     ({"tokenizer": "bpe", "vocab_size": 0}, "vocab_size = 0 is not a BPE vocabulary"),
 ]
 

@@ -9,7 +9,7 @@ from moescale.training.config import TrainConfig
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(tokens=0), "tokens must be positive"),
+    (dict(tokens=0), "`tokens` must be positive"),
     (dict(schedule="linear"), "schedule"),
     (dict(resume=True), "needs `out`"),
 ])

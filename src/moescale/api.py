@@ -458,7 +458,7 @@ def train(arch: Architecture | str | Path, config=None, options=None, **config_f
         config = config.replace(**config_fields)
     resolved, hf = _resolve(arch, {})
     if options is None:  # RoPE θ, norm ε and routing of an HF config, else the defaults
-        from moescale.training.model import model_options
+        from moescale.training.options import model_options
 
         options = model_options(hf)
     return _train(resolved, config or TrainConfig(**config_fields), options)

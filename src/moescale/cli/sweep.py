@@ -8,6 +8,7 @@ import click
 
 from moescale.cli._output import echo_json, fmt_num, print_table, safe
 from moescale.errors import MoescaleError
+from moescale.sweeps.engines import EXECUTORS as EXECUTOR_NAMES  # no engine imported
 
 STORE_HELP = "The sweep's SQLite store (created when missing)."
 
@@ -138,7 +139,7 @@ def _duration(seconds: float) -> str:
                    "Ray: cluster CPUs / cpus_per_run).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads per run (default: CPUs / workers; Ray and SLURM: cpus_per_run).")
-@click.option("--executor", type=click.Choice(["local", "ray", "slurm"]), default="local",
+@click.option("--executor", type=click.Choice(list(EXECUTOR_NAMES)), default="local",
               show_default=True, help="Where runs execute.")
 @click.option("--address", default=None,
               help="Ray: cluster address (auto, ray://host:10001); default a local instance.")
@@ -189,12 +190,11 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
     """
     import sys
 
-    from moescale.sweeps.executors import make_executor
+    from moescale.sweeps.executors import EXECUTORS, engine_options, make_executor
     from moescale.sweeps.runner import (
         LineReport,
         LiveDisplay,
         SweepInterrupted,
-        previous_engine,
         run_sweep,
     )
     from moescale.sweeps.runner import runs_dir as default_runs_dir
@@ -203,30 +203,23 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
     spec = SweepSpec.load(spec_path)
     if Path(store_path).exists():  # not a store: the one error line comes before any output
         _open(store_path).close()
-    if executor == "local":
+    engine = EXECUTORS[executor]
+    if engine.trains_here:
         import importlib.util
 
         if importlib.util.find_spec("torch") is None:
             raise MoescaleError("sweep run trains models and needs torch: "
                                 "pip install 'moescale[train]'")
+        from moescale.cli._options import cap_threads
+
+        threads = cap_threads(threads)
     folder = Path(runs_dir) if runs_dir else default_runs_dir(store_path)
-    from moescale.cli._options import cap_threads
-
-    threads = cap_threads(threads) if executor == "local" else threads
-    options = {"workers": workers, "threads": threads,
-               **{k: spec.resources[k] for k in ("cpus_per_run", "gpus_per_run")
-                  if k in spec.resources}}
-    if executor == "ray":
-        options |= {"address": address, "previous_address": previous_engine(store_path)}
-    elif executor == "slurm":
-        from moescale.sweeps.executors.slurm import parse_slurm_args
-
-        options |= {"folder": folder, "cluster": "local" if cluster == "local" else None,
-                    "partition": slurm_partition, "time_min": slurm_time,
-                    "account": slurm_account, "qos": slurm_qos,
-                    "gpus_per_node": slurm_gpus_per_node,
-                    "slurm_args": parse_slurm_args(slurm_args)}
-    ex = make_executor(executor, **options)
+    given = {"workers": workers, "threads": threads, "resources": spec.resources,
+             "store": store_path, "folder": folder, "address": address, "cluster": cluster,
+             "slurm_partition": slurm_partition, "slurm_time": slurm_time,
+             "slurm_account": slurm_account, "slurm_qos": slurm_qos,
+             "slurm_gpus_per_node": slurm_gpus_per_node, "slurm_args": slurm_args}
+    ex = make_executor(executor, **engine_options(executor, given))
     if as_json:
         display = None
     elif sys.stderr.isatty():

@@ -119,7 +119,7 @@ def train(tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
     if tokens is None:
         raise MoescaleError("--tokens is required (or a --plan whose allocation has tokens)")
     from moescale.training.config import TrainConfig
-    from moescale.training.model import model_options
+    from moescale.training.options import model_options
     from moescale.training.trainer import train as run_training
 
     options = model_options(hf, router=router, norm_topk_prob=norm_topk_prob,

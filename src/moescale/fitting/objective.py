@@ -20,16 +20,15 @@ HUBER_DELTA = 1e-3
 """The Huber δ (on ``ln`` residuals, dimensionless) of every fit — one law or a leaderboard —
 for laws whose paper states none: Hoffmann et al. 2022 and Besiroglu et al. 2024 (1e-3)."""
 
-PAPER_DELTA = {"ludziejewski2025": 0.01, "krajewski2024": 0.1}
-"""The Huber δ of laws whose paper fitted with another one (Ludziejewski et al. 2025, 0.01;
-Krajewski et al. 2024, 0.1); these override :data:`HUBER_DELTA` for that law."""
-
-
 def default_delta(law: str) -> float:
     """The Huber δ a fit of the law named ``law`` uses unless one is given: its paper's
-    (:data:`PAPER_DELTA`), else :data:`HUBER_DELTA`. The single rule for ``moescale fit``,
-    ``fit --law all`` and ``fit --sensitivity``."""
-    return PAPER_DELTA.get(law, HUBER_DELTA)
+    (:attr:`Law.huber_delta`: Ludziejewski et al. 2025, 0.01; Krajewski et al. 2024, 0.1),
+    else :data:`HUBER_DELTA`. The single rule for ``moescale fit``, ``fit --law all`` and
+    ``fit --sensitivity``."""
+    from moescale.laws import get_law
+
+    delta = get_law(law).huber_delta
+    return HUBER_DELTA if delta is None else delta
 
 
 def huber(r: np.ndarray, delta: float) -> tuple[np.ndarray, np.ndarray]:

@@ -148,6 +148,12 @@ class Law:
     # variables that must hold: ``(a, "<=" or "<", b)``, e.g. ``("N_a", "<=", "N")``.
     domains: dict[str, Domain] = field(default_factory=dict)
     relations: tuple[tuple[str, str, str], ...] = ()
+    # The Huber δ (on ln residuals) the paper fitted with; None → moescale.fitting's default
+    # (1e-3, Hoffmann et al. 2022 and Besiroglu et al. 2024).
+    huber_delta: float | None = None
+    # Whether the law can drive `plan --method law`: a loss in (N or N_active, D[, E]) whose
+    # compute-optimal allocation moescale.planning.allocation solves.
+    allocates: bool = False
 
     def __repr__(self) -> str:
         return (f"Law({self.name!r}: {self.formula}; variables {', '.join(self.variables)}; "

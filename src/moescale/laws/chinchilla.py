@@ -67,7 +67,7 @@ LAW = Law(
     citation="Hoffmann et al. 2022 (arXiv 2203.15556); replication Besiroglu et al. 2024",
     formula="E + A/N^alpha + B/D^beta",
     params=("A", "B", "E", "alpha", "beta"), variables=("N", "D"), convention="chinchilla",
-    log_loss=_log_loss,
+    log_loss=_log_loss, allocates=True,
     # Fit space (ln A, ln B, ln E, α, β) and the replication's 4,500-point grid (Besiroglu et al. 2024, arXiv 2404.10102).
     log_params=("A", "B", "E"),
     init_grid={"A": (0, 5, 10, 15, 20, 25), "B": (0, 5, 10, 15, 20, 25),

@@ -59,7 +59,7 @@ LAW = Law(
     name="krajewski2024", citation=_CITE, formula="c + (g/G^γ + a)/N^α + b/D^β",
     params=("a", "alpha", "b", "beta", "g", "gamma", "c"), variables=("N", "D", "G"),
     convention="kaplan",
-    log_loss=_log_loss,
+    log_loss=_log_loss, huber_delta=0.1,  # the paper's fit (Krajewski et al. 2024)
     scope=lambda runs: (runs.frame["E"].to_numpy(float) > 1
                         if {"E", "K"} <= set(runs.frame.columns)
                         else np.ones(len(runs.frame), dtype=bool),

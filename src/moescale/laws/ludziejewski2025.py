@@ -117,7 +117,7 @@ LAW = Law(
     citation="Ludziejewski et al. 2025, Joint MoE Scaling Laws (arXiv 2502.05172)",
     formula="a·Ê^δ·N_act^(α+γ·lnÊ) + b·Ê^ω·D^(β+ζ·lnÊ) + c",
     params=PARAMS, variables=("N_active", "D", "E"), convention="chinchilla",
-    log_loss=_log_loss,
+    log_loss=_log_loss, allocates=True, huber_delta=0.01,  # the paper's fit (§3)
     scope=_scope,
     presets={"ludziejewski2025": Preset(dict(TABLE3), "Table 3 of arXiv 2502.05172",
                                         ranges=RUNS)},

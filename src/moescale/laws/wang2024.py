@@ -60,7 +60,7 @@ LAW = Law(
     name="wang2024", citation=_CITE, formula="A/(N^α·E^γ) + B/D^β + σ",
     params=("A", "alpha", "gamma", "B", "beta", "sigma"), variables=("N", "D", "E"),
     convention="chinchilla",
-    log_loss=lambda p, v: lse(*_terms(p, v))[0],
+    log_loss=lambda p, v: lse(*_terms(p, v))[0], allocates=True,
     log_params=("A", "B", "sigma"),
     init_grid={"alpha": (0.1, 0.3, 0.6), "beta": (0.1, 0.3, 0.6), "gamma": (0.0, 0.2, 0.5),
                "A": tuple(np.log([10.0, 100.0, 1000.0])), "B": tuple(np.log([10.0, 100.0, 1000.0])),

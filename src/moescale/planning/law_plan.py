@@ -29,7 +29,6 @@ from moescale.planning import training_values as tv
 from moescale.planning.plan import Budget, Plan, check_realised, realised_numbers, with_warnings
 from moescale.units import dtype_bytes
 
-ALLOCATABLE = ("ludziejewski2025", "chinchilla", "wang2024")
 # Their training setup (Appendix E): batch ramped 64K → 128K → 256K tokens; a plan trains at
 # the final batch up to the paper's largest run (the paper fits no batch-size law) and beyond it
 # grows as C^0.263, the batch law of the holistic paper's Table 4 (an MoE batch law fitted at
@@ -63,9 +62,10 @@ def loss_function(law: str | None, preset: str | None = None, fit=None):
             raise MoescaleError(f"law {law!r} has no published coefficients; fit it first and "
                                 "give the fit as `fit`")
         params, result = law_obj.preset(preset or next(iter(law_obj.presets))).values, None
-    if law not in ALLOCATABLE:
+    if not law_obj.allocates:
+        usable = ", ".join(n for n in laws.LAWS if laws.get_law(n).allocates)
         raise MoescaleError(f"law {law!r} cannot drive a continuous allocation; use one of "
-                            f"{', '.join(ALLOCATABLE)} (or `method` holistic)")
+                            f"{usable} (or `method` holistic)")
     names = law_obj.variables
 
     def loss(n, d, e):

@@ -157,12 +157,12 @@ class ReportInputs:
     def plan_law(self) -> str:
         """The loss law of the joint-MoE figures: the plan's own (law plans), else
         ``ludziejewski2025`` (the joint-MoE paper)."""
-        from moescale.planning.law_plan import ALLOCATABLE
+        from moescale.laws import LAWS, get_law
 
         if self.joint_law:
             return self.joint_law
         law = self.plan.law if self.plan else None
-        return law if law in ALLOCATABLE else "ludziejewski2025"
+        return law if law in LAWS and get_law(law).allocates else "ludziejewski2025"
 
     def joint_law_name(self) -> str:
         """The law the joint-MoE figures were drawn with: the comparison's, else

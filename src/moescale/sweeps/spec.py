@@ -47,7 +47,7 @@ from moescale.training.config import (  # the trainer's limits and defaults (no 
 
 TOP_KEYS = ("name", "description", "budgets", "convention", "seeds", "base", "points", "arms",
             "grid", "train", "holistic", "resources", "runs")
-# Routing options of the model (moescale.training.model.model_options), set in [train] like
+# Routing options of the model (moescale.training.options.model_options), set in [train] like
 # the trainer's own: score function, top-k renormalisation and expert capacity.
 ROUTING_KEYS = ("router", "norm_topk_prob", "capacity_factor")
 # [train] keys: the TrainConfig fields a spec may set (the sweep owns the others,

@@ -331,7 +331,7 @@ def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
 def model_options(train: dict[str, Any]):
     """The model's options from a run's ``[train]`` settings (routing; defaults elsewhere)."""
     from moescale.sweeps.spec import ROUTING_KEYS
-    from moescale.training.model import model_options as build
+    from moescale.training.options import model_options as build
 
     return build(**{key: train.get(key) for key in ROUTING_KEYS})
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from moescale.errors import EXTRAS, MoescaleError
+from moescale.errors import MoescaleError
+from moescale.sweeps.engines import EXECUTORS, Engine
 from moescale.sweeps.executors.base import (
     Executor,
     Outcome,
@@ -26,33 +27,23 @@ from moescale.sweeps.executors.base import (
     folder_outcome,
 )
 
-__all__ = ["EXECUTORS", "Executor", "Outcome", "exit_outcome", "exit_reason", "folder_outcome",
-           "make_executor"]
+__all__ = ["EXECUTORS", "Engine", "Executor", "Outcome", "engine_options", "exit_outcome",
+           "exit_reason", "folder_outcome", "make_executor"]
 
-EXECUTORS = ("local", "ray", "slurm")
-ENGINES = {"ray": "ray", "slurm": "submitit"}  # executor -> the module it needs
+
+def _engine(name: str) -> Engine:
+    if name not in EXECUTORS:
+        raise MoescaleError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+    return EXECUTORS[name]
+
+
+def engine_options(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The constructor options of executor ``name`` from everything a command was given
+    (``sweep run``'s flags and the spec's resources): each class picks its own."""
+    return _engine(name).load().options(given)
 
 
 def make_executor(name: str, **options: Any) -> Executor:
-    """The executor called ``name``; a missing optional engine is one clear error."""
-    if name not in EXECUTORS:
-        raise MoescaleError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
-    if name in ENGINES:
-        module = ENGINES[name]
-        extra = EXTRAS[module]
-        try:
-            __import__(module)
-        except ImportError:
-            raise MoescaleError(f"`executor` {name} needs {module}: pip install "
-                                f"'moescale[{extra}]'") from None
-    if name == "local":
-        from moescale.sweeps.executors.local import LocalExecutor
-
-        return LocalExecutor(**options)
-    if name == "ray":
-        from moescale.sweeps.executors.ray_cluster import RayExecutor
-
-        return RayExecutor(**options)
-    from moescale.sweeps.executors.slurm import SlurmExecutor
-
-    return SlurmExecutor(**options)
+    """The executor called ``name`` built with ``options``; a missing optional engine is one
+    clear error naming its extra."""
+    return _engine(name).load()(**options)

@@ -43,6 +43,10 @@ class Executor(Protocol):
     address: str | None  # the engine this executor started itself (a driver restarted after
     #                      a crash reconnects to it), else None
 
+    @classmethod
+    def options(cls, given: dict[str, Any]) -> dict[str, Any]: ...  # its constructor's
+    #   options from everything ``sweep run`` was given (flags, the spec's resources)
+
     def submit(self, run: RunSpec, run_dir: Path) -> str | None: ...
 
     def submit_batch(self, items: list[tuple[RunSpec, Path]]) -> list[str | None]: ...

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
@@ -42,6 +43,12 @@ def visible_gpus() -> list[str]:
     return [str(i) for i, line in enumerate(out.stdout.splitlines()) if line.startswith("GPU")]
 
 
+def _resources(given: dict[str, Any]) -> dict[str, Any]:
+    """The spec's ``[resources]`` an executor takes (cpus_per_run, gpus_per_run)."""
+    return {k: v for k, v in (given.get("resources") or {}).items()
+            if k in ("cpus_per_run", "gpus_per_run")}
+
+
 class LocalExecutor:
     """A pool of ``workers`` processes on this machine."""
 
@@ -66,6 +73,12 @@ class LocalExecutor:
         self.description = (f"{workers} local worker{'s' * (workers > 1)} × "
                             f"{self.threads} thread{'s' * (self.threads > 1)}{where}")
         self._procs: dict[str, tuple[subprocess.Popen, Path, int]] = {}
+
+    @classmethod
+    def options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Its options from ``sweep run``'s: workers, threads and the spec's resources."""
+        return {"workers": given.get("workers"), "threads": given.get("threads"),
+                **_resources(given)}
 
     def submit_batch(self, items: list[tuple[RunSpec, Path]]) -> list[str]:
         return [self.submit(run, run_dir) for run, run_dir in items]

@@ -76,7 +76,7 @@ def _check_ray_client(address: str) -> None:
     try:
         import grpc  # noqa: F401
     except ImportError:
-        raise MoescaleError(f"--address {address} (Ray Client) needs ray[client]: "
+        raise MoescaleError(f"`address` {address} (Ray Client) needs ray[client]: "
                             "pip install 'moescale[ray]'") from None
     if not _reachable(address.removeprefix("ray://")):
         raise MoescaleError(f"cannot reach the Ray cluster at {address}: nothing answers on "
@@ -109,6 +109,19 @@ class RayExecutor:
                             + (f", {self.gpus} GPU" if self.gpus else "") + " each")
         self._actor_class = ray.remote(RunSupervisor)
         self._running: dict[str, tuple[Any, Path]] = {}
+
+    @classmethod
+    def options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Its options from ``sweep run``'s: the cluster ``address`` (else the local instance
+        a killed driver of this store started, else a new one), workers, threads, resources."""
+        from moescale.sweeps.executors.local import _resources
+        from moescale.sweeps.runner import previous_engine
+
+        store = given.get("store")
+        return {"address": given.get("address"), "workers": given.get("workers"),
+                "threads": given.get("threads"),
+                "previous_address": previous_engine(store) if store else None,
+                **_resources(given)}
 
     # ----- connection ------------------------------------------------------------------------
     def _connect(self, address: str | None, previous: str | None,

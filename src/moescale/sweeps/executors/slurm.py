@@ -95,6 +95,22 @@ class SlurmExecutor:
         self.description = f"{where}, up to {self.capacity} jobs × {self.cpus} CPU"
         self._jobs: dict[str, tuple[Any, Path]] = {}
 
+    @classmethod
+    def options(cls, given: dict[str, Any]) -> dict[str, Any]:
+        """Its options from ``sweep run``'s: the run folders, the ``slurm_*`` settings (an
+        ``sbatch`` option per ``slurm_args`` item, KEY=VALUE), workers, threads, resources."""
+        from moescale.sweeps.executors.local import _resources
+
+        return {"folder": given["folder"],
+                "cluster": "local" if given.get("cluster") == "local" else None,
+                "partition": given.get("slurm_partition"),
+                "time_min": given.get("slurm_time") or 60,
+                "account": given.get("slurm_account"), "qos": given.get("slurm_qos"),
+                "gpus_per_node": given.get("slurm_gpus_per_node"),
+                "slurm_args": parse_slurm_args(given.get("slurm_args") or ()),
+                "workers": given.get("workers"), "threads": given.get("threads"),
+                **_resources(given)}
+
     def submit(self, run: RunSpec, run_dir: Path) -> str:
         return self.submit_batch([(run, run_dir)])[0]
 
