@@ -257,3 +257,160 @@ def test_runs_from_mlflow_unreachable():
     with pytest.raises(MoescaleError, match=r"cannot reach the MLflow tracking store .*refused"):
         runs_from_mlflow(uri, "grid")
     assert time.perf_counter() - start < 10
+
+
+# ----- the trainer, the command line and sweeps ------------------------------------------------
+TINY = ["train", "--preset", "tiny", "--seq-len", "32", "--batch-tokens", "256", "--tokens",
+        "5120", "--threads", "1", "--json"]
+
+
+def _log_losses(run_dir) -> dict[int, float]:
+    import json
+
+    return {r["step"]: r["train_loss"] for r in map(json.loads,
+                                                     (run_dir / "log.jsonl").read_text().splitlines())
+            if "event" not in r and r.get("train_loss") is not None}
+
+
+@pytest.mark.slow
+def test_train_tracker_tensorboard_writes_the_loss_points(tmp_path, capsys):
+    need("torch")
+    need("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from conftest import run_cli
+
+    out = tmp_path / "r"
+    code, _, err = run_cli([*TINY, "--tracker", "tensorboard", "--out", str(out)], capsys)
+    assert code == 0 and "warning" not in err, err
+    (events,) = (out / "tensorboard").iterdir()
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    points = {e.step: e.value for e in acc.Scalars("train_loss")}
+    logged = _log_losses(out)
+    assert points.keys() == logged.keys() and len(points) >= 2  # every logged point
+    for step, loss in logged.items():
+        assert points[step] == pytest.approx(loss, rel=1e-6)
+    assert "final/eval_loss" in acc.Tags()["scalars"]
+
+
+@pytest.mark.slow
+def test_train_tracker_mlflow_logs_params_and_metrics(tmp_path, monkeypatch, capsys):
+    need("torch")
+    need("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from conftest import run_cli
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    out = tmp_path / "r"
+    code, stdout, err = run_cli([*TINY, "--tracker", "mlflow", "--out", str(out)], capsys)
+    assert code == 0, err
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("moescale").experiment_id])
+    assert run.info.run_name == "r" and run.info.status == "FINISHED"
+    import moescale
+
+    counts = moescale.count("tiny")
+    params = run.data.params
+    assert float(params["N"]) == counts.total_params
+    assert float(params["N_active"]) == counts.active_params
+    assert float(params["E"]) == 8 and float(params["K"]) == 2 and "G" in params
+    assert params["config.batch_tokens"] == "256"
+    history = client.get_metric_history(run.info.run_id, "train_loss")
+    assert {m.step: m.value for m in history} == pytest.approx(_log_losses(out))
+    import json
+
+    assert run.data.metrics["eval_loss"] == pytest.approx(json.loads(stdout)["eval_loss"])
+
+
+@pytest.mark.slow
+def test_train_wandb_offline_writes_an_offline_run(tmp_path, monkeypatch, capsys):
+    need("torch")
+    need("wandb")
+    from conftest import run_cli
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    out = tmp_path / "r"
+    code, _, err = run_cli([*TINY, "--tracker", "wandb", "--out", str(out)], capsys)
+    assert code == 0, err
+    runs = list(out.rglob("offline-run-*"))
+    assert runs and list(runs[0].glob("*.wandb"))
+
+
+@pytest.mark.slow
+def test_a_dead_mlflow_server_costs_one_warning_and_no_run(tmp_path):
+    need("torch")
+    need("mlflow")
+    out = tmp_path / "r"
+    env = os.environ | {"OMP_NUM_THREADS": "1",
+                        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "moescale", *TINY, "--tracker", "mlflow",
+                           "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "mlflow" in warnings[0], proc.stderr
+    assert (out / "checkpoint.pt").exists() and time.perf_counter() - start < 120
+
+
+@pytest.mark.slow
+def test_a_sweeps_trackers_reach_every_run(tmp_path, monkeypatch):
+    need("torch")
+    need("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from moescale.sweeps.executors import make_executor
+    from moescale.sweeps.runner import run_sweep
+    from moescale.sweeps.spec import SweepSpec
+    from sweep_helpers import micro_spec
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    spec = SweepSpec.load(micro_spec(tmp_path, train='trackers = ["mlflow"]'))
+    plain = SweepSpec.load(micro_spec(tmp_path, name="micro", train=""))
+    ids = {r.id for r in spec.expand()}
+    assert ids == {r.id for r in plain.expand()}  # where a run is watched is not what it is
+    out = run_sweep(spec, tmp_path / "s.db", make_executor("local", workers=2, threads=1))
+    assert out.counts["done"] == 2
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(spec.name)  # one experiment per sweep
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.info.run_name for r in runs} == ids
+    assert all(r.info.status == "FINISHED" and "train_loss" in r.data.metrics for r in runs)
+    assert {r.data.params["sweep"] for r in runs} == {spec.name}
+
+
+@pytest.mark.slow
+def test_fit_reads_runs_from_an_mlflow_server(mlflow_server, tmp_path, monkeypatch, capsys):
+    """``fit --mlflow URI --experiment NAME`` against a real server: runs logged with
+    Chinchilla losses (Hoffmann et al. 2022, Approach 3 coefficients) fit back to them."""
+    import json
+
+    import numpy as np
+
+    from conftest import run_cli
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    truth = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+    sizes = [(n, d) for n in (1e8, 3e8, 1e9, 3e9) for d in (2e9, 8e9, 3e10)]
+    for i, (n, d) in enumerate(sizes):
+        loss = truth["E"] + truth["A"] / n ** truth["alpha"] + truth["B"] / d ** truth["beta"]
+        log_run(["mlflow"], f"run{i}", tmp_path, group="chinchilla-grid",
+                params={"N": n, "D": d, "config": {"seed": 0}},
+                result={"eval_loss": loss, "tokens": d, "flops": 6 * n * d})
+    capsys.readouterr()  # what logging the runs printed
+    code, out, err = run_cli(["fit", "--mlflow", mlflow_server, "--experiment",
+                              "chinchilla-grid", "--law", "chinchilla", "--json"], capsys)
+    assert code == 0, err
+    fit = json.loads(out)
+    assert fit["data"]["n_train"] == len(sizes)
+    for k in ("alpha", "beta"):
+        assert fit["params"][k] == pytest.approx(truth[k], rel=0.02)
+    assert fit["train"]["rmse"] < 1e-3
+    code, _, err = run_cli(["fit", "--mlflow", mlflow_server, "--law", "chinchilla"], capsys)
+    assert code == 2 and "--mlflow URI and --experiment NAME go together" in err
+    assert np.isfinite(fit["params"]["E"])

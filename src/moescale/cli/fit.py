@@ -22,6 +22,11 @@ def _floats(text: str, what: str) -> list[float]:
 @click.argument("data", type=click.Path(dir_okay=False), required=False)
 @click.option("--store", "store_path", type=click.Path(dir_okay=False), default=None,
               help="Fit the finished runs of a sweep store instead of DATA.")
+@click.option("--mlflow", "mlflow_uri", default=None, metavar="URI",
+              help="Read the finished runs of --experiment from this MLflow tracking server "
+                   "or store (http://host:5000, sqlite:///mlflow.db) instead of DATA.")
+@click.option("--experiment", default=None, metavar="NAME",
+              help="The MLflow experiment of --mlflow (a sweep's runs: its name).")
 @click.option("--law", "law_name", required=True, help="Law to fit (see `moescale laws`).")
 @click.option("--map", "mapping", multiple=True, metavar="COLUMN=NAME",
               help="Rename a column of DATA to a run variable, e.g. \"Model Size=N\". Repeatable.")
@@ -63,7 +68,7 @@ def _floats(text: str, what: str) -> list[float]:
               help="Budget of the predicted optimum (--sensitivity; leaderboard default: largest C).")
 @click.option("--at", "at_items", multiple=True, metavar="VAR=VALUE",
               help="Hold E, G or K fixed at the optimum (default: best of the runs' values).")
-def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, level, seed, weight_column,
+def fit(data, store_path, mlflow_uri, experiment, law_name, mapping, derive, where, holdout, bootstrap, level, seed, weight_column,
         delta, method, exhaustive,
         grid_items, fix_items, output, as_json, cv=None, rank_by=None, sensitivity=False,
         target_compute=None, at_items=()):
@@ -79,6 +84,7 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
           --map "Training FLOP=C" --derive "D=C/(6*N)" --json
       moescale fit moe_runs.jsonl --law ludziejewski2025 --holdout lowest-loss:30
       moescale fit --store sweep.db --law chinchilla --bootstrap 100
+      moescale fit --mlflow http://127.0.0.1:5000 --experiment micro --law chinchilla
       moescale fit curves.csv --law clark2022 --where "step == 249000 and k == 1" \\
           --map dense_parameter_count=N --map num_experts=E --map loss_validation=loss
       moescale fit runs.csv --law all --bootstrap 50 -o best.json     # a leaderboard of laws
@@ -94,7 +100,8 @@ def fit(data, store_path, law_name, mapping, derive, where, holdout, bootstrap, 
     from moescale.laws import get_law
 
     law = get_law(law_name)
-    runs = _fit_selection.load_runs(data, store_path, mapping, derive, where, law=law.name)
+    runs = _fit_selection.load_runs(data, store_path, mapping, derive, where, law=law.name,
+                                    mlflow=(mlflow_uri, experiment))
     grid = {k: _floats(v, "--grid") for k, v in parse_pairs(grid_items, "--grid", "PARAM=V1,V2").items()}
     fixed = {}
     for k, v in parse_pairs(fix_items, "--fix", "PARAM=VALUE").items():

@@ -84,10 +84,15 @@ def _print_result(r) -> None:
 @click.option("--device", help="cpu, cuda, cuda:N or mps (default: cuda when available).")
 @click.option("--threads", type=click.IntRange(1, 4096),
               help="CPU threads for this run (default: torch's; 1 per run on a busy machine).")
+@click.option("--tracker", "trackers", multiple=True, metavar="NAME",
+              help="Also log the run to tensorboard (event files in --out), mlflow "
+                   "(MLFLOW_TRACKING_URI) or wandb (WANDB_MODE=offline works without a "
+                   "network). Repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def train(tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
           data, text_column, tokenizer, vocab_size, out, eval_every, capacity_factor, router, norm_topk_prob,
-          aux_loss_coef, z_loss_coef, router_loss_reduction, resume, compile_, fused, seed, device, threads, as_json,
+          aux_loss_coef, z_loss_coef, router_loss_reduction, resume, compile_, fused, seed, device, threads, trackers,
+          as_json,
           **arch_options):
     """Train an MoE language model on real text; print loss, tokens, FLOPs and speed.
 
@@ -102,6 +107,7 @@ def train(tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
       moescale train --plan plan.json --tokens 1e8 --data my_texts/ --tokenizer bpe --json
       moescale data prepare shards/ --tokenizer qwen/tokenizer.json -o corpus/
       moescale train --preset small --tokens 1e8 --data corpus/
+      moescale train --preset tiny --tokens 5e6 --tracker tensorboard --out runs/tb
       torchrun --nproc-per-node 8 -m moescale train --preset gpu-100m --tokens 1e9
     """
     architecture, hf = resolve(arch_options)
@@ -135,7 +141,8 @@ def train(tokens, lr, batch_tokens, seq_len, grad_accum, schedule,
         router_loss_reduction=router_loss_reduction, tokens=int(tokens), seq_len=seq_len,
         grad_accum=grad_accum, schedule=schedule, data=data, text_column=text_column,
         vocab_size=vocab_size, out=out, eval_every=eval_every, resume=resume, compile=compile_,
-        seed=seed, device=device, threads=cap_threads(threads), progress=not as_json)
+        seed=seed, device=device, threads=cap_threads(threads), progress=not as_json,
+        trackers=trackers)
     result = run_training(architecture, config, options)
     if os.environ.get("RANK", "0") != "0":  # torchrun: only rank 0 reports
         return

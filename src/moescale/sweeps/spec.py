@@ -142,8 +142,14 @@ class RunSpec:
         return cls(**data)
 
 
+# [train] settings that say where a run is watched or run, not what it computes: no part of
+# its id (adding a tracker to a finished sweep reruns nothing)
+NOT_IDENTITY = ("trackers",)
+
+
 def run_id(budget: float, architecture: dict, train: dict, seed: int) -> str:
     """Deterministic id of a run's content (16 hex digits of a SHA-256)."""
+    train = {k: v for k, v in train.items() if k not in NOT_IDENTITY}
     return content_hash({"budget": budget, "architecture": architecture, "train": train,
                          "seed": seed})
 

@@ -310,7 +310,8 @@ def _execute(spec, run_dir: Path, threads: int | None, device: str | None,
             train_options["branch_from"] = str(start)
     config = TrainConfig(**train_options, seed=spec.seed, out=str(run_dir), resume=resume,
                          convention=spec.convention, threads=threads,
-                         device=device or spec.train.get("device"))
+                         device=device or spec.train.get("device"), run_name=spec.id,
+                         group=spec.sweep)
     result = train(spec.arch(), config, model_options(spec.train)).to_dict()
     for key in ("train_loss", "eval_loss"):
         if result[key] is None or not math.isfinite(result[key]):

@@ -19,7 +19,7 @@ KEPT_CHECKPOINT = "branches/step-{step:09d}.pt"  # a run folder's checkpoint kep
 # config fields a branch may set differently from its trunk's checkpoint
 BRANCH_MAY_DIFFER = ("tokens", "out", "resume", "stop_after_steps", "keep_steps", "branch_from",
                      "progress", "threads", "device", "eval_every", "checkpoint_every",
-                     "log_every", "compile", "cache_dir")
+                     "log_every", "compile", "cache_dir", "trackers", "run_name", "group")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,11 @@ class TrainConfig:
     keep_steps: tuple[int, ...] = ()  # evaluate and keep a checkpoint at these steps (a trunk)
     branch_from: str | None = None  # start from this checkpoint of a trunk (a branch)
     progress: bool = False  # rich progress bar (rank 0)
+    # Trackers to log to (moescale.training.trackers: "tensorboard", "mlflow", "wandb"); the
+    # run's name and group there (a sweep sets its run id and its name)
+    trackers: tuple[str, ...] = ()
+    run_name: str | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
         _check_ints(self)
@@ -105,6 +110,12 @@ class TrainConfig:
             raise MoescaleError(f"`betas` must be two numbers in [0, 1), got {betas!r}")
         object.__setattr__(self, "betas", tuple(float(b) for b in betas))
         object.__setattr__(self, "keep_steps", tuple(self.keep_steps))
+        if isinstance(self.trackers, str) or not isinstance(self.trackers, (list, tuple)):
+            raise MoescaleError(f"`trackers` must be a list of tracker names, got "
+                                f"{self.trackers!r}")
+        from moescale.training.trackers import check_tracker_names
+
+        object.__setattr__(self, "trackers", tuple(check_tracker_names(self.trackers)))
         if any(not _is_int(s) or s < 1 for s in self.keep_steps):
             raise MoescaleError(f"`keep_steps` must be positive step numbers, got "
                                 f"{list(self.keep_steps)}")
@@ -164,7 +175,7 @@ class TrainConfig:
 # Fields a run gets from whoever runs it (a sweep sets tokens and seed per run, its worker the
 # folder and threads, trunk reuse the stop and kept steps): not keys of a spec's [train].
 RUN_FIELDS = ("tokens", "seed", "out", "resume", "threads", "stop_after_steps", "keep_steps",
-              "branch_from", "progress", "convention", "cache_dir")
+              "branch_from", "progress", "convention", "cache_dir", "run_name", "group")
 SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.name not in RUN_FIELDS)
 TRAIN_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
                   if f.default is not dataclasses.MISSING}

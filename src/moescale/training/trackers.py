@@ -119,6 +119,42 @@ class TensorBoardTracker:
         self.writer.close()
 
 
+def _client(make, tries: int = 5):
+    """An MLflow client whose store answers. The runs of a sweep start at once: on a fresh
+    SQLite store, workers racing to create and migrate its tables fail for a moment; with a
+    ``sqlite:`` tracking URI they try again (0.5 s apart) instead of giving up tracking. A
+    server that does not answer fails at once."""
+    import time
+
+    local = os.environ.get("MLFLOW_TRACKING_URI", "").startswith("sqlite:")
+    for attempt in range(tries):
+        try:
+            client = make()
+            client.search_experiments(max_results=1)
+            return client
+        except Exception:  # noqa: BLE001 — a local SQL store being created by another run
+            if not local or attempt == tries - 1:
+                raise
+            time.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+def _experiment_id(client, name: str) -> str:
+    """The id of MLflow experiment ``name``, made when missing; the runs of a sweep start at
+    once on several workers, and a worker that loses the race to create it takes the winner's."""
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(3):
+        found = client.get_experiment_by_name(name)
+        if found:
+            return found.experiment_id
+        try:
+            return client.create_experiment(name)
+        except MlflowException:  # created meanwhile by another run of the sweep
+            continue
+    raise RuntimeError(f"cannot create or find MLflow experiment {name!r}")
+
+
 class MlflowTracker:
     """One MLflow run through ``MlflowClient`` (no global active run, so several runs may
     be tracked in one process)."""
@@ -129,11 +165,10 @@ class MlflowTracker:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
-        self.client = client = MlflowClient()
         name = group or "moescale"
         with env_defaults(MLFLOW_FAST_FAIL):
-            experiment = client.get_experiment_by_name(name)
-            exp_id = experiment.experiment_id if experiment else client.create_experiment(name)
+            self.client = client = _client(MlflowClient)
+            exp_id = _experiment_id(client, name)
             self.run = client.create_run(exp_id, run_name=run_id).info.run_id
             items = [Param(k, str(v)[:6000]) for k, v in params.items()]
             for i in range(0, len(items), 100):  # log_batch takes at most 100 params

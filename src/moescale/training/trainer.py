@@ -459,6 +459,22 @@ class Trainer:
         self.log.write({"event": "resume" if self.step else "start", "step": self.step,
                         "tokens": self.tokens, "time": time.time()})
 
+    def _open_trackers(self):
+        """The run's trackers (rank 0; none asked for: a no-op), with what identifies it:
+        architecture, N, N_active, E, K, G, S, tokens, FLOPs budget, seed, sweep and run."""
+        from moescale.training.trackers import open_trackers
+
+        c, a = self.config, self.arch
+        names = c.trackers if self.dist.is_main else ()
+        params = {"run_id": c.run_name, "sweep": c.group, "N": self.counts.total_params,
+                  "N_active": self.counts.active_params, "E": max(a.n_experts, 1), "K": a.top_k,
+                  "G": a.granularity, "S": a.shared_ratio, "D": self.total_steps * c.batch_tokens,
+                  "C": self.total_steps * c.batch_tokens * self.flops_per_token,
+                  "seed": c.seed, "architecture": a.to_dict(),
+                  "config": {k: v for k, v in c.to_dict().items() if k != "trackers"}}
+        name = c.run_name or (c.out_path.name if c.out_path else "run")
+        return open_trackers(names, run_id=name, group=c.group, params=params, folder=c.out)
+
     def _record(self, stats: dict[str, float], interval_tokens: int, interval_s: float,
                 eval_loss: float | None) -> dict[str, Any]:
         tps = interval_tokens / interval_s if interval_s > 0 else float("nan")
@@ -470,6 +486,7 @@ class Trainer:
                   "mfu": tps * self.flops_per_token / (peak * self.dist.world_size)
                   if peak else None}
         self.log.write(record)
+        self.trackers.log(record, self.step)
         return record
 
     def _progress(self, total: int):
@@ -507,6 +524,12 @@ class Trainer:
         ckpt_every = c.checkpoint_every or eval_every
         stop = min(self.total_steps, c.stop_after_steps or self.total_steps)
         self._write_header()
+        self.trackers = self._open_trackers()
+        with self.trackers:  # closed FAILED if training raises, FINISHED once finish() ran
+            return self._loop(stop, eval_every, ckpt_every)
+
+    def _loop(self, stop: int, eval_every: int, ckpt_every: int) -> TrainResult:
+        c = self.config
         if self.initial_eval_loss is None:
             self.initial_eval_loss = self.evaluate()
         eval_loss = None
@@ -554,6 +577,7 @@ class Trainer:
                                                      "tokenizer_sha256")},
             corpus_tokens=int(len(self.corpus.train)))
         self.log.write({"event": "end", **result.to_dict()})
+        self.trackers.finish(result.to_dict())
         self.log.close()
         return result
 
