@@ -97,7 +97,7 @@ CHILD = """
 import json, sys, torch
 torch.set_num_threads(1)
 from moescale.training.config import TrainConfig
-from moescale.presets import get_preset
+from moescale.accounting.presets import get_preset
 from moescale.training.trainer import train
 r = train(get_preset("tiny"), TrainConfig(tokens=20 * 1024, batch_tokens=1024, seq_len=128,
           data=sys.argv[1], vocab_size=256, cache_dir=sys.argv[2], eval_tokens=8192, threads=1))

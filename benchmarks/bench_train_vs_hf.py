@@ -28,9 +28,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-from moescale.architecture import Architecture
-from moescale.counting import count
-from moescale.hf import to_hf_config
+from moescale.accounting.architecture import Architecture
+from moescale.accounting.counting import count
+from moescale.accounting.hf import to_hf_config
 from moescale.training.data import kjv_text
 from moescale.training.model import ModelOptions, MoETransformer
 
@@ -145,7 +145,7 @@ def gpu_mfu(steps: int = 20, batch: int = 16, seq: int = 1024) -> None:
     ``transformers``' Mixtral built from the same architecture (same batch, same steps)."""
     import transformers
 
-    from moescale.presets import get_preset
+    from moescale.accounting.presets import get_preset
     from moescale.training.metrics import peak_flops
 
     arch = get_preset("gpu-100m").replace(seq_len=seq)

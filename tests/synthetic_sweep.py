@@ -83,7 +83,7 @@ def synthetic_store(path: str | Path, budgets: Sequence[float] = (3e9, 1e10, 3e1
 
 
 def _params(run) -> float:
-    from moescale.counting import count
+    from moescale.accounting.counting import count
 
     return float(count(run.arch(), "exact").total_params)
 

@@ -15,7 +15,7 @@ import pytest
 import moescale
 from moescale.errors import MoescaleError
 
-DOCTEST_MODULES = ["moescale", "moescale.api", "moescale.jsonio", "moescale.presets",
+DOCTEST_MODULES = ["moescale", "moescale.api", "moescale.jsonio", "moescale.accounting.presets",
                    "moescale.fitting", "moescale.fitting.result", "moescale.fitting.estimator",
                    "moescale.fitting.diagnostics"]
 
@@ -219,13 +219,17 @@ def test_every_plan_has_the_same_typed_summary(kwargs):
     assert p.to_dict()["summary"]["convention"] == p.convention
 
 
-def test_architecture_stays_the_function_after_its_submodule_is_imported():
+def test_no_function_of_the_api_shares_its_name_with_a_module():
+    """``moescale.architecture`` is the function; the module is
+    ``moescale.accounting.architecture``, so importing one never hides the other."""
+    import importlib.util
+
     import moescale
+    import moescale.accounting.architecture  # noqa: F401
+    from moescale.accounting.architecture import Architecture
 
-    moescale.count("tiny")  # imports the submodule moescale.architecture
-    import moescale.architecture  # noqa: F401  (binds it again, explicitly)
-    from moescale.architecture import Architecture
-
+    for name in moescale.__all__:
+        assert importlib.util.find_spec(f"moescale.{name}") is None or name == "laws", name
     arch = moescale.architecture("tiny")
     assert isinstance(arch, Architecture) and arch.hidden_size == 64  # tiny preset: d = 64
 
@@ -260,7 +264,7 @@ def test_scaling_law_can_be_cloned_as_scikit_learn_does():
     assert est.get_params()["delta"] == 1e-2
 
 
-@pytest.mark.parametrize("preset", sorted(__import__("moescale.presets").presets.PRESETS))
+@pytest.mark.parametrize("preset", sorted(__import__("moescale.accounting.presets").accounting.presets.PRESETS))
 def test_api_and_cli_train_resolve_every_preset_to_the_same_model(preset, monkeypatch):
     """``moescale.train(preset)`` and ``moescale train --preset`` build the same architecture
     with the same model options (an HF preset's RoPE θ, norm ε and routing included)."""

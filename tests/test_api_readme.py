@@ -13,7 +13,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), 
 
 
 def _files(folder: Path) -> None:
-    from moescale.presets import HF_CONFIGS
+    from moescale.accounting.presets import HF_CONFIGS
 
     (folder / "config.json").write_text(json.dumps(HF_CONFIGS["mixtral-8x7b"]))
     rng = np.random.default_rng(0)
@@ -37,7 +37,7 @@ def test_readme_python_example_runs(index, tmp_path, monkeypatch):
 
 
 def test_the_readme_export_loads_as_a_glm4_moe_config():
-    from moescale.hf import to_hf_config
+    from moescale.accounting.hf import to_hf_config
     from moescale.planning import Budget, plan_holistic
 
     plan = plan_holistic(Budget(compute=1e21, memory_bytes=80e9))

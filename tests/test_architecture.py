@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from moescale.architecture import MLA, Architecture
+from moescale.accounting.architecture import MLA, Architecture
 from moescale.errors import MoescaleError
 
 BASE = dict(hidden_size=64, n_layers=4, n_heads=4, dense_ffn=128)

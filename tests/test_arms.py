@@ -15,8 +15,8 @@ import pytest
 
 import moescale
 from conftest import ROOT, run_cli
-from moescale.architecture import Architecture
-from moescale.counting import count
+from moescale.accounting.architecture import Architecture
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError
 from moescale.sweeps.experts import arm_keys, compare_arms
 from moescale.sweeps.export import arm_label, run_columns

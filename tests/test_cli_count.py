@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from conftest import run_cli as run
-from moescale.architecture import Architecture
-from moescale.counting import count
+from moescale.accounting.architecture import Architecture
+from moescale.accounting.counting import count
 
 MIXTRAL_FLAGS = ["--hidden-size", "4096", "--layers", "32", "--heads", "32", "--kv-heads", "8",
                  "--experts", "8", "--top-k", "2", "--expert-ffn", "14336", "--vocab", "32000"]

@@ -19,8 +19,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import TINY_HF_CONFIGS
-from moescale.counting import count
-from moescale.hf import from_hf_config
+from moescale.accounting.counting import count
+from moescale.accounting.hf import from_hf_config
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")

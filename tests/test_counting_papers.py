@@ -8,8 +8,8 @@ import math
 import pytest
 
 from conftest import reference_file
-from moescale.architecture import Architecture
-from moescale.counting import clark2022_counts, count
+from moescale.accounting.architecture import Architecture
+from moescale.accounting.counting import clark2022_counts, count
 
 # ----- holistic paper (Wan et al. 2026), papers.md §1 -------------------------------------------
 # Phase-1 rows at C = 1e18 (d, L_d, d_d, L_m, d_m, L) and the grid value of N/N_a each realises.

@@ -7,9 +7,9 @@ import dataclasses
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moescale.architecture import Architecture
-from moescale.conventions import CONVENTIONS
-from moescale.counting import count
+from moescale.accounting.architecture import Architecture
+from moescale.accounting.conventions import CONVENTIONS
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError
 
 SIZES = ["hidden_size", "n_layers", "n_experts", "top_k", "expert_ffn", "dense_ffn",

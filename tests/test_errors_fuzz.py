@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from moescale.architecture import Architecture
+from moescale.accounting.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.fitting.result import FitResult
 from moescale.units import parse_bytes, parse_count, parse_number, parse_positive
@@ -211,7 +211,7 @@ def test_architecture_json_loads_or_raises_moescale_error(tmp_path, data, wrap):
         except MoescaleError:
             return
     assume(arch is not None)
-    from moescale.counting import count
+    from moescale.accounting.counting import count
 
     c = count(arch, "exact")  # a valid architecture is countable
     assert c.total_params > 0 and math.isfinite(c.training_flops_per_token)

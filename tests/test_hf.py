@@ -9,11 +9,11 @@ import sys
 import pytest
 
 from conftest import TINY_HF_CONFIGS
-from moescale.architecture import MLA, Architecture
-from moescale.counting import count
+from moescale.accounting.architecture import MLA, Architecture
+from moescale.accounting.counting import count
+from moescale.accounting.hf import FAMILIES, from_hf_config, to_hf_config, to_megatron_args
+from moescale.accounting.presets import HF_CONFIGS, PRESETS, get_preset
 from moescale.errors import MoescaleError
-from moescale.hf import FAMILIES, from_hf_config, to_hf_config, to_megatron_args
-from moescale.presets import HF_CONFIGS, PRESETS, get_preset
 
 
 def hf_model(cfg: dict, device: str = "meta"):
@@ -340,8 +340,8 @@ def test_megatron_args():
 
 
 def test_no_torch_or_transformers_import():
-    code = ("import sys, moescale.hf, moescale.counting, moescale.presets; "
-            "moescale.presets.get_preset('deepseek-v3'); "
+    code = ("import sys, moescale.accounting.hf, moescale.accounting.counting, moescale.accounting.presets; "
+            "moescale.accounting.presets.get_preset('deepseek-v3'); "
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from moescale.architecture import Architecture  # noqa: E402
-from moescale.counting import count  # noqa: E402
+from moescale.accounting.architecture import Architecture  # noqa: E402
+from moescale.accounting.counting import count  # noqa: E402
 from moescale.training.model import MoETransformer  # noqa: E402
 
 ARCHS = {

@@ -8,8 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from moescale.architecture import Architecture  # noqa: E402
-from moescale.counting import count  # noqa: E402
+from moescale.accounting.architecture import Architecture  # noqa: E402
+from moescale.accounting.counting import count  # noqa: E402
 from moescale.errors import MoescaleError  # noqa: E402
 from moescale.training.hf_weights import load_hf_weights  # noqa: E402
 from moescale.training.model import (  # noqa: E402

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
-from moescale.architecture import Architecture  # noqa: E402
+from moescale.accounting.architecture import Architecture  # noqa: E402
 from moescale.training import fused as fused_module  # noqa: E402
 from moescale.training.config import TrainConfig  # noqa: E402
 from moescale.training.model import ModelOptions, MoEOptions, MoETransformer  # noqa: E402

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from moescale.counting import count
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError
 from moescale.planning import Budget, HolisticSettings, exact, plan_holistic, plan_with_law
 from moescale.planning import holistic as hs

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import needs_torch
 from conftest import run_cli as run
-from moescale.hf import from_hf_config, to_hf_config
+from moescale.accounting.hf import from_hf_config, to_hf_config
 from moescale.planning import Budget, plan_holistic
 
 

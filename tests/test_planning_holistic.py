@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from moescale.counting import count
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError
 from moescale.planning import Budget, HolisticSettings, plan_holistic
 from moescale.planning import holistic as hs

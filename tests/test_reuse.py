@@ -132,7 +132,7 @@ def test_a_branch_matches_an_independent_run_with_the_same_schedule(tmp_path, co
     """A branch started from the trunk's kept checkpoint and an independent run with the same
     warm-up, schedule and seed end at the same losses."""
     pytest.importorskip("torch")
-    from moescale.presets import get_preset
+    from moescale.accounting.presets import get_preset
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train
 
@@ -156,8 +156,8 @@ def test_a_branch_matches_an_independent_run_with_the_same_schedule(tmp_path, co
 @pytest.mark.slow
 def test_a_branch_refuses_a_checkpoint_of_another_trunk(tmp_path):
     pytest.importorskip("torch")
+    from moescale.accounting.presets import get_preset
     from moescale.errors import MoescaleError
-    from moescale.presets import get_preset
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train
 

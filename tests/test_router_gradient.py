@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from moescale.architecture import Architecture  # noqa: E402
+from moescale.accounting.architecture import Architecture  # noqa: E402
 from moescale.errors import MoescaleError  # noqa: E402
 from moescale.training.model import ModelOptions, MoEOptions, MoETransformer  # noqa: E402
 

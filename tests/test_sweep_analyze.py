@@ -46,7 +46,7 @@ def synthetic_store(tmp_path, hidden: list[int], noise: float = 0.003, seed: int
     store = SweepStore(tmp_path / "synthetic.db")
     store.add_runs(runs)
     rng = np.random.default_rng(seed)
-    from moescale.counting import count
+    from moescale.accounting.counting import count
 
     while (claim := store.claim()) is not None:
         run = claim.run

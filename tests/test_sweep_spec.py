@@ -8,7 +8,7 @@ import math
 import pytest
 
 from conftest import needs_torch, run_cli
-from moescale.counting import count
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError
 from moescale.sweeps.spec import SweepSpec
 

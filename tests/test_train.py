@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from moescale.accounting.presets import get_preset  # noqa: E402
 from moescale.errors import MoescaleError  # noqa: E402
-from moescale.presets import get_preset  # noqa: E402
 from moescale.training.config import TrainConfig  # noqa: E402
 from moescale.training.trainer import train  # noqa: E402
 

@@ -53,7 +53,7 @@ def test_table_output(run, tmp_path):
 
 @needs_torch
 def test_arch_json_and_plan_json(run, tmp_path):
-    from moescale.presets import get_preset
+    from moescale.accounting.presets import get_preset
 
     arch = get_preset("tiny").to_dict()
     (tmp_path / "plan.json").write_text(json.dumps({"architecture": arch, "loss": 3.0}))
@@ -87,7 +87,7 @@ def test_user_errors_exit_2_with_one_line(run, tmp_path, args, message):
 
 @needs_torch
 def test_unsupported_architecture_is_a_user_error(run, tmp_path):
-    from moescale.presets import get_preset
+    from moescale.accounting.presets import get_preset
 
     arch = get_preset("tiny").replace(attention_sinks=True)
     (tmp_path / "a.json").write_text(json.dumps(arch.to_dict()))

@@ -8,7 +8,7 @@ from moescale.errors import MoescaleError
 
 @pytest.fixture(scope="module")
 def run_folders(tmp_path_factory):
-    from moescale.presets import get_preset
+    from moescale.accounting.presets import get_preset
     from moescale.training.config import TrainConfig
     from moescale.training.trainer import train
 

@@ -18,16 +18,14 @@ Nouns: :class:`Architecture`, :class:`Counts`, :class:`Law`, :class:`RunTable`,
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
 # public name -> "module:attribute" (module alone for a submodule)
 _EXPORTS: dict[str, str] = {
-    "Architecture": "moescale.architecture:Architecture",
-    "Counts": "moescale.counting:Counts",
+    "Architecture": "moescale.accounting.architecture:Architecture",
+    "Counts": "moescale.accounting.counting:Counts",
     "MoescaleError": "moescale.errors:MoescaleError",
     "laws": "moescale.laws",
     "Law": "moescale.laws:Law",
@@ -38,8 +36,8 @@ _EXPORTS: dict[str, str] = {
     "ScalingLaw": "moescale.fitting.estimator:ScalingLaw",
     "Budget": "moescale.planning:Budget",
     "Plan": "moescale.planning:Plan",
-    "PRESETS": "moescale.presets:PRESETS",
-    "get_preset": "moescale.presets:get_preset",
+    "PRESETS": "moescale.accounting.presets:PRESETS",
+    "get_preset": "moescale.accounting.presets:get_preset",
     "TrainConfig": "moescale.training.config:TrainConfig",
     "runs_from_train_folders": "moescale.sweeps.export:runs_from_train_folders",
     "architecture": "moescale.api:architecture",
@@ -77,35 +75,17 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
 
 
-# Functions of the top level that share their name with a submodule: importing the submodule
-# (``from moescale.architecture import …`` anywhere) would rebind the package attribute to it.
-_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"architecture"})
-
-
-class _Package(types.ModuleType):
-    """The package keeps ``moescale.architecture`` the function when the import system binds
-    the submodule of that name (the submodule stays in ``sys.modules``)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FUNCTIONS_NAMED_LIKE_MODULES and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
-
-
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
     from moescale import laws
+    from moescale.accounting.architecture import Architecture
+    from moescale.accounting.counting import Counts
+    from moescale.accounting.presets import PRESETS, get_preset
     from moescale.api import Prediction, architecture, compare, count, plan, predict, train
-    from moescale.architecture import Architecture
-    from moescale.counting import Counts
     from moescale.errors import MoescaleError
     from moescale.fitting import FitResult, fit
     from moescale.fitting.estimator import ScalingLaw
     from moescale.laws import LAWS, Law, get_law
     from moescale.planning import Budget, Plan
-    from moescale.presets import PRESETS, get_preset
     from moescale.runs import RunTable
     from moescale.sweeps.export import runs_from_train_folders
     from moescale.training.config import TrainConfig

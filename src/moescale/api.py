@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from moescale.architecture import Architecture
+from moescale.accounting.architecture import Architecture
 from moescale.errors import MoescaleError
 
 PLAN_METHODS = ("holistic", "law")
@@ -81,7 +81,7 @@ def _name(value: Any, name: str, choices: Sequence[str] | None = None,
 
 
 def architecture(arch: Architecture | str | Path | None = None, **overrides: Any) -> Architecture:
-    """An :class:`Architecture` from an object, a preset name (``moescale.presets.PRESETS``),
+    """An :class:`Architecture` from an object, a preset name (``moescale.accounting.presets.PRESETS``),
     an architecture / plan JSON or a Hugging Face ``config.json`` path, with field
     ``overrides``.
 
@@ -93,8 +93,8 @@ def architecture(arch: Architecture | str | Path | None = None, **overrides: Any
 
 def _resolve(arch, overrides: dict[str, Any]) -> tuple[Architecture, dict | None]:
     """The architecture and, for an HF preset or config file, its config dict — through
-    :func:`moescale.presets.resolve_architecture`, the resolver every command uses."""
-    from moescale.presets import PRESETS, resolve_architecture
+    :func:`moescale.accounting.presets.resolve_architecture`, the resolver every command uses."""
+    from moescale.accounting.presets import PRESETS, resolve_architecture
 
     if arch is not None and not isinstance(arch, (Architecture, str, os.PathLike)):
         raise MoescaleError(f"arch must be an Architecture, a preset name or a file path, "
@@ -122,13 +122,13 @@ def _resolve(arch, overrides: dict[str, Any]) -> tuple[Architecture, dict | None
 def count(arch: Architecture | str | Path, convention: str = "exact", **kwargs: Any):
     """Exact parameters, FLOPs and memory of ``arch`` (object, preset name or file) under a
     counting ``convention`` (``exact``, ``megatron``, ``holistic``, ``chinchilla``,
-    ``kaplan``); see :func:`moescale.counting.count`.
+    ``kaplan``); see :func:`moescale.accounting.counting.count`.
 
     >>> count("tiny").total_params
     255296
     """
-    from moescale.conventions import CONVENTIONS, Convention
-    from moescale.counting import count as _count
+    from moescale.accounting.conventions import CONVENTIONS, Convention
+    from moescale.accounting.counting import count as _count
 
     if arch is None:
         raise MoescaleError("arch must be an Architecture, a preset name or a file path, got None")

@@ -1,7 +1,7 @@
 """The options that name an architecture, shared by ``count`` and ``train``: one source (a
 Hugging Face config, an architecture JSON, a plan JSON or a preset) and size options that
 override its fields or, alone, describe the model. Resolved by
-:func:`moescale.presets.resolve_architecture`, as the API does."""
+:func:`moescale.accounting.presets.resolve_architecture`, as the API does."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def architecture_options(*, own: tuple[str, ...] = ()):
 def resolve(kwargs: dict) -> tuple:
     """Resolve a command's architecture options (``kwargs``, as :func:`architecture_options`
     adds them) to ``(Architecture, HF config dict or None)``."""
-    from moescale.presets import resolve_architecture
+    from moescale.accounting.presets import resolve_architecture
 
     sources = {k: kwargs.get(k) for k in ("preset", "arch", "hf_config", "plan")}
     sizes = {k: kwargs[k] for k in SIZE_FIELDS if k in kwargs}

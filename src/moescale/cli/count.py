@@ -27,8 +27,8 @@ def count(convention, context, kv_tokens, dtype, as_json, **options):
       moescale count --hidden-size 1024 --layers 12 --heads 16 --experts 64 \\
                      --top-k 8 --expert-ffn 512 --dense-ffn 3072 --dense-layers 1
     """
-    from moescale.architecture import LIMITS
-    from moescale.counting import count as count_arch
+    from moescale.accounting.architecture import LIMITS
+    from moescale.accounting.counting import count as count_arch
     from moescale.units import dtype_bytes
 
     for name, value in (("--context", context), ("--kv-tokens", kv_tokens)):

@@ -501,12 +501,6 @@ def _warnings(law: Law, point: _Point, residuals: list[dict], optimizer: dict,
     return out
 
 
-def _score(law: Law, params: Mapping[str, float], v: dict, y: np.ndarray,
-           rows: np.ndarray) -> dict[str, float]:
-    """Errors of the fitted law on the selected runs (target units)."""
-    return metrics(y[rows], law.predict(params, {k: a[rows] for k, a in v.items()}))
-
-
 def _derived(law: Law, params: Mapping[str, float],
              keys: Sequence[str] = ()) -> dict[str, float]:
     """The law's derived quantities; NaN where a degenerate refit makes them undefined (a

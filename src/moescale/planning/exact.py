@@ -1,8 +1,8 @@
-"""Vectorised exact counts of planned architectures — the same numbers as :func:`moescale.counting.count`.
+"""Vectorised exact counts of planned architectures — the same numbers as :func:`moescale.accounting.counting.count`.
 
 The planners enumerate thousands of candidate structures at once; building an
-:class:`~moescale.architecture.Architecture` and calling ``count()`` for each would be slow, so
-the formulas of :func:`moescale.counting.raw_components` are written here for the one layout the
+:class:`~moescale.accounting.architecture.Architecture` and calling ``count()`` for each would be slow, so
+the formulas of :func:`moescale.accounting.counting.raw_components` are written here for the one layout the
 planners produce (SwiGLU FFNs, RMSNorm, no biases, untied embeddings, leading dense layers then
 MoE layers, top-k routing with optional shared experts of the routed width). Tests check that
 every number equals ``count()`` of the realised architecture; the planners also re-check the
@@ -19,7 +19,7 @@ import numpy as np
 def total_params(d, L, L_d, d_d, n_experts, d_m, n_shared, heads, vocab):
     """Every parameter (``count(arch).total_params``), vectorised over the array arguments.
 
-    ``heads = (d_qkv, N_q, N_kv)``. Components (as :func:`moescale.counting.raw_components`): embedding and unembedding
+    ``heads = (d_qkv, N_q, N_kv)``. Components (as :func:`moescale.accounting.counting.raw_components`): embedding and unembedding
     ``2·V·d``; attention ``L·(2·d·N_q·d_qkv + 2·d·N_kv·d_qkv)``; dense FFNs ``L_d·3·d·d_d``;
     routed and shared experts ``L_m·(N_e + n_s)·3·d·d_m``; router ``L_m·d·N_e``; RMSNorm gains
     ``2·d·L + d``.

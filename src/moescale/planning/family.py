@@ -11,7 +11,7 @@ paper's convention (chinchilla: embeddings included, router and norms not)::
     N_act = 2·d·V + 13·N_blocks·d²        N_total = 2·d·V + (4 + 9E)·N_blocks·d²   (Eq. 9/10)
 
 with grouped-query heads the attention term ``4·d²`` becomes ``2·d²·(1 + N_kv/N_q)``. Every
-number here equals :func:`moescale.counting.count` of :func:`architecture` (tests check it).
+number here equals :func:`moescale.accounting.counting.count` of :func:`architecture` (tests check it).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moescale.architecture import Architecture
+from moescale.accounting.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.planning import exact
 

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from moescale.architecture import Architecture
+from moescale.accounting.architecture import Architecture
 from moescale.errors import MoescaleError
 
 # Holistic Table 4 (arXiv 2603.21862): per-scale attention shapes (d_qkv, N_q, N_kv).

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from moescale.counting import count
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError
 from moescale.laws import holistic2026 as h26
 from moescale.planning import exact

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from moescale.counting import count
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError
 from moescale.planning import allocation as al
 from moescale.planning import family as fam

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from moescale.counting import Counts
+from moescale.accounting.counting import Counts
 from moescale.errors import MoescaleError
 from moescale.planning.training_values import check_compute
 from moescale.units import dtype_bytes
@@ -61,7 +61,7 @@ class Budget:
 class PlanSummary:
     """The numbers every plan has, whatever its method, each name stating its convention.
 
-    Parameters are exact counts of the planned architecture (:func:`~moescale.counting.count`);
+    Parameters are exact counts of the planned architecture (:func:`~moescale.accounting.counting.count`);
     compute is in the plan's own ``convention`` (holistic: ``M·D``; law: ``6·N_act·D``).
     """
 
@@ -158,7 +158,7 @@ class Plan:
         >>> plan_holistic(Budget(compute=1e20)).to_hf_config()["model_type"]
         'glm4_moe'
         """
-        from moescale.hf import to_hf_config
+        from moescale.accounting.hf import to_hf_config
 
         return to_hf_config(self.architecture, family or self.hf_family)
 

@@ -62,7 +62,7 @@ def _optional_number(value: Any, key: str, what: str) -> float | None:
 class PlanData:
     """What a report reads from a plan.
 
-    ``architecture`` is the library's :class:`~moescale.architecture.Architecture`;
+    ``architecture`` is the library's :class:`~moescale.accounting.architecture.Architecture`;
     ``allocation`` the planner's allocation (holistic plans always carry
     :data:`HOLISTIC_ALLOCATION`; ``landscape_scale``, ``align`` and
     ``median_feasible_hidden_size`` only when the planner reports them); ``ratios`` the
@@ -95,7 +95,7 @@ class PlanData:
     @classmethod
     def from_dict(cls, data: Any, source: str = "the plan") -> PlanData:
         """Read the ``Plan.to_dict`` object; a missing or renamed key is an error naming it."""
-        from moescale.architecture import Architecture
+        from moescale.accounting.architecture import Architecture
 
         how = "plan (the object Plan.to_dict writes)"
 

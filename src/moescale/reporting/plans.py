@@ -29,12 +29,6 @@ HOLISTIC_NEEDED = "needs a holistic plan (a `plan` made with method='holistic')"
 
 
 # ----- holistic candidates (from the library) -------------------------------------------------
-def is_holistic(plan: Any) -> bool:
-    """Whether ``plan`` (a :class:`PlanData`, :class:`~moescale.planning.Plan` or its dict)
-    came from the holistic search."""
-    return PlanData.of(plan).holistic
-
-
 def _settings(plan: PlanData):
     """``HolisticSettings`` rebuilt from the plan's architecture (only fields the class has)."""
     from moescale.planning.holistic import HolisticSettings
@@ -310,7 +304,7 @@ COMPONENT_NAMES = {"embedding": "embedding", "attention": "attention",
 def component_shares(plan: Any) -> list[dict[str, Any]]:
     """Per-component parameters and training FLOPs of the planned architecture (exact count by
     ``counting.count``) and their shares of the totals."""
-    from moescale.counting import count
+    from moescale.accounting.counting import count
 
     c = count(PlanData.of(plan).architecture, "exact")
     tot_p, tot_a = max(c.total_params, 1), max(c.active_params, 1)

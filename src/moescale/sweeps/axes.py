@@ -1,4 +1,4 @@
-"""Sweep axes that are not plain :class:`~moescale.architecture.Architecture` fields.
+"""Sweep axes that are not plain :class:`~moescale.accounting.architecture.Architecture` fields.
 
 MoE ratio axes (``[grid]``, ``[[points]]`` or ``[[arms]]`` keys, resolved against the run's
 other fields in this order). Each holds the active parameters fixed (the vocabulary is the

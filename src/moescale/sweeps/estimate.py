@@ -241,7 +241,7 @@ def _waits(runs: list[RunSpec]) -> list[tuple[int, float] | None]:
 
 
 def _row(run: RunSpec, epochs: float | None) -> dict[str, Any]:
-    from moescale.counting import count
+    from moescale.accounting.counting import count
 
     arch = run.arch()
     c = count(arch, "exact", context=arch.seq_len)

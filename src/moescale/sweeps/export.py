@@ -33,8 +33,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from moescale.architecture import Architecture
-from moescale.counting import count
+from moescale.accounting.architecture import Architecture
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError
 from moescale.sweeps import worker
 from moescale.sweeps.spec import TRAIN_KEYS, RunSpec, run_id

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from moescale.architecture import Architecture
+from moescale.accounting.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.jsonio import content_hash
 from moescale.sweeps import axes
@@ -339,7 +339,7 @@ class SweepSpec:
     def _model(self, fields: dict, train: dict):
         """(architecture, counts, exact counts, architecture dict) of a run's fields; the
         same fields at another budget or seed are counted once."""
-        from moescale.counting import count
+        from moescale.accounting.counting import count
 
         memo = self.__dict__.setdefault("_memo", {})
         key = ("model", _key(fields), _key({k: train.get(k) for k in
@@ -477,7 +477,7 @@ def _budgets(value, source: str) -> tuple[float, ...]:
 
 
 def _convention(value, source: str) -> str:
-    from moescale.conventions import CONVENTIONS
+    from moescale.accounting.conventions import CONVENTIONS
 
     if not isinstance(value, str) or value not in CONVENTIONS:
         raise MoescaleError(f"{source}: convention {value!r} is not one of "
@@ -693,7 +693,7 @@ def _resolve_hyper(train: dict, budget: float, arch: Architecture, counts) -> di
 
 
 def _from_law(name: str, target: str, budget: float, arch: Architecture, counts) -> float:
-    from moescale.counting import count
+    from moescale.accounting.counting import count
     from moescale.laws import get_law
 
     law = get_law(name)

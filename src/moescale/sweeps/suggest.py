@@ -349,7 +349,7 @@ def append_runs(spec_path, suggestions: list[Suggestion], note: str) -> int:
     import os
     from pathlib import Path
 
-    from moescale.architecture import Architecture
+    from moescale.accounting.architecture import Architecture
     from moescale.sweeps.spec import SweepSpec
 
     path = Path(spec_path)

@@ -66,7 +66,7 @@ class TrainConfig:
     text_column: str | None = None  # column of row sources (None → "text")
     val_fraction: float = 0.05  # held out at the end (a prepared folder has its own split)
     cache_dir: str | None = None  # token cache; None → ~/.cache/moescale
-    convention: str = "exact"  # FLOP convention of moescale.counting
+    convention: str = "exact"  # FLOP convention of moescale.accounting.counting
     out: str | None = None  # run folder (log.jsonl, checkpoint.pt); None → nothing written
     resume: bool = False
     compile: bool = False

@@ -1,5 +1,5 @@
 """A decoder-only mixture-of-experts transformer, built from an
-:class:`~moescale.architecture.Architecture` and written to be read top to bottom.
+:class:`~moescale.accounting.architecture.Architecture` and written to be read top to bottom.
 
 Pre-norm blocks ``x + attn(norm(x))``, ``x + ffn(norm(x))`` (GPT-2, Radford et al. 2019); RoPE
 in the rotate-half layout of ``transformers`` (arXiv:2104.09864); grouped-query attention
@@ -29,7 +29,7 @@ Tensor names carry their shape as a suffix (torchtitan style):
 ``d``  head dimension
 ====  ==========================================  ====  ===================================
 
->>> from moescale.architecture import Architecture
+>>> from moescale.accounting.architecture import Architecture
 >>> arch = Architecture(hidden_size=64, n_layers=2, n_heads=4, vocab_size=256,
 ...                     n_experts=4, top_k=2, expert_ffn=32, seq_len=32)
 >>> model = MoETransformer(arch)
@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moescale.architecture import Architecture
+from moescale.accounting.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.training import fused as _fused
 from moescale.training.activations import ffn_activation
@@ -58,7 +58,7 @@ from moescale.training.routing import resolve_norm_topk_prob
 
 @dataclass(frozen=True)
 class MoEOptions:
-    """Routing choices that an :class:`~moescale.architecture.Architecture` does not fix."""
+    """Routing choices that an :class:`~moescale.accounting.architecture.Architecture` does not fix."""
 
     score: str = "softmax"  # "softmax" (Mixtral/Qwen) or "sigmoid" (DeepSeek-V3)
     # Renormalise the top-k weights to sum to 1. None → the papers' default for the layer's

@@ -219,13 +219,3 @@ def train_bpe_file(lines, vocab_size: int, path: Path) -> Path:
     tok.save(str(tmp))
     os.replace(tmp, path)
     return path
-
-
-def open_tokenizer(spec: str | None):
-    """``"bytes"``/None → :class:`ByteTokenizer`; a path → :class:`HFTokenizer`. (``"bpe"``
-    is trained on a corpus: see :func:`moescale.training.corpora.prepare`.)"""
-    if spec in (None, "bytes"):
-        return ByteTokenizer()
-    if spec == "bpe":
-        raise MoescaleError("a BPE tokenizer is trained on a corpus; give the corpus too")
-    return HFTokenizer(spec)

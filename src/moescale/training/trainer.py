@@ -1,7 +1,7 @@
-"""Train an :class:`~moescale.architecture.Architecture` on real text and report loss,
-tokens, FLOPs (by :mod:`moescale.counting`) and speed.
+"""Train an :class:`~moescale.accounting.architecture.Architecture` on real text and report loss,
+tokens, FLOPs (by :mod:`moescale.accounting.counting`) and speed.
 
->>> from moescale.presets import get_preset               # doctest: +SKIP
+>>> from moescale.accounting.presets import get_preset               # doctest: +SKIP
 >>> result = train(get_preset("tiny"), TrainConfig(tokens=200_000))  # doctest: +SKIP
 >>> result.eval_loss < result.unigram_entropy                       # doctest: +SKIP
 True
@@ -28,8 +28,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from moescale.architecture import Architecture
-from moescale.counting import count
+from moescale.accounting.architecture import Architecture
+from moescale.accounting.counting import count
 from moescale.errors import MoescaleError, TrainingDiverged
 from moescale.training import checkpoint as ckpt
 from moescale.training.config import BRANCH_MAY_DIFFER, KEPT_CHECKPOINT, TrainConfig
@@ -245,7 +245,7 @@ class Trainer:
 
     def _check_memory(self) -> None:
         """Refuse, before building anything, a model this device cannot train (exact parameter
-        counts from moescale.counting; every rank on one machine shares the CPU memory)."""
+        counts from moescale.accounting.counting; every rank on one machine shares the CPU memory)."""
         need = training_memory(self.counts, self.arch, self.windows_per_micro * self.seq_len)
         if self.device.type == "cpu":
             need *= self.dist.world_size

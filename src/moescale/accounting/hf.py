@@ -1,4 +1,4 @@
-"""Hugging Face ``config.json`` ⇄ :class:`~moescale.architecture.Architecture`, and Megatron-LM flags.
+"""Hugging Face ``config.json`` ⇄ :class:`~moescale.accounting.architecture.Architecture`, and Megatron-LM flags.
 
 Supported families (``model_type``): ``mixtral``, ``qwen2_moe`` (Qwen1.5-MoE), ``qwen3_moe``,
 ``olmoe``, ``deepseek_v2``, ``deepseek_v3``, ``gpt_oss`` and the dense ``llama``, ``mistral``,
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from moescale.architecture import MLA, Architecture
+from moescale.accounting.architecture import MLA, Architecture
 from moescale.errors import MoescaleError
 from moescale.jsonio import read_json_object
 

@@ -1,11 +1,11 @@
-"""Exact parameter, FLOP and memory accounting of an :class:`~moescale.architecture.Architecture`.
+"""Exact parameter, FLOP and memory accounting of an :class:`~moescale.accounting.architecture.Architecture`.
 
 Parameters are counted analytically from the architecture and equal ``sum(p.numel())`` of the
 Hugging Face model built from the same config (tests check this for every supported family).
-FLOPs are counted per token, per component, under a named :mod:`~moescale.conventions`
+FLOPs are counted per token, per component, under a named :mod:`~moescale.accounting.conventions`
 convention: 2 FLOPs per multiply-add, training = forward × 3 (Kaplan et al. 2020, arXiv 2001.08361, §2.1).
 
->>> from moescale.architecture import Architecture
+>>> from moescale.accounting.architecture import Architecture
 >>> arch = Architecture(hidden_size=4096, n_layers=32, n_heads=32, n_kv_heads=8,
 ...                     n_experts=8, top_k=2, expert_ffn=14336, vocab_size=32000)
 >>> c = count(arch)
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from moescale.architecture import NORM_TYPES, Architecture
-from moescale.conventions import Convention, get_convention
+from moescale.accounting.architecture import NORM_TYPES, Architecture
+from moescale.accounting.conventions import Convention, get_convention
 from moescale.errors import MoescaleError
 from moescale.units import dtype_bytes
 

@@ -6,10 +6,10 @@ torchtitan-style debug presets the trainer's tests use (``tiny``, ``small``, ``s
 :func:`resolve_architecture` is the one resolver behind ``count``, ``train`` and the API: a
 preset, an architecture/plan JSON, a Hugging Face ``config.json`` or size overrides.
 
-``get_preset(name)`` returns the :class:`~moescale.architecture.Architecture`; ``PRESETS`` maps
+``get_preset(name)`` returns the :class:`~moescale.accounting.architecture.Architecture`; ``PRESETS`` maps
 each name to a zero-argument callable building it; ``HF_CONFIGS`` holds the config dicts the
 published presets are read from (only the keys that change the architecture; everything else
-takes the family's ``transformers`` default, as in :func:`moescale.hf.from_hf_config`).
+takes the family's ``transformers`` default, as in :func:`moescale.accounting.hf.from_hf_config`).
 ``seq_len`` of an HF preset is the model's ``max_position_embeddings``.
 """
 
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from moescale.architecture import Architecture
+from moescale.accounting.architecture import Architecture
+from moescale.accounting.hf import from_hf_config
 from moescale.errors import MoescaleError
-from moescale.hf import from_hf_config
 
 HF_CONFIGS: dict[str, dict[str, Any]] = {
     # huggingface.co/mistralai/Mixtral-8x7B-v0.1/blob/main/config.json

@@ -5,7 +5,7 @@ attention-score FLOPs in or out) because
 each makes different choices. Every choice is an explicit field here, and every scaling law
 declares the convention it was fitted under.
 
-Components (see :mod:`moescale.counting`): ``embedding``, ``attention``, ``attention_scores``
+Components (see :mod:`moescale.accounting.counting`): ``embedding``, ``attention``, ``attention_scores``
 (FLOPs only), ``dense_ffn``, ``routed_experts``, ``shared_experts``, ``router``, ``norms``,
 ``unembedding`` (the logits matmul; no parameters of its own when embeddings are tied).
 

@@ -6,7 +6,7 @@ width ``d_d``, expert width ``d_m``, routed experts ``N_e``, top-k ``K``, shared
 FFN type, sequence length ``S`` — plus vocabulary, tying, biases, norms, general dense/MoE
 layer patterns, sliding-window layers and DeepSeek's multi-head latent attention (MLA).
 
-An ``Architecture`` knows nothing about scaling laws; :mod:`moescale.counting` counts it.
+An ``Architecture`` knows nothing about scaling laws; :mod:`moescale.accounting.counting` counts it.
 """
 
 from __future__ import annotations
@@ -267,7 +267,7 @@ def _validate(a: Architecture) -> None:
         value = getattr(a, name)
         if value is not None and value > limit:
             raise MoescaleError(f"`{name}`={value:,} is above the limit {limit:,} "
-                                "(moescale.architecture.LIMITS); is it a typo or a unit mistake?")
+                                "(moescale.accounting.architecture.LIMITS); is it a typo or a unit mistake?")
     if a.ffn_type not in FFN_TYPES:
         raise MoescaleError(f"`ffn_type` must be one of {', '.join(FFN_TYPES)}, got {a.ffn_type!r}")
     if a.norm_type not in NORM_TYPES:

@@ -1,0 +1,8 @@
+"""Where the flow starts: what a model is and what it costs.
+
+:mod:`~moescale.accounting.architecture` describes any MoE transformer (the
+:class:`~moescale.accounting.architecture.Architecture`); :mod:`~moescale.accounting.presets`
+names published ones and :mod:`~moescale.accounting.hf` reads and writes Hugging Face configs
+(and Megatron-LM flags); :mod:`~moescale.accounting.counting` counts parameters, FLOPs and
+memory under the named conventions of :mod:`~moescale.accounting.conventions`.
+"""
