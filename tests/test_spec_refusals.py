@@ -4,7 +4,6 @@ the trainer's own rules (TrainConfig) for every run's [train] settings."""
 
 from __future__ import annotations
 
-import time
 
 import pytest
 
@@ -103,25 +102,27 @@ def test_a_valid_spec_passes_and_bpe_vocab_is_kept():
     assert len(runs) == 2 and {r.architecture["vocab_size"] for r in runs} == {512}
 
 
-def test_huge_grid_is_counted_not_expanded():
+def test_huge_grid_is_counted_not_expanded(monkeypatch):
+    from moescale.sweeps import spec as spec_module
+
     huge = spec(grid={"hidden_size": list(range(16, 1016)), "lr": [1e-3] * 1 + [2e-3] * 0,
                       "weight_decay": [0.01 * i for i in range(1, 1001)]})
-    t0 = time.perf_counter()
+    built = []
+    monkeypatch.setattr(spec_module, "run_id", lambda *a: built.append(a) or "x")
     with pytest.raises(MoescaleError, match="makes 1,000,000 runs"):
         SweepSpec.from_dict(huge)
-    assert time.perf_counter() - t0 < 1.0  # counted, not expanded
+    assert built == []  # counted, not expanded: not one run was built (no clock: see
+    #                     benchmarks/bench_spec_expand.py for the speed of expansion)
 
 
-def test_expansion_is_fast():
+def test_a_large_grid_expands_to_distinct_runs():
     grid = {"hidden_size": [16, 24, 32, 48, 64, 96, 128, 192, 256, 384],
             "lr": [1e-3 * (i + 1) for i in range(10)]}
     big = spec(grid=grid, seeds=list(range(10)),
                budgets=[2e9 * 2**i for i in range(10)])
-    t0 = time.perf_counter()
     runs = SweepSpec.from_dict(big).expand()
-    took = time.perf_counter() - t0
-    assert len(runs) == 10_000
-    assert took < 5.0, f"10,000 runs took {took:.1f} s to expand"
+    assert len(runs) == 10_000 and len({r.id for r in runs}) == 10_000
+    # its speed is measured by benchmarks/bench_spec_expand.py, not asserted by a clock
 
 
 def _write(tmp_path, text: str):
