@@ -1,10 +1,11 @@
 """What a sweep will cost before it runs: its runs, total compute, repeated data and an
 estimated wall time on this machine (``moescale sweep plan``).
 
-The time estimate runs short timing runs through the very worker process a sweep starts
-(``python -m moescale.sweeps.worker``), as many at once as the sweep has workers (they compete
-for the cores as the sweep's runs will), each with a real run's evaluations and checkpoints
-but only a few optimizer steps. A run then takes its fixed cost (process start, torch import,
+The time estimate runs short timing runs through the worker code a sweep runs
+(``python -m moescale.sweeps.worker --probe``), in as many processes at once as the sweep has
+workers (they compete for the cores as the sweep's runs will), each with a real run's
+evaluations and checkpoints but only a few optimizer steps; a process pays its start-up once
+and adds it to each of its runs, as every worker of the sweep pays it. A run then takes its fixed cost (process start, torch import,
 data, model, about 11 evaluations and 10 checkpoints) plus its steps at the steady step time,
 both interpolated in log(FLOPs per token) between the timed models (up to six, spread over the
 sweep's sizes); the runs are dealt to the workers in the order the sweep claims them.
@@ -51,44 +52,52 @@ class NoTiming(MoescaleError):
 
 
 def probe_runs(runs: list[RunSpec], threads: int, concurrent: int) -> list[Probe]:
-    """Time a short real run of each of ``runs`` through the sweep's worker process,
-    ``concurrent`` of them at once."""
-    from moescale.sweeps.executors.local import start_worker
+    """Time a short real run of each of ``runs`` through the sweep's worker code, in
+    ``concurrent`` processes at once (as the sweep's workers compete for the cores), each
+    training its share of the timing runs after one start-up (:func:`worker.probe`)."""
+    import subprocess
+    import sys
 
     if importlib.util.find_spec("torch") is None:
         raise NoTiming("the timing runs train, which needs torch (pip install "
                        "'moescale[train]')")
     env = os.environ | dict.fromkeys(worker.THREAD_VARS, str(threads))
-    out: list[Probe] = []
     with tempfile.TemporaryDirectory(prefix="moescale-plan-") as tmp:
-        for start in range(0, len(runs), concurrent):
-            started = []
-            for i, run in enumerate(runs[start:start + concurrent], start):
-                short = dataclasses.replace(run, id=f"probe-{i}", train=run.train | {
-                    "tokens": int(run.train["batch_tokens"]) * PROBE_STEPS, "eval_every": 1,
-                    "checkpoint_every": 1, "log_every": 1})
-                run_dir = Path(tmp) / short.id
-                started.append((run, run_dir, time.perf_counter(),
-                                start_worker(short, run_dir, threads, "-", env)))
-            for run, run_dir, t0, proc in started:
-                proc.wait()
-                out.append(_probe_result(run, run_dir, time.perf_counter() - t0, proc.returncode))
-    return out
+        dirs = []
+        for i, run in enumerate(runs):
+            short = dataclasses.replace(run, id=f"probe-{i}", train=run.train | {
+                "tokens": int(run.train["batch_tokens"]) * PROBE_STEPS, "eval_every": 1,
+                "checkpoint_every": 1, "log_every": 1})
+            run_dir = Path(tmp) / short.id
+            run_dir.mkdir()
+            worker.write_atomic(run_dir / worker.SPEC_FILE, short.to_dict())
+            dirs.append(run_dir)
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "moescale.sweeps.worker", "--probe", str(threads),
+             *map(str, dirs[k::concurrent])], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            env=env | {worker.SPAWNED_VAR: repr(time.time())}) for k in range(concurrent)]
+        for proc in procs:
+            proc.wait()
+        return [_probe_result(run, run_dir) for run, run_dir in zip(runs, dirs, strict=True)]
 
 
-def _probe_result(run: RunSpec, run_dir: Path, wall: float, code: int) -> Probe:
-    if code != 0:
+def _probe_result(run: RunSpec, run_dir: Path) -> Probe:
+    try:
+        timing = json.loads((run_dir / worker.PROBE_FILE).read_text())
+    except (OSError, ValueError):
         try:
             reason = json.loads((run_dir / worker.ERROR_FILE).read_text())["error"]
         except (OSError, ValueError, KeyError):
-            reason = f"exit status {code}"
+            reason = "its process ended without a result"
         raise MoescaleError(f"the timing run for the estimate failed ({reason}); "
-                            "plan without it (`measure`=False)")
+                            "plan without it (`measure`=False)") from None
     batch = int(run.train["batch_tokens"])
     steps = [batch / p["tokens_per_second"] for p in _log_records(run_dir)
              if p.get("tokens_per_second")]
     step = float(np.median(steps[1:] or steps))  # steady state: the first step warms up
-    return Probe(run.flops_per_token, max(wall - PROBE_STEPS * step, 0.0), step)
+    fixed = timing["startup_seconds"] + timing["seconds"] - PROBE_STEPS * step
+    return Probe(run.flops_per_token, max(fixed, 0.0), step)
 
 
 def _log_records(run_dir: Path) -> list[dict[str, Any]]:

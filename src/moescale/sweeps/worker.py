@@ -337,10 +337,40 @@ def model_options(train: dict[str, Any]):
     return build(**{key: train.get(key) for key in ROUTING_KEYS})
 
 
+PROBE_FILE = "probe.json"  # a timing run's seconds (moescale.sweeps.estimate)
+SPAWNED_VAR = "MOESCALE_SPAWNED"  # when the parent started this process (time.time())
+
+
+def probe(threads: int, run_dirs: list[Path]) -> None:
+    """Timing runs of ``sweep plan``: train each run folder's (short) run in this one process,
+    writing ``probe.json`` there: the process's start-up until it could train (interpreter,
+    torch and moescale, as every worker pays) and the run's own seconds (data, model, steps,
+    evaluations, checkpoints). One start-up for all, instead of one per timing run."""
+    started = float(os.environ.get(SPAWNED_VAR, time.time()))
+    pin_threads(threads)
+    import moescale.training.trainer  # noqa: F401 — what every worker imports before training
+
+    startup = max(time.time() - started, 0.0)
+    for run_dir in run_dirs:
+        t0 = time.perf_counter()
+        try:
+            execute(json.loads((run_dir / SPEC_FILE).read_text()), run_dir, threads)
+        except BaseException as exc:  # noqa: BLE001 — recorded for the plan, as a run's failure
+            write_atomic(run_dir / ERROR_FILE, {"error": failure_reason(exc)})
+            continue
+        write_atomic(run_dir / PROBE_FILE, {"startup_seconds": startup,
+                                            "seconds": time.perf_counter() - t0})
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m moescale.sweeps.worker RUN_DIR [THREADS] [DEVICE]``: train the run described
-    by ``RUN_DIR/spec.json``; exit 0 with ``result.json``, or 1 with ``error.json``."""
+    by ``RUN_DIR/spec.json``; exit 0 with ``result.json``, or 1 with ``error.json``.
+    ``… --probe THREADS RUN_DIR…``: the timing runs of ``sweep plan`` (:func:`probe`)."""
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0] == "--probe":
+        _die_with_parent()
+        probe(int(args[1]), [Path(a) for a in args[2:]])
+        os._exit(0)
     run_dir = Path(args[0])
     threads = int(args[1]) if len(args) > 1 and args[1] != "-" else None
     device = args[2] if len(args) > 2 and args[2] != "-" else None

@@ -52,7 +52,7 @@ class TrainConfig:
     z_loss_coef: float | None = None  # ST-MoE router z-loss weight, per MoE layer
     router_loss_reduction: str = "sum"  # "sum" over MoE layers (papers) or "mean" (÷ L_m)
     bias_update_rate: float = 1e-3  # DeepSeek-V3 aux-loss-free bias step (sigmoid routing)
-    eval_every: int | None = None  # steps; None → about 10 evaluations per run
+    eval_every: int | None = None  # steps; None → default_eval_every (2–10 per run)
     eval_tokens: int = 65_536  # held-out tokens per evaluation
     checkpoint_every: int | None = None  # steps; None → every evaluation
     log_every: int = 10  # steps between JSONL lines
@@ -170,6 +170,20 @@ class TrainConfig:
     @property
     def out_path(self) -> Path | None:
         return Path(self.out) if self.out else None
+
+
+EVAL_SHARE = 0.05  # evaluations cost at most this share of a run's training FLOPs, by default
+MAX_EVALS, MIN_EVALS = 10, 2  # evaluations of a run when `eval_every` is not given
+
+
+def default_eval_every(total_steps: int, batch_tokens: int, eval_tokens: int) -> int:
+    """Steps between evaluations (and checkpoints) when ``eval_every`` is not given: about ten
+    per run, fewer when ten would cost more than :data:`EVAL_SHARE` of its training compute
+    (an evaluation is a forward pass over ``eval_tokens``, a third of a training token's
+    FLOPs), at least two. A short micro run no longer spends 15 % of its time evaluating."""
+    affordable = EVAL_SHARE * 3 * batch_tokens * total_steps / eval_tokens
+    evals = int(min(MAX_EVALS, max(MIN_EVALS, affordable)))
+    return max(total_steps // evals, 1)
 
 
 # Fields a run gets from whoever runs it (a sweep sets tokens and seed per run, its worker the

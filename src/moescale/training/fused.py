@@ -272,7 +272,6 @@ def dispatch(idx_TK: torch.Tensor, n_experts: int, capacity: int | None):
     return order_S[rank_S < capacity], load_E.clamp(max=capacity).tolist()
 
 
-@torch.compiler.disable  # data-dependent group sizes: run eagerly inside compiled graphs
 def routed_experts(x_TD: torch.Tensor, weights_TK: torch.Tensor, idx_TK: torch.Tensor,
                    capacity: int | None, w_in_EDH: torch.Tensor, w_out_EFD: torch.Tensor,
                    b_in_EH: torch.Tensor | None, b_out_ED: torch.Tensor | None,
@@ -286,3 +285,14 @@ def routed_experts(x_TD: torch.Tensor, weights_TK: torch.Tensor, idx_TK: torch.T
                for t in (x_TD, weights_TK, w_in_EDH, w_out_EFD, b_in_EH, b_out_ED)]
     with torch.autocast(device, enabled=False):
         return RoutedExperts.apply(*tensors, order_S, counts, ffn_type)
+
+
+def prepare_for_compile() -> None:
+    """Before ``torch.compile``: run :func:`routed_experts` eagerly inside compiled graphs
+    (its group sizes depend on the data). Done here, not with a decorator at import, because
+    ``torch.compiler.disable`` imports ``torch._dynamo`` — a second of every worker's start-up
+    that a run without ``compile`` never needs."""
+    global routed_experts
+    if not getattr(routed_experts, "_eager_only", False):
+        routed_experts = torch.compiler.disable(routed_experts)
+        routed_experts._eager_only = True

@@ -32,7 +32,12 @@ from moescale.accounting.architecture import Architecture
 from moescale.accounting.counting import count
 from moescale.errors import MoescaleError, TrainingDiverged
 from moescale.training import checkpoint as ckpt
-from moescale.training.config import BRANCH_MAY_DIFFER, KEPT_CHECKPOINT, TrainConfig
+from moescale.training.config import (
+    BRANCH_MAY_DIFFER,
+    KEPT_CHECKPOINT,
+    TrainConfig,
+    default_eval_every,
+)
 from moescale.training.corpora import open_corpus
 from moescale.training.data import WindowSampler, default_cache_dir, eval_windows
 from moescale.training.distributed import DistInfo, all_reduce_sum, barrier, init_from_env
@@ -276,6 +281,9 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DDP(model, device_ids=ids)
         if self.config.compile:
+            from moescale.training.fused import prepare_for_compile
+
+            prepare_for_compile()
             model = torch.compile(model)
         return model
 
@@ -520,7 +528,8 @@ class Trainer:
             self.restore(Path(c.branch_from))
         if c.out_path and self.dist.is_main and self.log.path is None:
             self.log = JsonlLog(c.out_path / "log.jsonl")
-        eval_every = c.eval_every or max(self.total_steps // 10, 1)
+        eval_every = c.eval_every or default_eval_every(self.total_steps, c.batch_tokens,
+                                                        c.eval_tokens)
         ckpt_every = c.checkpoint_every or eval_every
         stop = min(self.total_steps, c.stop_after_steps or self.total_steps)
         self._write_header()
