@@ -414,3 +414,40 @@ def test_fit_reads_runs_from_an_mlflow_server(mlflow_server, tmp_path, monkeypat
     code, _, err = run_cli(["fit", "--mlflow", mlflow_server, "--law", "chinchilla"], capsys)
     assert code == 2 and "--mlflow URI and --experiment NAME go together" in err
     assert np.isfinite(fit["params"]["E"])
+
+
+@pytest.mark.slow
+def test_sweep_import_reads_runs_from_mlflow_as_from_their_folders(tmp_path, monkeypatch, capsys):
+    """``sweep import --mlflow URI --experiment NAME`` rebuilds each run from what the trainer
+    logged (architecture, settings, result): the same run, the same id, as importing its
+    folder — so importing both ways adds it once."""
+    need("torch")
+    need("mlflow")
+    from conftest import run_cli
+    from moescale.sweeps.store import SweepStore
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    for name, tokens in (("a", "5120"), ("b", "7680")):
+        argv = [*TINY, "--tracker", "mlflow", "--out", str(tmp_path / name)]
+        argv[argv.index("5120")] = tokens
+        code, _, err = run_cli(argv, capsys)
+        assert code == 0, err
+    db = tmp_path / "s.db"
+    code, out, err = run_cli(["sweep", "import", "--store", str(db), "--mlflow", uri,
+                              "--experiment", "moescale"], capsys)
+    assert code == 0 and "imported 2 run(s)" in out, err
+    code, out, err = run_cli(["sweep", "import", "--store", str(db), str(tmp_path / "a"),
+                              str(tmp_path / "b")], capsys)
+    assert code == 0 and "imported 0 run(s)" in out and "(2 already there)" in out, err
+    with SweepStore(db, readonly=True) as store:
+        rows = store.rows()
+    import json
+
+    for row, name in zip(sorted(rows, key=lambda r: r["result"]["tokens"]), "ab", strict=True):
+        end = [json.loads(x) for x in (tmp_path / name / "log.jsonl").read_text().splitlines()
+               if '"end"' in x][-1]
+        assert row["result"]["eval_loss"] == pytest.approx(end["eval_loss"])
+        assert row["result"]["tokens"] == end["tokens"]
+    code, _, err = run_cli(["sweep", "import", "--store", str(db), "--mlflow", uri], capsys)
+    assert code == 2 and "--mlflow URI and --experiment NAME go together" in err

@@ -81,6 +81,14 @@ def runs_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
 
     Raises :class:`MoescaleError` when mlflow is not installed, the server cannot be
     reached, the experiment does not exist (naming some that do) or has no finished run."""
+    import pandas as pd
+
+    return pd.DataFrame([_row(run) for run in finished_runs(uri, experiment)])
+
+
+def finished_runs(uri: str, experiment: str) -> list:
+    """The FINISHED runs of MLflow ``experiment`` at ``uri`` as MLflow returns them (params as
+    text, the latest value of each metric), oldest first; errors as :func:`runs_from_mlflow`."""
     try:
         from mlflow.tracking import MlflowClient
     except ImportError:
@@ -103,9 +111,7 @@ def runs_from_mlflow(uri: str, experiment: str) -> pd.DataFrame:
             others = len(_search(client, found.experiment_id, ""))
             raise MoescaleError(f"MLflow experiment {experiment!r} at {uri} has no finished "
                                 f"runs ({others} running, failed or killed)")
-    import pandas as pd
-
-    return pd.DataFrame([_row(run) for run in runs])
+    return runs
 
 
 def _search(client, experiment_id: str, where: str) -> list:

@@ -681,23 +681,38 @@ def suggest_cmd(store_path, law_name, target_compute, n_runs, budget_flops, max_
 # ----- import -------------------------------------------------------------------------------------
 @sweep.command("import")
 @_store_option(False)
-@click.argument("folders", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.argument("folders", nargs=-1, type=click.Path(file_okay=False))
+@click.option("--mlflow", "mlflow_uri", default=None, metavar="URI",
+              help="Import the finished runs of --experiment from this MLflow tracking server "
+                   "or store (runs logged with `--tracker mlflow`) instead of FOLDERS.")
+@click.option("--experiment", default=None, metavar="NAME", help="The experiment of --mlflow.")
 @click.option("--sweep-name", default="imported", show_default=True,
               help="Sweep name recorded for the imported runs.")
-def import_cmd(store_path, folders, sweep_name):
-    """Add finished `moescale train` run folders to a store as done runs.
+def import_cmd(store_path, folders, mlflow_uri, experiment, sweep_name):
+    """Add finished `moescale train` runs to a store as done runs: run folders, or the runs
+    an MLflow experiment holds.
 
     \b
     Examples:
       moescale sweep import --store sweep.db runs/*
       moescale sweep import --store sweep.db runs/tiny-20261201-101500 --sweep-name pilot
+      moescale sweep import --store sweep.db --mlflow http://127.0.0.1:5000 --experiment micro
     """
-    from moescale.sweeps.export import spec_from_train_folder
+    from moescale.sweeps.export import spec_from_train_folder, specs_from_mlflow
     from moescale.sweeps.store import SweepStore
 
-    found = [spec_from_train_folder(f, sweep_name) + (f,) for f in folders]  # validate all first
+    if (mlflow_uri is None) != (experiment is None):
+        raise MoescaleError("--mlflow URI and --experiment NAME go together")
+    if bool(folders) == bool(mlflow_uri):
+        raise MoescaleError("give run FOLDERS or --mlflow URI --experiment NAME (one of them)")
+    if mlflow_uri:
+        found = [item + (f"mlflow:{mlflow_uri}#{experiment}",)
+                 for item in specs_from_mlflow(mlflow_uri, experiment, sweep_name)]
+    else:
+        found = [spec_from_train_folder(f, sweep_name) + (f,) for f in folders]  # all first
     store = SweepStore(store_path)
-    added = sum(store.import_done(run, result, curve, str(Path(folder).resolve()))
+    added = sum(store.import_done(run, result, curve, folder if mlflow_uri
+                                  else str(Path(folder).resolve()))
                 for run, result, curve, folder in found)
     click.echo(f"imported {added} run(s) into {store.path} "
                f"({len(found) - added} already there)")

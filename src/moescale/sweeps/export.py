@@ -217,6 +217,62 @@ def spec_from_train_folder(folder: str | Path, sweep: str = "imported") -> tuple
     return run, result, curve
 
 
+def specs_from_mlflow(uri: str, experiment: str,
+                      sweep: str = "imported") -> list[tuple[RunSpec, dict, list]]:
+    """(run spec, result, curve) of each finished run of MLflow ``experiment`` at ``uri`` that
+    moescale's trainer logged (``--tracker mlflow``: its ``architecture.*`` and ``config.*``
+    parameters, its final metrics), as :func:`spec_from_train_folder` gives them for a run
+    folder. A run without them (logged by other code) is one error naming it."""
+    import ast
+
+    from moescale.tracker_runs import finished_runs
+
+    def literal(text: str) -> Any:
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text  # a bare string (ffn_type "swiglu")
+
+    def nested(params: dict[str, str], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, text in params.items():
+            if key.startswith(prefix):
+                *parents, leaf = key[len(prefix):].split(".")
+                node = out
+                for name in parents:
+                    node = node.setdefault(name, {}) if isinstance(node.get(name, {}), dict) \
+                        else {}
+                node[leaf] = literal(text)
+        return out
+
+    found = []
+    for mlrun in finished_runs(uri, experiment):
+        params, metrics = mlrun.data.params, dict(mlrun.data.metrics)
+        name = mlrun.info.run_name
+        try:
+            arch = Architecture.from_dict(nested(params, "architecture."))
+            config = nested(params, "config.")
+            result = {k: metrics[k] for k in ("eval_loss", "train_loss", "tokens", "flops")}
+        except (MoescaleError, KeyError) as exc:
+            raise MoescaleError(f"MLflow run {name!r} of {experiment!r} was not logged by "
+                                f"moescale's trainer ({exc}); fit it with `fit --mlflow` "
+                                "instead") from None
+        result["tokens"] = int(result["tokens"])
+        train = {k: config[k] for k in TRAIN_KEYS if k in config} | {"tokens": result["tokens"]}
+        seed = int(config.get("seed", 0))
+        fpt = result["flops"] / result["tokens"]
+        exact = count(arch, "exact", context=arch.seq_len).training_flops_per_token
+        a = arch.to_dict()
+        run = RunSpec(id=run_id(result["flops"], a, train, seed), sweep=sweep,
+                      budget=float(result["flops"]), seed=seed, architecture=a, train=train,
+                      convention=config.get("convention", "exact"), flops_per_token=fpt,
+                      flops_per_token_exact=exact,
+                      tags={"imported_from": f"mlflow {uri} {experiment} {name}"})
+        result["best_eval_loss"] = result["eval_loss"]
+        found.append((run, result, []))
+    return found
+
+
 def _end_record(folder: Path) -> dict[str, Any]:
     log = folder / worker.LOG_FILE
     end = None
