@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from moescale.accounting.architecture import Architecture
 from moescale.accounting.counting import count
-from moescale.accounting.hf import to_hf_config
+from moescale.accounting.hf_export import to_hf_config
 from moescale.training.data import kjv_text
 from moescale.training.model import ModelOptions, MoETransformer
 

@@ -37,7 +37,7 @@ def test_readme_python_example_runs(index, tmp_path, monkeypatch):
 
 
 def test_the_readme_export_loads_as_a_glm4_moe_config():
-    from moescale.accounting.hf import to_hf_config
+    from moescale.accounting.hf_export import to_hf_config
     from moescale.planning import Budget, plan_holistic
 
     plan = plan_holistic(Budget(compute=1e21, memory_bytes=80e9))

@@ -11,7 +11,9 @@ import pytest
 from conftest import TINY_HF_CONFIGS
 from moescale.accounting.architecture import MLA, Architecture
 from moescale.accounting.counting import count
-from moescale.accounting.hf import FAMILIES, from_hf_config, to_hf_config, to_megatron_args
+from moescale.accounting.hf import FAMILIES, from_hf_config
+from moescale.accounting.hf_export import to_hf_config
+from moescale.accounting.megatron import to_megatron_args
 from moescale.accounting.presets import HF_CONFIGS, PRESETS, get_preset
 from moescale.errors import MoescaleError
 

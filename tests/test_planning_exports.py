@@ -11,7 +11,8 @@ import pytest
 
 from conftest import needs_torch
 from conftest import run_cli as run
-from moescale.accounting.hf import from_hf_config, to_hf_config
+from moescale.accounting.hf import from_hf_config
+from moescale.accounting.hf_export import to_hf_config
 from moescale.planning import Budget, plan_holistic
 
 

@@ -4,7 +4,6 @@ the trainer's own rules (TrainConfig) for every run's [train] settings."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from conftest import run_cli

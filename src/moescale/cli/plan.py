@@ -109,7 +109,7 @@ def _write_exports(p, hf_out, hf_family, megatron_out, output) -> None:
     elif hf_family:
         raise MoescaleError("--hf-family chooses the family of --hf-config; give --hf-config too")
     if megatron_out:
-        from moescale.accounting.hf import to_megatron_args
+        from moescale.accounting.megatron import to_megatron_args
 
         files.append((megatron_out, _megatron_lines(to_megatron_args(p.architecture))))
     if output:

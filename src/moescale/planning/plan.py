@@ -158,7 +158,7 @@ class Plan:
         >>> plan_holistic(Budget(compute=1e20)).to_hf_config()["model_type"]
         'glm4_moe'
         """
-        from moescale.accounting.hf import to_hf_config
+        from moescale.accounting.hf_export import to_hf_config
 
         return to_hf_config(self.architecture, family or self.hf_family)
 

@@ -255,8 +255,8 @@ def specs_from_mlflow(uri: str, experiment: str,
             result = {k: metrics[k] for k in ("eval_loss", "train_loss", "tokens", "flops")}
         except (MoescaleError, KeyError) as exc:
             raise MoescaleError(f"MLflow run {name!r} of {experiment!r} was not logged by "
-                                f"moescale's trainer ({exc}); fit it with `fit --mlflow` "
-                                "instead") from None
+                                f"moescale's trainer ({exc}); fit its metrics directly "
+                                "(moescale.tracker_runs.runs_from_mlflow) instead") from None
         result["tokens"] = int(result["tokens"])
         train = {k: config[k] for k in TRAIN_KEYS if k in config} | {"tokens": result["tokens"]}
         seed = int(config.get("seed", 0))
