@@ -19,7 +19,8 @@ tokenizers = pytest.importorskip("tokenizers")
 from conftest import needs_torch  # noqa: E402
 from moescale import cli  # noqa: E402
 from moescale.errors import MoescaleError  # noqa: E402
-from moescale.training import corpora  # noqa: E402
+from moescale.training import corpora
+from moescale.training.tokenization import file_sha256  # noqa: E402
 from moescale.training.data import WindowSampler, kjv_text  # noqa: E402
 
 TINY = ["--preset", "tiny", "--seq-len", "32", "--batch-tokens", "256", "--tokens", "768",
@@ -93,7 +94,7 @@ def test_parquet_jsonl_and_saved_dataset_give_the_same_tokens(files, tmp_path, d
     train = {k: np.fromfile(tmp_path / k / "train.bin", dtype=np.uint16) for k in made}
     assert np.array_equal(train["pq"], train["jl"]) and np.array_equal(train["pq"], train["ds"])
     m = made["pq"]
-    assert m["tokenizer"]["sha256"] == corpora.file_sha256(tok)
+    assert m["tokenizer"]["sha256"] == file_sha256(tok)
     assert m["tokenizer"]["vocab_size"] == 400 and m["tokenizer"]["eos_token"] == "<|endoftext|>"
     n = m["tokens"]
     assert n["train"] + n["validation"] == n["total"] and n["validation"] == int(0.05 * n["total"])

@@ -394,7 +394,7 @@ def _check_vocab(fields: dict, train: dict) -> None:
 
 
 def _check_data(data, text_column, memo: dict, tokenizer=None, vocab_size=None) -> None:
-    """``data`` names a usable corpus (:func:`moescale.training.corpora.resolve_source`: the
+    """``data`` names a usable corpus (:func:`moescale.training.corpora.sources.resolve_source`: the
     built-in one, text, rows with a text column, token files or a prepared folder); a text
     file must be UTF-8 text, not a binary file; a prepared folder opens with the spec's
     tokenizer (the one that made it) and takes no text column."""
