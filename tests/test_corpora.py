@@ -20,8 +20,8 @@ from conftest import needs_torch  # noqa: E402
 from moescale import cli  # noqa: E402
 from moescale.errors import MoescaleError  # noqa: E402
 from moescale.training import corpora
-from moescale.training.tokenization import file_sha256  # noqa: E402
 from moescale.training.data import WindowSampler, kjv_text  # noqa: E402
+from moescale.training.tokenization import file_sha256  # noqa: E402
 
 TINY = ["--preset", "tiny", "--seq-len", "32", "--batch-tokens", "256", "--tokens", "768",
         "--threads", "1", "--json"]
