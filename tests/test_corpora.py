@@ -19,7 +19,7 @@ tokenizers = pytest.importorskip("tokenizers")
 from conftest import needs_torch  # noqa: E402
 from moescale import cli  # noqa: E402
 from moescale.errors import MoescaleError  # noqa: E402
-from moescale.training import corpora
+from moescale.training import corpora  # noqa: E402
 from moescale.training.data import WindowSampler, kjv_text  # noqa: E402
 from moescale.training.tokenization import file_sha256  # noqa: E402
 
