@@ -61,6 +61,7 @@ def experts_store(tmp_path_factory):
     return tmp, store
 
 
+@pytest.mark.slow
 def test_dense_is_one_expert_with_the_active_width_of_top1(experts_store):
     tmp, store = experts_store
     result = run_moescale("sweep", "export", "--store", str(store), "-o", str(tmp / "runs.csv"))
@@ -81,6 +82,7 @@ def test_dense_is_one_expert_with_the_active_width_of_top1(experts_store):
     assert 0 in stored
 
 
+@pytest.mark.slow
 def test_fit_analyze_suggest_report_keep_the_dense_baseline(experts_store):
     tmp, store = experts_store
     fit = run_moescale("fit", "--store", str(store), "--law", "ludziejewski2025",

@@ -39,6 +39,7 @@ def test_micro_plans_are_trainable(compute, method, capsys):
 @pytest.mark.parametrize(("compute", "extra"), [("1e11", ["--experts", "8", "--top-k", "2"]),
                                                 ("1e12", ["--experts", "8", "--top-k", "2"]),
                                                 ("1e13", ["--law", "ludziejewski2025"])])
+@pytest.mark.slow
 def test_micro_plans_train_20_steps(compute, extra, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MOESCALE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -131,6 +131,7 @@ def test_library_functions_return_figures(store):
     assert isinstance(reporting.isoflop(runs, as_json, "N_active"), Figure)
 
 
+@pytest.mark.slow
 def test_synthetic_runs_without_curves_or_failures_use_the_loss_column(store, tmp_path):
     inp = build.load_store(store)
     inp.curves = None
@@ -242,6 +243,7 @@ def test_cli_json_lists_files(store, tmp_path, capsys):
     assert "landscape" in {s["name"] for s in data["skipped"]}
 
 
+@pytest.mark.slow
 def test_cli_one_figure(store, tmp_path, capsys):
     out = tmp_path / "one"
     code, stdout, err = run_cli(["report", "--store", str(store), "--figure", "isoflop",

@@ -255,6 +255,7 @@ def test_missing_spec_file(tmp_path, capsys):
     assert code == 2 and err.startswith("Error: sweep spec not found")
 
 
+@pytest.mark.slow
 @needs_torch  # the estimate times real runs
 def test_plan_json_lists_runs_compute_and_repeats(tmp_path, capsys):
     text = ISSUE_SPEC.replace("[3e11, 1e12]", "[3e11, 3e13]")

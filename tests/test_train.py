@@ -21,6 +21,7 @@ def _losses(run_dir) -> dict[int, float]:
     return {r["step"]: r["step_train_loss"] for r in lines if "step_train_loss" in r}
 
 
+@pytest.mark.slow
 def test_tiny_model_learns_kjv_well_below_unigram_entropy(tmp_path):
     torch.set_num_threads(2)
     cfg = TrainConfig(tokens=60 * 4096, batch_tokens=4096, seq_len=128, lr=3e-3, seed=0,

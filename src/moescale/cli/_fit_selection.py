@@ -103,8 +103,8 @@ def load_runs(data, store_path, mapping, derive, where, law: str | None = None,
     if (uri is None) != (experiment is None):
         raise MoescaleError("--mlflow URI and --experiment NAME go together")
     if sum(x is not None for x in (data, store_path, uri)) != 1:
-        raise MoescaleError("give one source of runs: a runs file (DATA), --store sweep.db or "
-                            "--mlflow URI --experiment NAME")
+        raise MoescaleError("give one source of runs, not both: a runs file (DATA), --store "
+                            "sweep.db or --mlflow URI --experiment NAME")
     if store_path:
         runs = runs_from_store(store_path, law=law)
         if mapping or derive:
