@@ -68,7 +68,8 @@ def test_the_cli_translates_parameters_into_the_invoked_commands_flags():
 # ----- the import graph: every import, at module level or inside a function ---------------------
 # Layers, lowest first (README, "Layout"): a module imports only from its own layer or below.
 LAYERS = [
-    ("moescale.errors", "moescale.units", "moescale.jsonio", "moescale.accounting.conventions"),
+    ("moescale.errors", "moescale.validation", "moescale.units", "moescale.jsonio",
+     "moescale.accounting.conventions"),
     ("moescale.accounting",),  # architecture, presets, hf, hf_export, megatron, counting
     ("moescale.laws",),
     ("moescale.runs", "moescale.tracker_runs", "moescale.reference_data", "moescale.fitting"),

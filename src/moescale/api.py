@@ -13,7 +13,6 @@ paths and makes one library call. The CLI commands call the same library functio
 from __future__ import annotations
 
 import dataclasses
-import math
 import numbers
 import os
 from collections.abc import Sequence
@@ -21,63 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from moescale import validation as check
 from moescale.accounting.architecture import Architecture
 from moescale.errors import MoescaleError
 
 PLAN_METHODS = ("holistic", "law")
-
-
-# ----- validation at the boundary: a wrong type or value names the Python parameter ----------
-def _kind(value: Any) -> str:
-    shown = repr(value)
-    shown = shown if len(shown) <= 40 else shown[:37] + "..."
-    return f"{shown} ({type(value).__name__})"
-
-
-def _number(value: Any, name: str, *, positive: bool = False, minimum: float | None = None,
-            below: float | None = None, integer: bool = False,
-            optional: bool = False) -> float | int | None:
-    """``value`` as a finite real number (an ``int`` with ``integer``); one MoescaleError
-    naming ``name`` otherwise. A string is not a number here (give ``1e21``, not ``"1e21"``)."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        hint = ", not a string" if isinstance(value, str) else ""
-        raise MoescaleError(f"{name} must be a {'whole ' if integer else ''}number{hint}, "
-                            f"got {_kind(value)}")
-    x = float(value)
-    if not math.isfinite(x):
-        raise MoescaleError(f"{name} must be finite, got {value!r}")
-    if integer and not x.is_integer():
-        raise MoescaleError(f"{name} must be a whole number, got {value!r}")
-    if positive and x <= 0:
-        raise MoescaleError(f"{name} must be positive, got {value!r}")
-    if minimum is not None and x < minimum:
-        raise MoescaleError(f"{name} must be at least {minimum:g}, got {value!r}")
-    if below is not None and x >= below:
-        raise MoescaleError(f"{name} must be less than {below:g}, got {value!r}")
-    return int(x) if integer else x
-
-
-def _numbers(values: Any, name: str, *, integer: bool = False) -> list:
-    """A non-empty sequence (not a string) of positive numbers."""
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-        raise MoescaleError(f"{name} must be a non-empty list of positive "
-                            f"{'whole ' if integer else ''}numbers, got {_kind(values)}")
-    return [_number(v, f"{name}[{i}]", positive=True, integer=integer)
-            for i, v in enumerate(values)]
-
-
-def _name(value: Any, name: str, choices: Sequence[str] | None = None,
-          optional: bool = True) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise MoescaleError(f"{name} must be a name (a string), got {_kind(value)}")
-    if choices is not None and value not in choices:
-        raise MoescaleError(f"{name} must be one of {', '.join(map(repr, choices))}, "
-                            f"got {value!r}")
-    return value
 
 
 def architecture(arch: Architecture | str | Path | None = None, **overrides: Any) -> Architecture:
@@ -98,7 +45,7 @@ def _resolve(arch, overrides: dict[str, Any]) -> tuple[Architecture, dict | None
 
     if arch is not None and not isinstance(arch, (Architecture, str, os.PathLike)):
         raise MoescaleError(f"arch must be an Architecture, a preset name or a file path, "
-                            f"got {_kind(arch)}")
+                            f"got {check.kind(arch)}")
     if isinstance(arch, Architecture):
         return (arch.replace(**overrides) if overrides else arch), None
     if arch is None:
@@ -133,17 +80,17 @@ def count(arch: Architecture | str | Path, convention: str = "exact", **kwargs: 
     if arch is None:
         raise MoescaleError("arch must be an Architecture, a preset name or a file path, got None")
     if not isinstance(convention, Convention):
-        _name(convention, "convention", list(CONVENTIONS), optional=False)
+        check.choice(convention, "convention", list(CONVENTIONS), optional=False)
     unknown = sorted(set(kwargs) - {"context", "inference_context", "causal_halving"})
     if unknown:
         raise MoescaleError(f"count() got unknown argument(s) {', '.join(unknown)}; it takes "
                             "context, inference_context and causal_halving")
     for key in ("context", "inference_context"):
         if key in kwargs:
-            kwargs[key] = _number(kwargs[key], key, positive=True, integer=True, optional=True)
+            kwargs[key] = check.number(kwargs[key], key, positive=True, integer=True, optional=True)
     if kwargs.get("causal_halving") is not None and not isinstance(kwargs["causal_halving"], bool):
         raise MoescaleError(f"causal_halving must be True, False or None, got "
-                            f"{_kind(kwargs['causal_halving'])}")
+                            f"{check.kind(kwargs['causal_halving'])}")
     return _count(architecture(arch), convention, **kwargs)
 
 
@@ -179,23 +126,23 @@ def plan(compute: float, *, memory_bytes: float | None = None, kv_tokens: int = 
     from moescale.planning import Budget
     from moescale.planning.plan import with_warnings
 
-    compute = _number(compute, "compute", positive=True)
-    memory_bytes = _number(memory_bytes, "memory_bytes", positive=True, optional=True)
-    kv_tokens = _number(kv_tokens, "kv_tokens", minimum=0, integer=True)
-    inference_tokens = _number(inference_tokens, "inference_tokens", minimum=0)
-    _name(dtype, "dtype", optional=False)
-    _name(method, "method", PLAN_METHODS)
-    _name(law, "law")
-    _name(preset, "preset")
+    compute = check.number(compute, "compute", positive=True)
+    memory_bytes = check.number(memory_bytes, "memory_bytes", positive=True, optional=True)
+    kv_tokens = check.number(kv_tokens, "kv_tokens", minimum=0, integer=True)
+    inference_tokens = check.number(inference_tokens, "inference_tokens", minimum=0)
+    check.choice(dtype, "dtype", optional=False)
+    check.choice(method, "method", PLAN_METHODS)
+    check.choice(law, "law")
+    check.choice(preset, "preset")
     if experts is not None:
-        experts = ([_number(experts, "experts", positive=True, integer=True)]
+        experts = ([check.number(experts, "experts", positive=True, integer=True)]
                    if isinstance(experts, numbers.Real) and not isinstance(experts, bool)
-                   else _numbers(experts, "experts", integer=True))
-    shape = {k: _number(v, k, positive=True, integer=True, optional=True)
+                   else check.numbers(experts, "experts", integer=True))
+    shape = {k: check.number(v, k, positive=True, integer=True, optional=True)
              for k, v in dict(top_k=top_k, vocab=vocab, seq_len=seq_len, align=align,
                               heads=heads, kv_heads=kv_heads, head_dim=head_dim).items()}
-    top = _number(top, "top", minimum=0, integer=True)
-    corpus_tokens = _number(corpus_tokens, "corpus_tokens", positive=True, optional=True)
+    top = check.number(top, "top", minimum=0, integer=True)
+    corpus_tokens = check.number(corpus_tokens, "corpus_tokens", positive=True, optional=True)
     budget = Budget(compute=compute, memory_bytes=memory_bytes, kv_tokens=kv_tokens,
                     dtype=dtype, inference_tokens=inference_tokens)
     if preset and not law:
@@ -308,22 +255,22 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
     from moescale.planning.law_plan import loss_function
     from moescale.units import dtype_bytes
 
-    compute = _number(compute, "compute", positive=True)
-    experts = _numbers(experts, "experts", integer=True)
-    memories_bytes = _numbers(memories_bytes, "memories_bytes")
-    sizes = _numbers(sizes, "sizes")
-    kv_tokens = _number(kv_tokens, "kv_tokens", minimum=0, integer=True)
+    compute = check.number(compute, "compute", positive=True)
+    experts = check.numbers(experts, "experts", integer=True)
+    memories_bytes = check.numbers(memories_bytes, "memories_bytes")
+    sizes = check.numbers(sizes, "sizes")
+    kv_tokens = check.number(kv_tokens, "kv_tokens", minimum=0, integer=True)
     if tolerance is not None and threshold is not None:
         raise MoescaleError("give `tolerance` or `threshold`, not both: they belong to two "
                             "efficiency-aware criteria")
     criterion: dict[str, Any] = {}
     if tolerance is not None:
-        criterion["tolerance"] = _number(tolerance, "tolerance", positive=True, below=1)
+        criterion["tolerance"] = check.number(tolerance, "tolerance", positive=True, below=1)
     if threshold is not None:
-        criterion["threshold"] = _number(threshold, "threshold", minimum=0)
-    _name(law, "law")
-    _name(preset, "preset")
-    _name(dtype, "dtype", optional=False)
+        criterion["threshold"] = check.number(threshold, "threshold", minimum=0)
+    check.choice(law, "law")
+    check.choice(preset, "preset")
+    check.choice(dtype, "dtype", optional=False)
     loss, law_name, _, _ = loss_function(law, preset, fit)
     if not loss.has_experts:
         raise MoescaleError(f"compare needs a law with a number of experts E (e.g. "
@@ -392,7 +339,7 @@ def predict(law_or_fit, *, preset: str | None = None, corpus_tokens: float | Non
     from moescale.laws import LAWS, get_law
     from moescale.planning.plan import corpus_size, corpus_warning, fit_warnings
 
-    given = {str(k): _number(v, k) for k, v in variables.items()}  # the law checks domains
+    given = {str(k): check.number(v, k) for k, v in variables.items()}  # the law checks domains
     if isinstance(law_or_fit, str) and law_or_fit not in LAWS and not law_or_fit.endswith(".json") \
             and not Path(law_or_fit).exists():
         get_law(law_or_fit)  # an unknown law: one error naming the known ones

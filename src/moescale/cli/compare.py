@@ -17,17 +17,6 @@ def _list(text: str, parse, what: str) -> list[float]:
     return values
 
 
-def _number(text: str, what: str, low: float, high: float | None = None) -> float:
-    try:
-        value = float(str(text).strip())
-    except ValueError:
-        raise MoescaleError(f"{what} must be a number, got {text!r}") from None
-    if not (value >= low and (high is None or value <= high)):
-        bound = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
-        raise MoescaleError(f"{what} must be {bound}, got {text!r}")
-    return value
-
-
 @click.command()
 @click.option("--compute", required=True, metavar="FLOPS", help="Training compute in FLOPs, e.g. 1e21.")
 @click.option("--law", default=None, metavar="NAME",
@@ -66,10 +55,11 @@ def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens,
       moescale compare --compute 1e22 --memory 24GB,80GB --kv-tokens 16384 --json
       moescale compare --compute 1e21 --fit fit.json --experts 1,8,32
     """
+    from moescale import validation as check
     from moescale.api import compare as compare_
     from moescale.cli._options import parse_int, parse_int_list
     from moescale.planning.training_values import check_compute
-    from moescale.units import parse_bytes, parse_positive
+    from moescale.units import parse_bytes, parse_number, parse_positive
 
     budget = parse_positive(compute, "--compute")
     check_compute(budget)
@@ -78,8 +68,10 @@ def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens,
         memories_bytes=_list(memories, parse_bytes, "--memory"), dtype=dtype,
         kv_tokens=parse_int(kv_tokens, "--kv-tokens", 0),
         sizes=_list(sizes, parse_positive, "--sizes"),
-        tolerance=None if tolerance is None else _number(tolerance, "--tolerance", 0.0, 0.5),
-        threshold=None if threshold is None else _number(threshold, "--threshold", 0.0))
+        tolerance=None if tolerance is None else check.number(
+            parse_number(tolerance, "--tolerance"), "--tolerance", positive=True, maximum=0.5),
+        threshold=None if threshold is None else check.number(
+            parse_number(threshold, "--threshold"), "--threshold", minimum=0))
     if as_json:
         echo_json(result.to_dict())
         return
