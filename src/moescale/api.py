@@ -253,9 +253,11 @@ def compare(compute: float, *, law: str | None = None, preset: str | None = None
     from moescale.laws import zhao2025
     from moescale.planning import compare as cmp
     from moescale.planning.law_plan import loss_function
+    from moescale.planning.training_values import check_compute
     from moescale.units import dtype_bytes
 
     compute = check.number(compute, "compute", positive=True)
+    check_compute(compute)  # the planner's bound, in its words
     experts = check.numbers(experts, "experts", integer=True)
     memories_bytes = check.numbers(memories_bytes, "memories_bytes")
     sizes = check.numbers(sizes, "sizes")

@@ -58,11 +58,9 @@ def compare(compute, law, preset, fit_file, experts, memories, dtype, kv_tokens,
     from moescale import validation as check
     from moescale.api import compare as compare_
     from moescale.cli._options import parse_int, parse_int_list
-    from moescale.planning.training_values import check_compute
     from moescale.units import parse_bytes, parse_number, parse_positive
 
     budget = parse_positive(compute, "--compute")
-    check_compute(budget)
     result = compare_(
         budget, law=law, preset=preset, fit=fit_file, experts=parse_int_list(experts),
         memories_bytes=_list(memories, parse_bytes, "--memory"), dtype=dtype,
