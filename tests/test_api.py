@@ -17,7 +17,7 @@ from moescale.errors import MoescaleError
 
 DOCTEST_MODULES = ["moescale", "moescale.api", "moescale.jsonio", "moescale.accounting.presets",
                    "moescale.fitting", "moescale.fitting.result", "moescale.fitting.estimator",
-                   "moescale.fitting.diagnostics"]
+                   "moescale.fitting.diagnostics", "moescale.fitting.likelihood"]
 
 
 @pytest.mark.parametrize("name", DOCTEST_MODULES)

@@ -25,41 +25,13 @@ Protocol
   it, and tied laws are ordered by BIC, so a law that merely nests the truth with more
   parameters does not win on noise. ``rank_by="aic"`` or ``"bic"`` ranks by the criterion.
 
-AIC and BIC under the Huber objective
--------------------------------------
-The summed Huber loss is the negative log-likelihood (up to a scale) of the residual density
-
-.. math::
-
-    f(r) = \\exp(-\\rho_\\delta(r)/s^2) / Z(s, \\delta), \\quad
-    Z = s\\sqrt{2\\pi}\\,\\mathrm{erf}\\big(\\delta/(s\\sqrt2)\\big)
-        + 2\\,(s^2/\\delta)\\,e^{-\\delta^2/(2 s^2)},
-
-Gaussian with standard deviation ``s`` inside ``|r| ≤ δ`` and Laplace outside (Huber's
-least-favourable density), for ``r = ln L_obs − ln L_pred``. For any fixed ``s`` its maximum
-over the law's parameters is exactly the Huber fit, so the fitted parameters are the maximum
-likelihood estimate jointly with the profiled scale ``ŝ = argmin_s S/s² + n·ln Z(s, δ)``
-(``S`` the summed Huber loss of the ``n`` training runs). Then, with ``k`` the fitted
-parameters plus one for ``s``,
-
-``ln L̂ = −S/ŝ² − n·ln Z(ŝ, δ)``, ``AIC = 2k − 2·ln L̂``, ``BIC = k·ln n − 2·ln L̂``.
-
-As ``δ → ∞`` this is the Gaussian AIC/BIC of least squares on ``ln L``; for small ``δ`` (the
-papers' 1e-3 against residuals of ~1e-2) it is the Laplace (least absolute deviations) one.
-The density is of ``ln L``, the same response for every law, so the criteria compare laws
-(each with the noise model of its ``δ``).
-
->>> import numpy as np
->>> r = np.random.default_rng(0).normal(0, 0.01, 400)
->>> ll, s = huber_log_likelihood(r, delta=10.0)      # δ → ∞: Gaussian, ŝ = RMS residual
->>> round(float(s / np.sqrt(np.mean(r**2))), 6)
-1.0
+The likelihood behind AIC and BIC is :mod:`moescale.fitting.likelihood`; the
+compute-optimal point a law gives, :mod:`moescale.fitting.optimum`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,7 +41,9 @@ import numpy as np
 
 from moescale.errors import MoescaleError
 from moescale.fitting import support
+from moescale.fitting.likelihood import huber_log_likelihood, information_criteria
 from moescale.fitting.objective import default_delta
+from moescale.fitting.optimum import choice_values, optima, optimum, size_variable, stability
 from moescale.laws import LAWS, Law, get_law
 
 __all__ = ["LawScore", "Selection", "default_holdout", "huber_log_likelihood",
@@ -80,8 +54,6 @@ GROUP_COLUMNS = ("budget", "N", "N_active", "C")  # "largest size or budget", in
 MAX_GROUPS = 20              # more distinct values than this: a continuous column
 MAX_FOLDS = 30
 RANK_BY = ("holdout", "cv", "aic", "bic")
-N_MIN, D_MIN = 1e4, 1e4      # the optimum search: at least this many parameters and tokens
-CHOICE_VARIABLES = ("E", "G", "K")  # discrete architecture variables the optimum chooses
 
 
 # ----- which laws ---------------------------------------------------------------------------
@@ -204,237 +176,6 @@ def law_status(law: Law | str, runs, train: np.ndarray | None = None) -> tuple[s
         return "not identifiable", (f"{len(points)} distinct training points for "
                                     f"{len(law.params)} parameters")
     return "ok", None
-
-
-# ----- likelihood ---------------------------------------------------------------------------
-def _huber_sum(r: np.ndarray, delta: float) -> float:
-    psi = np.clip(r, -delta, delta)
-    return float(np.sum(psi * (r - 0.5 * psi)))
-
-
-def _log_z(s: np.ndarray, delta: float) -> np.ndarray:
-    from scipy.special import erf
-
-    inner = s * math.sqrt(2 * math.pi) * erf(delta / (s * math.sqrt(2)))
-    outer = 2 * s * s / delta * np.exp(-delta * delta / (2 * s * s))
-    return np.log(inner + outer)
-
-
-def huber_log_likelihood(residuals: np.ndarray, delta: float) -> tuple[float, float]:
-    """Maximised log-likelihood and scale ``ŝ`` of residuals under the Huber density.
-
-    Parameters
-    ----------
-    residuals : array
-        ``ln L_obs − ln L_pred`` of the training runs at the fitted parameters.
-    delta : float
-        The Huber threshold the fit used.
-
-    Returns
-    -------
-    (float, float)
-        ``ln L̂ = −S/ŝ² − n·ln Z(ŝ, δ)`` and ``ŝ`` (module docstring). A perfect fit
-        (all residuals 0) is scored at ``ŝ = 1e-9``.
-    """
-    from scipy.optimize import minimize_scalar
-
-    r = np.asarray(residuals, dtype=float)
-    if r.size == 0 or not np.all(np.isfinite(r)):
-        return float("nan"), float("nan")
-    n, s_sum = r.size, _huber_sum(r, delta)
-    scale = max(float(np.sqrt(np.mean(r * r))), 1e-9)
-
-    def nll(t: float) -> float:
-        s = math.exp(t)
-        return s_sum / (s * s) + n * float(_log_z(np.float64(s), delta))
-
-    laplace = math.sqrt(delta * max(float(np.mean(np.abs(r))), 1e-12))  # s where b = s²/δ
-    lo, hi = math.log(max(min(scale, laplace) / 1e3, 1e-12)), math.log(scale * 1e3)
-    grid = np.linspace(lo, hi, 121)
-    vals = np.array([nll(t) for t in grid])
-    i = int(np.argmin(vals))
-    res = minimize_scalar(nll, bounds=(grid[max(i - 1, 0)], grid[min(i + 1, 120)]),
-                          method="bounded", options={"xatol": 1e-10})
-    return -float(res.fun), math.exp(float(res.x))
-
-
-def information_criteria(residuals: np.ndarray, delta: float, n_params: int) -> dict[str, float]:
-    """AIC, BIC, log-likelihood and scale of a Huber fit with ``n_params`` fitted parameters
-    (the scale ``s`` counts as one more), under :func:`huber_log_likelihood`."""
-    ll, s = huber_log_likelihood(residuals, delta)
-    n, k = int(np.size(residuals)), int(n_params) + 1
-    return {"log_likelihood": ll, "sigma": s, "aic": 2 * k - 2 * ll,
-            "bic": k * math.log(max(n, 1)) - 2 * ll}
-
-
-# ----- the compute-optimal point --------------------------------------------------------------
-def size_variable(law: Law | str) -> str | None:
-    """The size variable of a law's compute-optimal allocation (``N_active`` or ``N``), or
-    ``None`` when the law has no optimum ``min L s.t. 6·N·D = C`` (no ``D``, or variables
-    other than the size, ``D`` and discrete architecture choices ``E``, ``G``, ``K``)."""
-    law = get_law(law) if isinstance(law, str) else law
-    size = "N_active" if "N_active" in law.variables else "N"
-    if law.target != "loss" or "D" not in law.variables or size not in law.variables:
-        return None
-    if any(v not in (size, "D", *CHOICE_VARIABLES) for v in law.variables):
-        return None
-    return size
-
-
-def choice_values(law: Law | str, runs=None, at: Mapping[str, float] | None = None,
-                  rows: np.ndarray | None = None, limit: int = 24) -> dict[str, np.ndarray]:
-    """Candidate values of the law's discrete choices (``E``, ``G``, ``K``) for the optimum:
-    ``at`` when given there, else the distinct values in the runs (at most ``limit``, spread
-    evenly), i.e. the optimum is searched within the range the runs cover."""
-    law = get_law(law) if isinstance(law, str) else law
-    at = dict(at or {})
-    out = {}
-    for v in law.variables:
-        if v not in CHOICE_VARIABLES:
-            continue
-        if v in at:
-            out[v] = np.atleast_1d(np.asarray(at[v], dtype=float))
-            continue
-        if runs is None:
-            raise MoescaleError(f"the optimum of {law.name!r} needs {v}: give it (at {v}=…)")
-        values = runs.arrays([v])[v]
-        values = np.unique(values if rows is None else values[rows])
-        if values.size > limit:
-            values = values[np.unique(np.round(np.linspace(0, values.size - 1, limit)).astype(int))]
-        out[v] = values
-    return out
-
-
-def optima(law: Law | str, param_sets: Sequence[Mapping[str, float]], compute: float,
-           choices: Mapping[str, Sequence[float]] | None = None) -> dict[str, np.ndarray] | None:
-    """Compute-optimal allocations of many parameter sets at once (vectorised).
-
-    ``min L(N, D, choices) s.t. 6·N·D = C`` over ``N`` (a log grid refined three times) and
-    over every combination of ``choices`` (e.g. ``{"E": [1, 8, 64]}``); ``N`` is the law's
-    :func:`size_variable`.
-
-    Parameters
-    ----------
-    law : Law or str
-    param_sets : sequence of mappings
-        Natural-unit parameters (a fit and its bootstrap refits).
-    compute : float
-        The training budget ``C`` (FLOPs, ``6·N·D``).
-    choices : mapping, optional
-        Candidate values of the law's ``E``/``G``/``K`` (:func:`choice_values`).
-
-    Returns
-    -------
-    dict of arrays or None
-        ``N_opt``, ``D_opt``, ``loss_opt``, one array per choice variable (``E_opt``, …) and
-        ``interior`` (the optimum in ``N`` is not at the search's edge), each of length
-        ``len(param_sets)``; ``None`` when the law has no such optimum.
-    """
-    law = get_law(law) if isinstance(law, str) else law
-    size = size_variable(law)
-    if size is None:
-        return None
-    if not (isinstance(compute, (int, float)) and math.isfinite(compute)) or compute <= 0:
-        raise MoescaleError(f"the target compute must be a positive number, got {compute!r}")
-    lo, hi = math.log(N_MIN), math.log(compute / 6 / D_MIN)
-    if hi <= lo + 1:
-        raise MoescaleError(f"target compute {compute:.3g} FLOPs is too small for an optimum "
-                            f"(at least {6 * N_MIN * D_MIN * math.e:.1g})")
-    choices = {k: np.asarray(v, dtype=float) for k, v in (choices or {}).items()}
-    need = [v for v in law.variables if v in CHOICE_VARIABLES and v not in choices]
-    if need:
-        raise MoescaleError(f"the optimum of {law.name!r} needs values of {', '.join(need)}")
-    names = [v for v in law.variables if v in CHOICE_VARIABLES]
-    product = list(itertools.product(*(choices[v] for v in names)))
-    combos = np.array(product, dtype=float).reshape(len(product), len(names))
-    b, m = len(param_sets), len(combos)
-    if b == 0:
-        return {k: np.array([]) for k in ("N_opt", "D_opt", "loss_opt", "interior",
-                                           *(f"{v}_opt" for v in names))}
-    params = {k: np.array([float(p[k]) for p in param_sets])[:, None] for k in law.params}
-
-    def log_loss(t: np.ndarray) -> np.ndarray:
-        """ln L at ln N = t, shape (b, m, K) → (b, m, K)."""
-        k = t.shape[-1]
-        n = np.exp(t)
-        v = {size: n.reshape(b, -1), "D": (compute / 6 / n).reshape(b, -1)}
-        for j, name in enumerate(names):
-            v[name] = np.broadcast_to(combos[None, :, j, None], (b, m, k)).reshape(b, -1)
-        with np.errstate(all="ignore"):
-            out = np.asarray(law.log_loss(params, v), dtype=float)
-        out = np.broadcast_to(out, (b, m * k)).reshape(b, m, k)
-        return np.where(np.isfinite(out), out, np.inf)
-
-    t = np.broadcast_to(np.linspace(lo, hi, 241), (b, m, 241))
-    f = log_loss(t)
-    i = np.argmin(f, axis=-1)
-    interior = (i > 0) & (i < 240) & np.isfinite(np.min(f, axis=-1))
-    best = np.take_along_axis(t, i[..., None], -1)[..., 0]
-    step = (hi - lo) / 240
-    for _ in range(3):
-        t = np.clip(best[..., None] + np.linspace(-step, step, 41), lo, hi)
-        f = log_loss(t)
-        best = np.take_along_axis(t, np.argmin(f, axis=-1)[..., None], -1)[..., 0]
-        step /= 20
-    loss = np.exp(np.min(f, axis=-1))                     # (b, m)
-    pick = np.argmin(np.where(np.isfinite(loss), loss, np.inf), axis=-1)
-    rows = np.arange(b)
-    n_opt = np.exp(best[rows, pick])
-    out = {"N_opt": n_opt, "D_opt": compute / 6 / n_opt, "loss_opt": loss[rows, pick],
-           "interior": interior[rows, pick] & np.isfinite(loss[rows, pick])}
-    for j, name in enumerate(names):
-        out[f"{name}_opt"] = combos[pick, j]
-    return out
-
-
-def optimum(law: Law | str, params: Mapping[str, float], compute: float,
-            choices: Mapping[str, Sequence[float]] | None = None) -> dict[str, Any] | None:
-    """The compute-optimal point of one parameter set (:func:`optima`) as plain numbers:
-    ``N_opt``, ``D_opt``, ``loss_opt``, ``E_opt`` (…), ``interior``, ``size_variable``,
-    ``target_compute``; ``None`` when the law has none.
-
-    >>> from moescale.laws import get_law
-    >>> p = get_law("chinchilla").presets["hoffmann2022"].values
-    >>> o = optimum("chinchilla", p, 5.76e23)           # Chinchilla's budget: ≈ 40B params
-    >>> 3e10 < o["N_opt"] < 6e10
-    True
-    """
-    out = optima(law, [params], compute, choices)
-    if out is None:
-        return None
-    res: dict[str, Any] = {k: (bool(v[0]) if k == "interior" else float(v[0]))
-                           for k, v in out.items()}
-    res["size_variable"] = size_variable(law)
-    res["target_compute"] = float(compute)
-    return res
-
-
-def stability(law: Law | str, point: Mapping[str, Any], boots: Sequence[Mapping[str, float]],
-              compute: float, choices: Mapping[str, Sequence[float]] | None,
-              level: float = 0.95) -> dict[str, Any] | None:
-    """Bootstrap stability of the optimum: percentile intervals of ``N_opt`` and ``D_opt``
-    over the refits (those with an interior optimum), their widths relative to the point
-    estimate, and the share of refits choosing the same ``E``/``G``/``K``."""
-    if not boots:
-        return None
-    out = optima(law, boots, compute, choices)
-    if out is None:
-        return None
-    ok = out["interior"] & np.isfinite(out["N_opt"])
-    q = (1 - level) / 2
-    res: dict[str, Any] = {"refits": len(boots), "interior": int(ok.sum()), "level": level}
-    for key in ("N_opt", "D_opt"):
-        if ok.sum() >= 2:
-            lo, hi = (float(x) for x in np.quantile(out[key][ok], [q, 1 - q]))
-            res[f"{key}_ci"] = [lo, hi]
-            res[f"{key}_rel_width"] = (hi - lo) / float(point[key])
-        else:
-            res[f"{key}_ci"] = [float("nan")] * 2
-            res[f"{key}_rel_width"] = float("nan")
-    for key in out:
-        if key.endswith("_opt") and key[:-4] in CHOICE_VARIABLES:
-            res[f"{key}_agreement"] = float(np.mean(out[key] == point[key]))
-    return res
 
 
 # ----- warnings -------------------------------------------------------------------------------
