@@ -136,7 +136,8 @@ def test_ray_same_losses_and_a_killed_driver_reattaches(tmp_path, ray_cluster):
 
 @needs_torch
 def test_a_killed_worker_is_retried(tmp_path):
-    spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[1.2e9]"))
+    # a run long enough that the first poll after its log appears finds it still training
+    spec = SweepSpec.load(micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[6e9]"))
     ex = LocalExecutor(workers=1, threads=1)
     killed = []
     original_poll = ex.poll

@@ -208,10 +208,13 @@ def test_ctrl_c_stops_cleanly_and_gives_the_running_runs_back(tmp_path):
     # a run long enough to be interrupted on a loaded machine (it is stopped, not run out)
     spec = micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[3e11]")
     db = tmp_path / "s.db"
+    # SIGINT back to its default in the driver: a shell's background job (`make test &`)
+    # starts with it ignored, and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen(moescale_cmd("sweep", "run", str(spec), "--store", str(db),
                                          "--workers", "1", "--threads", "1"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"OMP_NUM_THREADS": "1"})
+                            env=os.environ | {"OMP_NUM_THREADS": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     end = time.monotonic() + 120
     while time.monotonic() < end:
         if db.exists():
