@@ -410,6 +410,7 @@ def test_a_reuse_sweep_grows_by_a_budget(reference, tmp_path, first, added):
 def test_a_second_driver_shares_the_branches_while_the_trunk_trains(tmp_path):
     """A second driver started while the first trains the trunk does not exit ("pending,
     running"): it waits for branch points and trains branches; no run is trained twice."""
+    from moescale.errors import MoescaleError
     from moescale.sweeps.store import SweepStore
 
     path = micro_spec(tmp_path, budgets=BUDGETS, grid="hidden_size = [16]",
@@ -422,9 +423,14 @@ def test_a_second_driver_shares_the_branches_while_the_trunk_trains(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              env=os.environ | {"OMP_NUM_THREADS": "1"})
     try:
+        def trunk_running() -> bool:
+            try:  # the first driver may be creating the store at this moment
+                return SweepStore(db, readonly=True).states().get(trunk.id) == "running"
+            except MoescaleError:
+                return False
+
         end = time.monotonic() + 120
-        while not (db.exists() and SweepStore(db, readonly=True).states().get(trunk.id)
-                   == "running"):
+        while not trunk_running():
             assert time.monotonic() < end and first.poll() is None, first.stderr.read()
             time.sleep(0.05)
         second = _run(path, db)

@@ -336,7 +336,10 @@ def test_a_sigstopped_worker_is_killed_and_its_run_resumed(tmp_path):
                               env=os.environ | {"OMP_NUM_THREADS": "1"})
     try:
         def checkpointed():
-            rows = SweepStore(db, readonly=True).rows() if db.exists() else []
+            try:  # the driver may be creating the store at this moment
+                rows = SweepStore(db, readonly=True).rows() if db.exists() else []
+            except MoescaleError:
+                return False
             return bool(rows and rows[0]["run_dir"]
                         and (Path(rows[0]["run_dir"]) / worker.CHECKPOINT_FILE).exists())
         _wait_for(checkpointed, 180, "the worker's first checkpoint")
