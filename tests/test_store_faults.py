@@ -292,9 +292,10 @@ def test_a_sigstopped_driver_never_leads_to_two_workers_on_one_run(tmp_path):
                          text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
     try:
         def training():
-            if not db.exists():
+            try:  # the driver may be creating the store at this moment
+                rows = SweepStore(db, readonly=True).rows()
+            except MoescaleError:
                 return False
-            rows = SweepStore(db, readonly=True).rows()
             return bool(rows and rows[0]["job_id"] and rows[0]["run_dir"]
                         and worker.read_curve(Path(rows[0]["run_dir"])))
         _wait_for(training, 180, "driver A's worker to train")
