@@ -480,3 +480,12 @@ def test_a_branch_whose_trunk_kept_no_checkpoint_trains_from_step_0(reference, t
     assert "started from step 0" in result["branch_start"]
     expected = _losses(reference[0] / "s.db")[branch.id]
     assert math.isclose(result["eval_loss"], expected, abs_tol=1e-6)
+
+
+def test_trackers_are_no_part_of_a_run_or_its_trunk(tmp_path):
+    """Adding a tracker to a finished reuse sweep reruns nothing: no id changes."""
+    plain = _spec(tmp_path, BUDGETS, grid="hidden_size = [16]", train=MICRO_REUSE)
+    watched = _spec(tmp_path, BUDGETS, grid="hidden_size = [16]",
+                    train=MICRO_REUSE + '\ntrackers = ["tensorboard"]')
+    assert [r.id for r in plain.expand()] == [r.id for r in watched.expand()]
+    assert all(list(r.train["trackers"]) == ["tensorboard"] for r in watched.expand())

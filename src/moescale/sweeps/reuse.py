@@ -121,9 +121,14 @@ def branch_start(trunk_dir: str | Path, step: int) -> tuple[Path | None, list[st
     return None, notes
 
 
+# [train] settings that say where a run is watched, not what it computes: no part of a run's
+# id nor of its trunk's (adding a tracker to a finished sweep reruns nothing)
+NOT_IDENTITY = ("trackers",)
+
+
 def _group_key(run: RunSpec) -> str:
     """What the runs of one trunk share: everything but the token count and the budget."""
-    train = {k: v for k, v in run.train.items() if k != "tokens"}
+    train = {k: v for k, v in run.train.items() if k != "tokens" and k not in NOT_IDENTITY}
     return content_hash({"architecture": run.architecture, "train": train, "seed": run.seed,
                     "convention": run.convention})
 

@@ -38,7 +38,7 @@ from moescale.accounting.architecture import Architecture
 from moescale.errors import MoescaleError
 from moescale.jsonio import content_hash
 from moescale.sweeps import axes
-from moescale.sweeps.reuse import with_trunks
+from moescale.sweeps.reuse import NOT_IDENTITY, with_trunks
 from moescale.training.config import (  # the trainer's limits and defaults (no torch import)
     MAX_TOKENS,
     SPEC_FIELDS,
@@ -140,11 +140,6 @@ class RunSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
         return cls(**data)
-
-
-# [train] settings that say where a run is watched or run, not what it computes: no part of
-# its id (adding a tracker to a finished sweep reruns nothing)
-NOT_IDENTITY = ("trackers",)
 
 
 def run_id(budget: float, architecture: dict, train: dict, seed: int) -> str:
