@@ -19,7 +19,7 @@ from moescale.errors import MoescaleError
               help="Add a column to --runs from an expression, e.g. \"D=C/(6*N)\". Repeatable.")
 @click.option("--where", default=None, metavar="EXPR",
               help="Keep only the --runs rows matching a pandas query.")
-@click.option("--fit", "fit_files", multiple=True, type=click.Path(dir_okay=False),
+@click.option("--fit", "fits", multiple=True, type=click.Path(dir_okay=False),
               metavar="FIT.json", help="A fit from `moescale fit -o`. Repeatable.")
 @click.option("--plan", "plan", type=click.Path(dir_okay=False), metavar="PLAN.json",
               help="A plan from `moescale plan -o` (or --json).")
@@ -46,7 +46,7 @@ from moescale.errors import MoescaleError
               help="Folder for index.html and figures/ (required unless --list-figures).")
 @click.option("--list-figures", is_flag=True, help="List every figure name and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print the files written as JSON.")
-def report(store, runs, mapping, derive, where, fit_files, plan, compare, target,
+def report(store, runs, mapping, derive, where, fits, plan, compare, target,
            figures, formats, bootstrap, title, output, list_figures, as_json,
            selection=None, sensitivity=None, adaptive=None):
     """Draw the figures of a sweep, a fit and a plan, and write one HTML page.
@@ -75,26 +75,15 @@ def report(store, runs, mapping, derive, where, fit_files, plan, compare, target
         return
     if not output:
         raise MoescaleError("give the output folder with -o DIR")
-    if (mapping or derive or where) and not runs:
-        raise MoescaleError("--map, --derive and --where apply to --runs; give --runs FILE")
     from moescale.cli._options import parse_derive, parse_mapping
     from moescale.units import parse_positive
 
-    try:
-        result = build.report(
-            output, store=store, runs=runs, mapping=parse_mapping(mapping),
-            derive=parse_derive(derive), where=where, fits=fit_files, plan=plan, compare=compare,
-            selection=selection, sensitivity=sensitivity, adaptive=adaptive,
-            target_compute=parse_positive(target, "--target") if target is not None else None,
-            bootstrap=bootstrap, figures=figures, formats=formats.split(","), title=title)
-    except MoescaleError as exc:  # the library's words for the two checks on flags
-        text = str(exc)
-        if text.startswith("formats "):
-            raise MoescaleError(f"--format {formats!r}: choose from png, svg") from None
-        if text.startswith("nothing to report"):
-            raise MoescaleError("nothing to report: give --store, --runs, --fit, --plan, "
-                                "--compare, --selection, --sensitivity or --adaptive") from None
-        raise
+    result = build.report(
+        output, store=store, runs=runs, mapping=parse_mapping(mapping),
+        derive=parse_derive(derive), where=where, fits=fits, plan=plan, compare=compare,
+        selection=selection, sensitivity=sensitivity, adaptive=adaptive,
+        target_compute=parse_positive(target, "--target") if target is not None else None,
+        bootstrap=bootstrap, figures=figures, formats=formats.split(","), title=title)
     if as_json:
         from moescale.cli._output import echo_json
 

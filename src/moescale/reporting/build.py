@@ -595,13 +595,13 @@ def report(output: str | Path, *, store: str | Path | None = None,
     formats = tuple(dict.fromkeys(f.strip().lower() for f in formats if f.strip()))
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
-        raise MoescaleError(f"formats {', '.join(bad) or 'none'}: choose from "
+        raise MoescaleError(f"`formats` {', '.join(bad) or 'none'}: choose from "
                             f"{', '.join(FORMATS)}")
     if (mapping or derive or where) and not runs:
-        raise MoescaleError("mapping, derive and where apply to runs; give runs")
+        raise MoescaleError("`mapping`, `derive` and `where` apply to `runs`; give `runs`")
     if not any((store, runs, fits, plan, compare, selection, sensitivity, adaptive)):
-        raise MoescaleError("nothing to report: give a store, runs, fits, a plan, a comparison, "
-                            "a selection, a sensitivity study or an adaptive result")
+        raise MoescaleError("nothing to report: give `store`, `runs`, `fits`, `plan`, "
+                            "`compare`, `selection`, `sensitivity` or `adaptive`")
     inp = ReportInputs(bootstrap=bootstrap, target_compute=target_compute)
     if store:
         load_store(store, inp)
