@@ -280,16 +280,23 @@ def test_a_second_worker_on_a_held_folder_writes_nothing(tmp_path):
     assert not worker.folder_locked(run_dir)
 
 
-@pytest.mark.slow
-def test_a_sigstopped_driver_never_leads_to_two_workers_on_one_run(tmp_path):
+def _start_one_run_driver(tmp_path):
+    """A `sweep run` driver (subprocess) of one micro run with checkpoints every 20 steps and a
+    2 s lease: (store path, its arguments, the process)."""
     pytest.importorskip("torch")
     spec = micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[2e10]",
                       train="eval_every = 20\ncheckpoint_every = 20\n")
     db = tmp_path / "s.db"
     args = ["sweep", "run", str(spec), "--store", str(db), "--workers", "1", "--threads", "1",
             "--lease-seconds", "2", "--json"]
-    a = subprocess.Popen(moescale_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(moescale_cmd(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
+    return db, args, proc
+
+
+@pytest.mark.slow
+def test_a_sigstopped_driver_never_leads_to_two_workers_on_one_run(tmp_path):
+    db, args, a = _start_one_run_driver(tmp_path)
     try:
         def training():
             try:  # the driver may be creating the store at this moment
@@ -326,15 +333,7 @@ def test_a_sigstopped_driver_never_leads_to_two_workers_on_one_run(tmp_path):
 def test_a_sigstopped_worker_is_killed_and_its_run_resumed(tmp_path):
     """A worker stopped under a live driver stops touching its heartbeat; past the stall time
     the driver kills it and the run resumes from its checkpoint to the end, once."""
-    pytest.importorskip("torch")
-    spec = micro_spec(tmp_path, grid="hidden_size = [16]", budgets="[2e10]",
-                      train="eval_every = 20\ncheckpoint_every = 20\n")
-    db = tmp_path / "s.db"
-    args = ["sweep", "run", str(spec), "--store", str(db), "--workers", "1", "--threads", "1",
-            "--lease-seconds", "2", "--json"]
-    driver = subprocess.Popen(moescale_cmd(*args), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True,
-                              env=os.environ | {"OMP_NUM_THREADS": "1"})
+    db, _, driver = _start_one_run_driver(tmp_path)
     try:
         def checkpointed():
             try:  # the driver may be creating the store at this moment
