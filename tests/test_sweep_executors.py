@@ -143,10 +143,10 @@ def test_a_killed_worker_is_retried(tmp_path):
     original_poll = ex.poll
 
     def poll():  # kill the worker of the first attempt once it has started training
-        for run_id, (proc, run_dir, _) in list(ex._procs.items()):
-            if not killed and (run_dir / "log.jsonl").exists():
-                os.kill(proc.pid, signal.SIGKILL)
-                killed.append(run_id)
+        for slot in ex.slots:
+            if slot.run and not killed and (slot.run[1] / "log.jsonl").exists():
+                os.kill(slot.proc.pid, signal.SIGKILL)
+                killed.append(slot.run[0])
         return original_poll()
 
     ex.poll = poll

@@ -139,6 +139,10 @@ def _duration(seconds: float) -> str:
                    "Ray: cluster CPUs / cpus_per_run).")
 @click.option("--threads", type=click.IntRange(min=1),
               help="CPU threads per run (default: CPUs / workers; Ray and SLURM: cpus_per_run).")
+@click.option("--runs-per-worker", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Local: runs one worker process trains before a fresh one takes over "
+                   "(0: no limit; 1: a fresh process per run). A failed run always ends its "
+                   "process.")
 @click.option("--executor", type=click.Choice(list(EXECUTOR_NAMES)), default="local",
               show_default=True, help="Where runs execute.")
 @click.option("--address", default=None,
@@ -164,7 +168,7 @@ def _duration(seconds: float) -> str:
 @click.option("--lease-seconds", type=click.FloatRange(min=0.5), default=60.0, hidden=True,
               help="Seconds a silent driver keeps its claims (tests).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON.")
-def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
+def run_cmd(spec_path, store_path, workers, threads, runs_per_worker, executor, address, cluster,
             slurm_partition, slurm_time, slurm_gpus_per_node, slurm_account, slurm_qos,
             slurm_args, retry_failed, max_attempts, runs_dir, merge, lease_seconds, as_json):
     """Run every run of SPEC that is not done yet, recording each in the store.
@@ -214,7 +218,8 @@ def run_cmd(spec_path, store_path, workers, threads, executor, address, cluster,
 
         threads = cap_threads(threads)
     folder = Path(runs_dir) if runs_dir else default_runs_dir(store_path)
-    given = {"workers": workers, "threads": threads, "resources": spec.resources,
+    given = {"workers": workers, "threads": threads, "runs_per_worker": runs_per_worker,
+             "resources": spec.resources,
              "store": store_path, "folder": folder, "address": address, "cluster": cluster,
              "slurm_partition": slurm_partition, "slurm_time": slurm_time,
              "slurm_account": slurm_account, "slurm_qos": slurm_qos,

@@ -234,7 +234,7 @@ class _Loop:
                 self.display.update(running, self.store.states(self.ids))
             if not self.claims and not self.others_working():
                 return
-            time.sleep(POLL_SECONDS)
+            getattr(self.executor, "wait", time.sleep)(POLL_SECONDS)
 
     def others_working(self) -> bool:
         """Whether other drivers run runs of this sweep while some of its runs wait (branches

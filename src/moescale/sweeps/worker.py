@@ -1,5 +1,8 @@
 """Train one run of a sweep in its own folder; the same code runs under every executor.
 
+A worker process trains one run (``python -m moescale.sweeps.worker RUN_DIR``) or, as the
+local executor's persistent worker, run after run (``--serve``, :func:`serve`).
+
 The worker never touches the store. It resumes from ``checkpoint.pt`` when an earlier attempt
 left one, and ends by writing ``result.json`` (or ``error.json``) into the run folder
 atomically (write, fsync, rename); the driver ingests that file.
@@ -362,35 +365,114 @@ def probe(threads: int, run_dirs: list[Path]) -> None:
                                             "seconds": time.perf_counter() - t0})
 
 
-def main(argv: list[str] | None = None) -> None:
-    """``python -m moescale.sweeps.worker RUN_DIR [THREADS] [DEVICE]``: train the run described
-    by ``RUN_DIR/spec.json``; exit 0 with ``result.json``, or 1 with ``error.json``.
-    ``… --probe THREADS RUN_DIR…``: the timing runs of ``sweep plan`` (:func:`probe`)."""
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "--probe":
-        _die_with_parent()
-        probe(int(args[1]), [Path(a) for a in args[2:]])
-        os._exit(0)
-    run_dir = Path(args[0])
-    threads = int(args[1]) if len(args) > 1 and args[1] != "-" else None
-    device = args[2] if len(args) > 2 and args[2] != "-" else None
-    _die_with_parent()
+def run_folder(run_dir: Path, threads: int | None, device: str | None) -> int:
+    """Train the run described by ``run_dir/spec.json``; the status a worker process exits
+    with: 0 with ``result.json``, 1 with ``error.json``, :data:`EXIT_LOCKED` when another
+    worker holds the folder (nothing written), :data:`EXIT_DISK_FULL` when not even
+    ``error.json`` could be written."""
     try:
         run = json.loads((run_dir / SPEC_FILE).read_text())
         execute(run, run_dir, threads, device)
     except FolderLocked as exc:  # another worker trains this run: write nothing
         print(f"moescale worker: {exc}", file=sys.stderr, flush=True)
-        os._exit(EXIT_LOCKED)
+        return EXIT_LOCKED
     except BaseException as exc:  # recorded as the run's failure reason
         full = disk_full(exc)
         try:
             write_atomic(run_dir / ERROR_FILE, {"error": failure_reason(exc),
-                                                "traceback": traceback.format_exc()}
+                                                "traceback": traceback.format_exc(),
+                                                "pid": os.getpid()}
                          | ({"disk_full": True} if full else {}))
         except OSError:
-            os._exit(EXIT_DISK_FULL if full else 1)
-        os._exit(1)
-    os._exit(0)
+            return EXIT_DISK_FULL if full else 1
+        return 1
+    return 0
+
+
+SERVE_REPLY = "moescale-run-ended"  # a serving worker's reply: ``moescale-run-ended CODE``
+
+
+def serve(threads: int | None, device: str | None, runs: int = 0) -> None:
+    """A persistent worker: read run folders from stdin, one per line, train each in this
+    process (the interpreter, torch and moescale loaded once) and answer each on stdout with
+    ``moescale-run-ended CODE`` (the status :func:`run_folder` gives). Each run's output goes
+    to its own ``worker.log``; between runs to stderr.
+
+    The process ends after a run that did not finish (so a failed run leaves no state for the
+    next one: that runs in a fresh process), after ``runs`` runs when ``runs`` > 0, and at the
+    end of stdin."""
+    pin_threads(threads)
+    reply = os.fdopen(os.dup(1), "w", buffering=1)  # the control channel
+    os.dup2(2, 1)  # nothing else may write to it: stray prints go to stderr
+    idle_out = os.dup(2)
+    import moescale.training.trainer  # noqa: F401 — loaded once, before the first run
+
+    done = 0
+    for line in sys.stdin:
+        run_dir = Path(line.strip())
+        with _output_to(run_dir / OUTPUT_FILE, idle_out):
+            code = run_folder(run_dir, threads, device)
+        _forget_run()
+        reply.write(f"{SERVE_REPLY} {code}\n")
+        done += 1
+        if code not in (0, EXIT_LOCKED) or done == runs:
+            break
+    reply.close()
+
+
+@contextlib.contextmanager
+def _output_to(path: Path, restore_fd: int):
+    """Send this process's stdout and stderr (the file descriptors) to ``path`` meanwhile."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError:  # the folder is not writable: the run will say so in its outcome
+        yield
+        return
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(restore_fd, 1)
+        os.dup2(restore_fd, 2)
+
+
+def _forget_run() -> None:
+    """Free what the last run held before the next one starts (memory, compiled graphs)."""
+    import gc
+
+    if "torch._dynamo" in sys.modules:
+        sys.modules["torch._dynamo"].reset()
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m moescale.sweeps.worker RUN_DIR [THREADS] [DEVICE]``: train the run described
+    by ``RUN_DIR/spec.json``; exit 0 with ``result.json``, or 1 with ``error.json``.
+    ``… --serve THREADS DEVICE [RUNS]``: a persistent worker (:func:`serve`).
+    ``… --probe THREADS RUN_DIR…``: the timing runs of ``sweep plan`` (:func:`probe`)."""
+    args = sys.argv[1:] if argv is None else argv
+    _die_with_parent()
+    if args and args[0] == "--probe":
+        probe(int(args[1]), [Path(a) for a in args[2:]])
+        os._exit(0)
+    if args and args[0] == "--serve":
+        serve(_opt(args, 1, int), _opt(args, 2, str), _opt(args, 3, int) or 0)
+        os._exit(0)
+    os._exit(run_folder(Path(args[0]), _opt(args, 1, int), _opt(args, 2, str)))
+
+
+def _opt(args: list[str], i: int, kind):
+    """Positional argument ``i``, converted, or None when missing or ``-``."""
+    return kind(args[i]) if len(args) > i and args[i] != "-" else None
 
 
 def disk_full(exc: BaseException) -> bool:

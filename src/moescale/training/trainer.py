@@ -45,6 +45,7 @@ from moescale.training.metrics import JsonlLog, load_balance, peak_flops
 from moescale.training.model import ModelOptions, MoETransformer
 from moescale.training.routing import frozen_router_gate
 from moescale.training.schedules import lr_at
+from moescale.training.startup import defer_dynamo, optimizer_step
 
 
 @dataclass(frozen=True)
@@ -271,6 +272,7 @@ class Trainer:
         groups = [{"params": decay, "weight_decay": c.weight_decay},
                   {"params": rest, "weight_decay": 0.0}]
         fused = self.device.type == "cuda"
+        defer_dynamo(torch.optim.AdamW)
         return torch.optim.AdamW(groups, lr=c.lr, betas=c.betas, fused=fused)
 
     def _wrap_model(self) -> torch.nn.Module:
@@ -334,7 +336,7 @@ class Trainer:
         grad_norm = self._clip()
         if not math.isfinite(grad_norm):
             self._diverged(TrainingDiverged(self.step + 1, "gradient norm", grad_norm))
-        self.optimizer.step()
+        optimizer_step(self.optimizer)
         self.optimizer.zero_grad(set_to_none=True)
         return self._after_step(lr, sums / c.grad_accum, load_LE, grad_norm)
 
@@ -369,8 +371,10 @@ class Trainer:
 
     # ----- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
+    @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean cross-entropy (nats/token) on the fixed held-out windows, over all ranks."""
+        """Mean cross-entropy (nats/token) on the fixed held-out windows, over all ranks (no
+        autograd graph: a forward pass only)."""
         self.model.eval()
         rows = self.eval_data[self.dist.rank::self.dist.world_size]
         total = torch.zeros(2, dtype=torch.float64, device=self.device)

@@ -61,6 +61,9 @@ class Executor(Protocol):
 
     def close(self) -> None: ...  # the sweep ended: release the engine
 
+    # Optional: ``wait(seconds)`` sleeps up to ``seconds`` but returns as soon as a run may
+    # have ended (the local executor's pipes); the driver calls it instead of ``time.sleep``.
+
 
 def folder_outcome(run_id: str, run_dir: Path, with_curve: bool = False) -> Outcome | None:
     """The outcome a worker left in its folder (``result.json`` / ``error.json``), if any."""
