@@ -138,12 +138,15 @@ def main() -> None:
             results["loop"].append(loop(folder, spec))
     print(f"6-run micro isoFLOP sweep, {args.workers} workers × 1 thread "
           f"(loop: 1 process × 1 thread), median of {args.rounds}")
-    print(f"{'mode':6} {'wall s':>7} {'CPU s':>7} {'outside steps':>14} {'per run':>14}")
+    print(f"{'mode':6} {'wall s':>7} {'CPU s':>7} {'steps s':>8} {'outside steps':>14} "
+          f"{'per run':>14}")
     for mode, rows in results.items():
         wall = statistics.median(r["wall"] for r in rows)
         cpu = statistics.median(r["cpu"] for r in rows)
+        steps = statistics.median(sum(s for _, s in r["lives"]) for r in rows)
         total, low, high = outside([life for r in rows for life in r["lives"]])
-        print(f"{mode:6} {wall:7.1f} {cpu:7.1f} {total:13.1%} {low:6.1%}–{high:.1%}")
+        print(f"{mode:6} {wall:7.1f} {cpu:7.1f} {steps:8.1f} {total:13.1%} "
+              f"{low:6.1%}–{high:.1%}")
 
 
 if __name__ == "__main__":

@@ -10,12 +10,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from sweep_helpers import micro_spec, shared_token_cache  # noqa: E402, F401
-
 from moescale.sweeps.executors.local import LocalExecutor  # noqa: E402
 from moescale.sweeps.runner import run_sweep, runs_dir  # noqa: E402
 from moescale.sweeps.spec import SweepSpec  # noqa: E402
 from moescale.sweeps.store import SweepStore  # noqa: E402
+from sweep_helpers import micro_spec, shared_token_cache  # noqa: E402, F401
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +51,7 @@ def test_runs_share_a_process_and_equal_fresh_processes_bitwise(tmp_path):
     assert [r["status"] for r in kept + fresh] == ["done"] * 6
     assert len({_pid(r, kept_dir) for r in kept}) == 1  # one process trained all three
     assert len({_pid(r, fresh_dir) for r in fresh}) == 3
-    for a, b in zip(kept, fresh):
+    for a, b in zip(kept, fresh, strict=True):
         for key in ("train_loss", "eval_loss", "initial_eval_loss", "tokens", "steps"):
             assert a["result"][key] == b["result"][key], key
         assert a["curve"] == b["curve"] and len(a["curve"]) > 2
