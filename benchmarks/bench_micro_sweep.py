@@ -107,9 +107,9 @@ def loop(folder: Path, spec: Path) -> dict:
     import json
 
     cpu0, t0 = child_cpu(), time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", LOOP, str(spec), str(folder / "loop")],
-                         check=True, capture_output=True, text=True,
-                         env=os.environ | {"OMP_NUM_THREADS": "1"})
+    out_dir = folder / f"loop-{time.time_ns()}"
+    out = subprocess.run([sys.executable, "-c", LOOP, str(spec), str(out_dir)], check=True,
+                         capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"})
     wall, cpu = time.perf_counter() - t0, child_cpu() - cpu0
     return {"wall": wall, "cpu": cpu, "lives": json.loads(out.stdout.splitlines()[-1])}
 
