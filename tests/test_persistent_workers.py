@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from moescale.sweeps import estimate  # noqa: E402
 from moescale.sweeps.executors.local import LocalExecutor  # noqa: E402
 from moescale.sweeps.runner import run_sweep, runs_dir  # noqa: E402
 from moescale.sweeps.spec import SweepSpec  # noqa: E402
@@ -55,6 +56,10 @@ def test_runs_share_a_process_and_equal_fresh_processes_bitwise(tmp_path):
         for key in ("train_loss", "eval_loss", "initial_eval_loss", "tokens", "steps"):
             assert a["result"][key] == b["result"][key], key
         assert a["curve"] == b["curve"] and len(a["curve"]) > 2
+    # the plan's time estimate counts the evaluations a run makes (its curve's, and the first)
+    for row, run in zip(kept, SweepSpec.load(tmp_path / "kept.toml").expand(), strict=True):
+        evals = 1 + sum(p["eval_loss"] is not None for p in row["curve"])
+        assert estimate.evaluations_and_checkpoints(run)[0] == evals
 
 
 def test_a_failed_run_ends_its_process_and_the_next_run_starts_fresh(tmp_path):

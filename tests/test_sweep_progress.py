@@ -4,6 +4,7 @@ piped tables, the exit status of a sweep whose runs failed and of Ctrl-C, sugges
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -130,7 +131,8 @@ def test_sweep_run_retires_stale_runs_itself(tmp_path):
 
 
 def test_plan_estimates_only_the_runs_left(tmp_path, capsys, monkeypatch):
-    spec_path = micro_spec(tmp_path, budgets="[2e8, 4e8]", grid="hidden_size = [16, 24]")
+    spec_path = micro_spec(tmp_path, budgets="[2e8, 4e8]", grid="hidden_size = [16, 24]",
+                           train="eval_every = 2\ncheckpoint_every = 3")
     runs = SweepSpec.load(spec_path).expand()
     db = tmp_path / "s.db"
     store = SweepStore(db)
@@ -142,7 +144,9 @@ def test_plan_estimates_only_the_runs_left(tmp_path, capsys, monkeypatch):
 
     def fake_probes(probe, threads, concurrent):
         timed.extend(probe)
-        return [estimate.Probe(r.flops_per_token, 5.0, 0.01) for r in probe]
+        return [estimate.Probe(r.flops_per_token, fixed_seconds=5.0, step_seconds=0.01,
+                               eval_seconds=0.2, checkpoint_seconds=0.1, startup_seconds=2.0)
+                for r in probe]
 
     monkeypatch.setattr(estimate, "probe_runs", fake_probes)
     code, out, err = run_cli(["sweep", "plan", str(spec_path), "--store", str(db),
@@ -153,7 +157,11 @@ def test_plan_estimates_only_the_runs_left(tmp_path, capsys, monkeypatch):
     assert [r["state"] for r in plan["runs"]] == ["done", "done", "done", "left"]
     left = runs[3]
     assert {r.id for r in timed} == {left.id}  # only the run left is timed
-    expected = 5.0 + left.steps * 0.01 + estimate.DRIVER_SECONDS
+    # its worker's start-up, its set-up, an evaluation before step 1 and at every 2nd step,
+    # a checkpoint at every 3rd, its steps
+    evals, checkpoints = 1 + math.ceil(left.steps / 2), math.ceil(left.steps / 3)
+    expected = (2.0 + 5.0 + 0.2 * evals + 0.1 * checkpoints + left.steps * 0.01
+                + estimate.DRIVER_SECONDS)
     assert plan["estimated_seconds"] == pytest.approx(expected, abs=1)
     code, out, err = run_cli(["sweep", "plan", str(spec_path), "--store", str(db),
                               "--no-estimate"], capsys)
@@ -164,6 +172,7 @@ def test_makespan_deals_runs_to_free_workers():
     assert estimate.makespan([10, 1, 1, 1], 2) == 10
     assert estimate.makespan([1, 1, 1, 10], 2) == 11
     assert estimate.makespan([3, 3], 1) == 6
+    assert estimate.makespan([10, 1, 1, 1], 2, startup=2) == 12  # each worker starts first
 
 
 def test_piped_tables_are_not_cut_at_80_columns(capsys):

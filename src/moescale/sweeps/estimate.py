@@ -3,11 +3,13 @@ estimated wall time on this machine (``moescale sweep plan``).
 
 The time estimate runs short timing runs through the worker code a sweep runs
 (``python -m moescale.sweeps.worker --probe``), in as many processes at once as the sweep has
-workers (they compete for the cores as the sweep's runs will), each with a real run's
-evaluations and checkpoints but only a few optimizer steps; a process pays its start-up once
-and adds it to each of its runs, as every worker of the sweep pays it. A run then takes its fixed cost (process start, torch import,
-data, model, about 11 evaluations and 10 checkpoints) plus its steps at the steady step time,
-both interpolated in log(FLOPs per token) between the timed models (up to six, spread over the
+workers (they compete for the cores as the sweep's runs will), each with an evaluation and a
+checkpoint at every one of a few optimizer steps. Each timing run splits into the parts a run
+of the sweep pays: its worker's start-up (interpreter, torch, moescale: once per worker, which
+trains run after run), its own set-up (data, model, result), one evaluation, one checkpoint and
+the steady step time. A run of the sweep then costs its set-up, its own number of evaluations
+and checkpoints (:func:`moescale.training.config.default_eval_every`) and its steps, each
+interpolated in log(FLOPs per token) between the timed models (up to six, spread over the
 sweep's sizes); the runs are dealt to the workers in the order the sweep claims them.
 """
 
@@ -34,17 +36,20 @@ PROBE_STEPS = 10  # optimizer steps of a timing run; eval and checkpoint every s
 #                   the 11 evaluations and 10 checkpoints of a real run
 MAX_PROBES = 8  # timing runs at once, at most
 MAX_MODELS = 6  # models timed, at most
-DRIVER_SECONDS = 0.5  # per run: the driver notices an ended run within its 0.5 s poll, then
-#                       claims and starts the next
+DRIVER_SECONDS = 0.05  # per run: the driver wakes when a worker answers, records the run,
+#                        claims the next and hands it to the same worker
 
 
 @dataclasses.dataclass(frozen=True)
 class Probe:
-    """One timing run: its model's FLOPs per token, its fixed cost and its steady step time."""
+    """One timing run: its model's FLOPs per token and the seconds of each part of a run."""
 
     flops_per_token: float
-    fixed_seconds: float
-    step_seconds: float
+    fixed_seconds: float  # a run's set-up: data, model, result (not its worker's start-up)
+    step_seconds: float  # one optimizer step, steady state
+    eval_seconds: float  # one evaluation
+    checkpoint_seconds: float  # one checkpoint
+    startup_seconds: float  # its process's start-up, paid once per worker
 
 
 class NoTiming(MoescaleError):
@@ -92,12 +97,27 @@ def _probe_result(run: RunSpec, run_dir: Path) -> Probe:
             reason = "its process ended without a result"
         raise MoescaleError(f"the timing run for the estimate failed ({reason}); "
                             "plan without it (`measure`=False)") from None
+    result = json.loads((run_dir / worker.RESULT_FILE).read_text())
     batch = int(run.train["batch_tokens"])
     steps = [batch / p["tokens_per_second"] for p in _log_records(run_dir)
              if p.get("tokens_per_second")]
     step = float(np.median(steps[1:] or steps))  # steady state: the first step warms up
-    fixed = timing["startup_seconds"] + timing["seconds"] - PROBE_STEPS * step
-    return Probe(run.flops_per_token, max(fixed, 0.0), step)
+    evals, checkpoints = result["eval_seconds"], result["checkpoint_seconds"]
+    fixed = timing["seconds"] - PROBE_STEPS * step - evals - checkpoints
+    return Probe(run.flops_per_token, max(fixed, 0.0), step, evals / (PROBE_STEPS + 1),
+                 checkpoints / PROBE_STEPS, timing["startup_seconds"])
+
+
+def evaluations_and_checkpoints(run: RunSpec) -> tuple[int, int]:
+    """How many evaluations (the initial one included) and checkpoints ``run`` makes."""
+    from moescale.training.config import TRAIN_DEFAULTS, default_eval_every
+
+    train = TRAIN_DEFAULTS | {k: v for k, v in run.train.items() if v is not None}
+    every = train.get("eval_every") or default_eval_every(
+        run.steps, int(train["batch_tokens"]), int(train["eval_tokens"]))
+    kept = train.get("checkpoint_every") or every
+    steps = run.last_step - run.first_step
+    return 1 + math.ceil(steps / every), math.ceil(steps / kept)
 
 
 def _log_records(run_dir: Path) -> list[dict[str, Any]]:
@@ -202,30 +222,40 @@ def _estimate(runs: list[RunSpec], workers: int, threads: int) -> dict[str, Any]
     for p in probes:
         by_size.setdefault(p.flops_per_token, []).append(p)
     x = np.log(sorted(by_size))
-    fixed = [np.mean([p.fixed_seconds for p in by_size[k]]) for k in sorted(by_size)]
-    step = [np.mean([p.step_seconds for p in by_size[k]]) for k in sorted(by_size)]
+
+    def mean(part: str) -> list[float]:
+        return [float(np.mean([getattr(p, part) for p in by_size[k]])) for k in sorted(by_size)]
+
+    fixed, step, one_eval, one_ckpt = (mean(part) for part in (
+        "fixed_seconds", "step_seconds", "eval_seconds", "checkpoint_seconds"))
 
     def seconds(run: RunSpec) -> float:
         at = np.log(run.flops_per_token)
+        evals, checkpoints = evaluations_and_checkpoints(run)
         per_step = np.exp(np.interp(at, x, np.log(step)))
-        steps = run.last_step - run.first_step
-        return float(np.interp(at, x, fixed) + steps * per_step) + DRIVER_SECONDS
+        return float(np.interp(at, x, fixed) + evals * np.interp(at, x, one_eval)
+                     + checkpoints * np.interp(at, x, one_ckpt)
+                     + (run.last_step - run.first_step) * per_step) + DRIVER_SECONDS
 
+    startup = float(np.mean([p.startup_seconds for p in probes]))
     return {"estimated_seconds": math.ceil(makespan([seconds(r) for r in runs], workers,
-                                                    _waits(runs))),
+                                                    _waits(runs), startup)),
             "estimate_basis": "timed " + ", ".join(
-                f"{np.mean([p.step_seconds for p in by_size[k]]) * 1e3:.3g} ms/step + "
-                f"{np.mean([p.fixed_seconds for p in by_size[k]]):.2g} s per run at "
-                f"{k:.3g} FLOPs/token" for k in sorted(by_size))
-            + f" ({len(probes)} timing runs, {concurrent} at once, {threads} thread(s) each)"}
+                f"{s * 1e3:.3g} ms/step + {f:.2g} s per run + {e * 1e3:.3g} ms per evaluation "
+                f"at {math.exp(k):.3g} FLOPs/token"
+                for k, s, f, e in zip(x, step, fixed, one_eval, strict=True))
+            + f"; {startup:.2g} s start-up per worker ({len(probes)} timing runs, "
+              f"{concurrent} at once, {threads} thread(s) each)"}
 
 
 def makespan(durations: list[float], workers: int,
-             waits: list[tuple[int, float] | None] | None = None) -> float:
-    """Wall time of runs taken in order by ``workers`` slots (each starts the next when free).
+             waits: list[tuple[int, float] | None] | None = None,
+             startup: float = 0.0) -> float:
+    """Wall time of runs taken in order by ``workers`` slots (each starts the next when free),
+    each slot first starting its worker (``startup`` seconds).
     ``waits[i] = (j, share)``: run ``i`` starts no earlier than ``share`` of the way through
     run ``j`` (an earlier one; a branch waits for its trunk's branch point)."""
-    slots = [0.0] * max(workers, 1)
+    slots = [startup] * max(workers, 1)
     start, end = [0.0] * len(durations), [0.0] * len(durations)
     for i, d in enumerate(durations):
         k = int(np.argmin(slots))

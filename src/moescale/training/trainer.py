@@ -79,6 +79,9 @@ class TrainResult:
     tokenizer: str | None = None
     tokenizer_sha256: str | None = None
     corpus_tokens: int | None = None
+    # this attempt's seconds in evaluations (the initial one included) and in checkpoints
+    eval_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -203,6 +206,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.forward_model = self._wrap_model()
         self.step, self.tokens, self.train_seconds = 0, 0, 0.0
+        self.eval_seconds = self.checkpoint_seconds = 0.0  # this attempt's
         self.train_loss = float("nan")  # mean loss of the last logged window (checkpointed)
         self.initial_eval_loss: float | None = None
         self.log = JsonlLog(None)  # opened by run(), once a resumed checkpoint has loaded
@@ -375,6 +379,7 @@ class Trainer:
     def evaluate(self) -> float:
         """Mean cross-entropy (nats/token) on the fixed held-out windows, over all ranks (no
         autograd graph: a forward pass only)."""
+        started = time.perf_counter()
         self.model.eval()
         rows = self.eval_data[self.dist.rank::self.dist.world_size]
         total = torch.zeros(2, dtype=torch.float64, device=self.device)
@@ -386,6 +391,7 @@ class Trainer:
             total += torch.stack([loss.double(), total.new_tensor(w[:, 1:].numel())])
         all_reduce_sum(total, self.dist)
         self.model.train()
+        self.eval_seconds += time.perf_counter() - started
         loss = float(total[0] / total[1])
         if not math.isfinite(loss):
             self._diverged(TrainingDiverged(self.step, "evaluation loss", loss))
@@ -411,12 +417,14 @@ class Trainer:
         """Write ``checkpoint.pt`` (and, with ``keep``, a copy kept at this step for the
         branches that start here: ``KEPT_CHECKPOINT``)."""
         out = self.config.out_path
+        started = time.perf_counter()
         if out is not None and self.dist.is_main:
             state = self._state()
             if keep:
                 ckpt.save_checkpoint(out / KEPT_CHECKPOINT.format(step=self.step), state)
             ckpt.save_checkpoint(out / ckpt.CHECKPOINT_NAME, state)
         barrier(self.dist)
+        self.checkpoint_seconds += time.perf_counter() - started
 
     def restore(self, path: Path | None = None) -> None:
         """Exact resume: weights, AdamW moments, step, data position and RNG states, from the
@@ -588,7 +596,8 @@ class Trainer:
             convention=self.counts.convention.name, out=self.config.out,
             **{k: self.corpus.info.get(k) for k in ("corpus", "corpus_sha256", "tokenizer",
                                                      "tokenizer_sha256")},
-            corpus_tokens=int(len(self.corpus.train)))
+            corpus_tokens=int(len(self.corpus.train)), eval_seconds=self.eval_seconds,
+            checkpoint_seconds=self.checkpoint_seconds)
         self.log.write({"event": "end", **result.to_dict()})
         self.trackers.finish(result.to_dict())
         self.log.close()
