@@ -6,6 +6,8 @@ the child, which a loaded machine changes far less than wall time), both measure
 The worker imports what it trains with (``moescale.sweeps.worker`` and
 ``moescale.training.trainer``: torch, the model, the data and the trainer). Target (issue 33):
 within 1.15× ``import torch``; before ``torch._dynamo`` stopped loading at import it was 1.5×.
+Then the same imports and one AdamW step: torch's ``step`` imports ``torch._dynamo``, the
+trainer's (``moescale.training.startup``) does not.
 """
 
 from __future__ import annotations
@@ -37,6 +39,14 @@ def main() -> None:
     worker_s = cpu_seconds("import moescale.sweeps.worker, moescale.training.trainer", rounds)
     print(f"import torch            {torch_s:6.2f} s CPU (median of {rounds})")
     print(f"worker imports          {worker_s:6.2f} s CPU  ({worker_s / torch_s:.2f}× import torch)")
+    setup = ("import torch, moescale.training.trainer\n"
+             "from moescale.training.startup import defer_dynamo, optimizer_step\n"
+             "p = torch.nn.Parameter(torch.ones(4)); p.grad = torch.ones(4)\n")
+    plain_s = cpu_seconds(setup + "torch.optim.AdamW([p]).step()", rounds)
+    ours_s = cpu_seconds(setup + "defer_dynamo(torch.optim.AdamW)\n"
+                         "optimizer_step(torch.optim.AdamW([p]))", rounds)
+    print(f"+ first AdamW step: torch's {plain_s:5.2f} s CPU ({plain_s / torch_s:.2f}×), "
+          f"the trainer's {ours_s:5.2f} s CPU ({ours_s / torch_s:.2f}× import torch)")
 
 
 if __name__ == "__main__":
