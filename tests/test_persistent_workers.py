@@ -78,3 +78,33 @@ def test_runs_per_worker_caps_a_process(tmp_path):
     rows, folder = _sweep(tmp_path, "capped", "1e-3", runs_per_worker=2)
     pids = [_pid(r, folder) for r in rows]
     assert pids[0] == pids[1] != pids[2]
+
+
+def test_a_serving_worker_answers_each_run_and_writes_its_output_to_the_run(tmp_path):
+    """The protocol itself: one reply per run folder on stdin; a run whose folder another
+    worker holds (exit status 75, nothing written) does not end the process; each run's output
+    goes to its own worker.log."""
+    import subprocess
+    import sys
+
+    from moescale.sweeps import worker
+
+    run = SweepSpec.load(micro_spec(tmp_path)).expand()[0]
+    folders, locks = [tmp_path / "a", tmp_path / "b"], []
+    for folder in folders:
+        folder.mkdir()
+        worker.write_atomic(folder / worker.SPEC_FILE, run.to_dict())
+        locks.append(worker.hold_folder(folder))  # as if another worker trained it
+    try:
+        proc = subprocess.run([sys.executable, "-m", "moescale.sweeps.worker", "--serve", "1",
+                               "-", "0"], input="".join(f"{f}\n" for f in folders),
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        for fd in locks:
+            worker.release_folder(fd)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f"{worker.SERVE_REPLY} {worker.EXIT_LOCKED}"] * 2
+    for folder in folders:
+        assert "held by another worker" in (folder / worker.OUTPUT_FILE).read_text()
+        assert not (folder / worker.ERROR_FILE).exists()
+    assert "held by another worker" not in proc.stderr  # between runs: nothing of theirs

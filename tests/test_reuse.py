@@ -174,8 +174,10 @@ def test_a_branch_refuses_a_checkpoint_of_another_trunk(tmp_path):
 # ----- sweeps: kill-safe, never run twice --------------------------------------------------------
 BUDGETS = "[3e8, 9e8, 2.7e9]"  # 27, 81 and 243 steps of 256 tokens on a 16-wide model
 # runs of 27 steps are far below the default warm-up's yardstick (a 20-tokens-per-parameter run
-# of the model: 28 warm-up steps here), so the micro sweeps warm up for a given number of steps
-MICRO_REUSE = REUSE + "\nwarmup_steps = 3"
+# of the model: 28 warm-up steps here), so the micro sweeps warm up for a given number of steps;
+# they checkpoint every 9 steps so that a branch's 49-step cooldown has checkpoints of its own
+# to resume from (by default checkpoints follow the evaluations: every 81 steps here)
+MICRO_REUSE = REUSE + "\nwarmup_steps = 3\ncheckpoint_every = 9"
 
 
 def _losses(db) -> dict[str, float]:
@@ -414,7 +416,7 @@ def test_a_second_driver_shares_the_branches_while_the_trunk_trains(tmp_path):
     from moescale.sweeps.store import SweepStore
 
     path = micro_spec(tmp_path, budgets=BUDGETS, grid="hidden_size = [16]",
-                      train=MICRO_REUSE + "\ncheckpoint_every = 10")
+                      train=MICRO_REUSE)
     db = tmp_path / "s.db"
     runs = SweepSpec.load(path).expand()
     trunk = next(r for r in runs if r.role == "trunk")

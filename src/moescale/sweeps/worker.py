@@ -394,9 +394,9 @@ SERVE_REPLY = "moescale-run-ended"  # a serving worker's reply: ``moescale-run-e
 
 def serve(threads: int | None, device: str | None, runs: int = 0) -> None:
     """A persistent worker: read run folders from stdin, one per line, train each in this
-    process (the interpreter, torch and moescale loaded once) and answer each on stdout with
-    ``moescale-run-ended CODE`` (the status :func:`run_folder` gives). Each run's output goes
-    to its own ``worker.log``; between runs to stderr.
+    process (the interpreter, torch and moescale load once, in the first run) and answer each
+    on stdout with ``moescale-run-ended CODE`` (the status :func:`run_folder` gives). Each
+    run's output goes to its own ``worker.log``; between runs to stderr.
 
     The process ends after a run that did not finish (so a failed run leaves no state for the
     next one: that runs in a fresh process), after ``runs`` runs when ``runs`` > 0, and at the
@@ -405,9 +405,7 @@ def serve(threads: int | None, device: str | None, runs: int = 0) -> None:
     reply = os.fdopen(os.dup(1), "w", buffering=1)  # the control channel
     os.dup2(2, 1)  # nothing else may write to it: stray prints go to stderr
     idle_out = os.dup(2)
-    import moescale.training.trainer  # noqa: F401 — loaded once, before the first run
-
-    done = 0
+    done = 0  # torch and the trainer load in the first run (a failure there is that run's)
     for line in sys.stdin:
         run_dir = Path(line.strip())
         with _output_to(run_dir / OUTPUT_FILE, idle_out):
