@@ -296,4 +296,3 @@ def prepare_for_compile() -> None:
     if not getattr(routed_experts, "_eager_only", False):
         routed_experts = torch.compiler.disable(routed_experts)
         routed_experts._eager_only = True
-

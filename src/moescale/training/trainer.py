@@ -375,10 +375,8 @@ class Trainer:
 
     # ----- evaluation ----------------------------------------------------------------------
     @torch.no_grad()
-    @torch.no_grad()
     def evaluate(self) -> float:
-        """Mean cross-entropy (nats/token) on the fixed held-out windows, over all ranks (no
-        autograd graph: a forward pass only)."""
+        """Mean cross-entropy (nats/token) on the fixed held-out windows, over all ranks."""
         started = time.perf_counter()
         self.model.eval()
         rows = self.eval_data[self.dist.rank::self.dist.world_size]
