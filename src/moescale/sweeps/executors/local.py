@@ -248,7 +248,7 @@ def _read_reply(slot: _Slot) -> int | None:
     while True:
         try:
             chunk = os.read(fd, 4096)
-        except (BlockingIOError, OSError):
+        except OSError:  # nothing to read now (BlockingIOError), or the pipe is gone
             break
         if not chunk:
             break
