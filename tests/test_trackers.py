@@ -451,3 +451,28 @@ def test_sweep_import_reads_runs_from_mlflow_as_from_their_folders(tmp_path, mon
         assert row["result"]["tokens"] == end["tokens"]
     code, _, err = run_cli(["sweep", "import", "--store", str(db), "--mlflow", uri], capsys)
     assert code == 2 and "--mlflow URI and --experiment NAME go together" in err
+
+
+@pytest.mark.slow
+def test_workers_opening_a_fresh_sqlite_store_at_once_leave_it_whole(tmp_path):
+    """Four processes open one fresh SQLite MLflow store at the same instant (a sweep's runs
+    start together): one at a time migrates it, and the store is whole for the next reader."""
+    need("mlflow")
+    import subprocess
+    import time
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    start = time.time() + 6  # after every process has imported mlflow
+    code = ("import time, sys\n"
+            "from mlflow.tracking import MlflowClient\n"
+            "from moescale.training.trackers import _client\n"
+            f"time.sleep(max({start} - time.time(), 0))\n"
+            "_client(MlflowClient).search_experiments()\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True,
+                              env=os.environ | {"MLFLOW_TRACKING_URI": uri})
+             for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
+    from mlflow.tracking import MlflowClient
+
+    assert MlflowClient(uri).search_experiments()  # the Default experiment: tables complete

@@ -38,6 +38,7 @@ the run. Nothing here imports a tracker package until it is used.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -121,22 +122,44 @@ class TensorBoardTracker:
 
 def _client(make, tries: int = 5):
     """An MLflow client whose store answers. The runs of a sweep start at once: on a fresh
-    SQLite store, workers racing to create and migrate its tables fail for a moment; with a
-    ``sqlite:`` tracking URI they try again (0.5 s apart) instead of giving up tracking. A
-    server that does not answer fails at once."""
+    SQLite store, workers racing to create and migrate its tables would leave it half
+    migrated, so with a ``sqlite:`` tracking URI one process at a time opens it (a lock file
+    beside the database) and a failure is tried again (0.5 s apart) instead of giving up
+    tracking. A server that does not answer fails at once."""
     import time
 
-    local = os.environ.get("MLFLOW_TRACKING_URI", "").startswith("sqlite:")
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+    local = uri.startswith("sqlite:")
     for attempt in range(tries):
         try:
-            client = make()
-            client.search_experiments(max_results=1)
+            with _sqlite_lock(uri) if local else contextlib.nullcontext():
+                client = make()
+                client.search_experiments(max_results=1)  # creates and migrates the tables
             return client
         except Exception:  # noqa: BLE001 — a local SQL store being created by another run
             if not local or attempt == tries - 1:
                 raise
             time.sleep(0.5)
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def _sqlite_lock(uri: str):
+    """Hold an exclusive lock on ``DB.moescale-lock`` beside the SQLite file of ``uri``
+    (``sqlite:///path``) for the block."""
+    import fcntl
+
+    name = uri.removeprefix("sqlite:///").split("?")[0]  # sqlite:////abs or sqlite:///rel
+    path = Path(name)
+    if name in ("", ":memory:") or not path.parent.is_dir():
+        yield
+        return
+    with open(path.with_name(path.name + ".moescale-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _experiment_id(client, name: str) -> str:
