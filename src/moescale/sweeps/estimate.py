@@ -32,8 +32,8 @@ from moescale.sweeps import worker
 from moescale.sweeps.spec import RunSpec, SweepSpec
 
 BPE_BYTES_PER_TOKEN = 3.5  # rough size of a BPE token of English text, for the repeat warning
-PROBE_STEPS = 10  # optimizer steps of a timing run; eval and checkpoint every step → about
-#                   the 11 evaluations and 10 checkpoints of a real run
+PROBE_STEPS = 10  # optimizer steps of a timing run
+PROBE_EVERY = 5  # its evaluations and checkpoints: at the start (evaluation), steps 5 and 10
 MAX_PROBES = 8  # timing runs at once, at most
 MAX_MODELS = 6  # models timed, at most
 DRIVER_SECONDS = 0.05  # per run: the driver wakes when a worker answers, records the run,
@@ -71,8 +71,8 @@ def probe_runs(runs: list[RunSpec], threads: int, concurrent: int) -> list[Probe
         dirs = []
         for i, run in enumerate(runs):
             short = dataclasses.replace(run, id=f"probe-{i}", train=run.train | {
-                "tokens": int(run.train["batch_tokens"]) * PROBE_STEPS, "eval_every": 1,
-                "checkpoint_every": 1, "log_every": 1})
+                "tokens": int(run.train["batch_tokens"]) * PROBE_STEPS,
+                "eval_every": PROBE_EVERY, "checkpoint_every": PROBE_EVERY, "log_every": 1})
             run_dir = Path(tmp) / short.id
             run_dir.mkdir()
             worker.write_atomic(run_dir / worker.SPEC_FILE, short.to_dict())
@@ -104,8 +104,9 @@ def _probe_result(run: RunSpec, run_dir: Path) -> Probe:
     step = float(np.median(steps[1:] or steps))  # steady state: the first step warms up
     evals, checkpoints = result["eval_seconds"], result["checkpoint_seconds"]
     fixed = timing["seconds"] - PROBE_STEPS * step - evals - checkpoints
-    return Probe(run.flops_per_token, max(fixed, 0.0), step, evals / (PROBE_STEPS + 1),
-                 checkpoints / PROBE_STEPS, timing["startup_seconds"])
+    n_checkpoints = PROBE_STEPS // PROBE_EVERY
+    return Probe(run.flops_per_token, max(fixed, 0.0), step, evals / (n_checkpoints + 1),
+                 checkpoints / n_checkpoints, timing["startup_seconds"])
 
 
 def evaluations_and_checkpoints(run: RunSpec) -> tuple[int, int]:
