@@ -3,8 +3,8 @@ estimated wall time on this machine (``moescale sweep plan``).
 
 The time estimate runs short timing runs through the worker code a sweep runs
 (``python -m moescale.sweeps.worker --probe``), in as many processes at once as the sweep has
-workers (they compete for the cores as the sweep's runs will), each with an evaluation and a
-checkpoint at every one of a few optimizer steps. Each timing run splits into the parts a run
+workers (they compete for the cores as the sweep's runs will), each ten optimizer steps with
+evaluations and checkpoints among them. Each timing run splits into the parts a run
 of the sweep pays: its worker's start-up (interpreter, torch, moescale: once per worker, which
 trains run after run), its own set-up (data, model, result), one evaluation, one checkpoint and
 the steady step time. A run of the sweep then costs its set-up, its own number of evaluations
