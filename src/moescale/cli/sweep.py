@@ -187,6 +187,7 @@ def run_cmd(spec_path, store_path, workers, threads, runs_per_worker, executor, 
     Examples:
       moescale sweep run sweep.toml --store sweep.db
       moescale sweep run sweep.toml --store sweep.db --workers 2 --threads 1
+      moescale sweep run sweep.toml --store sweep.db --runs-per-worker 1
       moescale sweep run sweep.toml --store sweep.db --executor ray --address auto
       moescale sweep run sweep.toml --store /shared/sweep.db --executor slurm \\
         --slurm-partition gpu --slurm-time 120 --slurm-arg constraint=a100
