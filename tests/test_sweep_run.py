@@ -126,8 +126,9 @@ def test_two_drivers_share_one_store(tmp_path):
                        "--threads", "1", "--json")
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
-    outs = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
-    assert all(p.returncode == 0 for p in procs)
+    ended = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in ended]
+    outs = [json.loads(out) for out, _ in ended]
     finished = [i for o in outs for i in o["finished"]]
     assert len(finished) == len(set(finished)) == 4  # each run executed by exactly one driver
     rows = SweepStore(db).rows()
