@@ -13,7 +13,7 @@ evaluations, checkpoints and the driver's latency. Target (issue 33): at most 6 
 
     python benchmarks/bench_micro_sweep.py [--workers 2] [--rounds 1]
 
-The sweep is isoflop-mini's model family (examples/isoflop-mini) at two budgets × three widths.
+The sweep is examples/isoflop-mini at its two smaller budgets × three smallest widths.
 CPU time is the children's user + system time, which a shared machine changes far less than
 wall time.
 """
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -30,37 +31,16 @@ import tempfile
 import time
 from pathlib import Path
 
-SPEC = """
-name = "micro-isoflop"
-budgets = [1e11, 2e11]
-convention = "exact"
-seeds = [0]
-[base]
-n_layers = 2
-first_dense_layers = 1
-n_heads = 2
-vocab_size = 256
-seq_len = 128
-n_experts = 4
-top_k = 1
-[[points]]
-hidden_size = 12
-expert_ffn = 24
-dense_ffn = 48
-[[points]]
-hidden_size = 16
-expert_ffn = 32
-dense_ffn = 64
-[[points]]
-hidden_size = 24
-expert_ffn = 48
-dense_ffn = 96
-[train]
-batch_tokens = 2048
-lr = 3e-3
-data = "kjv"
-eval_tokens = 16384
-"""
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "isoflop-mini" / "sweep.toml"
+
+
+def micro_spec() -> str:
+    """isoflop-mini's spec at its two smaller budgets and three smallest widths (6 runs)."""
+    text = re.sub(r"budgets = \[[^\]]*\]", "budgets = [1e11, 2e11]", EXAMPLE.read_text(), count=1)
+    head, *points = text.split("[[points]]")
+    train = points[-1][points[-1].index("[train]"):]
+    return "[[points]]".join([head, *points[:3]]) + "\n" + train
+
 
 LOOP = """
 import json, sys, time
@@ -129,7 +109,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         spec = folder / "micro.toml"
-        spec.write_text(SPEC)
+        spec.write_text(micro_spec())
+        from moescale.sweeps.spec import SweepSpec
+
+        assert len(SweepSpec.load(spec).expand()) == 6, "the example's layout changed"
         sweep(folder, spec, args.workers, 0)  # warm the token cache and the disk cache
         results: dict[str, list[dict]] = {"fresh": [], "kept": [], "loop": []}
         for _ in range(args.rounds):  # interleaved: a change in load hits every mode alike

@@ -180,8 +180,7 @@ def default_eval_every(total_steps: int, batch_tokens: int, eval_tokens: int) ->
     """Steps between evaluations (and checkpoints) when ``eval_every`` is not given: about ten
     per run, fewer when ten would cost more than :data:`EVAL_SHARE` of its training compute
     (an evaluation is a forward pass over ``eval_tokens``, a third of a training token's
-    FLOPs), at least two. A short micro run no longer spends 15 % of its time evaluating
-    (issue 33: a run's fixed costs, evaluations included, within 6 % of its time)."""
+    FLOPs), at least two: a short micro run spends little of its time evaluating."""
     affordable = EVAL_SHARE * 3 * batch_tokens * total_steps / eval_tokens
     evals = int(min(MAX_EVALS, max(MIN_EVALS, affordable)))
     return max(total_steps // evals, 1)
